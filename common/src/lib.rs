@@ -1,0 +1,302 @@
+//! Types shared by the pinhole XDP program (`pinhole-ebpf`) and the userspace
+//! controller (`pinhole`). This crate is the single definition of the kernel/user
+//! ABI: every struct is `#[repr(C)]` with explicit padding and no `bool`, so its
+//! layout is the same on both sides. With the `user` feature the types implement
+//! `aya::Pod` and can be used as map keys and values.
+#![no_std]
+
+/// Name of the BPF `HASH` map of open flows (one entry per direction of a pinhole).
+pub const FLOWS_MAP: &str = "PINHOLE_FLOWS";
+/// Name of the per-CPU verdict counter array, indexed by [`Reason`].
+pub const COUNTERS_MAP: &str = "PINHOLE_COUNTERS";
+/// Name of the `.rodata` global holding the load-time [`Config`].
+pub const CONFIG_GLOBAL: &str = "PINHOLE_CONFIG";
+/// Name of the XDP filter program in the object.
+pub const PROGRAM_NAME: &str = "pinhole";
+/// Name of the empty XDP program used as the benchmark baseline.
+pub const BASELINE_PROGRAM_NAME: &str = "pinhole_baseline";
+
+/// Default capacity of [`FLOWS_MAP`] (entries, i.e. directions). Overridden at load.
+pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
+/// How many media port ranges the program can hold.
+pub const MAX_PORT_RANGES: usize = 8;
+/// How many IPv6 extension headers (hop-by-hop, routing, destination options,
+/// fragment, AH) the parser walks before it gives up with [`Reason::ExtHeaderLimit`].
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+/// How many VLAN tags (802.1Q / 802.1ad) the parser strips.
+pub const MAX_VLAN_TAGS: usize = 2;
+
+/// Address family tag in [`FlowKey::family`].
+pub const FAMILY_V4: u8 = 4;
+/// Address family tag in [`FlowKey::family`].
+pub const FAMILY_V6: u8 = 6;
+/// IP protocol number of UDP.
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Exact 5-tuple of one direction of a media flow. IPv4 addresses occupy the
+/// first four bytes of the 16-byte address fields; the rest is zero.
+/// Ports are in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub family: u8,
+    pub proto: u8,
+    pub _pad: [u8; 2],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+}
+
+impl FlowKey {
+    /// The key of the opposite direction (B:b→A:a for A:a→B:b).
+    pub const fn reversed(&self) -> FlowKey {
+        FlowKey {
+            family: self.family,
+            proto: self.proto,
+            _pad: [0; 2],
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            src_addr: self.dst_addr,
+            dst_addr: self.src_addr,
+        }
+    }
+}
+
+/// Per-flow statistics, the value of [`FLOWS_MAP`]. The XDP program adds to
+/// `packets` and `bytes` atomically and stamps `last_seen_ns`
+/// (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC) on every hit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub last_seen_ns: u64,
+}
+
+/// One inclusive range of UDP destination ports that the filter protects.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+/// What the program does with a non-first fragment of a UDP datagram, which
+/// carries no port. See [`Config::fragment_policy`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FragmentPolicy {
+    /// Pass non-first fragments (default). Safe because the first fragment, which
+    /// carries the UDP header, is filtered like any datagram: when it is dropped
+    /// the kernel can never reassemble the datagram and discards the rest.
+    Pass = 0,
+    /// Drop every non-first UDP fragment, whatever its destination.
+    Drop = 1,
+}
+
+/// Load-time configuration, written into the program's `.rodata` before load,
+/// so the verifier sees constants and the fast path reads no map for it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub ranges: [PortRange; MAX_PORT_RANGES],
+    /// How many entries of `ranges` are in use.
+    pub n_ranges: u32,
+    /// A [`FragmentPolicy`] as `u32`.
+    pub fragment_policy: u32,
+}
+
+impl Config {
+    /// A configuration that protects nothing: every packet is `NotSubject`.
+    pub const EMPTY: Config = Config {
+        ranges: [PortRange { lo: 0, hi: 0 }; MAX_PORT_RANGES],
+        n_ranges: 0,
+        fragment_policy: FragmentPolicy::Pass as u32,
+    };
+
+    /// True when `port` lies in one of the configured ranges.
+    #[inline(always)]
+    pub fn is_media_port(&self, port: u16) -> bool {
+        let mut i = 0;
+        while i < MAX_PORT_RANGES {
+            if i as u32 >= self.n_ranges {
+                return false;
+            }
+            let r = self.ranges[i];
+            if port >= r.lo && port <= r.hi {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+/// Per-reason counter value in [`COUNTERS_MAP`] (one per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The XDP action a [`Reason`] maps to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    Drop,
+}
+
+/// Why the program decided what it did. Every packet is counted under exactly one
+/// reason; the discriminant is the index into [`COUNTERS_MAP`].
+///
+/// Policy: the filter is *fail-open for traffic it does not protect* (anything
+/// that is provably not UDP to a media port passes untouched) and *fail-closed
+/// for traffic it cannot classify* (a frame that claims to be IP but whose
+/// headers are truncated or inconsistent, or whose IPv6 extension chain is too
+/// long to reach the transport header, is dropped: it might be aimed at a media
+/// port and the kernel would reject a malformed one anyway).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Not IPv4/IPv6 (ARP, LLDP, …), or an Ethernet frame too short to carry an
+    /// EtherType. Pass.
+    NotIp = 0,
+    /// IP but not UDP (TCP, ICMP, ESP, …). Pass.
+    NotUdp = 1,
+    /// UDP whose destination port is outside every media range (SIP on 5060,
+    /// DNS, …). Pass.
+    NotMediaPort = 2,
+    /// UDP to a media port whose exact 5-tuple is open. Pass, counted per flow.
+    Hit = 3,
+    /// UDP to a media port with no open pinhole. Drop.
+    Miss = 4,
+    /// A non-first UDP fragment under [`FragmentPolicy::Pass`]. Pass.
+    FragmentPass = 5,
+    /// A non-first UDP fragment under [`FragmentPolicy::Drop`]. Drop.
+    FragmentDrop = 6,
+    /// Truncated or inconsistent headers (VLAN, IPv4 IHL/length, IPv6, extension
+    /// header, UDP). Drop.
+    Malformed = 7,
+    /// More IPv6 extension headers than [`MAX_IPV6_EXT_HEADERS`]. Drop.
+    ExtHeaderLimit = 8,
+}
+
+impl Reason {
+    /// Number of reasons, i.e. the size of [`COUNTERS_MAP`].
+    pub const COUNT: u32 = 9;
+    /// Every reason, in index order.
+    pub const ALL: [Reason; Reason::COUNT as usize] = [
+        Reason::NotIp,
+        Reason::NotUdp,
+        Reason::NotMediaPort,
+        Reason::Hit,
+        Reason::Miss,
+        Reason::FragmentPass,
+        Reason::FragmentDrop,
+        Reason::Malformed,
+        Reason::ExtHeaderLimit,
+    ];
+
+    /// The verdict policy, in one place.
+    #[inline(always)]
+    pub const fn action(self) -> Action {
+        match self {
+            Reason::NotIp
+            | Reason::NotUdp
+            | Reason::NotMediaPort
+            | Reason::Hit
+            | Reason::FragmentPass => Action::Pass,
+            Reason::Miss | Reason::FragmentDrop | Reason::Malformed | Reason::ExtHeaderLimit => {
+                Action::Drop
+            }
+        }
+    }
+
+    /// Stable snake_case name used in CLI output, JSON and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::NotIp => "not_ip",
+            Reason::NotUdp => "not_udp",
+            Reason::NotMediaPort => "not_media_port",
+            Reason::Hit => "hit",
+            Reason::Miss => "miss",
+            Reason::FragmentPass => "fragment_pass",
+            Reason::FragmentDrop => "fragment_drop",
+            Reason::Malformed => "malformed",
+            Reason::ExtHeaderLimit => "ext_header_limit",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], contain only integers and arrays of
+    // integers, and have no implicit padding (checked by the size asserts below).
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowStats {}
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::PortRange {}
+    unsafe impl aya::Pod for super::Config {}
+}
+
+// Layout is ABI: fail the build if a field change introduces implicit padding.
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 24);
+const _: () = assert!(core::mem::size_of::<Counter>() == 16);
+const _: () = assert!(core::mem::size_of::<PortRange>() == 4);
+const _: () = assert!(core::mem::size_of::<Config>() == 4 * MAX_PORT_RANGES + 8);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reversed_swaps_endpoints() {
+        let k = FlowKey {
+            family: FAMILY_V4,
+            proto: IPPROTO_UDP,
+            _pad: [0; 2],
+            src_port: 1,
+            dst_port: 2,
+            src_addr: [1; 16],
+            dst_addr: [2; 16],
+        };
+        let r = k.reversed();
+        assert_eq!((r.src_port, r.dst_port), (2, 1));
+        assert_eq!((r.src_addr, r.dst_addr), ([2; 16], [1; 16]));
+        assert_eq!(r.reversed(), k);
+    }
+
+    #[test]
+    fn media_port_ranges_are_inclusive_and_bounded_by_n_ranges() {
+        let mut c = Config::EMPTY;
+        c.ranges[0] = PortRange { lo: 10000, hi: 20000 };
+        c.ranges[1] = PortRange { lo: 6970, hi: 7170 };
+        c.ranges[2] = PortRange { lo: 1, hi: 65535 };
+        c.n_ranges = 2;
+        let table = [
+            (9999, false),
+            (10000, true),
+            (20000, true),
+            (20001, false),
+            (6969, false),
+            (6970, true),
+            (7170, true),
+            (7171, false),
+            (5060, false), // range 2 is not in use
+        ];
+        for (port, want) in table {
+            assert_eq!(c.is_media_port(port), want, "port {port}");
+        }
+        assert!(!Config::EMPTY.is_media_port(10000));
+    }
+
+    #[test]
+    fn reason_indices_are_dense() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+}
