@@ -1,1 +1,23 @@
+//! pinhole: an eBPF/XDP firewall that drops RTP/RTCP media unless it belongs
+//! to an open symmetric pinhole.
+//!
+//! - [`addr`]: endpoints and their flow keys;
+//! - [`table`]: the pure pinhole table (refcounted flows, capacity, expiry);
+//! - [`controller`]: the task that owns the table and the flow map;
+//! - [`control`] and [`proto`]: the JSON-lines control socket;
+//! - [`loader`] and [`maps`]: the kernel side;
+//! - [`cli`], [`commands`], [`daemon`], [`output`]: the `pinhole` binary.
+pub mod addr;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod control;
+pub mod controller;
+pub mod daemon;
 pub mod ebpf;
+pub mod error;
+pub mod loader;
+pub mod maps;
+pub mod output;
+pub mod proto;
+pub mod table;

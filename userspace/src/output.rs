@@ -1,0 +1,271 @@
+//! Human-readable output of the client subcommands.
+
+use pinhole_common::{Action, Reason};
+
+use crate::proto::{CloseReply, ListReply, OpenReply, StatsReply};
+use crate::table::OpenOutcome;
+
+/// Column alignment.
+#[derive(Clone, Copy)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// Renders rows under a header with columns padded to their widest cell,
+/// separated by two spaces, without trailing blanks.
+fn render_table(header: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|(h, _)| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header_row: Vec<String> = header.iter().map(|(h, _)| h.to_string()).collect();
+    for row in std::iter::once(&header_row).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            match header[i].1 {
+                Align::Left => {
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+                Align::Right => {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(cell);
+                }
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn secs(s: u64) -> String {
+    format!("{s}s")
+}
+
+fn timeout(s: u64) -> String {
+    if s == 0 {
+        "never".into()
+    } else {
+        secs(s)
+    }
+}
+
+/// `list` as a table.
+pub fn list(reply: &ListReply) -> String {
+    if reply.pinholes.is_empty() {
+        return "no pinholes open\n".into();
+    }
+    use Align::*;
+    let header = [
+        ("ID", Right),
+        ("A", Left),
+        ("B", Left),
+        ("RTCP", Left),
+        ("IDLE", Right),
+        ("AGE", Right),
+        ("TIMEOUT", Right),
+        ("PACKETS", Right),
+        ("BYTES", Right),
+    ];
+    let rows: Vec<Vec<String>> = reply
+        .pinholes
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                p.a.to_string(),
+                p.b.to_string(),
+                if p.rtcp { "yes" } else { "no" }.into(),
+                secs(p.idle_secs),
+                secs(p.age_secs),
+                timeout(p.idle_timeout_secs),
+                p.packets.to_string(),
+                p.bytes.to_string(),
+            ]
+        })
+        .collect();
+    render_table(&header, &rows)
+}
+
+/// `stats` as a table of counters followed by the table usage.
+pub fn stats(reply: &StatsReply) -> String {
+    use Align::*;
+    let header = [
+        ("REASON", Left),
+        ("VERDICT", Left),
+        ("PACKETS", Right),
+        ("BYTES", Right),
+    ];
+    let mut rows = Vec::new();
+    for r in Reason::ALL {
+        let c = reply.counters.get(r.name()).copied().unwrap_or_default();
+        let verdict = match r.action() {
+            Action::Pass => "pass",
+            Action::Drop => "drop",
+        };
+        rows.push(vec![
+            r.name().to_string(),
+            verdict.into(),
+            c.packets.to_string(),
+            c.bytes.to_string(),
+        ]);
+    }
+    // Reasons a newer daemon reports that this client does not know.
+    for (name, c) in &reply.counters {
+        if !Reason::ALL.iter().any(|r| r.name() == name) {
+            rows.push(vec![
+                name.clone(),
+                "?".into(),
+                c.packets.to_string(),
+                c.bytes.to_string(),
+            ]);
+        }
+    }
+    let mut out = render_table(&header, &rows);
+    out.push_str(&format!(
+        "\npinholes: {}\nflows: {} of {} used\nrefused (table full): {}\nexpired: {}\n",
+        reply.pinholes, reply.flows.used, reply.flows.capacity, reply.rejected_full, reply.expired
+    ));
+    out
+}
+
+/// The one line `open` prints.
+pub fn opened(r: &OpenReply) -> String {
+    let verb = match r.outcome {
+        OpenOutcome::Opened => "opened",
+        OpenOutcome::Refreshed => "refreshed",
+    };
+    let rtcp = if r.rtcp { " with RTCP" } else { "" };
+    let idle = match r.idle_timeout_secs {
+        0 => "no idle timeout".to_string(),
+        s => format!("idle timeout {s}s"),
+    };
+    format!(
+        "{verb} pinhole {}: {} <-> {}{rtcp} ({} flows, {idle})",
+        r.id, r.a, r.b, r.flows
+    )
+}
+
+/// The one line `close` prints.
+pub fn closed(r: &CloseReply) -> String {
+    let rtcp = if r.rtcp { " with RTCP" } else { "" };
+    format!(
+        "closed pinhole {}: {} <-> {}{rtcp} ({} flows removed)",
+        r.id, r.a, r.b, r.flows_removed
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{CounterInfo, FlowUsage, PinholeInfo};
+
+    #[test]
+    fn list_is_an_aligned_table() {
+        let p = |id, a: &str, b: &str, rtcp, packets| PinholeInfo {
+            id,
+            a: a.parse().unwrap(),
+            b: b.parse().unwrap(),
+            rtcp,
+            idle_timeout_secs: if id == 1 { 300 } else { 0 },
+            idle_secs: 3,
+            age_secs: 5,
+            packets,
+            bytes: packets * 100,
+            owner: None,
+            flows: vec![],
+        };
+        let reply = ListReply {
+            pinholes: vec![
+                p(1, "192.0.2.1:4000", "198.51.100.2:10000", false, 12),
+                p(12, "[2001:db8::1]:4000", "[2001:db8::2]:10000", true, 1234),
+            ],
+        };
+        let want = "\
+ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS   BYTES
+ 1  192.0.2.1:4000      198.51.100.2:10000   no      3s   5s     300s       12    1200
+12  [2001:db8::1]:4000  [2001:db8::2]:10000  yes     3s   5s    never     1234  123400
+";
+        assert_eq!(list(&reply), want);
+        assert_eq!(list(&ListReply::default()), "no pinholes open\n");
+    }
+
+    #[test]
+    fn stats_lists_every_reason_in_order() {
+        let mut counters = std::collections::BTreeMap::new();
+        for r in Reason::ALL {
+            counters.insert(
+                r.name().to_string(),
+                CounterInfo {
+                    packets: r as u64,
+                    bytes: 10 * r as u64,
+                },
+            );
+        }
+        counters.insert(
+            "future_reason".into(),
+            CounterInfo {
+                packets: 1,
+                bytes: 2,
+            },
+        );
+        let reply = StatsReply {
+            counters,
+            flows: FlowUsage {
+                used: 4,
+                capacity: 262144,
+            },
+            pinholes: 2,
+            rejected_full: 1,
+            expired: 0,
+        };
+        let text = stats(&reply);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("REASON"));
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert!(lines[i + 1].starts_with(r.name()), "{}", lines[i + 1]);
+        }
+        assert!(lines[4].contains("hit") && lines[4].contains("pass"));
+        assert!(lines[5].contains("miss") && lines[5].contains("drop"));
+        assert!(lines[10].starts_with("future_reason"));
+        assert!(text.contains("flows: 4 of 262144 used"));
+        assert!(text.contains("refused (table full): 1"));
+    }
+
+    #[test]
+    fn one_line_messages() {
+        let r = OpenReply {
+            id: 3,
+            outcome: OpenOutcome::Opened,
+            a: "192.0.2.1:4000".parse().unwrap(),
+            b: "198.51.100.2:10000".parse().unwrap(),
+            rtcp: true,
+            idle_timeout_secs: 300,
+            flows: 4,
+        };
+        assert_eq!(
+            opened(&r),
+            "opened pinhole 3: 192.0.2.1:4000 <-> 198.51.100.2:10000 with RTCP (4 flows, idle timeout 300s)"
+        );
+        let c = CloseReply {
+            id: 3,
+            a: r.a,
+            b: r.b,
+            rtcp: false,
+            flows_removed: 2,
+        };
+        assert_eq!(
+            closed(&c),
+            "closed pinhole 3: 192.0.2.1:4000 <-> 198.51.100.2:10000 (2 flows removed)"
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! The control protocol: one JSON object per line each way.
+//!
+//! Request: `{"cmd":"open","a":"192.0.2.1:4000","b":"198.51.100.2:10000","rtcp":false,"idle_secs":30}`,
+//! `{"cmd":"close","a":…,"b":…}`, `{"cmd":"list"}`, `{"cmd":"stats"}`.
+//! Response: `{"ok":true,"result":{…}}` or
+//! `{"ok":false,"error":{"kind":"bad_request"|"runtime","message":"…"}}`.
+//! The `list` and `stats` results are exactly what `--json` prints.
+
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{addr::Endpoint, error::RemoteKind, table::OpenOutcome};
+
+/// Longest request line the daemon reads, newline included.
+pub const MAX_REQUEST_LINE: usize = 64 * 1024;
+/// Longest owner tag accepted.
+pub const MAX_OWNER_LEN: usize = 256;
+
+/// Parameters of an open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenParams {
+    pub a: Endpoint,
+    pub b: Endpoint,
+    #[serde(default)]
+    pub rtcp: bool,
+    /// Idle timeout in seconds (0 = never); the daemon's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<u64>,
+    /// Who owns the pinhole (e.g. a call id). The CLI sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// A request to the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Open(OpenParams),
+    Close { a: Endpoint, b: Endpoint },
+    List,
+    Stats,
+}
+
+/// The daemon's answer to one request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// Why a request failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub kind: RemoteKind,
+    pub message: String,
+}
+
+impl Response {
+    pub fn success<T: Serialize>(result: &T) -> Response {
+        match serde_json::to_value(result) {
+            Ok(v) => Response {
+                ok: true,
+                result: Some(v),
+                error: None,
+            },
+            Err(e) => Response::failure(RemoteKind::Runtime, format!("encoding the reply: {e}")),
+        }
+    }
+
+    pub fn failure(kind: RemoteKind, message: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            result: None,
+            error: Some(ErrorBody {
+                kind,
+                message: message.into(),
+            }),
+        }
+    }
+}
+
+/// Result of `open`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenReply {
+    pub id: u64,
+    pub outcome: OpenOutcome,
+    pub a: Endpoint,
+    pub b: Endpoint,
+    pub rtcp: bool,
+    pub idle_timeout_secs: u64,
+    /// Flows the pinhole uses.
+    pub flows: usize,
+}
+
+/// Result of `close`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseReply {
+    pub id: u64,
+    pub a: Endpoint,
+    pub b: Endpoint,
+    pub rtcp: bool,
+    /// Map entries removed (flows shared with other pinholes stay).
+    pub flows_removed: usize,
+}
+
+/// Result of `list` (and `list --json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListReply {
+    pub pinholes: Vec<PinholeInfo>,
+}
+
+/// One pinhole in `list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinholeInfo {
+    pub id: u64,
+    pub a: Endpoint,
+    pub b: Endpoint,
+    pub rtcp: bool,
+    pub idle_timeout_secs: u64,
+    pub idle_secs: u64,
+    pub age_secs: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub flows: Vec<FlowInfo>,
+}
+
+/// One flow of a pinhole in `list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowInfo {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Result of `stats` (and `stats --json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReply {
+    /// Per verdict reason (`Reason::name()`), summed over CPUs.
+    pub counters: BTreeMap<String, CounterInfo>,
+    pub flows: FlowUsage,
+    /// Open pinholes.
+    pub pinholes: usize,
+    /// Opens refused because the flow table was full.
+    pub rejected_full: u64,
+    /// Pinholes closed by the idle timeout.
+    pub expired: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterInfo {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowUsage {
+    pub used: usize,
+    pub capacity: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_from_the_documented_json() {
+        let table: &[(&str, Option<Request>)] = &[
+            (r#"{"cmd":"list"}"#, Some(Request::List)),
+            (r#"{"cmd":"stats","extra":1}"#, Some(Request::Stats)),
+            (
+                r#"{"cmd":"open","a":"192.0.2.1:4000","b":"198.51.100.2:10000"}"#,
+                Some(Request::Open(OpenParams {
+                    a: "192.0.2.1:4000".parse().unwrap(),
+                    b: "198.51.100.2:10000".parse().unwrap(),
+                    rtcp: false,
+                    idle_secs: None,
+                    owner: None,
+                })),
+            ),
+            (
+                r#"{"cmd":"close","a":"[2001:db8::1]:5","b":"[2001:db8::2]:6"}"#,
+                Some(Request::Close {
+                    a: "[2001:db8::1]:5".parse().unwrap(),
+                    b: "[2001:db8::2]:6".parse().unwrap(),
+                }),
+            ),
+            (
+                r#"{"cmd":"open","a":"192.0.2.1:0","b":"198.51.100.2:1"}"#,
+                None,
+            ),
+            (r#"{"cmd":"open","a":"192.0.2.1:1"}"#, None),
+            (
+                r#"{"cmd":"open","a":"192.0.2.1:1","b":"198.51.100.2:1","idle_secs":-1}"#,
+                None,
+            ),
+            (r#"{"cmd":"reboot"}"#, None),
+            (r#"{"list":true}"#, None),
+            (r#"{"cmd":"list"} trailing"#, None),
+            ("null", None),
+            ("", None),
+            ("{", None),
+        ];
+        for (json, want) in table {
+            let got = serde_json::from_str::<Request>(json).ok();
+            assert_eq!(&got, want, "{json}");
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let ok = Response::success(&ListReply::default());
+        let text = serde_json::to_string(&ok).unwrap();
+        assert_eq!(text, r#"{"ok":true,"result":{"pinholes":[]}}"#);
+        let err = Response::failure(RemoteKind::BadRequest, "nope");
+        let text = serde_json::to_string(&err).unwrap();
+        assert_eq!(
+            text,
+            r#"{"ok":false,"error":{"kind":"bad_request","message":"nope"}}"#
+        );
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), err);
+    }
+}
