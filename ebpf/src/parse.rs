@@ -8,6 +8,8 @@ use pinhole_common::{
     MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
 };
 
+use core::mem::size_of;
+
 use crate::cursor::{Cursor, Truncated};
 use crate::headers::*;
 
@@ -67,6 +69,8 @@ fn ipv4(c: &mut Cursor, cfg: &Config, lookup: impl FnOnce(&FlowKey) -> bool) -> 
     if total < ihl || total > frame_left {
         return Err(Reason::Malformed);
     }
+    // Bytes after the datagram (Ethernet padding or other trailer).
+    let trailer = frame_left - total;
     if ip.proto != IPPROTO_UDP {
         return Ok(Reason::NotUdp);
     }
@@ -81,7 +85,7 @@ fn ipv4(c: &mut Cursor, cfg: &Config, lookup: impl FnOnce(&FlowKey) -> bool) -> 
     };
     key.src_addr[..4].copy_from_slice(&ip.src);
     key.dst_addr[..4].copy_from_slice(&ip.dst);
-    udp(c, cfg, key, lookup)
+    udp(c, cfg, key, trailer, lookup)
 }
 
 #[inline(always)]
@@ -90,9 +94,15 @@ fn ipv6(c: &mut Cursor, cfg: &Config, lookup: impl FnOnce(&FlowKey) -> bool) -> 
     if ip.version_class_flow[0] >> 4 != 6 {
         return Err(Reason::Malformed);
     }
-    if be16(ip.payload_len) as usize > c.remaining() {
+    // A zero payload length announces a jumbogram, which cannot carry UDP
+    // in a frame this program sees (it does not handle XDP fragments): the
+    // UDP check below fails it.
+    let payload_len = be16(ip.payload_len) as usize;
+    let frame_left = c.remaining();
+    if payload_len > frame_left {
         return Err(Reason::Malformed);
     }
+    let trailer = frame_left - payload_len;
     let mut next = ip.next_header;
     let mut hops = 0;
     while hops < MAX_IPV6_EXT_HEADERS {
@@ -138,7 +148,7 @@ fn ipv6(c: &mut Cursor, cfg: &Config, lookup: impl FnOnce(&FlowKey) -> bool) -> 
     };
     key.src_addr = ip.src;
     key.dst_addr = ip.dst;
-    udp(c, cfg, key, lookup)
+    udp(c, cfg, key, trailer, lookup)
 }
 
 #[inline(always)]
@@ -158,13 +168,22 @@ fn fragment(cfg: &Config) -> Reason {
     }
 }
 
+/// Reads the UDP header, which must end inside the IP datagram: `trailer` is
+/// how many bytes of the frame follow the datagram. Bytes past the datagram
+/// are trimmed by the kernel before UDP sees them, and a first fragment too
+/// short to hold the header would let the port arrive in a later fragment,
+/// which carries no port to filter on (the tiny-fragment evasion).
 #[inline(always)]
 fn udp(
     c: &mut Cursor,
     cfg: &Config,
     mut key: FlowKey,
+    trailer: usize,
     lookup: impl FnOnce(&FlowKey) -> bool,
 ) -> Result<Reason, Reason> {
+    if c.remaining() < trailer + size_of::<Udp>() {
+        return Err(Reason::Malformed);
+    }
     let udp = c.take::<Udp>()?;
     let dst = be16(udp.dst);
     if !cfg.is_media_port(dst) {

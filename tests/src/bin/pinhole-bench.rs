@@ -1,0 +1,444 @@
+//! Per-packet cost of the pinhole XDP program, measured with
+//! `BPF_PROG_TEST_RUN` against the empty `pinhole_baseline` program from the
+//! same object.
+//!
+//! For every map size (pinholes installed) and family it times, in interleaved
+//! rounds: the empty program, a packet that is not subject to filtering (UDP to
+//! 5060), a miss (drop) and a hit (pass). The kernel reports the mean time of
+//! `repeat` runs of one frame; the table shows the median over rounds, and each
+//! ratio divides by the empty program measured in the same rounds, on the same
+//! frame. Needs root.
+//!
+//! One frame replayed keeps its hash bucket in cache, so the pinhole count
+//! shows the cost of a larger table, not of cache misses under real traffic.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    process::ExitCode,
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    maps::HashMap,
+    programs::{TestRunOptions, Xdp},
+    Ebpf, EbpfLoader, TestRun,
+};
+use clap::Parser;
+use pinhole_common::{
+    Config, FlowKey, FlowStats, FragmentPolicy, PortRange, BASELINE_PROGRAM_NAME, CONFIG_GLOBAL,
+    FAMILY_V4, FAMILY_V6, FLOWS_MAP, IPPROTO_UDP, PROGRAM_NAME,
+};
+use pinhole_integration::frames::Frame;
+
+/// Target: a hit with 1M pinholes costs at most this many times the empty program.
+const HIT_TARGET: f64 = 3.0;
+/// Target: a packet not subject to filtering costs at most this many times the empty program.
+const NOT_SUBJECT_TARGET: f64 = 1.3;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+#[derive(Parser)]
+#[command(about = "BPF_PROG_TEST_RUN benchmark of the pinhole XDP program (needs root)")]
+struct Args {
+    /// Fast smoke run: small repeat count, 3 rounds, 1k pinholes only.
+    #[arg(long)]
+    quick: bool,
+    /// Runs per measurement (the kernel reports their mean).
+    #[arg(long)]
+    repeat: Option<u32>,
+    /// Interleaved rounds; the table shows medians.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Pinhole counts to install (each pinhole is two flows, one per direction).
+    #[arg(long, value_delimiter = ',')]
+    pinholes: Option<Vec<u32>>,
+    /// Exit with status 1 when a target is missed.
+    #[arg(long)]
+    enforce: bool,
+    /// Print the program as the kernel runs it (`bpftool prog dump xlated`,
+    /// then `jited`) after loading it with the first pinhole count, and exit.
+    #[arg(long)]
+    dump: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Empty,
+    NotSubject,
+    Miss,
+    Hit,
+}
+
+impl Case {
+    const ALL: [Case; 4] = [Case::Empty, Case::NotSubject, Case::Miss, Case::Hit];
+
+    fn name(self) -> &'static str {
+        match self {
+            Case::Empty => "empty program",
+            Case::NotSubject => "not subject (udp/5060)",
+            Case::Miss => "miss (drop)",
+            Case::Hit => "hit (pass)",
+        }
+    }
+
+    fn expected(self) -> u32 {
+        match self {
+            Case::Miss => XDP_DROP,
+            _ => XDP_PASS,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    /// (open source A, media destination B, stranger C). A->B is open.
+    fn endpoints(self) -> (SocketAddr, SocketAddr, SocketAddr) {
+        let ip = |s: IpAddr, p| SocketAddr::new(s, p);
+        match self {
+            Family::V4 => (
+                ip(Ipv4Addr::new(192, 0, 2, 1).into(), 12000),
+                ip(Ipv4Addr::new(198, 51, 100, 2).into(), 10000),
+                ip(Ipv4Addr::new(203, 0, 113, 3).into(), 12000),
+            ),
+            Family::V6 => (
+                ip(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(), 12000),
+                ip(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2).into(), 10000),
+                ip(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 3).into(), 12000),
+            ),
+        }
+    }
+
+    /// The frame each case runs on: UDP with a 172-byte payload (an RTP
+    /// packet with 20 ms of G.711).
+    fn frame(self, case: Case) -> Vec<u8> {
+        let (a, mut b, c) = self.endpoints();
+        let f = match case {
+            Case::Empty | Case::Hit => Frame::udp(a, b),
+            Case::Miss => Frame::udp(c, b),
+            Case::NotSubject => {
+                b.set_port(5060);
+                Frame::udp(c, b)
+            }
+        };
+        f.payload(172).build().bytes
+    }
+}
+
+fn key(src: SocketAddr, dst: SocketAddr) -> FlowKey {
+    let mut k = FlowKey {
+        proto: IPPROTO_UDP,
+        src_port: src.port(),
+        dst_port: dst.port(),
+        ..FlowKey::default()
+    };
+    match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            k.family = FAMILY_V4;
+            k.src_addr[..4].copy_from_slice(&s.octets());
+            k.dst_addr[..4].copy_from_slice(&d.octets());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            k.family = FAMILY_V6;
+            k.src_addr = s.octets();
+            k.dst_addr = d.octets();
+        }
+        _ => unreachable!("mixed families"),
+    }
+    k
+}
+
+/// The forward key of synthetic pinhole `i`, distinct for every `i` below
+/// 250 * 40000 and from the benchmark's own flows. Alternates families.
+fn synthetic(i: u32) -> FlowKey {
+    let port = 20000 + (i / 250 % 40000) as u16;
+    let (src, dst) = if i % 2 == 0 {
+        (
+            SocketAddr::new(Ipv4Addr::new(192, 0, 2, (i % 250 + 1) as u8).into(), port),
+            SocketAddr::new(Ipv4Addr::new(198, 51, 100, 9).into(), 16000),
+        )
+    } else {
+        (
+            SocketAddr::new(
+                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (i % 250 + 1) as u16).into(),
+                port,
+            ),
+            SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 9).into(), 16000),
+        )
+    };
+    key(src, dst)
+}
+
+struct Loaded {
+    ebpf: Ebpf,
+    fill_secs: f64,
+    flows: usize,
+}
+
+fn load(pinholes: u32) -> Result<Loaded> {
+    let mut cfg = Config::EMPTY;
+    cfg.ranges[0] = PortRange {
+        lo: 10000,
+        hi: 20000,
+    };
+    cfg.n_ranges = 1;
+    cfg.fragment_policy = FragmentPolicy::Pass as u32;
+    let capacity = pinholes.checked_mul(2).context("pinhole count too large")?;
+    let mut ebpf = EbpfLoader::new()
+        .override_global(CONFIG_GLOBAL, &cfg, true)
+        .map_max_entries(FLOWS_MAP, capacity)
+        .load(pinhole::ebpf::OBJECT)
+        .context("loading the eBPF object (needs root)")?;
+    for name in [PROGRAM_NAME, BASELINE_PROGRAM_NAME] {
+        let prog: &mut Xdp = ebpf
+            .program_mut(name)
+            .with_context(|| format!("no program {name}"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("loading {name}"))?;
+    }
+
+    // Fill: the benchmark's own pinholes (both families) plus synthetic ones,
+    // both directions each, as the daemon installs them.
+    let mut map: HashMap<_, FlowKey, FlowStats> =
+        HashMap::try_from(ebpf.map_mut(FLOWS_MAP).context("no flows map")?)?;
+    let mut keys = Vec::with_capacity(capacity as usize);
+    for fam in [Family::V4, Family::V6] {
+        let (a, b, _) = fam.endpoints();
+        keys.push(key(a, b));
+    }
+    let synthetic_count = pinholes.saturating_sub(2);
+    keys.extend((0..synthetic_count).map(synthetic));
+    let pairs: Vec<FlowKey> = keys.iter().flat_map(|k| [*k, k.reversed()]).collect();
+    let start = Instant::now();
+    for k in &pairs {
+        map.insert(k, FlowStats::default(), 0)
+            .with_context(|| format!("inserting flow {} of {capacity}", pairs.len()))?;
+    }
+    let fill_secs = start.elapsed().as_secs_f64();
+    Ok(Loaded {
+        ebpf,
+        fill_secs,
+        flows: pairs.len(),
+    })
+}
+
+/// Mean ns per run, as reported by the kernel, after checking the verdict.
+fn time(ebpf: &Ebpf, case: Case, frame: &[u8], repeat: u32) -> Result<u64> {
+    let name = if case == Case::Empty {
+        BASELINE_PROGRAM_NAME
+    } else {
+        PROGRAM_NAME
+    };
+    let prog: &Xdp = ebpf.program(name).context("program")?.try_into()?;
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..Default::default()
+        })
+        .with_context(|| format!("BPF_PROG_TEST_RUN of {name}"))?;
+    if r.return_value != case.expected() {
+        bail!(
+            "{}: program returned {} instead of {}",
+            case.name(),
+            r.return_value,
+            case.expected()
+        );
+    }
+    Ok(r.duration.as_nanos() as u64)
+}
+
+fn dump(ebpf: &Ebpf) -> Result<()> {
+    let prog: &Xdp = ebpf.program(PROGRAM_NAME).context("program")?.try_into()?;
+    let info = prog.info()?;
+    println!(
+        "{PROGRAM_NAME}: id {}, {} bytes xlated, {} bytes jited",
+        info.id(),
+        info.size_translated().unwrap_or(0),
+        info.size_jitted()
+    );
+    for what in ["xlated", "jited"] {
+        let status = std::process::Command::new("bpftool")
+            .args(["prog", "dump", what, "id", &info.id().to_string()])
+            .status()
+            .context("running bpftool")?;
+        if !status.success() {
+            bail!("bpftool prog dump {what} failed: {status}");
+        }
+    }
+    Ok(())
+}
+
+fn median(v: &mut [u64]) -> f64 {
+    v.sort_unstable();
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+    }
+}
+
+fn human(n: u32) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+struct Row {
+    case: Case,
+    family: Family,
+    pinholes: u32,
+    ns: f64,
+    ratio: f64,
+}
+
+fn run(args: &Args) -> Result<bool> {
+    let repeat = args
+        .repeat
+        .unwrap_or(if args.quick { 100_000 } else { 2_000_000 });
+    let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 7 });
+    let sizes = args.pinholes.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![1_000]
+        } else {
+            vec![1_000, 100_000, 1_000_000]
+        }
+    });
+    if repeat == 0 || rounds == 0 || sizes.is_empty() {
+        bail!("--repeat, --rounds and --pinholes must be positive");
+    }
+
+    println!("# pinhole XDP benchmark (BPF_PROG_TEST_RUN)\n");
+    println!(
+        "{rounds} interleaved rounds of {repeat} runs per measurement; ns/pkt is the median \
+         of the kernel's mean per round; ratios divide by the empty program measured in \
+         the same rounds on the same frame (UDP, 172-byte payload). Kernel timing has \
+         1 ns resolution.\n"
+    );
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for &pinholes in &sizes {
+        let loaded = load(pinholes)?;
+        if args.dump {
+            return dump(&loaded.ebpf).map(|()| true);
+        }
+        notes.push(format!(
+            "- {} pinholes: {} flows installed in {:.2} s ({:.2} M flows/s, one \
+             BPF_MAP_UPDATE_ELEM each: aya 0.14 has no batched update)",
+            human(pinholes),
+            loaded.flows,
+            loaded.fill_secs,
+            loaded.flows as f64 / loaded.fill_secs / 1e6,
+        ));
+        let frames: Vec<(Family, Case, Vec<u8>)> = [Family::V4, Family::V6]
+            .into_iter()
+            .flat_map(|f| Case::ALL.map(|c| (f, c, f.frame(c))))
+            .collect();
+        let mut samples = vec![Vec::with_capacity(rounds); frames.len()];
+        // Warm-up (JIT, caches, CPU frequency), not recorded.
+        for (f, c, frame) in &frames {
+            time(&loaded.ebpf, *c, frame, repeat / 10 + 1)
+                .with_context(|| format!("{} {}", f.name(), c.name()))?;
+        }
+        for round in 0..rounds {
+            // Rotate the order each round so no case always runs first.
+            for i in 0..frames.len() {
+                let j = (i + round) % frames.len();
+                let (_, c, frame) = &frames[j];
+                samples[j].push(time(&loaded.ebpf, *c, frame, repeat)?);
+            }
+        }
+        let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
+        for (j, (f, c, _)) in frames.iter().enumerate() {
+            let empty = frames
+                .iter()
+                .position(|(f2, c2, _)| f2 == f && *c2 == Case::Empty)
+                .expect("every family has an empty case");
+            rows.push(Row {
+                case: *c,
+                family: *f,
+                pinholes,
+                ns: medians[j],
+                ratio: medians[j] / medians[empty],
+            });
+        }
+    }
+
+    println!("| case | family | pinholes | ns/pkt | ratio to empty |");
+    println!("|---|---|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.1} | {:.2}x |",
+            r.case.name(),
+            r.family.name(),
+            human(r.pinholes),
+            r.ns,
+            r.ratio
+        );
+    }
+    println!();
+    for n in notes {
+        println!("{n}");
+    }
+
+    let largest = *sizes.iter().max().expect("sizes is not empty");
+    let mut all_met = true;
+    println!("\n## Targets\n");
+    let mut target = |label: String, limit: f64, pick: &dyn Fn(&Row) -> bool| {
+        let worst = rows
+            .iter()
+            .filter(|r| pick(r))
+            .map(|r| format!("{} {:.2}x", r.family.name(), r.ratio))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let met = rows.iter().filter(|r| pick(r)).all(|r| r.ratio <= limit);
+        all_met &= met;
+        println!(
+            "- {label} within {limit:.1}x empty: {worst}: {}",
+            if met { "met" } else { "MISSED" }
+        );
+    };
+    let hit_label = if largest == 1_000_000 {
+        "hit@1M".to_string()
+    } else {
+        format!("hit@{} (1M not measured in this run)", human(largest))
+    };
+    target(hit_label, HIT_TARGET, &|r| {
+        r.case == Case::Hit && r.pinholes == largest
+    });
+    target(
+        "not subject, every size".to_string(),
+        NOT_SUBJECT_TARGET,
+        &|r| r.case == Case::NotSubject,
+    );
+    Ok(all_met)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) if args.enforce => ExitCode::FAILURE,
+        Ok(false) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
