@@ -20,4 +20,5 @@ pub mod loader;
 pub mod maps;
 pub mod output;
 pub mod proto;
+pub mod signaling;
 pub mod table;
