@@ -8,6 +8,7 @@
 //! - [`loader`] and [`maps`]: the kernel side;
 //! - [`cli`], [`commands`], [`daemon`], [`output`]: the `pinhole` binary.
 pub mod addr;
+pub mod calls;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -1,0 +1,430 @@
+//! Call state: turns observed SIP and RTSP signaling into pinhole intents.
+//!
+//! Pure state like the pinhole table: no kernel, no sockets, no clock. The
+//! controller feeds parsed messages ([`SipEvent`], [`RtspEvent`]) with the
+//! current time (`now`, nanoseconds of CLOCK_MONOTONIC), calls
+//! [`Calls::tick`] at [`Calls::next_deadline`] (or periodically) for deferred
+//! closes, and executes the returned [`Intent`]s against the pinhole table.
+//!
+//! Every intent names one symmetric pair: a media stream yields an RTP pair
+//! and, unless both sides multiplex RTCP (RFC 5761), an RTCP pair. Within one
+//! owner each pair is opened at most once and closed at most once, so
+//! retransmitted or twice-observed messages produce nothing new. Two owners
+//! may name the same pair; the table decides how to share it.
+
+mod pairs;
+mod policy;
+mod rtsp_sessions;
+mod sip_calls;
+
+#[cfg(test)]
+mod rtsp_tests;
+#[cfg(test)]
+mod sip_tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+pub use policy::CallConfig;
+pub use rtsp_sessions::{PortPair, RtspEvent, RtspMethod, RtspStart, RtspTransport};
+pub use sip_calls::{Media, SipEvent, SipMethod, SipStart};
+
+use rtsp_sessions::RtspSessions;
+use sip_calls::SipCalls;
+
+/// A SIP call: the Call-ID and the caller's From-tag (shared by all forks).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey {
+    pub call_id: String,
+    pub caller_tag: String,
+}
+
+/// An RTSP session: the server's signaling address and its Session id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey {
+    pub server: SocketAddr,
+    pub session: String,
+}
+
+/// Who asked for a pinhole.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Owner {
+    Sip(CallKey),
+    Rtsp(SessionKey),
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Sip(k) => write!(f, "sip:{};from-tag={}", k.call_id, k.caller_tag),
+            Owner::Rtsp(k) => write!(f, "rtsp:{};session={}", k.server, k.session),
+        }
+    }
+}
+
+/// What the controller should do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// Open the symmetric pair `a` ↔ `b` (flows a→b and b→a). For SIP `a` is
+    /// the caller's side, for RTSP the client's.
+    Open {
+        owner: Owner,
+        a: SocketAddr,
+        b: SocketAddr,
+        /// Passed through from [`CallConfig::idle_timeout`]; zero = never.
+        idle_timeout: Duration,
+    },
+    /// Close a pair this owner opened earlier (same `a` and `b`).
+    Close {
+        owner: Owner,
+        a: SocketAddr,
+        b: SocketAddr,
+        cause: CloseCause,
+    },
+    /// Something was not opened. Already counted in [`Counters::refused`];
+    /// for logging (rate-limited) only.
+    Refused {
+        owner: Option<Owner>,
+        reason: Refusal,
+        pair: Option<(SocketAddr, SocketAddr)>,
+    },
+}
+
+/// Why a call, a session or a pair was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// Neither end of the signaling is in `trusted_signaling`.
+    UntrustedSignaling,
+    /// A media address differs from the address of the signaling peer that
+    /// announced it and is not in `media_relay` (`sip_direct_media`).
+    ThirdPartyMedia,
+    /// The two ends of a stream are of different address families.
+    FamilyMismatch,
+    /// A media address cannot carry a pinhole (multicast, broadcast, zone id,
+    /// or both ends equal).
+    UnusableEndpoint,
+    /// The call or session already holds `max_pairs_per_call` pairs.
+    PerCallCap,
+    /// The signaling peer already has `max_calls_per_peer` calls or sessions.
+    PerPeerCap,
+    /// `max_calls` calls, sessions or pending SETUPs are tracked already.
+    TableFull,
+    /// The call already has `max_dialogs_per_call` early dialogs.
+    DialogCap,
+    /// A successful RTSP SETUP response without Session id or UDP ports.
+    IncompleteSetup,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 9] = [
+        Refusal::UntrustedSignaling,
+        Refusal::ThirdPartyMedia,
+        Refusal::FamilyMismatch,
+        Refusal::UnusableEndpoint,
+        Refusal::PerCallCap,
+        Refusal::PerPeerCap,
+        Refusal::TableFull,
+        Refusal::DialogCap,
+        Refusal::IncompleteSetup,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::UntrustedSignaling => "untrusted_signaling",
+            Refusal::ThirdPartyMedia => "third_party_media",
+            Refusal::FamilyMismatch => "family_mismatch",
+            Refusal::UnusableEndpoint => "unusable_endpoint",
+            Refusal::PerCallCap => "per_call_cap",
+            Refusal::PerPeerCap => "per_peer_cap",
+            Refusal::TableFull => "table_full",
+            Refusal::DialogCap => "dialog_cap",
+            Refusal::IncompleteSetup => "incomplete_setup",
+        }
+    }
+}
+
+/// Why a pair, a call or a session closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CloseCause {
+    /// BYE seen and its grace elapsed.
+    Bye,
+    /// CANCEL of an unanswered INVITE.
+    Cancel,
+    /// Final error response (≥ 300) to the initial INVITE.
+    Failed,
+    /// `max_lifetime` reached.
+    Lifetime,
+    /// Setup not completed within `setup_timeout`.
+    SetupTimeout,
+    /// Pair only: replaced by a new offer/answer.
+    Renegotiated,
+    /// Pair only: its early dialog lost to another fork's 2xx.
+    ForkLost,
+    /// RTSP TEARDOWN.
+    Teardown,
+    /// RTSP session timeout without keep-alive.
+    SessionTimeout,
+}
+
+impl CloseCause {
+    pub const ALL: [CloseCause; 9] = [
+        CloseCause::Bye,
+        CloseCause::Cancel,
+        CloseCause::Failed,
+        CloseCause::Lifetime,
+        CloseCause::SetupTimeout,
+        CloseCause::Renegotiated,
+        CloseCause::ForkLost,
+        CloseCause::Teardown,
+        CloseCause::SessionTimeout,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseCause::Bye => "bye",
+            CloseCause::Cancel => "cancel",
+            CloseCause::Failed => "failed",
+            CloseCause::Lifetime => "lifetime",
+            CloseCause::SetupTimeout => "setup_timeout",
+            CloseCause::Renegotiated => "renegotiated",
+            CloseCause::ForkLost => "fork_lost",
+            CloseCause::Teardown => "teardown",
+            CloseCause::SessionTimeout => "session_timeout",
+        }
+    }
+}
+
+/// Counters of the call-state layer. Serializes as a JSON object of names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Refusals, indexed by [`Refusal`] (see [`Counters::refused`]).
+    pub refused: [u64; Refusal::ALL.len()],
+    /// SIP calls that started being tracked.
+    pub calls_opened: u64,
+    /// RTSP sessions that started being tracked.
+    pub sessions_opened: u64,
+    /// Calls and sessions that ended, by cause.
+    pub calls_closed: [u64; CloseCause::ALL.len()],
+    /// Open intents emitted.
+    pub pairs_opened: u64,
+    /// Close intents emitted, by cause.
+    pub pairs_closed: [u64; CloseCause::ALL.len()],
+    /// SIP messages that matched no tracked call or dialog.
+    pub sip_unmatched: u64,
+    /// RTSP messages that matched no pending SETUP or tracked session.
+    pub rtsp_unmatched: u64,
+    /// RTSP SETUPs answered with interleaved (TCP) transport: no pinhole.
+    pub rtsp_interleaved: u64,
+}
+
+impl Counters {
+    pub fn refused(&self, reason: Refusal) -> u64 {
+        self.refused[reason as usize]
+    }
+
+    pub fn calls_closed(&self, cause: CloseCause) -> u64 {
+        self.calls_closed[cause as usize]
+    }
+
+    pub fn pairs_closed(&self, cause: CloseCause) -> u64 {
+        self.pairs_closed[cause as usize]
+    }
+}
+
+struct Named<'a, T: Copy + 'static> {
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+    values: &'a [u64],
+}
+
+impl<T: Copy> Serialize for Named<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.all.len()))?;
+        for (item, value) in self.all.iter().zip(self.values) {
+            m.serialize_entry((self.name)(*item), value)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Counters {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let refused = Named {
+            all: &Refusal::ALL,
+            name: Refusal::name,
+            values: &self.refused,
+        };
+        let calls_closed = Named {
+            all: &CloseCause::ALL,
+            name: CloseCause::name,
+            values: &self.calls_closed,
+        };
+        let pairs_closed = Named {
+            all: &CloseCause::ALL,
+            name: CloseCause::name,
+            values: &self.pairs_closed,
+        };
+        let mut m = s.serialize_map(Some(9))?;
+        m.serialize_entry("calls_opened", &self.calls_opened)?;
+        m.serialize_entry("sessions_opened", &self.sessions_opened)?;
+        m.serialize_entry("calls_closed", &calls_closed)?;
+        m.serialize_entry("pairs_opened", &self.pairs_opened)?;
+        m.serialize_entry("pairs_closed", &pairs_closed)?;
+        m.serialize_entry("refused", &refused)?;
+        m.serialize_entry("sip_unmatched", &self.sip_unmatched)?;
+        m.serialize_entry("rtsp_unmatched", &self.rtsp_unmatched)?;
+        m.serialize_entry("rtsp_interleaved", &self.rtsp_interleaved)?;
+        m.end()
+    }
+}
+
+/// What the trackers need while handling one event or tick.
+pub(crate) struct Ctx<'a> {
+    pub cfg: &'a CallConfig,
+    pub counters: &'a mut Counters,
+    pub out: &'a mut Vec<Intent>,
+    pub now: u64,
+}
+
+impl Ctx<'_> {
+    fn open(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr) {
+        self.counters.pairs_opened += 1;
+        self.out.push(Intent::Open {
+            owner: owner.clone(),
+            a,
+            b,
+            idle_timeout: self.cfg.idle_timeout,
+        });
+    }
+
+    fn close(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, cause: CloseCause) {
+        self.counters.pairs_closed[cause as usize] += 1;
+        self.out.push(Intent::Close {
+            owner: owner.clone(),
+            a,
+            b,
+            cause,
+        });
+    }
+
+    fn refuse(
+        &mut self,
+        owner: Option<&Owner>,
+        reason: Refusal,
+        pair: Option<(SocketAddr, SocketAddr)>,
+    ) {
+        self.counters.refused[reason as usize] += 1;
+        self.out.push(Intent::Refused {
+            owner: owner.cloned(),
+            reason,
+            pair,
+        });
+    }
+}
+
+/// `now + d`, saturating.
+pub(crate) fn after(now: u64, d: Duration) -> u64 {
+    now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// `now + d`, or never (`u64::MAX`) when `d` is zero (a disabled limit).
+pub(crate) fn limit(now: u64, d: Duration) -> u64 {
+    if d.is_zero() {
+        u64::MAX
+    } else {
+        after(now, d)
+    }
+}
+
+/// SIP calls and RTSP sessions, with their shared policy and counters.
+#[derive(Debug)]
+pub struct Calls {
+    cfg: CallConfig,
+    counters: Counters,
+    sip: SipCalls,
+    rtsp: RtspSessions,
+}
+
+impl Calls {
+    pub fn new(cfg: CallConfig) -> Self {
+        Calls {
+            cfg,
+            counters: Counters::default(),
+            sip: SipCalls::default(),
+            rtsp: RtspSessions::default(),
+        }
+    }
+
+    pub fn config(&self) -> &CallConfig {
+        &self.cfg
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Calls tracked now (any phase, incl. BYE grace).
+    pub fn active_calls(&self) -> usize {
+        self.sip.len()
+    }
+
+    /// RTSP sessions tracked now.
+    pub fn active_sessions(&self) -> usize {
+        self.rtsp.len()
+    }
+
+    /// One observed SIP message.
+    pub fn on_sip(&mut self, ev: &SipEvent, now: u64) -> Vec<Intent> {
+        let mut out = Vec::new();
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            counters: &mut self.counters,
+            out: &mut out,
+            now,
+        };
+        self.sip.on_event(ev, &mut ctx);
+        out
+    }
+
+    /// One observed RTSP message.
+    pub fn on_rtsp(&mut self, ev: &RtspEvent, now: u64) -> Vec<Intent> {
+        let mut out = Vec::new();
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            counters: &mut self.counters,
+            out: &mut out,
+            now,
+        };
+        self.rtsp.on_event(ev, &mut ctx);
+        out
+    }
+
+    /// Runs every timer due at `now`: BYE grace, max lifetime, setup and
+    /// RTSP session timeouts, and forgetting stale state.
+    pub fn tick(&mut self, now: u64) -> Vec<Intent> {
+        let mut out = Vec::new();
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            counters: &mut self.counters,
+            out: &mut out,
+            now,
+        };
+        self.sip.tick(&mut ctx);
+        self.rtsp.tick(&mut ctx);
+        out
+    }
+
+    /// The earliest time at which [`tick`](Self::tick) has work, if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        match (
+            self.sip.next_deadline(),
+            self.rtsp.next_deadline(self.cfg.setup_timeout),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}

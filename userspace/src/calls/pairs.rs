@@ -1,0 +1,136 @@
+//! The set of pairs one call or session holds, and how it follows the pairs
+//! its signaling justifies.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+
+use super::policy::usable_endpoint;
+use super::{CallConfig, CloseCause, Ctx, Owner, Refusal};
+
+/// One symmetric pair: `a` is the caller's (client's) end, `b` the callee's
+/// (server's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Pair {
+    pub a: SocketAddr,
+    pub b: SocketAddr,
+}
+
+/// A pair the signaling asks for, with the policy's verdict on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub pair: Pair,
+    pub verdict: Result<(), Refusal>,
+}
+
+impl Candidate {
+    /// Checks the pair `a` ↔ `b`, where `a` was announced by the signaling
+    /// peer `a_origin` and `b` by `b_origin`.
+    pub fn check(
+        cfg: &CallConfig,
+        a: SocketAddr,
+        a_origin: IpAddr,
+        b: SocketAddr,
+        b_origin: IpAddr,
+    ) -> Candidate {
+        let verdict = if a.is_ipv4() != b.is_ipv4() {
+            Err(Refusal::FamilyMismatch)
+        } else if !usable_endpoint(a) || !usable_endpoint(b) || a == b {
+            Err(Refusal::UnusableEndpoint)
+        } else if !cfg.media_allowed(a.ip(), a_origin) || !cfg.media_allowed(b.ip(), b_origin) {
+            Err(Refusal::ThirdPartyMedia)
+        } else {
+            Ok(())
+        };
+        Candidate {
+            pair: Pair { a, b },
+            verdict,
+        }
+    }
+}
+
+/// The pairs an owner holds open, in the order they were opened, and the
+/// refusals already reported for what it currently asks for.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PairSet {
+    installed: Vec<Pair>,
+    refused: Vec<(Pair, Refusal)>,
+}
+
+impl PairSet {
+    pub fn installed(&self) -> &[Pair] {
+        &self.installed
+    }
+
+    /// Makes the open pairs follow `candidates`: closes pairs no longer asked
+    /// for (with `cause`), then opens new acceptable ones while fewer than
+    /// `cap` are open. Pairs already open are never displaced by new ones.
+    /// A refusal is reported once for as long as the pair keeps being asked
+    /// for, so repeated signaling does not repeat it.
+    pub fn reconcile(
+        &mut self,
+        owner: &Owner,
+        candidates: &[Candidate],
+        cap: usize,
+        cause: CloseCause,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let mut wanted_set = HashSet::new();
+        let wanted: Vec<Pair> = candidates
+            .iter()
+            .filter(|c| c.verdict.is_ok() && wanted_set.insert(c.pair))
+            .map(|c| c.pair)
+            .collect();
+        let mut refused_set = HashSet::new();
+        let mut refused: Vec<(Pair, Refusal)> = Vec::new();
+        for c in candidates {
+            if let Err(reason) = c.verdict {
+                if !wanted_set.contains(&c.pair) && refused_set.insert(c.pair) {
+                    refused.push((c.pair, reason));
+                }
+            }
+        }
+
+        let mut next: Vec<Pair> = self
+            .installed
+            .iter()
+            .copied()
+            .filter(|p| wanted_set.contains(p))
+            .collect();
+        let kept = next.len();
+        let mut opens = Vec::new();
+        for p in wanted {
+            if next[..kept].contains(&p) {
+                continue;
+            }
+            if next.len() < cap {
+                next.push(p);
+                opens.push(p);
+            } else {
+                refused.push((p, Refusal::PerCallCap));
+            }
+        }
+
+        for p in self.installed.iter().filter(|p| !wanted_set.contains(p)) {
+            ctx.close(owner, p.a, p.b, cause);
+        }
+        for p in opens {
+            ctx.open(owner, p.a, p.b);
+        }
+        let before: HashSet<&(Pair, Refusal)> = self.refused.iter().collect();
+        for r @ &(p, reason) in &refused {
+            if !before.contains(r) {
+                ctx.refuse(Some(owner), reason, Some((p.a, p.b)));
+            }
+        }
+        self.installed = next;
+        self.refused = refused;
+    }
+
+    /// Closes every open pair.
+    pub fn close_all(&mut self, owner: &Owner, cause: CloseCause, ctx: &mut Ctx<'_>) {
+        for p in self.installed.drain(..) {
+            ctx.close(owner, p.a, p.b, cause);
+        }
+        self.refused.clear();
+    }
+}

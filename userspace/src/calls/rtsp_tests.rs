@@ -1,0 +1,645 @@
+//! RTSP session flows with hand-built events; every step asserts the exact
+//! intents.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::*;
+
+const CLIENT: &str = "192.0.2.10:50000";
+const SERVER: &str = "198.51.100.20:554";
+const IDLE: Duration = Duration::from_secs(300);
+const T0: u64 = 1_000_000_000_000;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn ms(t: u64) -> u64 {
+    T0 + t * 1_000_000
+}
+
+fn ports(rtp: u16, rtcp: Option<u16>) -> Option<PortPair> {
+    Some(PortPair { rtp, rtcp })
+}
+
+fn owner_at(server: &str, session: &str) -> Owner {
+    Owner::Rtsp(SessionKey {
+        server: sa(server),
+        session: session.into(),
+    })
+}
+
+fn owner() -> Owner {
+    owner_at(SERVER, "12345678")
+}
+
+fn open(a: &str, b: &str) -> Intent {
+    Intent::Open {
+        owner: owner(),
+        a: sa(a),
+        b: sa(b),
+        idle_timeout: IDLE,
+    }
+}
+
+fn close(a: &str, b: &str, cause: CloseCause) -> Intent {
+    Intent::Close {
+        owner: owner(),
+        a: sa(a),
+        b: sa(b),
+        cause,
+    }
+}
+
+/// A request from the client to the server.
+fn request(
+    method: RtspMethod,
+    cseq: u32,
+    session: Option<&str>,
+    transport: Option<RtspTransport>,
+) -> RtspEvent {
+    RtspEvent {
+        src: sa(CLIENT),
+        dst: sa(SERVER),
+        start: RtspStart::Request(method),
+        cseq,
+        session: session.map(str::to_string),
+        session_timeout: None,
+        transport,
+    }
+}
+
+/// The response to `req`.
+fn response(
+    req: &RtspEvent,
+    code: u16,
+    session: Option<&str>,
+    timeout: Option<u64>,
+    transport: Option<RtspTransport>,
+) -> RtspEvent {
+    RtspEvent {
+        src: req.dst,
+        dst: req.src,
+        start: RtspStart::Response(code),
+        cseq: req.cseq,
+        session: session.map(str::to_string),
+        session_timeout: timeout.map(Duration::from_secs),
+        transport,
+    }
+}
+
+/// `RTP/AVP;unicast;client_port=5000-5001`
+fn client_transport() -> RtspTransport {
+    RtspTransport {
+        client_port: ports(5000, Some(5001)),
+        ..RtspTransport::default()
+    }
+}
+
+/// `RTP/AVP;unicast;client_port=5000-5001;server_port=6000-6001`
+fn server_transport() -> RtspTransport {
+    RtspTransport {
+        server_port: ports(6000, Some(6001)),
+        ..client_transport()
+    }
+}
+
+enum Step {
+    Rtsp(u64, RtspEvent, Vec<Intent>),
+    Tick(u64, Vec<Intent>),
+}
+
+use Step::{Rtsp, Tick};
+
+fn run(cfg: CallConfig, steps: Vec<Step>) -> Calls {
+    let mut calls = Calls::new(cfg);
+    for (i, step) in steps.into_iter().enumerate() {
+        match step {
+            Rtsp(t, ev, want) => {
+                let got = calls.on_rtsp(&ev, ms(t));
+                assert_eq!(got, want, "step {i}: {:?} at {t} ms", ev.start);
+            }
+            Tick(t, want) => {
+                let got = calls.tick(ms(t));
+                assert_eq!(got, want, "step {i}: tick at {t} ms");
+            }
+        }
+    }
+    calls
+}
+
+/// SETUP and its 200 (Session 12345678, timeout 60): RTP and RTCP open.
+fn setup() -> Vec<Step> {
+    let req = request(RtspMethod::Setup, 2, None, Some(client_transport()));
+    vec![
+        Rtsp(0, req.clone(), vec![]),
+        Rtsp(
+            1,
+            response(
+                &req,
+                200,
+                Some("12345678"),
+                Some(60),
+                Some(server_transport()),
+            ),
+            vec![
+                open("192.0.2.10:5000", "198.51.100.20:6000"),
+                open("192.0.2.10:5001", "198.51.100.20:6001"),
+            ],
+        ),
+    ]
+}
+
+fn teardown_closes(cause: CloseCause) -> Vec<Intent> {
+    vec![
+        close("192.0.2.10:5000", "198.51.100.20:6000", cause),
+        close("192.0.2.10:5001", "198.51.100.20:6001", cause),
+    ]
+}
+
+#[test]
+fn setup_play_teardown() {
+    let play = request(RtspMethod::Play, 3, Some("12345678"), None);
+    let mut steps = setup();
+    steps.extend([
+        Rtsp(2, play.clone(), vec![]),
+        Rtsp(
+            3,
+            response(&play, 200, Some("12345678"), None, None),
+            vec![],
+        ),
+        Rtsp(
+            10_000,
+            request(RtspMethod::Teardown, 4, Some("12345678"), None),
+            teardown_closes(CloseCause::Teardown),
+        ),
+        // Its response and a second observation of the TEARDOWN do nothing.
+        Rtsp(
+            10_001,
+            response(
+                &request(RtspMethod::Teardown, 4, None, None),
+                200,
+                None,
+                None,
+                None,
+            ),
+            vec![],
+        ),
+        Rtsp(
+            10_002,
+            request(RtspMethod::Teardown, 4, Some("12345678"), None),
+            vec![],
+        ),
+    ]);
+    let calls = run(CallConfig::default(), steps);
+    let c = calls.counters();
+    assert_eq!(
+        (c.sessions_opened, c.calls_closed(CloseCause::Teardown)),
+        (1, 1)
+    );
+    assert_eq!(calls.active_sessions(), 0);
+}
+
+#[test]
+fn session_timeout_without_keepalive_closes() {
+    let keepalive = |t: u64, method| Rtsp(t, request(method, 3, Some("12345678"), None), vec![]);
+    let req = request(RtspMethod::Setup, 2, None, Some(client_transport()));
+    let steps = vec![
+        Rtsp(0, req.clone(), vec![]),
+        Rtsp(
+            1,
+            response(
+                &req,
+                200,
+                Some("12345678"),
+                Some(30),
+                Some(server_transport()),
+            ),
+            vec![
+                open("192.0.2.10:5000", "198.51.100.20:6000"),
+                open("192.0.2.10:5001", "198.51.100.20:6001"),
+            ],
+        ),
+        keepalive(20_000, RtspMethod::Play),
+        Tick(30_001, vec![]),
+        keepalive(45_000, RtspMethod::Other),
+        Tick(74_999, vec![]),
+        Tick(75_000, teardown_closes(CloseCause::SessionTimeout)),
+    ];
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.counters().calls_closed(CloseCause::SessionTimeout), 1);
+    assert_eq!(calls.next_deadline(), None);
+}
+
+#[test]
+fn default_session_timeout_is_sixty_seconds() {
+    let req = request(RtspMethod::Setup, 2, None, Some(client_transport()));
+    let steps = vec![
+        Rtsp(0, req.clone(), vec![]),
+        Rtsp(
+            1,
+            response(&req, 200, Some("12345678"), None, Some(server_transport())),
+            vec![
+                open("192.0.2.10:5000", "198.51.100.20:6000"),
+                open("192.0.2.10:5001", "198.51.100.20:6001"),
+            ],
+        ),
+        Tick(60_000, vec![]),
+        Tick(60_001, teardown_closes(CloseCause::SessionTimeout)),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn keepalive_from_another_host_does_not_count() {
+    let stranger = |method| RtspEvent {
+        src: sa("192.0.2.99:50000"),
+        ..request(method, 3, Some("12345678"), None)
+    };
+    let mut steps = setup();
+    steps.extend([
+        Rtsp(30_000, stranger(RtspMethod::Other), vec![]),
+        Rtsp(30_001, stranger(RtspMethod::Teardown), vec![]),
+        Tick(60_001, teardown_closes(CloseCause::SessionTimeout)),
+    ]);
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.counters().rtsp_unmatched, 2);
+}
+
+#[test]
+fn interleaved_transport_opens_nothing() {
+    let tcp = RtspTransport {
+        interleaved: true,
+        ..RtspTransport::default()
+    };
+    // (request transport, response transport)
+    let cases = [(tcp, tcp), (client_transport(), tcp)];
+    for (req_t, resp_t) in cases {
+        let req = request(RtspMethod::Setup, 2, None, Some(req_t));
+        let steps = vec![
+            Rtsp(0, req.clone(), vec![]),
+            Rtsp(
+                1,
+                response(&req, 200, Some("12345678"), None, Some(resp_t)),
+                vec![],
+            ),
+        ];
+        let calls = run(CallConfig::default(), steps);
+        assert_eq!(calls.counters().rtsp_interleaved, 1);
+        assert_eq!(calls.active_sessions(), 0);
+    }
+}
+
+#[test]
+fn two_tracks_in_one_session() {
+    let video = RtspTransport {
+        client_port: ports(5002, Some(5003)),
+        ..RtspTransport::default()
+    };
+    let req = request(RtspMethod::Setup, 3, Some("12345678"), Some(video));
+    let mut steps = setup();
+    steps.extend([
+        Rtsp(2, req.clone(), vec![]),
+        Rtsp(
+            3,
+            response(
+                &req,
+                200,
+                Some("12345678"),
+                Some(60),
+                Some(RtspTransport {
+                    server_port: ports(6002, Some(6003)),
+                    ..video
+                }),
+            ),
+            vec![
+                open("192.0.2.10:5002", "198.51.100.20:6002"),
+                open("192.0.2.10:5003", "198.51.100.20:6003"),
+            ],
+        ),
+        Rtsp(
+            4,
+            request(RtspMethod::Teardown, 4, Some("12345678"), None),
+            [
+                teardown_closes(CloseCause::Teardown),
+                vec![
+                    close(
+                        "192.0.2.10:5002",
+                        "198.51.100.20:6002",
+                        CloseCause::Teardown,
+                    ),
+                    close(
+                        "192.0.2.10:5003",
+                        "198.51.100.20:6003",
+                        CloseCause::Teardown,
+                    ),
+                ],
+            ]
+            .concat(),
+        ),
+    ]);
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn duplicates_are_idempotent() {
+    let req = request(RtspMethod::Setup, 2, None, Some(client_transport()));
+    let resp = response(
+        &req,
+        200,
+        Some("12345678"),
+        Some(60),
+        Some(server_transport()),
+    );
+    let steps = vec![
+        Rtsp(0, req.clone(), vec![]),
+        Rtsp(0, req.clone(), vec![]),
+        Rtsp(
+            1,
+            resp.clone(),
+            vec![
+                open("192.0.2.10:5000", "198.51.100.20:6000"),
+                open("192.0.2.10:5001", "198.51.100.20:6001"),
+            ],
+        ),
+        Rtsp(1, resp.clone(), vec![]),
+        // The same SETUP seen again later (say on a second interface) and its
+        // response: the pairs are open already.
+        Rtsp(2, req, vec![]),
+        Rtsp(3, resp, vec![]),
+    ];
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.counters().pairs_opened, 2);
+    assert_eq!(calls.counters().sessions_opened, 1);
+}
+
+#[test]
+fn failed_or_incomplete_setups() {
+    let req = request(RtspMethod::Setup, 2, None, Some(client_transport()));
+    let no_server_port = response(&req, 200, Some("12345678"), None, Some(client_transport()));
+    let no_session = response(&req, 200, None, None, Some(server_transport()));
+    let incomplete = Intent::Refused {
+        owner: None,
+        reason: Refusal::IncompleteSetup,
+        pair: None,
+    };
+    // (response, intents)
+    let cases = [
+        (response(&req, 454, None, None, None), vec![]),
+        (response(&req, 461, None, None, None), vec![]),
+        (no_server_port, vec![incomplete.clone()]),
+        (no_session, vec![incomplete]),
+    ];
+    for (resp, want) in cases {
+        let steps = vec![Rtsp(0, req.clone(), vec![]), Rtsp(1, resp, want)];
+        let calls = run(CallConfig::default(), steps);
+        assert_eq!(calls.active_sessions(), 0);
+    }
+    // A response without a SETUP we saw.
+    let steps = vec![Rtsp(
+        1,
+        response(&req, 200, Some("1"), None, Some(server_transport())),
+        vec![],
+    )];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn single_ports_open_only_rtp() {
+    let t = RtspTransport {
+        client_port: ports(5000, None),
+        ..RtspTransport::default()
+    };
+    let req = request(RtspMethod::Setup, 2, None, Some(t));
+    let steps = vec![
+        Rtsp(0, req.clone(), vec![]),
+        Rtsp(
+            1,
+            response(
+                &req,
+                200,
+                Some("12345678"),
+                None,
+                Some(RtspTransport {
+                    server_port: ports(6000, Some(6001)),
+                    ..t
+                }),
+            ),
+            vec![open("192.0.2.10:5000", "198.51.100.20:6000")],
+        ),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn source_and_destination_must_be_the_peers_or_relays() {
+    let with = |destination: Option<&str>, source: Option<&str>| {
+        let req_t = RtspTransport {
+            destination: destination.map(ip),
+            ..client_transport()
+        };
+        let resp_t = RtspTransport {
+            destination: destination.map(ip),
+            source: source.map(ip),
+            ..server_transport()
+        };
+        let req = request(RtspMethod::Setup, 2, None, Some(req_t));
+        let resp = response(&req, 200, Some("12345678"), None, Some(resp_t));
+        (req, resp)
+    };
+    let third = |a: &str, b: &str| Intent::Refused {
+        owner: Some(owner()),
+        reason: Refusal::ThirdPartyMedia,
+        pair: Some((sa(a), sa(b))),
+    };
+    let relay = CallConfig {
+        media_relay: vec!["203.0.113.0/24".parse().unwrap()],
+        ..CallConfig::default()
+    };
+    // (config, destination=, source=, intents)
+    let cases = [
+        (
+            CallConfig::default(),
+            Some("192.0.2.10"),
+            Some("198.51.100.20"),
+            vec![
+                open("192.0.2.10:5000", "198.51.100.20:6000"),
+                open("192.0.2.10:5001", "198.51.100.20:6001"),
+            ],
+        ),
+        (
+            CallConfig::default(),
+            Some("203.0.113.7"),
+            None,
+            vec![
+                third("203.0.113.7:5000", "198.51.100.20:6000"),
+                third("203.0.113.7:5001", "198.51.100.20:6001"),
+            ],
+        ),
+        (
+            CallConfig::default(),
+            None,
+            Some("203.0.113.8"),
+            vec![
+                third("192.0.2.10:5000", "203.0.113.8:6000"),
+                third("192.0.2.10:5001", "203.0.113.8:6001"),
+            ],
+        ),
+        (
+            relay.clone(),
+            Some("203.0.113.7"),
+            Some("203.0.113.8"),
+            vec![
+                open("203.0.113.7:5000", "203.0.113.8:6000"),
+                open("203.0.113.7:5001", "203.0.113.8:6001"),
+            ],
+        ),
+    ];
+    for (cfg, destination, source, want) in cases {
+        let (req, resp) = with(destination, source);
+        run(cfg, vec![Rtsp(0, req, vec![]), Rtsp(1, resp, want)]);
+    }
+}
+
+#[test]
+fn untrusted_and_caps() {
+    let untrusted = CallConfig {
+        trusted_signaling: vec!["203.0.113.0/24".parse().unwrap()],
+        ..CallConfig::default()
+    };
+    let refused = Intent::Refused {
+        owner: None,
+        reason: Refusal::UntrustedSignaling,
+        pair: None,
+    };
+    let req = request(RtspMethod::Setup, 2, None, Some(client_transport()));
+    let steps = vec![
+        Rtsp(0, req.clone(), vec![refused.clone()]),
+        Rtsp(
+            1,
+            response(&req, 200, Some("12345678"), None, Some(server_transport())),
+            vec![refused],
+        ),
+    ];
+    let calls = run(untrusted, steps);
+    assert_eq!(calls.active_sessions(), 0);
+
+    // One session per client, one pair per session.
+    let tight = CallConfig {
+        max_calls_per_peer: 1,
+        max_pairs_per_call: 1,
+        ..CallConfig::default()
+    };
+    let second = request(RtspMethod::Setup, 5, None, Some(client_transport()));
+    let steps = vec![
+        Rtsp(0, req.clone(), vec![]),
+        Rtsp(
+            1,
+            response(&req, 200, Some("12345678"), None, Some(server_transport())),
+            vec![
+                open("192.0.2.10:5000", "198.51.100.20:6000"),
+                Intent::Refused {
+                    owner: Some(owner()),
+                    reason: Refusal::PerCallCap,
+                    pair: Some((sa("192.0.2.10:5001"), sa("198.51.100.20:6001"))),
+                },
+            ],
+        ),
+        Rtsp(2, second.clone(), vec![]),
+        Rtsp(
+            3,
+            response(&second, 200, Some("other"), None, Some(server_transport())),
+            vec![Intent::Refused {
+                owner: Some(owner_at(SERVER, "other")),
+                reason: Refusal::PerPeerCap,
+                pair: None,
+            }],
+        ),
+    ];
+    let calls = run(tight, steps);
+    assert_eq!(calls.counters().refused(Refusal::PerPeerCap), 1);
+    assert_eq!(calls.counters().refused(Refusal::PerCallCap), 1);
+
+    // Pending SETUPs are bounded too.
+    let one = CallConfig {
+        max_calls: 1,
+        ..CallConfig::default()
+    };
+    let steps = vec![
+        Rtsp(0, req.clone(), vec![]),
+        Rtsp(
+            1,
+            second,
+            vec![Intent::Refused {
+                owner: None,
+                reason: Refusal::TableFull,
+                pair: None,
+            }],
+        ),
+    ];
+    run(one, steps);
+}
+
+#[test]
+fn unanswered_setup_is_forgotten() {
+    let req = request(RtspMethod::Setup, 2, None, Some(client_transport()));
+    let mut calls = Calls::new(CallConfig::default());
+    assert!(calls.on_rtsp(&req, ms(0)).is_empty());
+    assert_eq!(calls.next_deadline(), Some(ms(180_000)));
+    assert!(calls.tick(ms(180_000)).is_empty());
+    assert_eq!(calls.next_deadline(), None);
+    let resp = response(&req, 200, Some("12345678"), None, Some(server_transport()));
+    assert!(calls.on_rtsp(&resp, ms(180_001)).is_empty());
+    assert_eq!(calls.active_sessions(), 0);
+}
+
+#[test]
+fn ipv6_session() {
+    let req = RtspEvent {
+        src: sa("[2001:db8::10]:50000"),
+        dst: sa("[2001:db8:1::20]:8554"),
+        ..request(RtspMethod::Setup, 2, None, Some(client_transport()))
+    };
+    let resp = response(&req, 200, Some("abc"), None, Some(server_transport()));
+    let owner = owner_at("[2001:db8:1::20]:8554", "abc");
+    let pair = |a: &str, b: &str| (sa(a), sa(b));
+    let rtp = pair("[2001:db8::10]:5000", "[2001:db8:1::20]:6000");
+    let rtcp = pair("[2001:db8::10]:5001", "[2001:db8:1::20]:6001");
+    let mut calls = Calls::new(CallConfig::default());
+    assert!(calls.on_rtsp(&req, ms(0)).is_empty());
+    let got = calls.on_rtsp(&resp, ms(1));
+    let want: Vec<Intent> = [rtp, rtcp]
+        .into_iter()
+        .map(|(a, b)| Intent::Open {
+            owner: owner.clone(),
+            a,
+            b,
+            idle_timeout: IDLE,
+        })
+        .collect();
+    assert_eq!(got, want);
+    let teardown = RtspEvent {
+        session: Some("abc".into()),
+        ..request(RtspMethod::Teardown, 3, None, None)
+    };
+    let teardown = RtspEvent {
+        src: req.src,
+        dst: req.dst,
+        ..teardown
+    };
+    let want: Vec<Intent> = [rtp, rtcp]
+        .into_iter()
+        .map(|(a, b)| Intent::Close {
+            owner: owner.clone(),
+            a,
+            b,
+            cause: CloseCause::Teardown,
+        })
+        .collect();
+    assert_eq!(calls.on_rtsp(&teardown, ms(2)), want);
+}

@@ -1,0 +1,1274 @@
+//! SIP call flows with hand-built events; every step asserts the exact
+//! intents.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::*;
+
+/// Caller and callee signaling and media (documentation addresses).
+const CALLER: &str = "192.0.2.10:5060";
+const CALLEE: &str = "198.51.100.20:5060";
+const A_RTP: &str = "192.0.2.10:4000";
+const A_RTCP: &str = "192.0.2.10:4001";
+const B_RTP: &str = "198.51.100.20:10000";
+const B_RTCP: &str = "198.51.100.20:10001";
+const IDLE: Duration = Duration::from_secs(300);
+const T0: u64 = 1_000_000_000_000;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn ms(t: u64) -> u64 {
+    T0 + t * 1_000_000
+}
+
+/// Audio stream at `rtp`, RTCP on the next port.
+fn audio(rtp: &str) -> Media {
+    let rtp = sa(rtp);
+    Media {
+        rtp: Some(rtp),
+        rtcp: Some(SocketAddr::new(rtp.ip(), rtp.port() + 1)),
+        rtcp_mux: false,
+        hold: false,
+    }
+}
+
+fn rejected() -> Media {
+    Media {
+        rtp: None,
+        rtcp: None,
+        rtcp_mux: false,
+        hold: false,
+    }
+}
+
+/// `c=0.0.0.0` hold with a non-zero port.
+fn held() -> Media {
+    Media {
+        rtp: None,
+        rtcp: None,
+        rtcp_mux: false,
+        hold: true,
+    }
+}
+
+fn key(call_id: &str, tag: &str) -> Owner {
+    Owner::Sip(CallKey {
+        call_id: call_id.into(),
+        caller_tag: tag.into(),
+    })
+}
+
+fn owner() -> Owner {
+    key("call-1@192.0.2.10", "caller-tag")
+}
+
+fn open(a: &str, b: &str) -> Intent {
+    Intent::Open {
+        owner: owner(),
+        a: sa(a),
+        b: sa(b),
+        idle_timeout: IDLE,
+    }
+}
+
+fn close(a: &str, b: &str, cause: CloseCause) -> Intent {
+    Intent::Close {
+        owner: owner(),
+        a: sa(a),
+        b: sa(b),
+        cause,
+    }
+}
+
+fn refused(reason: Refusal, pair: Option<(&str, &str)>) -> Intent {
+    Intent::Refused {
+        owner: Some(owner()),
+        reason,
+        pair: pair.map(|(a, b)| (sa(a), sa(b))),
+    }
+}
+
+/// The caller's initial INVITE (CSeq 1) to the callee.
+fn invite(sdp: Option<Vec<Media>>) -> SipEvent {
+    SipEvent {
+        src: sa(CALLER),
+        dst: sa(CALLEE),
+        start: SipStart::Request(SipMethod::Invite),
+        call_id: "call-1@192.0.2.10".into(),
+        from_tag: "caller-tag".into(),
+        to_tag: None,
+        cseq: 1,
+        cseq_method: SipMethod::Invite,
+        sdp,
+    }
+}
+
+/// A response to `req` from its destination, with To-tag `tag`.
+fn reply(req: &SipEvent, code: u16, tag: Option<&str>, sdp: Option<Vec<Media>>) -> SipEvent {
+    SipEvent {
+        src: req.dst,
+        dst: req.src,
+        start: SipStart::Response(code),
+        to_tag: tag.map(str::to_string).or_else(|| req.to_tag.clone()),
+        sdp,
+        ..req.clone()
+    }
+}
+
+/// A request from the caller inside dialog `tag`.
+fn caller_req(method: SipMethod, cseq: u32, tag: &str, sdp: Option<Vec<Media>>) -> SipEvent {
+    SipEvent {
+        start: SipStart::Request(method),
+        to_tag: Some(tag.into()),
+        cseq,
+        cseq_method: method,
+        sdp,
+        ..invite(None)
+    }
+}
+
+/// A request from the callee (dialog `tag`) to the caller.
+fn callee_req(method: SipMethod, cseq: u32, tag: &str, sdp: Option<Vec<Media>>) -> SipEvent {
+    SipEvent {
+        src: sa(CALLEE),
+        dst: sa(CALLER),
+        start: SipStart::Request(method),
+        call_id: "call-1@192.0.2.10".into(),
+        from_tag: tag.into(),
+        to_tag: Some("caller-tag".into()),
+        cseq,
+        cseq_method: method,
+        sdp,
+    }
+}
+
+fn cancel() -> SipEvent {
+    SipEvent {
+        start: SipStart::Request(SipMethod::Cancel),
+        cseq_method: SipMethod::Cancel,
+        ..invite(None)
+    }
+}
+
+enum Step {
+    /// A message at a time (ms after T0) and the exact intents it yields.
+    Sip(u64, SipEvent, Vec<Intent>),
+    /// A tick at a time (ms) and the exact intents it yields.
+    Tick(u64, Vec<Intent>),
+}
+
+use Step::{Sip, Tick};
+
+fn run(cfg: CallConfig, steps: Vec<Step>) -> Calls {
+    let mut calls = Calls::new(cfg);
+    for (i, step) in steps.into_iter().enumerate() {
+        match step {
+            Sip(t, ev, want) => {
+                let got = calls.on_sip(&ev, ms(t));
+                assert_eq!(got, want, "step {i}: {:?} at {t} ms", ev.start);
+            }
+            Tick(t, want) => {
+                let got = calls.tick(ms(t));
+                assert_eq!(got, want, "step {i}: tick at {t} ms");
+            }
+        }
+    }
+    calls
+}
+
+/// INVITE with offer, 100, 180, 200 with answer, ACK: an established call.
+fn established() -> Vec<Step> {
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(1, reply(&inv, 100, None, None), vec![]),
+        Sip(2, reply(&inv, 180, Some("b1"), None), vec![]),
+        Sip(
+            3,
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+        Sip(4, caller_req(SipMethod::Ack, 1, "b1", None), vec![]),
+    ]
+}
+
+fn closes(cause: CloseCause) -> Vec<Intent> {
+    vec![close(A_RTP, B_RTP, cause), close(A_RTCP, B_RTCP, cause)]
+}
+
+#[test]
+fn plain_call_caller_hangs_up_after_grace() {
+    let mut steps = established();
+    steps.extend([
+        Sip(10_000, caller_req(SipMethod::Bye, 2, "b1", None), vec![]),
+        Tick(11_999, vec![]),
+        Tick(12_000, closes(CloseCause::Bye)),
+        // 200 to the BYE and a late BYE retransmission match nothing.
+        Sip(
+            12_001,
+            reply(&caller_req(SipMethod::Bye, 2, "b1", None), 200, None, None),
+            vec![],
+        ),
+        Sip(12_002, caller_req(SipMethod::Bye, 2, "b1", None), vec![]),
+    ]);
+    let calls = run(CallConfig::default(), steps);
+    let c = calls.counters();
+    assert_eq!((c.calls_opened, c.calls_closed(CloseCause::Bye)), (1, 1));
+    assert_eq!((c.pairs_opened, c.pairs_closed(CloseCause::Bye)), (2, 2));
+    assert_eq!(c.sip_unmatched, 2);
+    assert_eq!(calls.active_calls(), 0);
+}
+
+#[test]
+fn plain_call_over_tcp_connections_callee_hangs_up() {
+    // Over TCP every message may come from an ephemeral port, and the
+    // callee's BYE has the tags swapped and its own CSeq space.
+    let inv = SipEvent {
+        src: sa("192.0.2.10:40001"),
+        ..invite(Some(vec![audio(A_RTP)]))
+    };
+    let ok = SipEvent {
+        dst: sa("192.0.2.10:40001"),
+        ..reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)]))
+    };
+    let bye = SipEvent {
+        src: sa("198.51.100.20:40002"),
+        ..callee_req(SipMethod::Bye, 1, "b1", None)
+    };
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(1, reply(&inv, 180, Some("b1"), None), vec![]),
+        Sip(2, ok, vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)]),
+        Sip(3, caller_req(SipMethod::Ack, 1, "b1", None), vec![]),
+        Sip(60_000, bye, vec![]),
+        Tick(61_000, vec![]),
+        Tick(62_000, closes(CloseCause::Bye)),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn bye_without_grace_closes_at_once_and_retransmission_does_not_extend_grace() {
+    let mut steps = established();
+    steps.push(Sip(
+        5_000,
+        caller_req(SipMethod::Bye, 2, "b1", None),
+        closes(CloseCause::Bye),
+    ));
+    run(
+        CallConfig {
+            bye_grace: Duration::ZERO,
+            ..CallConfig::default()
+        },
+        steps,
+    );
+
+    let mut steps = established();
+    steps.extend([
+        Sip(5_000, caller_req(SipMethod::Bye, 2, "b1", None), vec![]),
+        Sip(6_500, caller_req(SipMethod::Bye, 2, "b1", None), vec![]),
+        Tick(7_000, closes(CloseCause::Bye)),
+    ]);
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn early_media_opens_on_183_and_200_repeats_the_answer() {
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+        Sip(
+            2,
+            reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+        Sip(
+            3,
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+        Sip(4, caller_req(SipMethod::Ack, 1, "b1", None), vec![]),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn early_media_answer_changed_by_200_moves_the_pairs() {
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+        Sip(
+            2,
+            reply(
+                &inv,
+                200,
+                Some("b1"),
+                Some(vec![audio("198.51.100.20:10008")]),
+            ),
+            vec![
+                close(A_RTP, B_RTP, CloseCause::Renegotiated),
+                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
+                open(A_RTP, "198.51.100.20:10008"),
+                open(A_RTCP, "198.51.100.20:10009"),
+            ],
+        ),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn forking_three_branches_losers_close_when_one_answers() {
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    // Each branch answers from its own address with its own media.
+    let branch = |n: u8, code: u16, sdp: bool| SipEvent {
+        src: sa(&format!("198.51.100.{n}:5060")),
+        ..reply(
+            &inv,
+            code,
+            Some(&format!("t{n}")),
+            sdp.then(|| vec![audio(&format!("198.51.100.{n}:20000"))]),
+        )
+    };
+    let b = |n: u8, port: u16| format!("198.51.100.{n}:{port}");
+    let open_b = |n: u8| vec![open(A_RTP, &b(n, 20000)), open(A_RTCP, &b(n, 20001))];
+    let lost = |n: u8| {
+        vec![
+            close(A_RTP, &b(n, 20000), CloseCause::ForkLost),
+            close(A_RTCP, &b(n, 20001), CloseCause::ForkLost),
+        ]
+    };
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(1, branch(1, 183, true), open_b(1)),
+        Sip(2, branch(2, 180, false), vec![]),
+        Sip(3, branch(2, 183, true), open_b(2)),
+        Sip(4, branch(3, 183, true), open_b(3)),
+        Sip(5, branch(2, 200, true), [lost(1), lost(3)].concat()),
+        // A late provisional from a losing fork changes nothing.
+        Sip(6, branch(3, 183, true), vec![]),
+        Sip(7, caller_req(SipMethod::Ack, 1, "t2", None), vec![]),
+        Sip(8_000, caller_req(SipMethod::Bye, 2, "t2", None), vec![]),
+        Tick(
+            10_000,
+            vec![
+                close(A_RTP, &b(2, 20000), CloseCause::Bye),
+                close(A_RTCP, &b(2, 20001), CloseCause::Bye),
+            ],
+        ),
+    ];
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.counters().pairs_closed(CloseCause::ForkLost), 4);
+}
+
+#[test]
+fn reinvite_from_caller_moves_media_once_answered() {
+    let mut steps = established();
+    steps.extend([
+        Sip(
+            1_000,
+            caller_req(
+                SipMethod::Invite,
+                2,
+                "b1",
+                Some(vec![audio("192.0.2.10:4002")]),
+            ),
+            vec![],
+        ),
+        Sip(
+            1_001,
+            reply(
+                &caller_req(SipMethod::Invite, 2, "b1", None),
+                200,
+                None,
+                Some(vec![audio(B_RTP)]),
+            ),
+            vec![
+                close(A_RTP, B_RTP, CloseCause::Renegotiated),
+                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
+                open("192.0.2.10:4002", B_RTP),
+                open("192.0.2.10:4003", B_RTCP),
+            ],
+        ),
+        Sip(1_002, caller_req(SipMethod::Ack, 2, "b1", None), vec![]),
+    ]);
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn reinvite_from_callee_with_own_cseq_space() {
+    // The callee's CSeq 1 must not be mistaken for the initial INVITE.
+    let reinvite = callee_req(
+        SipMethod::Invite,
+        1,
+        "b1",
+        Some(vec![audio("198.51.100.20:10010")]),
+    );
+    let mut steps = established();
+    steps.extend([
+        Sip(1_000, reinvite.clone(), vec![]),
+        Sip(
+            1_001,
+            reply(&reinvite, 200, None, Some(vec![audio(A_RTP)])),
+            vec![
+                close(A_RTP, B_RTP, CloseCause::Renegotiated),
+                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
+                open(A_RTP, "198.51.100.20:10010"),
+                open(A_RTCP, "198.51.100.20:10011"),
+            ],
+        ),
+        Sip(1_002, callee_req(SipMethod::Ack, 1, "b1", None), vec![]),
+    ]);
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn rejected_reinvite_keeps_media_and_drops_the_offer() {
+    let reinvite = caller_req(
+        SipMethod::Invite,
+        2,
+        "b1",
+        Some(vec![audio("192.0.2.10:4002")]),
+    );
+    let mut steps = established();
+    steps.extend([
+        Sip(1_000, reinvite.clone(), vec![]),
+        Sip(1_001, reply(&reinvite, 488, None, None), vec![]),
+        // A stray 200 with SDP for the failed transaction answers nothing.
+        Sip(
+            1_002,
+            reply(&reinvite, 200, None, Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+    ]);
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn hold_keeps_pairs_in_both_styles() {
+    let sendonly = caller_req(SipMethod::Invite, 2, "b1", Some(vec![audio(A_RTP)]));
+    let zero = caller_req(SipMethod::Invite, 3, "b1", Some(vec![held()]));
+    let resume = caller_req(SipMethod::Invite, 4, "b1", Some(vec![audio(A_RTP)]));
+    let mut steps = established();
+    steps.extend([
+        // a=sendonly / a=inactive: same endpoints, the answer says recvonly.
+        Sip(1_000, sendonly.clone(), vec![]),
+        Sip(
+            1_001,
+            reply(&sendonly, 200, None, Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+        Sip(1_002, caller_req(SipMethod::Ack, 2, "b1", None), vec![]),
+        // c=0.0.0.0: the previous endpoint stays, nothing opens to 0.0.0.0.
+        Sip(2_000, zero.clone(), vec![]),
+        Sip(
+            2_001,
+            reply(&zero, 200, None, Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+        Sip(2_002, caller_req(SipMethod::Ack, 3, "b1", None), vec![]),
+        // Resume.
+        Sip(3_000, resume.clone(), vec![]),
+        Sip(
+            3_001,
+            reply(&resume, 200, None, Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+    ]);
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.counters().pairs_opened, 2);
+}
+
+#[test]
+fn hold_with_zero_address_on_a_fresh_call_opens_nothing() {
+    let inv = invite(Some(vec![held()]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn cancel_closes_early_media_and_late_invite_copy_stays_dead() {
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+        Sip(2, cancel(), closes(CloseCause::Cancel)),
+        Sip(3, reply(&cancel(), 200, None, None), vec![]),
+        Sip(4, reply(&inv, 487, Some("b1"), None), vec![]),
+        Sip(5, caller_req(SipMethod::Ack, 1, "b1", None), vec![]),
+        // A second observation of the INVITE does not start the call again.
+        Sip(6, inv.clone(), vec![]),
+        Sip(
+            7,
+            reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+    ];
+    let calls = run(CallConfig::default(), steps);
+    let c = calls.counters();
+    assert_eq!((c.calls_opened, c.calls_closed(CloseCause::Cancel)), (1, 1));
+    assert_eq!(calls.active_calls(), 0);
+}
+
+#[test]
+fn final_error_responses_close_the_call() {
+    // (code, with early media first)
+    for (code, early) in [(486, false), (486, true), (603, true), (408, false)] {
+        let inv = invite(Some(vec![audio(A_RTP)]));
+        let mut steps = vec![Sip(0, inv.clone(), vec![])];
+        let mut want = vec![];
+        if early {
+            steps.push(Sip(
+                1,
+                reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
+                vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            ));
+            want = closes(CloseCause::Failed);
+        } else {
+            steps.push(Sip(1, reply(&inv, 180, Some("b1"), None), vec![]));
+        }
+        steps.push(Sip(2, reply(&inv, code, Some("b1"), None), want));
+        steps.push(Sip(3, caller_req(SipMethod::Ack, 1, "b1", None), vec![]));
+        let calls = run(CallConfig::default(), steps);
+        assert_eq!(
+            calls.counters().calls_closed(CloseCause::Failed),
+            1,
+            "{code}"
+        );
+        assert_eq!(calls.active_calls(), 0, "{code}");
+    }
+}
+
+#[test]
+fn challenged_invite_retried_with_higher_cseq_is_a_new_call() {
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let retry = SipEvent {
+        cseq: 2,
+        ..inv.clone()
+    };
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(1, reply(&inv, 407, Some("proxy"), None), vec![]),
+        Sip(2, retry.clone(), vec![]),
+        Sip(
+            3,
+            reply(&retry, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+    ];
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.counters().calls_opened, 2);
+}
+
+#[test]
+fn max_lifetime_closes_in_tick() {
+    let mut steps = established();
+    steps.extend([
+        Tick(59_999, vec![]),
+        Tick(60_000, closes(CloseCause::Lifetime)),
+    ]);
+    let cfg = CallConfig {
+        max_lifetime: Duration::from_secs(60),
+        ..CallConfig::default()
+    };
+    let calls = run(cfg, steps);
+    assert_eq!(calls.counters().calls_closed(CloseCause::Lifetime), 1);
+    assert_eq!(
+        calls.next_deadline(),
+        Some(ms(60_000 + 32_000)),
+        "tombstone only"
+    );
+}
+
+#[test]
+fn default_lifetime_is_four_hours() {
+    let mut steps = established();
+    steps.extend([
+        Tick(4 * 3_600_000 - 1, vec![]),
+        Tick(4 * 3_600_000, closes(CloseCause::Lifetime)),
+    ]);
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn unanswered_setup_expires_and_provisionals_refresh_it() {
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            60_000,
+            reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+        Tick(180_000, vec![]),
+        Tick(239_999, vec![]),
+        Tick(240_000, closes(CloseCause::SetupTimeout)),
+    ];
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.counters().calls_closed(CloseCause::SetupTimeout), 1);
+}
+
+#[test]
+fn unanswered_reinvite_offer_expires_without_touching_media() {
+    let reinvite = caller_req(
+        SipMethod::Invite,
+        2,
+        "b1",
+        Some(vec![audio("192.0.2.10:4002")]),
+    );
+    let mut steps = established();
+    steps.extend([
+        Sip(1_000, reinvite.clone(), vec![]),
+        Tick(181_000, vec![]),
+        // After expiry a late 200 with SDP is only a new offer (never answered).
+        Sip(
+            181_001,
+            reply(&reinvite, 200, None, Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+        Sip(181_002, caller_req(SipMethod::Ack, 2, "b1", None), vec![]),
+    ]);
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.active_calls(), 1);
+}
+
+#[test]
+fn invite_without_sdp_offer_in_200_answer_in_ack() {
+    let inv = invite(None);
+    let ok = reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)]));
+    let ack = caller_req(SipMethod::Ack, 1, "b1", Some(vec![audio(A_RTP)]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(1, reply(&inv, 180, Some("b1"), None), vec![]),
+        Sip(2, ok.clone(), vec![]),
+        Sip(
+            3,
+            ack.clone(),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+        // 2xx and ACK retransmissions.
+        Sip(4, ok, vec![]),
+        Sip(5, ack, vec![]),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn prack_answers_offer_in_reliable_183() {
+    let inv = invite(None);
+    let prack = caller_req(SipMethod::Prack, 2, "b1", Some(vec![audio(A_RTP)]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+        Sip(
+            2,
+            prack.clone(),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+        Sip(3, reply(&prack, 200, None, None), vec![]),
+        Sip(4, prack, vec![]),
+        // The 2xx repeats the 183's offer: already answered.
+        Sip(
+            5,
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+        Sip(6, caller_req(SipMethod::Ack, 1, "b1", None), vec![]),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn prack_and_update_carry_new_offers() {
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let prack = caller_req(
+        SipMethod::Prack,
+        2,
+        "b1",
+        Some(vec![audio("192.0.2.10:4002")]),
+    );
+    let update = callee_req(
+        SipMethod::Update,
+        7,
+        "b1",
+        Some(vec![audio("198.51.100.20:10004")]),
+    );
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+        Sip(2, prack.clone(), vec![]),
+        Sip(
+            3,
+            reply(&prack, 200, None, Some(vec![audio(B_RTP)])),
+            vec![
+                close(A_RTP, B_RTP, CloseCause::Renegotiated),
+                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
+                open("192.0.2.10:4002", B_RTP),
+                open("192.0.2.10:4003", B_RTCP),
+            ],
+        ),
+        // UPDATE from the callee in the early dialog.
+        Sip(4, update.clone(), vec![]),
+        Sip(
+            5,
+            reply(&update, 200, None, Some(vec![audio("192.0.2.10:4002")])),
+            vec![
+                close("192.0.2.10:4002", B_RTP, CloseCause::Renegotiated),
+                close("192.0.2.10:4003", B_RTCP, CloseCause::Renegotiated),
+                open("192.0.2.10:4002", "198.51.100.20:10004"),
+                open("192.0.2.10:4003", "198.51.100.20:10005"),
+            ],
+        ),
+        Sip(
+            6,
+            reply(&update, 200, None, Some(vec![audio("192.0.2.10:4002")])),
+            vec![],
+        ),
+        Sip(
+            7,
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn several_m_lines_pair_by_index_and_port_zero_rejects() {
+    let offer = vec![
+        audio(A_RTP),
+        audio("192.0.2.10:4010"),
+        audio("192.0.2.10:4020"),
+    ];
+    // The answer rejects the second stream and accepts the first and third.
+    let answer = vec![audio(B_RTP), rejected(), audio("198.51.100.20:10020")];
+    let inv = invite(Some(offer));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(&inv, 200, Some("b1"), Some(answer)),
+            vec![
+                open(A_RTP, B_RTP),
+                open(A_RTCP, B_RTCP),
+                open("192.0.2.10:4020", "198.51.100.20:10020"),
+                open("192.0.2.10:4021", "198.51.100.20:10021"),
+            ],
+        ),
+    ];
+    run(CallConfig::default(), steps);
+
+    // A stream the offer rejects (port 0) stays closed whatever the answer.
+    let inv = invite(Some(vec![rejected(), audio(A_RTP)]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(
+                &inv,
+                200,
+                Some("b1"),
+                Some(vec![audio("198.51.100.20:10030"), audio(B_RTP)]),
+            ),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn rfc3605_rtcp_attribute_gives_the_rtcp_endpoint() {
+    let a = Media {
+        rtcp: Some(sa("192.0.2.10:4005")),
+        ..audio(A_RTP)
+    };
+    let inv = invite(Some(vec![a]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![open(A_RTP, B_RTP), open("192.0.2.10:4005", B_RTCP)],
+        ),
+    ];
+    run(CallConfig::default(), steps);
+
+    // a=rtcp naming a third-party address is refused like any media address.
+    let a = Media {
+        rtcp: Some(sa("203.0.113.9:4005")),
+        ..audio(A_RTP)
+    };
+    let inv = invite(Some(vec![a]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![
+                open(A_RTP, B_RTP),
+                refused(Refusal::ThirdPartyMedia, Some(("203.0.113.9:4005", B_RTCP))),
+            ],
+        ),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn rtcp_mux_needs_both_sides() {
+    let mux = |m: Media| Media {
+        rtcp_mux: true,
+        ..m
+    };
+    // (offer muxes, answer muxes, expected pairs)
+    let cases = [
+        (true, true, vec![open(A_RTP, B_RTP)]),
+        (true, false, vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)]),
+        (false, true, vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)]),
+    ];
+    for (offer_mux, answer_mux, want) in cases {
+        let offer = if offer_mux {
+            mux(audio(A_RTP))
+        } else {
+            audio(A_RTP)
+        };
+        let answer = if answer_mux {
+            mux(audio(B_RTP))
+        } else {
+            audio(B_RTP)
+        };
+        let inv = invite(Some(vec![offer]));
+        let steps = vec![
+            Sip(0, inv.clone(), vec![]),
+            Sip(1, reply(&inv, 200, Some("b1"), Some(vec![answer])), want),
+        ];
+        run(CallConfig::default(), steps);
+    }
+}
+
+#[test]
+fn ipv6_call_and_family_mismatch() {
+    let v6 = |caller: &str, callee: &str| {
+        let inv = SipEvent {
+            src: sa("[2001:db8::10]:5060"),
+            dst: sa("[2001:db8:1::20]:5060"),
+            ..invite(Some(vec![audio(caller)]))
+        };
+        let ok = reply(&inv, 200, Some("b1"), Some(vec![audio(callee)]));
+        (inv, ok)
+    };
+    let (inv, ok) = v6("[2001:db8::10]:4000", "[2001:db8:1::20]:10000");
+    let steps = vec![
+        Sip(0, inv, vec![]),
+        Sip(
+            1,
+            ok,
+            vec![
+                open("[2001:db8::10]:4000", "[2001:db8:1::20]:10000"),
+                open("[2001:db8::10]:4001", "[2001:db8:1::20]:10001"),
+            ],
+        ),
+        Sip(
+            2,
+            SipEvent {
+                src: sa("[2001:db8::10]:5060"),
+                dst: sa("[2001:db8:1::20]:5060"),
+                ..caller_req(SipMethod::Bye, 2, "b1", None)
+            },
+            vec![],
+        ),
+        Tick(
+            2_002,
+            vec![
+                close(
+                    "[2001:db8::10]:4000",
+                    "[2001:db8:1::20]:10000",
+                    CloseCause::Bye,
+                ),
+                close(
+                    "[2001:db8::10]:4001",
+                    "[2001:db8:1::20]:10001",
+                    CloseCause::Bye,
+                ),
+            ],
+        ),
+    ];
+    run(CallConfig::default(), steps);
+
+    // An IPv4 offer answered with IPv6 media cannot be one pinhole.
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let ok = SipEvent {
+        src: sa("[2001:db8:1::20]:5060"),
+        ..reply(
+            &inv,
+            200,
+            Some("b1"),
+            Some(vec![audio("[2001:db8:1::20]:10000")]),
+        )
+    };
+    let steps = vec![
+        Sip(0, inv, vec![]),
+        Sip(
+            1,
+            ok,
+            vec![
+                refused(
+                    Refusal::FamilyMismatch,
+                    Some((A_RTP, "[2001:db8:1::20]:10000")),
+                ),
+                refused(
+                    Refusal::FamilyMismatch,
+                    Some((A_RTCP, "[2001:db8:1::20]:10001")),
+                ),
+            ],
+        ),
+    ];
+    run(CallConfig::default(), steps);
+}
+
+#[test]
+fn third_party_media_refused_unless_relay_network() {
+    let inv = invite(Some(vec![audio("203.0.113.5:30000")]));
+    let ok = reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            ok.clone(),
+            vec![
+                refused(Refusal::ThirdPartyMedia, Some(("203.0.113.5:30000", B_RTP))),
+                refused(
+                    Refusal::ThirdPartyMedia,
+                    Some(("203.0.113.5:30001", B_RTCP)),
+                ),
+            ],
+        ),
+        // Repeats are not refused (nor counted) again.
+        Sip(2, ok.clone(), vec![]),
+    ];
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.counters().refused(Refusal::ThirdPartyMedia), 2);
+
+    let relay = CallConfig {
+        media_relay: vec!["203.0.113.0/24".parse().unwrap()],
+        ..CallConfig::default()
+    };
+    let steps = vec![
+        Sip(0, inv, vec![]),
+        Sip(
+            1,
+            ok,
+            vec![
+                open("203.0.113.5:30000", B_RTP),
+                open("203.0.113.5:30001", B_RTCP),
+            ],
+        ),
+    ];
+    run(relay, steps);
+}
+
+#[test]
+fn unusable_media_addresses_are_refused() {
+    let inv = invite(Some(vec![audio("224.0.1.1:4000")]));
+    let relay_all = CallConfig {
+        media_relay: vec!["0.0.0.0/0".parse().unwrap()],
+        ..CallConfig::default()
+    };
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(
+            1,
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![
+                refused(Refusal::UnusableEndpoint, Some(("224.0.1.1:4000", B_RTP))),
+                refused(Refusal::UnusableEndpoint, Some(("224.0.1.1:4001", B_RTCP))),
+            ],
+        ),
+    ];
+    run(relay_all, steps);
+}
+
+#[test]
+fn untrusted_signaling_is_refused() {
+    let cfg = CallConfig {
+        trusted_signaling: vec!["203.0.113.0/24".parse().unwrap()],
+        ..CallConfig::default()
+    };
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let untrusted = Intent::Refused {
+        owner: None,
+        reason: Refusal::UntrustedSignaling,
+        pair: None,
+    };
+    let steps = vec![
+        Sip(0, inv.clone(), vec![untrusted.clone()]),
+        Sip(
+            1,
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![untrusted],
+        ),
+    ];
+    let calls = run(cfg, steps);
+    assert_eq!(calls.counters().refused(Refusal::UntrustedSignaling), 2);
+    assert_eq!(calls.active_calls(), 0);
+
+    // Signaling to a trusted network is enough.
+    let cfg = CallConfig {
+        trusted_signaling: vec!["198.51.100.0/24".parse().unwrap()],
+        ..CallConfig::default()
+    };
+    run(cfg, established());
+}
+
+#[test]
+fn per_call_cap_refuses_excess_pairs() {
+    let cfg = CallConfig {
+        max_pairs_per_call: 3,
+        ..CallConfig::default()
+    };
+    let inv = invite(Some(vec![audio(A_RTP), audio("192.0.2.10:4010")]));
+    let ok = reply(
+        &inv,
+        200,
+        Some("b1"),
+        Some(vec![audio(B_RTP), audio("198.51.100.20:10010")]),
+    );
+    let steps = vec![
+        Sip(0, inv, vec![]),
+        Sip(
+            1,
+            ok.clone(),
+            vec![
+                open(A_RTP, B_RTP),
+                open(A_RTCP, B_RTCP),
+                open("192.0.2.10:4010", "198.51.100.20:10010"),
+                refused(
+                    Refusal::PerCallCap,
+                    Some(("192.0.2.10:4011", "198.51.100.20:10011")),
+                ),
+            ],
+        ),
+        Sip(2, ok, vec![]),
+    ];
+    let calls = run(cfg, steps);
+    assert_eq!(calls.counters().refused(Refusal::PerCallCap), 1);
+}
+
+fn other_call(n: u32, src: &str) -> SipEvent {
+    SipEvent {
+        src: sa(src),
+        call_id: format!("other-{n}"),
+        ..invite(Some(vec![audio(A_RTP)]))
+    }
+}
+
+#[test]
+fn per_peer_and_table_caps_refuse_new_calls() {
+    let cfg = CallConfig {
+        max_calls_per_peer: 2,
+        max_calls: 3,
+        ..CallConfig::default()
+    };
+    let refuse = |n: u32, reason| Intent::Refused {
+        owner: Some(key(&format!("other-{n}"), "caller-tag")),
+        reason,
+        pair: None,
+    };
+    let mut steps = established();
+    steps.extend([
+        Sip(10, other_call(1, CALLER), vec![]),
+        Sip(
+            11,
+            other_call(2, CALLER),
+            vec![refuse(2, Refusal::PerPeerCap)],
+        ),
+        Sip(12, other_call(3, "192.0.2.11:5060"), vec![]),
+        Sip(
+            13,
+            other_call(4, "192.0.2.12:5060"),
+            vec![refuse(4, Refusal::TableFull)],
+        ),
+        // Once a call of the first peer ends, it may start another.
+        Sip(14, caller_req(SipMethod::Bye, 2, "b1", None), vec![]),
+        Tick(2_014, closes(CloseCause::Bye)),
+        Sip(2_015, other_call(2, CALLER), vec![]),
+    ]);
+    let calls = run(cfg, steps);
+    let c = calls.counters();
+    assert_eq!(c.refused(Refusal::PerPeerCap), 1);
+    assert_eq!(c.refused(Refusal::TableFull), 1);
+    assert_eq!(calls.active_calls(), 3);
+}
+
+#[test]
+fn dialog_cap_bounds_forks() {
+    let cfg = CallConfig {
+        max_dialogs_per_call: 2,
+        ..CallConfig::default()
+    };
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let steps = vec![
+        Sip(0, inv.clone(), vec![]),
+        Sip(1, reply(&inv, 180, Some("t1"), None), vec![]),
+        Sip(2, reply(&inv, 180, Some("t2"), None), vec![]),
+        Sip(
+            3,
+            reply(&inv, 180, Some("t3"), None),
+            vec![refused(Refusal::DialogCap, None)],
+        ),
+        // The 2xx of any fork still confirms the call.
+        Sip(
+            4,
+            reply(&inv, 200, Some("t3"), Some(vec![audio(B_RTP)])),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+    ];
+    run(cfg, steps);
+}
+
+#[test]
+fn every_message_seen_twice_is_idempotent() {
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let reinvite = caller_req(
+        SipMethod::Invite,
+        2,
+        "b1",
+        Some(vec![audio("192.0.2.10:4002")]),
+    );
+    let msgs = [
+        (inv.clone(), vec![]),
+        (reply(&inv, 100, None, None), vec![]),
+        (
+            reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+        ),
+        (
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+        (caller_req(SipMethod::Ack, 1, "b1", None), vec![]),
+        (reinvite.clone(), vec![]),
+        (
+            reply(&reinvite, 200, None, Some(vec![audio(B_RTP)])),
+            vec![
+                close(A_RTP, B_RTP, CloseCause::Renegotiated),
+                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
+                open("192.0.2.10:4002", B_RTP),
+                open("192.0.2.10:4003", B_RTCP),
+            ],
+        ),
+        (caller_req(SipMethod::Ack, 2, "b1", None), vec![]),
+        (caller_req(SipMethod::Bye, 3, "b1", None), vec![]),
+    ];
+    let mut steps = Vec::new();
+    for (i, (msg, want)) in msgs.into_iter().enumerate() {
+        let t = i as u64 * 10;
+        steps.push(Sip(t, msg.clone(), want));
+        steps.push(Sip(t + 1, msg, vec![]));
+    }
+    steps.push(Tick(
+        2_080,
+        vec![
+            close("192.0.2.10:4002", B_RTP, CloseCause::Bye),
+            close("192.0.2.10:4003", B_RTCP, CloseCause::Bye),
+        ],
+    ));
+    let calls = run(CallConfig::default(), steps);
+    let c = calls.counters();
+    assert_eq!((c.calls_opened, c.pairs_opened), (1, 4));
+}
+
+#[test]
+fn messages_of_unknown_calls_and_dialogs_are_only_counted() {
+    let mut steps = established();
+    steps.extend([
+        // Unknown dialog tag in a known call.
+        Sip(10, caller_req(SipMethod::Bye, 2, "nope", None), vec![]),
+        Sip(
+            11,
+            caller_req(SipMethod::Invite, 3, "nope", Some(vec![audio(A_RTP)])),
+            vec![],
+        ),
+        // Unknown Call-ID.
+        Sip(
+            12,
+            SipEvent {
+                call_id: "stranger".into(),
+                ..caller_req(SipMethod::Bye, 2, "b1", None)
+            },
+            vec![],
+        ),
+    ]);
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.counters().sip_unmatched, 3);
+    assert_eq!(calls.active_calls(), 1);
+}
+
+#[test]
+fn next_deadline_follows_the_earliest_timer() {
+    let mut calls = Calls::new(CallConfig::default());
+    assert_eq!(calls.next_deadline(), None);
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    calls.on_sip(&inv, ms(0));
+    // Setup timeout (180 s) is the earliest.
+    assert_eq!(calls.next_deadline(), Some(ms(180_000)));
+    calls.on_sip(
+        &reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+        ms(5),
+    );
+    assert_eq!(calls.next_deadline(), Some(ms(4 * 3_600_000)));
+    calls.on_sip(&caller_req(SipMethod::Bye, 2, "b1", None), ms(1_000));
+    assert_eq!(calls.next_deadline(), Some(ms(3_000)));
+    assert_eq!(calls.tick(ms(3_000)).len(), 2);
+    assert_eq!(calls.next_deadline(), Some(ms(3_000 + 32_000)));
+    assert!(calls.tick(ms(35_000)).is_empty());
+    assert_eq!(calls.next_deadline(), None);
+}
+
+#[test]
+fn counters_serialize_by_name() {
+    let calls = run(CallConfig::default(), established());
+    let json = serde_json::to_value(calls.counters()).unwrap();
+    assert_eq!(json["calls_opened"], 1);
+    assert_eq!(json["pairs_opened"], 2);
+    assert_eq!(json["refused"]["third_party_media"], 0);
+    assert_eq!(json["calls_closed"]["bye"], 0);
+    assert_eq!(
+        json["refused"].as_object().unwrap().len(),
+        Refusal::ALL.len()
+    );
+    assert_eq!(
+        json["pairs_closed"].as_object().unwrap().len(),
+        CloseCause::ALL.len()
+    );
+}
