@@ -5,6 +5,8 @@
 //! current time (`now`, nanoseconds of CLOCK_MONOTONIC), calls
 //! [`Calls::tick`] at [`Calls::next_deadline`] (or periodically) for deferred
 //! closes, and executes the returned [`Intent`]s against the pinhole table.
+//! [`SipEvent::from_message`] and [`RtspEvent::from_message`] build the events
+//! from the parsers' messages ([`crate::signaling`]).
 //!
 //! Every intent names one symmetric pair: a media stream yields an RTP pair
 //! and, unless both sides multiplex RTCP (RFC 5761), an RTCP pair. Within one
@@ -12,6 +14,7 @@
 //! retransmitted or twice-observed messages produce nothing new. Two owners
 //! may name the same pair; the table decides how to share it.
 
+mod adapt;
 mod pairs;
 mod policy;
 mod rtsp_sessions;
@@ -28,6 +31,7 @@ use std::time::Duration;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+pub use adapt::media_of;
 pub use policy::CallConfig;
 pub use rtsp_sessions::{PortPair, RtspEvent, RtspMethod, RtspStart, RtspTransport};
 pub use sip_calls::{Media, SipEvent, SipMethod, SipStart};
