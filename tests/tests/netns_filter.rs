@@ -397,8 +397,9 @@ fn cli_errors_leave_daemon_untouched() -> TestResult {
         assert_eq!(
             out.status.code(),
             Some(2),
-            "`{}`: bad input exits 2",
-            out.cmd
+            "`{}`: bad input exits 2; stderr: {}",
+            out.cmd,
+            out.stderr
         );
         assert_eq!(shape(&c.daemon.list()?), before, "after `{}`", out.cmd);
     }
