@@ -369,4 +369,153 @@ mod tests {
             })
         );
     }
+
+    /// A SIP message with the given start line, dialog headers and SDP body.
+    fn sip_msg(
+        start: &str,
+        tags: (&str, Option<&str>),
+        cseq: &str,
+        sdp: Option<&str>,
+    ) -> SipMessage {
+        let to = tags.1.map_or(String::new(), |t| format!(";tag={t}"));
+        let body = sdp.unwrap_or("");
+        let ctype = if sdp.is_some() {
+            "Content-Type: application/sdp\r\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "{start}\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-1\r\n\
+             From: <sip:alice@example.com>;tag={}\r\nTo: <sip:bob@example.com>{to}\r\n\
+             Call-ID: flow-1@192.0.2.10\r\nCSeq: {cseq}\r\nMax-Forwards: 70\r\n\
+             {ctype}Content-Length: {}\r\n\r\n{body}",
+            tags.0,
+            body.len()
+        );
+        sip::parse(text.as_bytes()).unwrap()
+    }
+
+    fn sdp_text(ip: &str, audio: u16, video: u16, attrs: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {audio} RTP/AVP 0\r\n{attrs}m=video {video} RTP/AVP 31\r\n"
+        )
+    }
+
+    #[test]
+    fn parsed_messages_drive_a_call() {
+        use crate::calls::{CallConfig, CallKey, Calls, CloseCause, Intent, Owner};
+
+        let (alice, bob) = (sa("192.0.2.10:5060"), sa("198.51.100.20:5060"));
+        let offer = sdp_text("192.0.2.10", 49170, 51372, "");
+        let answer = sdp_text("198.51.100.20", 49174, 0, "");
+        let hold = sdp_text("192.0.2.10", 49170, 51372, "a=sendonly\r\n");
+        let held = sdp_text("198.51.100.20", 49174, 0, "a=recvonly\r\n");
+        let owner = Owner::Sip(CallKey {
+            call_id: "flow-1@192.0.2.10".into(),
+            caller_tag: "a1".into(),
+        });
+        let open = |a: &str, b: &str| Intent::Open {
+            owner: owner.clone(),
+            a: sa(a),
+            b: sa(b),
+            idle_timeout: Duration::from_secs(300),
+        };
+        let close = |a: &str, b: &str| Intent::Close {
+            owner: owner.clone(),
+            a: sa(a),
+            b: sa(b),
+            cause: CloseCause::Bye,
+        };
+        // (message, sender, receiver, intents)
+        let steps = [
+            (
+                sip_msg(
+                    "INVITE sip:bob@example.com SIP/2.0",
+                    ("a1", None),
+                    "1 INVITE",
+                    Some(&offer),
+                ),
+                alice,
+                bob,
+                vec![],
+            ),
+            (
+                sip_msg("SIP/2.0 180 Ringing", ("a1", Some("b1")), "1 INVITE", None),
+                bob,
+                alice,
+                vec![],
+            ),
+            (
+                sip_msg(
+                    "SIP/2.0 200 OK",
+                    ("a1", Some("b1")),
+                    "1 INVITE",
+                    Some(&answer),
+                ),
+                bob,
+                alice,
+                vec![
+                    open("192.0.2.10:49170", "198.51.100.20:49174"),
+                    open("192.0.2.10:49171", "198.51.100.20:49175"),
+                ],
+            ),
+            (
+                sip_msg(
+                    "ACK sip:bob@198.51.100.20 SIP/2.0",
+                    ("a1", Some("b1")),
+                    "1 ACK",
+                    None,
+                ),
+                alice,
+                bob,
+                vec![],
+            ),
+            (
+                sip_msg(
+                    "INVITE sip:bob@198.51.100.20 SIP/2.0",
+                    ("a1", Some("b1")),
+                    "2 INVITE",
+                    Some(&hold),
+                ),
+                alice,
+                bob,
+                vec![],
+            ),
+            (
+                sip_msg(
+                    "SIP/2.0 200 OK",
+                    ("a1", Some("b1")),
+                    "2 INVITE",
+                    Some(&held),
+                ),
+                bob,
+                alice,
+                vec![],
+            ),
+            (
+                sip_msg(
+                    "BYE sip:bob@198.51.100.20 SIP/2.0",
+                    ("a1", Some("b1")),
+                    "3 BYE",
+                    None,
+                ),
+                alice,
+                bob,
+                vec![],
+            ),
+        ];
+        let mut calls = Calls::new(CallConfig::default());
+        for (i, (msg, src, dst, want)) in steps.into_iter().enumerate() {
+            let ev = SipEvent::from_message(&msg, src, dst).unwrap();
+            assert_eq!(calls.on_sip(&ev, i as u64), want, "step {i}");
+        }
+        assert_eq!(
+            calls.tick(2_000_000_010),
+            vec![
+                close("192.0.2.10:49170", "198.51.100.20:49174"),
+                close("192.0.2.10:49171", "198.51.100.20:49175"),
+            ]
+        );
+    }
 }
