@@ -255,12 +255,17 @@ pub async fn request<T: DeserializeOwned>(path: &Path, req: &Request) -> Result<
 }
 
 async fn request_inner<T: DeserializeOwned>(path: &Path, req: &Request) -> Result<T, ControlError> {
-    let stream = UnixStream::connect(path)
-        .await
-        .map_err(|source| ControlError::Connect {
+    let stream = UnixStream::connect(path).await.map_err(|source| {
+        let hint = match source.kind() {
+            io::ErrorKind::PermissionDenied => "the control socket is root-only",
+            _ => "is `pinhole run` running?",
+        };
+        ControlError::Connect {
             path: path.into(),
             source,
-        })?;
+            hint,
+        }
+    })?;
     let (rd, mut wr) = stream.into_split();
     let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;
     line.push(b'\n');

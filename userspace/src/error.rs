@@ -146,11 +146,12 @@ pub enum ControlError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot reach the pinhole daemon at {path}: {source} (is `pinhole run` running?)")]
+    #[error("cannot reach the pinhole daemon at {path}: {source} ({hint})")]
     Connect {
         path: PathBuf,
         #[source]
         source: io::Error,
+        hint: &'static str,
     },
     #[error("talking to the pinhole daemon: {0}")]
     Io(#[from] io::Error),
@@ -268,6 +269,7 @@ mod tests {
         let err = anyhow::Error::from(ControlError::Connect {
             path: "/x".into(),
             source: io::Error::from(io::ErrorKind::NotFound),
+            hint: "h",
         });
         let line = one_line(&err);
         assert_eq!(line.matches("not found").count(), 1, "{line}");

@@ -1,4 +1,4 @@
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use clap::{error::ErrorKind, Parser};
 use pinhole::{
@@ -15,6 +15,12 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                eprintln!(
+                    "error: a subcommand is required: run, open, close, list or stats (see pinhole --help)"
+                );
+                return ExitCode::from(EXIT_BAD_INPUT as u8);
+            }
             _ => {
                 eprintln!("{}", one_line_clap_error(&e));
                 return ExitCode::from(EXIT_BAD_INPUT as u8);
@@ -30,6 +36,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
         )
