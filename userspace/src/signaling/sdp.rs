@@ -394,6 +394,11 @@ pub struct MediaDescription {
     pub rtcp: Option<SocketAddr>,
     /// Number of consecutive RTP/RTCP port pairs (`m=video 49170/2 …`).
     pub port_count: u16,
+    /// Where this side receives RTCP if multiplexing is not agreed: `a=rtcp`
+    /// port/address, else RTP port + 1. Under RFC 5761 §5.1.1 an offer with
+    /// `a=rtcp-mux` must still be ready for this until the answer accepts mux.
+    /// Equal to `rtcp` when `rtcp_mux` is false.
+    pub rtcp_without_mux: Option<SocketAddr>,
     /// `a=rtcp-mux` present (RFC 5761).
     pub rtcp_mux: bool,
     /// Effective direction (media level, else session level, else sendrecv).
@@ -442,25 +447,26 @@ impl SessionDescription {
             ip.map(|ip| SocketAddr::new(ip, m.port))
         };
         let rtcp_mux = m.attribute("rtcp-mux").is_some();
-        let rtcp = match rtp {
-            Some(rtp) if m.is_rtp() => {
-                if rtcp_mux {
-                    Some(rtp)
-                } else if let Some(attr) = &m.rtcp {
-                    match &attr.address {
-                        None => Some(SocketAddr::new(rtp.ip(), attr.port)),
-                        Some(ConnectionAddress::Ip(ip)) if !ip.is_unspecified() => {
-                            Some(SocketAddr::new(*ip, attr.port))
-                        }
-                        Some(_) => None,
+        // RTCP where it goes without multiplexing: a=rtcp, else RTP port + 1.
+        let rtcp_without_mux = match rtp {
+            Some(rtp) if m.is_rtp() => match &m.rtcp {
+                Some(attr) => match &attr.address {
+                    None => Some(SocketAddr::new(rtp.ip(), attr.port)),
+                    Some(ConnectionAddress::Ip(ip)) if !ip.is_unspecified() => {
+                        Some(SocketAddr::new(*ip, attr.port))
                     }
-                } else {
-                    rtp.port()
-                        .checked_add(1)
-                        .map(|p| SocketAddr::new(rtp.ip(), p))
-                }
-            }
+                    Some(_) => None,
+                },
+                None => rtp
+                    .port()
+                    .checked_add(1)
+                    .map(|p| SocketAddr::new(rtp.ip(), p)),
+            },
             _ => None,
+        };
+        let rtcp = match rtp {
+            Some(rtp) if m.is_rtp() && rtcp_mux => Some(rtp),
+            _ => rtcp_without_mux,
         };
         let unresolved_host = match conn.map(|c| &c.address) {
             Some(ConnectionAddress::Fqdn(h)) if !rejected => Some(h.clone()),
@@ -473,6 +479,7 @@ impl SessionDescription {
             transport: m.transport_family(),
             rtp,
             rtcp,
+            rtcp_without_mux,
             port_count: m.port_count,
             rtcp_mux,
             direction,

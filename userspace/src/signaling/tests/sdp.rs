@@ -423,6 +423,29 @@ fn rfc3264_10_1_with_host_names() {
 }
 
 #[test]
+fn rtcp_without_mux_fallback() {
+    let sd = parse_ok(RTCP_ATTRS);
+    let media = sd.media();
+    // rtcp-mux stream: multiplexed RTCP on the RTP port, RTP+1 if mux is refused.
+    assert_eq!(media[3].rtcp, sa("192.0.2.30:49200"));
+    assert_eq!(media[3].rtcp_without_mux, sa("192.0.2.30:49201"));
+    for m in media.iter().filter(|m| !m.rtcp_mux) {
+        assert_eq!(m.rtcp, m.rtcp_without_mux);
+    }
+    // rtcp-mux together with a=rtcp (RFC 5761 §5.1.3 recommends both).
+    let sd = parse_ok("v=0\nc=IN IP4 192.0.2.5\nm=audio 5000 RTP/AVP 0\na=rtcp:5001\na=rtcp-mux\n");
+    let m = &sd.media()[0];
+    assert_eq!(
+        (m.rtcp, m.rtcp_without_mux),
+        (sa("192.0.2.5:5000"), sa("192.0.2.5:5001"))
+    );
+    // Not RTP: neither.
+    let sd = parse_ok("v=0\nc=IN IP4 192.0.2.5\nm=image 5000 udptl t38\na=rtcp-mux\n");
+    let m = &sd.media()[0];
+    assert_eq!((m.rtcp, m.rtcp_without_mux), (None, None));
+}
+
+#[test]
 fn port_count_and_transport_family() {
     let sd = parse_ok(RTCP_ATTRS);
     assert_eq!(sd.media_sections[4].port_count, 2);
