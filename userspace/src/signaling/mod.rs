@@ -31,4 +31,6 @@ pub mod sip;
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
 
-pub use message::{Header, MessageError, Param, MAX_HEADERS, MAX_MESSAGE_SIZE};
+pub use message::{
+    Header, MessageError, Param, MAX_HEADERS, MAX_LIST_ITEMS, MAX_MESSAGE_SIZE, MAX_PARAMS,
+};

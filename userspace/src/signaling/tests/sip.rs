@@ -862,3 +862,140 @@ fn hold_offer_in_sip() {
     assert_eq!(media[0].rtp, None);
     assert_eq!(media[0].direction, Direction::SendRecv);
 }
+
+#[test]
+fn start_line_table() {
+    // The rest of a minimal valid message; CSeq is set per case to match the method.
+    let rest = |method: &str| {
+        format!(
+            "Via: SIP/2.0/UDP h.example.com;branch=z9hG4bK1\r\nTo: <sip:a@example.com>\r\n\
+             From: <sip:b@example.com>;tag=1\r\nCall-ID: c\r\nCSeq: 1 {method}\r\nl: 0\r\n\r\n"
+        )
+    };
+    let ok = [
+        ("INVITE sip:bob@biloxi.example.com SIP/2.0", "INVITE"),
+        (
+            "ACK sips:bob@[2001:db8::1]:5061;transport=tls SIP/2.0",
+            "ACK",
+        ),
+        ("BYE sip:192.0.2.4 SIP/2.0", "BYE"),
+        ("OPTIONS tel:+1-201-555-0123 sip/2.0", "OPTIONS"),
+        ("REGISTER sip:registrar.example.com;lr SIP/2.0", "REGISTER"),
+        (
+            "INFO urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6 SIP/2.0",
+            "INFO",
+        ),
+        ("MESSAGE sip:user?x=1@example.com SIP/2.0", "MESSAGE"),
+    ];
+    for (line, method) in ok {
+        let msg = format!("{line}\r\n{}", rest(method));
+        let m = sip::parse(msg.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(m.method().unwrap().as_str(), method);
+    }
+    let status_ok = [
+        ("SIP/2.0 100 Trying", 100, "Trying"),
+        ("SIP/2.0 183 Session Progress", 183, "Session Progress"),
+        ("SIP/2.0 200 OK", 200, "OK"),
+        ("SIP/2.0 699 Whatever it is", 699, "Whatever it is"),
+        ("SIP/2.0 200", 200, ""),
+        ("sip/2.0 486 Busy Here", 486, "Busy Here"),
+    ];
+    for (line, code, reason) in status_ok {
+        let m = parse_ok(format!("{line}\r\n{}", rest("INVITE")).as_bytes());
+        assert_eq!(
+            m.start_line,
+            StartLine::Response {
+                code,
+                reason: reason.into()
+            },
+            "{line}"
+        );
+    }
+    type Pred = fn(&SipError) -> bool;
+    let bad: &[(&str, Pred)] = &[
+        ("INVITE", |e| matches!(e, SipError::InvalidRequestLine(_))),
+        ("INVITE sip:a@b", |e| {
+            matches!(e, SipError::InvalidRequestLine(_))
+        }),
+        ("INVITE sip:a@b SIP/2.0 extra", |e| {
+            matches!(e, SipError::InvalidRequestLine(_))
+        }),
+        (" INVITE sip:a@b SIP/2.0", |e| {
+            matches!(e, SipError::InvalidRequestLine(_))
+        }),
+        ("INVITE\tsip:a@b\tSIP/2.0", |e| {
+            matches!(e, SipError::InvalidRequestLine(_))
+        }),
+        ("INVITE sip:a@b HTTP/1.1", |e| {
+            matches!(e, SipError::InvalidRequestLine(_))
+        }),
+        ("INVITE sip:a@b SIP/2.1", |e| {
+            matches!(e, SipError::UnsupportedVersion(_))
+        }),
+        ("INV(ITE sip:a@b SIP/2.0", |e| {
+            matches!(e, SipError::InvalidMethod(_))
+        }),
+        ("INVITE sip: SIP/2.0", |e| {
+            matches!(e, SipError::InvalidRequestUri { .. })
+        }),
+        ("INVITE sip:a@ SIP/2.0", |e| {
+            matches!(e, SipError::InvalidRequestUri { .. })
+        }),
+        ("INVITE sip:user@example.com?? SIP/2.0", |e| {
+            matches!(e, SipError::InvalidRequestUri { .. })
+        }),
+        ("INVITE a@b SIP/2.0", |e| {
+            matches!(e, SipError::InvalidRequestUri { .. })
+        }),
+        ("INVITE 1sip:a@b SIP/2.0", |e| {
+            matches!(e, SipError::InvalidRequestUri { .. })
+        }),
+        ("INVITE \"sip:a@b\" SIP/2.0", |e| {
+            matches!(e, SipError::InvalidRequestUri { .. })
+        }),
+        ("SIP/2.0", |e| matches!(e, SipError::InvalidStatusLine(_))),
+        ("SIP/2.0 20 OK", |e| {
+            matches!(e, SipError::InvalidStatusLine(_))
+        }),
+        ("SIP/2.0 2000 OK", |e| {
+            matches!(e, SipError::InvalidStatusLine(_))
+        }),
+        ("SIP/2.0 700 Too high", |e| {
+            matches!(e, SipError::InvalidStatusLine(_))
+        }),
+        ("SIP/2.0 +20 OK", |e| {
+            matches!(e, SipError::InvalidStatusLine(_))
+        }),
+        ("SIP/2.0  200 OK", |e| {
+            matches!(e, SipError::InvalidStatusLine(_))
+        }),
+        ("SIP/1.0 200 OK", |e| {
+            matches!(e, SipError::UnsupportedVersion(_))
+        }),
+    ];
+    for (line, pred) in bad {
+        let msg = format!("{line}\r\n{}", rest("INVITE"));
+        match sip::parse(msg.as_bytes()) {
+            Ok(m) => panic!("{line:?} accepted: {:?}", m.start_line),
+            Err(e) => assert!(pred(&e), "{line:?}: {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn ack_and_cancel_keep_their_own_cseq_method() {
+    for method in ["ACK", "CANCEL", "BYE", "PRACK", "UPDATE"] {
+        let msg = format!(
+            "{method} sip:b@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             To: <sip:b@example.com>;tag=2\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: c\r\n\
+             CSeq: 7 {method}\r\nl: 0\r\n\r\n"
+        );
+        let m = parse_ok(msg.as_bytes());
+        assert_eq!(m.cseq.method, Method::from_token(method));
+        let wrong = msg.replace(&format!("CSeq: 7 {method}"), "CSeq: 7 INVITE");
+        assert!(matches!(
+            sip::parse(wrong.as_bytes()),
+            Err(SipError::CSeqMethodMismatch { .. })
+        ));
+    }
+}
