@@ -13,6 +13,7 @@
 //! Everything needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF) and fails with
 //! a clear message without it. Every wait is a bounded poll.
 
+pub mod frames;
 
 mod daemon;
 mod netns;
@@ -154,4 +155,3 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
-pub mod frames;
