@@ -452,6 +452,10 @@ pub struct Stats {
     pub counters: BTreeMap<String, CounterValue>,
     pub flows: FlowUsage,
     pub pinholes: u64,
+    /// The signaling layer's counters (absent with `--signaling off` builds
+    /// that do not report them).
+    #[serde(default)]
+    pub signaling: Option<SignalingStats>,
 }
 
 impl Stats {
@@ -464,6 +468,34 @@ impl Stats {
             ))
         })
     }
+}
+
+/// `stats --json` → `signaling`: what the daemon learned from the wire.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignalingStats {
+    pub sip_messages: u64,
+    pub rtsp_messages: u64,
+    pub parse_errors: u64,
+    pub calls_active: u64,
+    pub calls_opened: u64,
+    pub calls_closed: u64,
+    /// Refusals by reason.
+    #[serde(default)]
+    pub refused: BTreeMap<String, u64>,
+    pub setup_latency_us: LatencySummary,
+    /// Anything else the daemon reports (e.g. per-pair counters).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// Signaling packet received → map updated, in microseconds.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+pub struct LatencySummary {
+    pub count: u64,
+    #[serde(default)]
+    pub p50: Option<f64>,
+    #[serde(default)]
+    pub p99: Option<f64>,
 }
 
 /// One verdict counter, summed over CPUs.
@@ -497,6 +529,9 @@ pub struct Pinhole {
     pub age_secs: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// `manual`, `sip:<call-id>…` or `rtsp:…`.
+    #[serde(default)]
+    pub owner: Option<String>,
     pub flows: Vec<Flow>,
 }
 
@@ -604,6 +639,31 @@ mod tests {
             )
             .unwrap();
         assert_eq!((f.packets, f.bytes), (6, 600));
+    }
+
+    #[test]
+    fn parses_signaling_json() {
+        let stats: Stats = serde_json::from_str(
+            r#"{"counters":{},"flows":{"used":4,"capacity":8},"pinholes":2,
+                "signaling":{"sip_messages":7,"rtsp_messages":0,"parse_errors":1,"calls_active":1,
+                "calls_opened":1,"calls_closed":0,"refused":{"untrusted":0,"map_full":2},
+                "setup_latency_us":{"count":2,"p50":41.5,"p99":90},"pairs_opened":2}}"#,
+        )
+        .unwrap();
+        let sig = stats.signaling.unwrap();
+        assert_eq!((sig.sip_messages, sig.parse_errors, sig.calls_active), (7, 1, 1));
+        assert_eq!(sig.refused["map_full"], 2);
+        assert_eq!(sig.setup_latency_us.p50, Some(41.5));
+        assert_eq!(sig.setup_latency_us.p99, Some(90.0));
+        assert_eq!(sig.other["pairs_opened"], 2);
+        // Without samples the percentiles may be null or absent.
+        let empty: LatencySummary = serde_json::from_str(r#"{"count":0,"p50":null}"#).unwrap();
+        assert_eq!((empty.count, empty.p50, empty.p99), (0, None, None));
+        // Older daemons without signaling still parse.
+        let plain: Stats =
+            serde_json::from_str(r#"{"counters":{},"flows":{"used":0,"capacity":8},"pinholes":0}"#)
+                .unwrap();
+        assert!(plain.signaling.is_none());
     }
 
     #[test]

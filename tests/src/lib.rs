@@ -18,6 +18,7 @@ pub mod frames;
 mod daemon;
 mod netns;
 mod topology;
+pub mod sipp;
 pub mod traffic;
 
 use std::{
@@ -30,7 +31,7 @@ use std::{
 
 pub use daemon::{
     pinhole_bin, pinhole_command, run_bounded, CliOutput, CounterValue, Daemon, Flow, FlowUsage,
-    Pinhole, PinholeList, Stats,
+    LatencySummary, Pinhole, PinholeList, SignalingStats, Stats,
 };
 pub use netns::Netns;
 pub use topology::{Family, Topology, XdpMode};

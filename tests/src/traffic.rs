@@ -103,6 +103,31 @@ pub fn receive_until_marker(sock: &UdpSocket, timeout: Duration) -> Result<Recei
     }
 }
 
+/// What a receiver of foreign traffic (e.g. sipp's RTP) got.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RawReceived {
+    /// Datagrams of any content.
+    pub datagrams: u32,
+    /// Their sources.
+    pub senders: BTreeSet<SocketAddr>,
+}
+
+/// Receives until `n` datagrams of any content arrived or `timeout` passed.
+pub fn receive_raw(sock: &UdpSocket, n: u32, timeout: Duration) -> Result<RawReceived> {
+    let mut got = RawReceived::default();
+    let deadline = Instant::now() + timeout;
+    while got.datagrams < n {
+        match recv_one(sock, deadline)? {
+            None => break,
+            Some((_, from)) => {
+                got.datagrams += 1;
+                got.senders.insert(from);
+            }
+        }
+    }
+    Ok(got)
+}
+
 /// One datagram's kind (None: not test traffic) and source, or None at the deadline.
 fn recv_one(sock: &UdpSocket, deadline: Instant) -> Result<Option<(Option<u8>, SocketAddr)>> {
     let mut buf = [0u8; 2048];
