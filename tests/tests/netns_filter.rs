@@ -230,6 +230,37 @@ fn idle_pinhole_expires(mode: XdpMode, family: Family) -> TestResult {
     Ok(())
 }
 
+fn rtcp_pair_follows_pinhole(mode: XdpMode, family: Family) -> TestResult {
+    let c = Case::new(mode, family, &[])?;
+    let (a, b) = (c.a(), c.b());
+    let (a_rtcp, b_rtcp) = (
+        c.addr(Host::Outside, A_PORT + 1),
+        c.addr(Host::Inside, B_PORT + 1),
+    );
+    let outside = c.udp(Host::Outside, A_PORT)?;
+    let inside = c.udp(Host::Inside, B_PORT)?;
+    let outside_rtcp = c.udp(Host::Outside, A_PORT + 1)?;
+    let inside_rtcp = c.udp(Host::Inside, B_PORT + 1)?;
+    c.daemon.open(a, b, &["--with-rtcp"])?;
+
+    let p = only_pinhole(&c.daemon.list()?, a, b)?;
+    assert!(p.rtcp, "{p:#?}");
+    let flows: BTreeSet<_> = p.flows.iter().map(|f| (f.src, f.dst)).collect();
+    let expected = BTreeSet::from([(a, b), (b, a), (a_rtcp, b_rtcp), (b_rtcp, a_rtcp)]);
+    assert_eq!(flows, expected);
+    c.assert_passes(&outside, &inside)?;
+    c.assert_passes(&outside_rtcp, &inside_rtcp)?;
+    c.assert_passes(&inside_rtcp, &outside_rtcp)?;
+    // RTP port to RTCP port is not part of the pinhole.
+    c.assert_dropped(&outside, &inside_rtcp, Host::Inside)?;
+
+    // Closing the RTP pair closes the RTCP pair too.
+    c.daemon.close(a, b)?;
+    assert_eq!(c.daemon.stats()?.flows.used, 0);
+    c.assert_dropped(&outside_rtcp, &inside_rtcp, Host::Inside)?;
+    Ok(())
+}
+
 fn non_media_udp_and_tcp_pass(mode: XdpMode, family: Family) -> TestResult {
     let c = Case::new(mode, family, &[])?;
     let before = c.daemon.stats()?;
@@ -294,6 +325,11 @@ macro_rules! filter_cases {
         #[test]
         fn idle_pinhole_expires() -> TestResult {
             super::idle_pinhole_expires($mode, $family)
+        }
+
+        #[test]
+        fn rtcp_pair_follows_pinhole() -> TestResult {
+            super::rtcp_pair_follows_pinhole($mode, $family)
         }
 
         #[test]
