@@ -1,8 +1,12 @@
-//! The controller: one task that owns the [`PinholeTable`] and the flow store,
-//! so table and map change together and in one order.
+//! The controller: one task that owns the [`PinholeTable`], the flow store and
+//! the signaling state, so table, map and calls change together and in one
+//! order.
 //!
 //! Everything else talks to it through a bounded channel of [`Command`]s, each
-//! with a oneshot reply. A periodic tick expires idle pinholes.
+//! with a oneshot reply: the control socket, and the signaling queue reader,
+//! which waits for each packet's pinholes to be in the map before it lets the
+//! packet go on. A periodic tick expires idle pinholes; call timers (BYE
+//! grace, lifetimes) run at their deadline.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,24 +14,34 @@ use pinhole_common::{Counter, FlowKey, FlowStats, Reason};
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,
-    time::MissedTickBehavior,
+    time::{Instant, MissedTickBehavior},
 };
 use tracing::{debug, error, info, warn};
 
 use crate::{
     addr::{flow_endpoints, Endpoint, Pair},
+    calls::{CloseCause, Intent, Owner, Refusal},
+    capture::{
+        feed::{Feed, FeedConfig, RateLimit},
+        latency::Histogram,
+        nfqueue::Sink,
+        PacketError, SignalingPacket,
+    },
     error::{CommandError, StoreError, TableError},
     maps::{CounterMap, FlowMap, Inserted},
     proto::{
-        CloseReply, CounterInfo, FlowInfo, FlowUsage, ListReply, OpenParams, OpenReply,
-        PinholeInfo, StatsReply, MAX_OWNER_LEN,
+        CloseReply, CounterInfo, FlowInfo, FlowUsage, LatencyStats, ListReply, OpenParams,
+        OpenReply, PinholeInfo, RefusedStats, SignalingStats, StatsReply, MAX_OWNER_LEN,
     },
-    table::{MapOp, OpenRequest, Pinhole, PinholeTable},
+    table::{owner_name, MapOp, OpenOutcome, OpenRequest, Pinhole, PinholeId, PinholeTable},
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// Commands waiting for the controller before senders have to wait.
 const CHANNEL_DEPTH: usize = 256;
+/// Longest a call-timer sleep is scheduled ahead (the periodic tick runs the
+/// call timers too, so nothing is late by more than that anyway).
+const MAX_TIMER_SLEEP: Duration = Duration::from_secs(3600);
 
 /// Where the flows live: the kernel map, or a fake in tests.
 pub trait FlowStore: Send + 'static {
@@ -78,6 +92,10 @@ pub struct ControllerConfig {
     /// How often idle pinholes are looked for.
     pub tick: Duration,
     pub clock: Clock,
+    /// Ports, call policy and limits of the signaling feed.
+    pub feed: FeedConfig,
+    /// Whether signaling is observed (`inline`) or not (`off`); for `stats`.
+    pub signaling_inline: bool,
 }
 
 impl ControllerConfig {
@@ -87,6 +105,8 @@ impl ControllerConfig {
             default_idle_secs,
             tick: Duration::from_secs(1),
             clock: Arc::new(crate::clock::monotonic_ns),
+            feed: FeedConfig::default(),
+            signaling_inline: false,
         }
     }
 }
@@ -109,6 +129,12 @@ pub enum Command {
     },
     Stats {
         reply: Reply<StatsReply>,
+    },
+    /// A queued signaling packet (or why it could not be decoded); `done`
+    /// fires once its pinholes are applied.
+    Signaling {
+        packet: Result<SignalingPacket, PacketError>,
+        done: oneshot::Sender<()>,
     },
 }
 
@@ -143,6 +169,45 @@ impl ControllerHandle {
     pub async fn stats(&self) -> Result<StatsReply, CommandError> {
         self.call(|reply| Command::Stats { reply }).await
     }
+
+    /// Hands a signaling packet over and waits until it is applied.
+    pub async fn signaling(
+        &self,
+        packet: Result<SignalingPacket, PacketError>,
+    ) -> Result<(), CommandError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Signaling { packet, done })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// A [`Sink`] for the queue reader thread (blocking, not for async code).
+    pub fn sink(&self) -> QueueSink {
+        QueueSink {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// Delivers packets from the queue reader thread to the controller.
+pub struct QueueSink {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Sink for QueueSink {
+    fn deliver(&mut self, packet: Result<SignalingPacket, PacketError>) -> bool {
+        let (done, rx) = oneshot::channel();
+        if self
+            .tx
+            .blocking_send(Command::Signaling { packet, done })
+            .is_err()
+        {
+            return false;
+        }
+        rx.blocking_recv().is_ok()
+    }
 }
 
 /// Starts the controller task. It runs until every handle is dropped.
@@ -156,6 +221,16 @@ pub fn spawn<S: FlowStore>(
     (ControllerHandle { tx }, task)
 }
 
+/// Counters of applying signaling intents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyCounters {
+    /// Signaled opens refused because the flow table or map was full.
+    pub map_full: u64,
+    /// Signaled opens or closes that failed otherwise (bad endpoint, map
+    /// error).
+    pub failed: u64,
+}
+
 /// The state the controller task owns.
 pub struct Controller<S> {
     table: PinholeTable,
@@ -164,6 +239,11 @@ pub struct Controller<S> {
     /// Flows the table dropped but the store failed to remove; retried every
     /// tick so a closed pinhole cannot stay open in the kernel.
     pending_removals: Vec<FlowKey>,
+    feed: Feed,
+    latency: Histogram,
+    applied: ApplyCounters,
+    full_log: RateLimit,
+    fail_log: RateLimit,
 }
 
 impl<S: FlowStore> Controller<S> {
@@ -171,8 +251,13 @@ impl<S: FlowStore> Controller<S> {
         Controller {
             table: PinholeTable::new(config.capacity),
             store,
+            feed: Feed::new(config.feed.clone()),
             config,
             pending_removals: Vec::new(),
+            latency: Histogram::default(),
+            applied: ApplyCounters::default(),
+            full_log: RateLimit::default(),
+            fail_log: RateLimit::default(),
         }
     }
 
@@ -184,19 +269,41 @@ impl<S: FlowStore> Controller<S> {
         &self.store
     }
 
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    pub fn applied(&self) -> &ApplyCounters {
+        &self.applied
+    }
+
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let timer = self.feed.next_deadline().map(|d| self.instant_of(d));
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
                     None => break,
                 },
                 _ = tick.tick() => self.tick(),
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+                    self.call_timers();
+                }
             }
         }
         debug!("controller stopped");
+    }
+
+    /// The runtime instant of a deadline on the controller's clock.
+    fn instant_of(&self, deadline_ns: u64) -> Instant {
+        let delay = Duration::from_nanos(deadline_ns.saturating_sub(self.now()));
+        Instant::now() + delay.min(MAX_TIMER_SLEEP)
     }
 
     fn now(&self) -> u64 {
@@ -219,12 +326,15 @@ impl<S: FlowStore> Controller<S> {
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
+            Command::Signaling { packet, done } => {
+                self.on_signaling(packet);
+                let _ = done.send(());
+            }
         }
     }
 
-    /// Opens (or refreshes) a pinhole. When the store refuses an insert, the
-    /// flows this open already inserted are removed again and the table is
-    /// left unchanged.
+    /// Opens (or refreshes) a pinhole for the operator (or the owner the
+    /// control request names).
     pub fn open(&mut self, params: OpenParams) -> Result<OpenReply, CommandError> {
         if params
             .owner
@@ -235,17 +345,37 @@ impl<S: FlowStore> Controller<S> {
         }
         let pair = Pair::new(params.a, params.b, params.rtcp)?;
         let idle_timeout_secs = params.idle_secs.unwrap_or(self.config.default_idle_secs);
-        let req = OpenRequest {
+        let (id, outcome) = self.open_request(OpenRequest {
             pair,
             idle_timeout_secs,
             owner: params.owner,
-        };
+        })?;
+        let p = self.table.get(id).expect("just committed");
+        Ok(OpenReply {
+            id: id.0,
+            outcome,
+            a: p.pair.a(),
+            b: p.pair.b(),
+            rtcp: p.pair.rtcp(),
+            idle_timeout_secs: p.idle_timeout_secs,
+            flows: p.flows.len(),
+        })
+    }
+
+    /// Adds a claim to the table and the map together. When the store
+    /// refuses an insert, the flows this open already inserted are removed
+    /// again and the table is left unchanged.
+    fn open_request(&mut self, req: OpenRequest) -> Result<(PinholeId, OpenOutcome), CommandError> {
+        let pair = req.pair;
+        let who = req.owner.clone();
         let now = self.now();
         let plan = match self.table.plan_open(req, now) {
             Ok(plan) => plan,
             Err(e) => {
                 if let TableError::Full { .. } = e {
-                    warn!(a = %pair.a(), b = %pair.b(), rejected_total = self.table.rejected_full(), "open refused: {e}");
+                    if let Some(n) = self.full_log.allow(now) {
+                        warn!(a = %pair.a(), b = %pair.b(), rejected_total = self.table.rejected_full(), suppressed = n, "open refused: {e}");
+                    }
                 }
                 return Err(e.into());
             }
@@ -287,25 +417,20 @@ impl<S: FlowStore> Controller<S> {
         let p = self.table.get(id).expect("just committed");
         info!(
             id = %id, a = %p.pair.a(), b = %p.pair.b(), rtcp = p.pair.rtcp(),
-            idle_timeout_secs = p.idle_timeout_secs, owner = p.owner.as_deref(),
-            "pinhole {}", match outcome { crate::table::OpenOutcome::Opened => "opened", crate::table::OpenOutcome::Refreshed => "refreshed" }
+            idle_timeout_secs = p.idle_timeout_secs, owners = p.claims.len(),
+            "pinhole {} by {}", match outcome { OpenOutcome::Opened => "opened", OpenOutcome::Refreshed => "claimed" },
+            owner_name(&who)
         );
-        Ok(OpenReply {
-            id: id.0,
-            outcome,
-            a: p.pair.a(),
-            b: p.pair.b(),
-            rtcp: p.pair.rtcp(),
-            idle_timeout_secs: p.idle_timeout_secs,
-            flows: p.flows.len(),
-        })
+        Ok((id, outcome))
     }
 
-    /// Closes the pinhole joining `a` and `b`.
+    /// Force-closes the pinhole joining `a` and `b`, whoever holds it (the
+    /// operator overrides signaling; a call that later ends finds it gone).
     pub fn close(&mut self, a: Endpoint, b: Endpoint) -> Result<CloseReply, CommandError> {
         let (p, ops) = self.table.close(a, b)?;
         let removed = self.apply_removes(&ops);
-        info!(id = %p.id, a = %p.pair.a(), b = %p.pair.b(), flows_removed = removed, "pinhole closed");
+        let owners: Vec<&str> = p.owner_names().collect();
+        info!(id = %p.id, a = %p.pair.a(), b = %p.pair.b(), flows_removed = removed, owners = ?owners, "pinhole closed");
         Ok(CloseReply {
             id: p.id.0,
             a: p.pair.a(),
@@ -315,7 +440,118 @@ impl<S: FlowStore> Controller<S> {
         })
     }
 
-    /// Expires idle pinholes and retries failed removals.
+    /// Observes one signaling packet and applies what it implies; records
+    /// the setup latency when it opened something.
+    pub fn on_signaling(&mut self, packet: Result<SignalingPacket, PacketError>) {
+        let now = self.now();
+        match packet {
+            Ok(pkt) => {
+                let intents = self.feed.on_packet(&pkt, now);
+                if self.apply(intents) > 0 {
+                    self.latency
+                        .record(self.now().saturating_sub(pkt.received_at));
+                }
+            }
+            Err(e) => self.feed.on_undecodable(&e, now),
+        }
+    }
+
+    /// Runs the call timers that are due.
+    pub fn call_timers(&mut self) {
+        let intents = self.feed.tick(self.now());
+        self.apply(intents);
+    }
+
+    /// Executes intents; returns how many opens succeeded.
+    fn apply(&mut self, intents: Vec<Intent>) -> usize {
+        let mut opened = 0;
+        for intent in intents {
+            match intent {
+                Intent::Open {
+                    owner,
+                    a,
+                    b,
+                    idle_timeout,
+                } => match self.open_signaled(&owner, a, b, idle_timeout) {
+                    Ok(()) => opened += 1,
+                    Err(e) => self.open_failed(&owner, a, b, e),
+                },
+                Intent::Close { owner, a, b, cause } => self.close_signaled(&owner, a, b, cause),
+                // Counted and logged by the feed.
+                Intent::Refused { .. } => {}
+            }
+        }
+        opened
+    }
+
+    fn open_signaled(
+        &mut self,
+        owner: &Owner,
+        a: std::net::SocketAddr,
+        b: std::net::SocketAddr,
+        idle: Duration,
+    ) -> Result<(), CommandError> {
+        let pair = Pair::new(Endpoint::new(a)?, Endpoint::new(b)?, false)?;
+        // Round up: a sub-second timeout must not become "never".
+        let idle_timeout_secs = idle.as_secs() + u64::from(idle.subsec_nanos() > 0);
+        self.open_request(OpenRequest {
+            pair,
+            idle_timeout_secs,
+            owner: Some(owner.to_string()),
+        })?;
+        Ok(())
+    }
+
+    fn open_failed(
+        &mut self,
+        owner: &Owner,
+        a: std::net::SocketAddr,
+        b: std::net::SocketAddr,
+        e: CommandError,
+    ) {
+        let now = self.now();
+        let full = matches!(
+            e,
+            CommandError::Table(TableError::Full { .. }) | CommandError::Store(StoreError::MapFull)
+        );
+        if full {
+            self.applied.map_full += 1;
+            // The table already logged a TableError::Full refusal.
+            if let Some(n) = self.full_log.allow(now) {
+                error!(%owner, %a, %b, map_full_total = self.applied.map_full, suppressed = n,
+                    "SIGNALED PINHOLE REFUSED, flow map full (raise --max-pinholes): {e}");
+            }
+        } else {
+            self.applied.failed += 1;
+            if let Some(n) = self.fail_log.allow(now) {
+                warn!(%owner, %a, %b, suppressed = n, "signaled pinhole not opened: {e}");
+            }
+        }
+    }
+
+    fn close_signaled(
+        &mut self,
+        owner: &Owner,
+        a: std::net::SocketAddr,
+        b: std::net::SocketAddr,
+        cause: CloseCause,
+    ) {
+        let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
+            return;
+        };
+        match self.table.release(ea, eb, &Some(owner.to_string())) {
+            Ok(r) => {
+                let removed = self.apply_removes(&r.ops);
+                info!(id = %r.pinhole.id, %a, %b, %owner, cause = cause.name(), closed = r.closed,
+                    flows_removed = removed, "pinhole released");
+            }
+            // Expired or force-closed earlier, or never opened (map full).
+            Err(e) => debug!(%owner, cause = cause.name(), "signaled close: {e}"),
+        }
+    }
+
+    /// Expires idle pinholes, runs call timers, forgets idle TCP streams and
+    /// retries failed removals.
     pub fn tick(&mut self) {
         let now = self.now();
         let Controller { table, store, .. } = self;
@@ -325,6 +561,7 @@ impl<S: FlowStore> Controller<S> {
             let idle = now.saturating_sub(p.active_ns) / NS_PER_SEC;
             info!(id = %p.id, a = %p.pair.a(), b = %p.pair.b(), idle_secs = idle, "pinhole expired");
         }
+        self.call_timers();
         if !self.pending_removals.is_empty() {
             let pending = std::mem::take(&mut self.pending_removals);
             for k in pending {
@@ -364,6 +601,7 @@ impl<S: FlowStore> Controller<S> {
                 bytes: stats.bytes,
             });
         }
+        let owners: Vec<String> = p.owner_names().map(str::to_string).collect();
         Ok(PinholeInfo {
             id: p.id.0,
             a: p.pair.a(),
@@ -374,12 +612,13 @@ impl<S: FlowStore> Controller<S> {
             age_secs: now.saturating_sub(p.created_ns) / NS_PER_SEC,
             packets,
             bytes,
-            owner: p.owner.clone(),
+            owner: owners.first().cloned().unwrap_or_default(),
+            owners,
             flows,
         })
     }
 
-    /// Verdict counters and table usage.
+    /// Verdict counters, table usage and signaling counters.
     pub fn stats(&self) -> Result<StatsReply, CommandError> {
         let totals = self.store.counters()?;
         let counters = Reason::ALL
@@ -404,7 +643,50 @@ impl<S: FlowStore> Controller<S> {
             pinholes: self.table.len(),
             rejected_full: self.table.rejected_full(),
             expired: self.table.expired(),
+            signaling: self.signaling_stats(),
         })
+    }
+
+    fn signaling_stats(&self) -> SignalingStats {
+        let feed = self.feed.counters();
+        let calls = self.feed.calls();
+        let cc = calls.counters();
+        let us = |ns: Option<u64>| ns.map_or(0.0, |v| (v as f64 / 100.0).round() / 10.0);
+        SignalingStats {
+            mode: if self.config.signaling_inline {
+                "inline"
+            } else {
+                "off"
+            }
+            .into(),
+            packets: feed.packets,
+            sip_messages: feed.sip_messages,
+            rtsp_messages: feed.rtsp_messages,
+            parse_errors: feed.parse_errors,
+            calls_active: (calls.active_calls() + calls.active_sessions()) as u64,
+            calls_opened: cc.calls_opened + cc.sessions_opened,
+            calls_closed: cc.calls_closed.iter().sum(),
+            refused: RefusedStats {
+                untrusted: cc.refused(Refusal::UntrustedSignaling),
+                third_party_media: cc.refused(Refusal::ThirdPartyMedia),
+                call_cap: cc.refused(Refusal::PerCallCap),
+                peer_cap: cc.refused(Refusal::PerPeerCap),
+                map_full: self.applied.map_full,
+            },
+            setup_latency_us: LatencyStats {
+                count: self.latency.count(),
+                p50: us(self.latency.quantile(0.5)),
+                p99: us(self.latency.quantile(0.99)),
+                max: us(Some(self.latency.max())),
+            },
+            tcp_streams: self.feed.tcp_streams() as u64,
+            detail: serde_json::json!({
+                "calls": cc,
+                "streams_refused": feed.streams_refused,
+                "ignored_packets": feed.ignored,
+                "apply_failed": self.applied.failed,
+            }),
+        }
     }
 
     /// Applies removes; returns how many entries were removed or queued.
@@ -517,6 +799,7 @@ impl FlowStore for FakeStore {
     }
 }
 
+#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,12 +3,17 @@
 //!
 //! - [`addr`]: endpoints and their flow keys;
 //! - [`table`]: the pure pinhole table (refcounted flows, capacity, expiry);
-//! - [`controller`]: the task that owns the table and the flow map;
+//! - [`controller`]: the task that owns the table, the flow map and the call
+//!   state;
+//! - [`capture`]: inline signaling capture (iptables NFQUEUE rules, queue
+//!   reader, packet decoding, the signaling feed);
+//! - [`calls`] and [`signaling`]: call state and signaling parsers;
 //! - [`control`] and [`proto`]: the JSON-lines control socket;
 //! - [`loader`] and [`maps`]: the kernel side;
 //! - [`cli`], [`commands`], [`daemon`], [`output`]: the `pinhole` binary.
 pub mod addr;
 pub mod calls;
+pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -75,6 +75,7 @@ pub fn list(reply: &ListReply) -> String {
         ("TIMEOUT", Right),
         ("PACKETS", Right),
         ("BYTES", Right),
+        ("OWNER", Left),
     ];
     let rows: Vec<Vec<String>> = reply
         .pinholes
@@ -90,13 +91,24 @@ pub fn list(reply: &ListReply) -> String {
                 timeout(p.idle_timeout_secs),
                 p.packets.to_string(),
                 p.bytes.to_string(),
+                owners(p),
             ]
         })
         .collect();
     render_table(&header, &rows)
 }
 
-/// `stats` as a table of counters followed by the table usage.
+/// The owner column: every holder, comma-separated.
+fn owners(p: &crate::proto::PinholeInfo) -> String {
+    if p.owners.is_empty() {
+        p.owner.clone()
+    } else {
+        p.owners.join(",")
+    }
+}
+
+/// `stats` as a table of counters followed by the table usage and the
+/// signaling counters.
 pub fn stats(reply: &StatsReply) -> String {
     use Align::*;
     let header = [
@@ -134,6 +146,33 @@ pub fn stats(reply: &StatsReply) -> String {
     out.push_str(&format!(
         "\npinholes: {}\nflows: {} of {} used\nrefused (table full): {}\nexpired: {}\n",
         reply.pinholes, reply.flows.used, reply.flows.capacity, reply.rejected_full, reply.expired
+    ));
+    let s = &reply.signaling;
+    let r = &s.refused;
+    let l = &s.setup_latency_us;
+    out.push_str(&format!(
+        "\nsignaling: {}\n\
+         messages: {} SIP, {} RTSP ({} packets, {} parse errors)\n\
+         calls: {} active, {} opened, {} closed\n\
+         refused: {} untrusted, {} third-party media, {} call cap, {} peer cap, {} map full\n\
+         setup latency: {} samples, p50 {} us, p99 {} us, max {} us\n",
+        if s.mode.is_empty() { "?" } else { &s.mode },
+        s.sip_messages,
+        s.rtsp_messages,
+        s.packets,
+        s.parse_errors,
+        s.calls_active,
+        s.calls_opened,
+        s.calls_closed,
+        r.untrusted,
+        r.third_party_media,
+        r.call_cap,
+        r.peer_cap,
+        r.map_full,
+        l.count,
+        l.p50,
+        l.p99,
+        l.max
     ));
     out
 }
@@ -181,7 +220,17 @@ mod tests {
             age_secs: 5,
             packets,
             bytes: packets * 100,
-            owner: None,
+            owner: if id == 1 {
+                "manual"
+            } else {
+                "sip:a@b;from-tag=1"
+            }
+            .into(),
+            owners: if id == 1 {
+                vec![]
+            } else {
+                vec!["manual".into(), "sip:a@b;from-tag=1".into()]
+            },
             flows: vec![],
         };
         let reply = ListReply {
@@ -191,9 +240,9 @@ mod tests {
             ],
         };
         let want = "\
-ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS   BYTES
- 1  192.0.2.1:4000      198.51.100.2:10000   no      3s   5s     300s       12    1200
-12  [2001:db8::1]:4000  [2001:db8::2]:10000  yes     3s   5s    never     1234  123400
+ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS   BYTES  OWNER
+ 1  192.0.2.1:4000      198.51.100.2:10000   no      3s   5s     300s       12    1200  manual
+12  [2001:db8::1]:4000  [2001:db8::2]:10000  yes     3s   5s    never     1234  123400  manual,sip:a@b;from-tag=1
 ";
         assert_eq!(list(&reply), want);
         assert_eq!(list(&ListReply::default()), "no pinholes open\n");
@@ -227,6 +276,18 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
             pinholes: 2,
             rejected_full: 1,
             expired: 0,
+            signaling: crate::proto::SignalingStats {
+                mode: "inline".into(),
+                sip_messages: 7,
+                parse_errors: 1,
+                setup_latency_us: crate::proto::LatencyStats {
+                    count: 3,
+                    p50: 120.5,
+                    p99: 480.0,
+                    max: 480.0,
+                },
+                ..Default::default()
+            },
         };
         let text = stats(&reply);
         let lines: Vec<&str> = text.lines().collect();
@@ -239,6 +300,9 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
         assert!(lines[10].starts_with("future_reason"));
         assert!(text.contains("flows: 4 of 262144 used"));
         assert!(text.contains("refused (table full): 1"));
+        assert!(text.contains("signaling: inline"), "{text}");
+        assert!(text.contains("messages: 7 SIP, 0 RTSP (0 packets, 1 parse errors)"));
+        assert!(text.contains("setup latency: 3 samples, p50 120.5 us, p99 480 us"));
     }
 
     #[test]

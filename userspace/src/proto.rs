@@ -125,9 +125,18 @@ pub struct PinholeInfo {
     pub age_secs: u64,
     pub packets: u64,
     pub bytes: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
+    /// Who holds it: `manual`, `sip:<call-id>;from-tag=…` or
+    /// `rtsp:<server>;session=…`. The operator first when it holds it too;
+    /// every holder is in `owners`.
+    #[serde(default = "manual")]
+    pub owner: String,
+    #[serde(default)]
+    pub owners: Vec<String>,
     pub flows: Vec<FlowInfo>,
+}
+
+fn manual() -> String {
+    crate::table::MANUAL_OWNER.to_string()
 }
 
 /// One flow of a pinhole in `list`.
@@ -140,7 +149,7 @@ pub struct FlowInfo {
 }
 
 /// Result of `stats` (and `stats --json`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatsReply {
     /// Per verdict reason (`Reason::name()`), summed over CPUs.
     pub counters: BTreeMap<String, CounterInfo>,
@@ -151,6 +160,64 @@ pub struct StatsReply {
     pub rejected_full: u64,
     /// Pinholes closed by the idle timeout.
     pub expired: u64,
+    /// Signaling observed inline (zeros with `--signaling off`).
+    #[serde(default)]
+    pub signaling: SignalingStats,
+}
+
+/// The `signaling` object of `stats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SignalingStats {
+    /// `inline` or `off`.
+    #[serde(default)]
+    pub mode: String,
+    /// Packets taken off the queue.
+    #[serde(default)]
+    pub packets: u64,
+    pub sip_messages: u64,
+    pub rtsp_messages: u64,
+    /// Undecodable packets, unparsable messages, broken TCP streams.
+    pub parse_errors: u64,
+    /// SIP calls and RTSP sessions tracked now.
+    pub calls_active: u64,
+    /// SIP calls and RTSP sessions started since start.
+    pub calls_opened: u64,
+    /// SIP calls and RTSP sessions ended since start.
+    pub calls_closed: u64,
+    pub refused: RefusedStats,
+    /// Signaling packet received from the queue → its pinholes in the map.
+    pub setup_latency_us: LatencyStats,
+    /// TCP signaling streams followed now.
+    #[serde(default)]
+    pub tcp_streams: u64,
+    /// Everything the call layer counts (refusals and closes by cause, …).
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+/// Pinholes and calls refused, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedStats {
+    /// Signaling neither from nor to a `--trusted-signaling` network.
+    pub untrusted: u64,
+    /// Media address not the signaling peer's and not a `--media-relay`.
+    pub third_party_media: u64,
+    /// `--max-pinholes-per-call` reached.
+    pub call_cap: u64,
+    /// `--max-calls-per-peer` reached.
+    pub peer_cap: u64,
+    /// The flow map was full; nothing was evicted.
+    pub map_full: u64,
+}
+
+/// Quantiles in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub p50: f64,
+    pub p99: f64,
+    #[serde(default)]
+    pub max: f64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,22 @@
-//! The pinhole table: which pinholes are open and which flows they need.
+//! The pinhole table: which pinholes are open, who holds them, and which
+//! flows they need.
 //!
 //! Pure state: no kernel, no clock, no I/O. Every change returns the
 //! [`MapOp`]s that bring the flow map in line with the table; the caller
-//! applies them. Several pinholes may need the same flow (for example a
-//! pinhole with RTCP and another one on the RTCP ports), so each flow carries a
-//! reference count and is inserted on its first user and removed with its last.
+//! applies them.
+//!
+//! A pinhole is identified by its endpoint pair (orientation-free). Several
+//! owners may hold the same pinhole: the operator ("manual", owner `None`),
+//! SIP calls and RTSP sessions (owner tags such as `sip:<call-id>;…`). Each
+//! owner has its own [`Claim`] (idle timeout, RTCP); the pinhole is the union
+//! of its claims and stays until its last owner releases it
+//! ([`PinholeTable::release`]), it goes idle, or the operator force-closes it
+//! ([`PinholeTable::close`]). So one call ending never closes media another
+//! call (or the operator) still uses.
+//!
+//! Several pinholes may also need the same flow (for example a pinhole with
+//! RTCP and another one on the RTCP ports), so each flow carries a reference
+//! count and is inserted on its first user and removed with its last.
 //!
 //! Capacity is counted in flows (map entries). A pinhole that does not fit is
 //! refused ([`TableError::Full`]) and counted; nothing is ever evicted.
@@ -22,6 +34,18 @@ use crate::{
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// Who holds a pinhole: `None` is the operator (CLI or control API without
+/// owner), `Some(tag)` a signaling owner such as `sip:<call-id>;from-tag=…`.
+pub type OwnerTag = Option<String>;
+
+/// How an owner tag is shown: `manual` for the operator.
+pub fn owner_name(owner: &OwnerTag) -> &str {
+    owner.as_deref().unwrap_or(MANUAL_OWNER)
+}
+
+/// The name of the operator's owner tag.
+pub const MANUAL_OWNER: &str = "manual";
 
 /// Identifies a pinhole for as long as the daemon runs. Never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -46,18 +70,32 @@ pub struct OpenRequest {
     pub pair: Pair,
     /// Seconds without traffic after which the pinhole closes; 0 = never.
     pub idle_timeout_secs: u64,
-    /// Who opened it (for example a call id), so that a signaling layer can
-    /// close everything it owns. Free text, `None` for the CLI.
-    pub owner: Option<String>,
+    /// Who opens it; `None` for the operator.
+    pub owner: OwnerTag,
+}
+
+/// What one owner asked for on a pinhole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// 0 = never idle out.
+    pub idle_timeout_secs: u64,
+    /// Wants the RTCP pair (A+1 ↔ B+1) too.
+    pub rtcp: bool,
 }
 
 /// An open pinhole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pinhole {
     pub id: PinholeId,
+    /// The endpoints in the orientation of the first open; `rtcp` is set when
+    /// any owner wants RTCP.
     pub pair: Pair,
+    /// The effective idle timeout: 0 (never) when any owner says never, else
+    /// the longest one.
     pub idle_timeout_secs: u64,
-    pub owner: Option<String>,
+    /// Owners and what each asked for, never empty. `None` (manual) sorts
+    /// first.
+    pub claims: BTreeMap<OwnerTag, Claim>,
     /// When it was first opened.
     pub created_ns: u64,
     /// The latest activity known: the last (re-)open or the newest
@@ -80,13 +118,53 @@ impl Pinhole {
             .filter_map(&mut last_seen)
             .fold(self.active_ns, u64::max)
     }
+
+    /// The owners' names (`manual` first when the operator holds it).
+    pub fn owner_names(&self) -> impl Iterator<Item = &str> {
+        self.claims.keys().map(owner_name)
+    }
+
+    /// Whether `owner` holds this pinhole.
+    pub fn is_held_by(&self, owner: &OwnerTag) -> bool {
+        self.claims.contains_key(owner)
+    }
+}
+
+/// The effective RTCP choice and idle timeout of a set of claims.
+fn effective(claims: &BTreeMap<OwnerTag, Claim>) -> (bool, u64) {
+    let rtcp = claims.values().any(|c| c.rtcp);
+    let idle = if claims.values().any(|c| c.idle_timeout_secs == 0) {
+        0
+    } else {
+        claims
+            .values()
+            .map(|c| c.idle_timeout_secs)
+            .max()
+            .unwrap_or(0)
+    };
+    (rtcp, idle)
+}
+
+/// `pair` with its RTCP flag set to `rtcp`, in the orientation of `like`.
+/// `alt` is another pair on the same endpoints that has `rtcp` already (one
+/// of `pair` and `alt` always does, so no revalidation is needed).
+fn shaped(pair: Pair, alt: Pair, rtcp: bool, like: Pair) -> Pair {
+    let chosen = if pair.rtcp() == rtcp { pair } else { alt };
+    debug_assert_eq!(chosen.rtcp(), rtcp);
+    if chosen.a() == like.a() {
+        chosen
+    } else {
+        chosen.reversed()
+    }
 }
 
 /// Whether an open created a pinhole or updated an existing one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpenOutcome {
+    /// A new pinhole.
     Opened,
+    /// The pinhole existed; this owner's claim was added or updated.
     Refreshed,
 }
 
@@ -115,6 +193,17 @@ impl OpenPlan {
     pub fn pinhole(&self) -> &Pinhole {
         &self.pinhole
     }
+}
+
+/// The result of [`PinholeTable::release`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    /// The pinhole after the release (as it was, when it closed).
+    pub pinhole: Pinhole,
+    /// True when the last owner left and the pinhole closed.
+    pub closed: bool,
+    /// Flow removals to apply (none while other owners need every flow).
+    pub ops: Vec<MapOp>,
 }
 
 /// The table of open pinholes.
@@ -198,30 +287,37 @@ impl PinholeTable {
 
     /// Checks an open and computes its map changes without changing the table.
     ///
-    /// Opening a pair that is already open (in either orientation) is
-    /// idempotent: the pinhole keeps its id, orientation and flows' counters,
-    /// takes the new idle timeout, RTCP choice and owner, and its idle time
-    /// restarts at `now`. Only flows no pinhole has yet are inserted.
+    /// Opening a pair that is already open (in either orientation) adds or
+    /// replaces the requesting owner's claim: the pinhole keeps its id,
+    /// orientation and flows' counters, its RTCP choice and idle timeout
+    /// become those of the union of the claims, and its idle time restarts at
+    /// `now`. Only flows no pinhole has yet are inserted.
     ///
     /// Refuses with [`TableError::Full`] (and counts the refusal) when the
     /// inserts would exceed the capacity. Removes are not credited: the map
     /// must hold the new flows before the old ones go.
     pub fn plan_open(&mut self, req: OpenRequest, now_ns: u64) -> Result<OpenPlan, TableError> {
-        let existing = self.by_pair.get(&req.pair.key()).copied();
-        let (pinhole, outcome) = match existing.and_then(|id| self.pinholes.get(&id)) {
+        let existing = self
+            .by_pair
+            .get(&req.pair.key())
+            .and_then(|id| self.pinholes.get(id));
+        let claim = Claim {
+            idle_timeout_secs: req.idle_timeout_secs,
+            rtcp: req.pair.rtcp(),
+        };
+        let (pinhole, outcome) = match existing {
             Some(old) => {
+                let mut claims = old.claims.clone();
+                claims.insert(req.owner, claim);
+                let (rtcp, idle) = effective(&claims);
                 // Keep the original orientation for display; the flow set is
                 // the same either way.
-                let pair = if req.pair.a() == old.pair.a() {
-                    req.pair
-                } else {
-                    req.pair.reversed()
-                };
+                let pair = shaped(req.pair, old.pair, rtcp, old.pair);
                 let p = Pinhole {
                     id: old.id,
                     pair,
-                    idle_timeout_secs: req.idle_timeout_secs,
-                    owner: req.owner,
+                    idle_timeout_secs: idle,
+                    claims,
                     created_ns: old.created_ns,
                     active_ns: old.active_ns.max(now_ns),
                     flows: pair.flows(),
@@ -233,7 +329,7 @@ impl PinholeTable {
                     id: PinholeId(self.next_id),
                     pair: req.pair,
                     idle_timeout_secs: req.idle_timeout_secs,
-                    owner: req.owner,
+                    claims: BTreeMap::from([(req.owner, claim)]),
                     created_ns: now_ns,
                     active_ns: now_ns,
                     flows: req.pair.flows(),
@@ -241,9 +337,7 @@ impl PinholeTable {
                 (p, OpenOutcome::Opened)
             }
         };
-        let old_flows: &[FlowKey] = existing
-            .and_then(|id| self.pinholes.get(&id))
-            .map_or(&[], |p| &p.flows);
+        let old_flows: &[FlowKey] = existing.map_or(&[], |p| &p.flows);
 
         let mut ops = Vec::new();
         for f in &pinhole.flows {
@@ -261,17 +355,22 @@ impl PinholeTable {
                 capacity: self.capacity,
             });
         }
-        for f in old_flows {
-            if !pinhole.flows.contains(f) && self.refcount(f) == 1 {
-                ops.push(MapOp::Remove(*f));
-            }
-        }
+        ops.extend(self.dropped_flows(old_flows, &pinhole.flows));
         Ok(OpenPlan {
             generation: self.generation,
             pinhole,
             outcome,
             ops,
         })
+    }
+
+    /// Removes for the flows of `old` that `new` no longer has and no other
+    /// pinhole uses.
+    fn dropped_flows(&self, old: &[FlowKey], new: &[FlowKey]) -> Vec<MapOp> {
+        old.iter()
+            .filter(|f| !new.contains(f) && self.refcount(f) == 1)
+            .map(|f| MapOp::Remove(*f))
+            .collect()
     }
 
     /// Records a plan whose map ops were applied.
@@ -283,18 +382,30 @@ impl PinholeTable {
             pinhole, outcome, ..
         } = plan;
         let id = pinhole.id;
-        if let Some(old) = self.pinholes.remove(&id) {
-            self.release(&old.flows);
+        if self.pinholes.contains_key(&id) {
+            self.replace(pinhole);
         } else {
             self.next_id += 1;
+            for f in &pinhole.flows {
+                *self.refs.entry(*f).or_insert(0) += 1;
+            }
+            self.by_pair.insert(pinhole.pair.key(), id);
+            self.pinholes.insert(id, pinhole);
         }
-        for f in &pinhole.flows {
-            *self.refs.entry(*f).or_insert(0) += 1;
-        }
-        self.by_pair.insert(pinhole.pair.key(), id);
-        self.pinholes.insert(id, pinhole);
         self.generation += 1;
         Ok((id, outcome))
+    }
+
+    /// Swaps an existing pinhole for `new` (same id and pair), moving flow
+    /// references from its old flows to the new ones.
+    fn replace(&mut self, new: Pinhole) {
+        let id = new.id;
+        for f in &new.flows {
+            *self.refs.entry(*f).or_insert(0) += 1;
+        }
+        if let Some(old) = self.pinholes.insert(id, new) {
+            self.release_flows(&old.flows);
+        }
     }
 
     /// [`plan_open`](Self::plan_open) and [`commit`](Self::commit) in one step,
@@ -310,34 +421,100 @@ impl PinholeTable {
         Ok((id, outcome, ops))
     }
 
-    /// Closes the pinhole joining `a` and `b` (either orientation), including
-    /// its RTCP flows. Returns it and the flows to remove.
+    /// Force-closes the pinhole joining `a` and `b` (either orientation),
+    /// including its RTCP flows, whoever holds it: the operator's `close`.
+    /// Returns it and the flows to remove.
     pub fn close(&mut self, a: Endpoint, b: Endpoint) -> Result<(Pinhole, Vec<MapOp>), TableError> {
-        let id = self
-            .by_pair
-            .get(&pair_key(a, b))
-            .copied()
-            .ok_or(TableError::NotFound {
-                a: a.addr(),
-                b: b.addr(),
-            })?;
+        let id = self.id_of(a, b)?;
         Ok(self
             .remove(id)
             .expect("by_pair only names pinholes in the table"))
     }
 
-    /// Closes every pinhole whose owner is `owner`.
-    pub fn close_owned(&mut self, owner: &str) -> Vec<(Pinhole, Vec<MapOp>)> {
+    fn id_of(&self, a: Endpoint, b: Endpoint) -> Result<PinholeId, TableError> {
+        self.by_pair
+            .get(&pair_key(a, b))
+            .copied()
+            .ok_or(TableError::NotFound {
+                a: a.addr(),
+                b: b.addr(),
+            })
+    }
+
+    /// Drops `owner`'s claim on the pinhole joining `a` and `b`. The pinhole
+    /// closes when that was its last owner; otherwise it keeps the other
+    /// owners' union (which may drop RTCP flows only this owner wanted).
+    /// [`TableError::NotFound`] when there is no such pinhole or `owner` does
+    /// not hold it; nothing changes then.
+    pub fn release(
+        &mut self,
+        a: Endpoint,
+        b: Endpoint,
+        owner: &OwnerTag,
+    ) -> Result<Release, TableError> {
+        let id = self.id_of(a, b)?;
+        let p = self.pinholes.get(&id).expect("by_pair names live pinholes");
+        if !p.is_held_by(owner) {
+            return Err(TableError::NotFound {
+                a: a.addr(),
+                b: b.addr(),
+            });
+        }
+        Ok(self.release_id(id, owner))
+    }
+
+    fn release_id(&mut self, id: PinholeId, owner: &OwnerTag) -> Release {
+        let p = self.pinholes.get(&id).expect("caller checked");
+        if p.claims.len() == 1 {
+            let (pinhole, ops) = self.remove(id).expect("caller checked");
+            return Release {
+                pinhole,
+                closed: true,
+                ops,
+            };
+        }
+        let mut claims = p.claims.clone();
+        claims.remove(owner);
+        let (rtcp, idle) = effective(&claims);
+        let pair = if rtcp == p.pair.rtcp() {
+            p.pair
+        } else {
+            // Only dropping RTCP is possible here: the remaining claims are a
+            // subset, and a pair that had RTCP validated its ports.
+            Pair::new(p.pair.a(), p.pair.b(), rtcp).expect("dropping RTCP is always valid")
+        };
+        let new = Pinhole {
+            pair,
+            idle_timeout_secs: idle,
+            claims,
+            flows: pair.flows(),
+            ..p.clone()
+        };
+        let ops = self.dropped_flows(&p.flows, &new.flows);
+        self.replace(new.clone());
+        self.generation += 1;
+        Release {
+            pinhole: new,
+            closed: false,
+            ops,
+        }
+    }
+
+    /// Drops `owner`'s claims everywhere (see [`release`](Self::release)).
+    pub fn release_owned(&mut self, owner: &OwnerTag) -> Vec<Release> {
         let ids: Vec<PinholeId> = self
             .pinholes
             .values()
-            .filter(|p| p.owner.as_deref() == Some(owner))
+            .filter(|p| p.is_held_by(owner))
             .map(|p| p.id)
             .collect();
-        ids.into_iter().filter_map(|id| self.remove(id)).collect()
+        ids.into_iter()
+            .map(|id| self.release_id(id, owner))
+            .collect()
     }
 
-    /// Closes the pinholes idle for at least their timeout at `now_ns`.
+    /// Closes the pinholes idle for at least their timeout at `now_ns`,
+    /// whoever holds them.
     ///
     /// Idle time is `now − max(last open, newest last_seen of its flows)`.
     /// `last_seen` is only asked about pinholes whose known activity is old
@@ -369,14 +546,14 @@ impl PinholeTable {
     fn remove(&mut self, id: PinholeId) -> Option<(Pinhole, Vec<MapOp>)> {
         let p = self.pinholes.remove(&id)?;
         self.by_pair.remove(&p.pair.key());
-        let ops = self.release(&p.flows);
+        let ops = self.release_flows(&p.flows);
         self.generation += 1;
         Some((p, ops))
     }
 
     /// Drops one reference to each flow; returns removes for the flows that
     /// lost their last user.
-    fn release(&mut self, flows: &[FlowKey]) -> Vec<MapOp> {
+    fn release_flows(&mut self, flows: &[FlowKey]) -> Vec<MapOp> {
         let mut ops = Vec::new();
         for f in flows {
             match self.refs.get_mut(f) {
@@ -462,9 +639,8 @@ mod tests {
         let mut t = PinholeTable::new(100);
         let r = req("192.0.2.1:4000", "198.51.100.2:10000", false, 30);
         let (id, _, _) = t.open(r.clone(), 10 * S).unwrap();
-        // Same pair, other orientation, new timeout, later.
-        let mut r2 = req("198.51.100.2:10000", "192.0.2.1:4000", false, 60);
-        r2.owner = Some("call-1".into());
+        // Same pair and owner, other orientation, new timeout, later.
+        let r2 = req("198.51.100.2:10000", "192.0.2.1:4000", false, 60);
         let (id2, outcome, ops) = t.open(r2, 20 * S).unwrap();
         assert_eq!((id2, outcome), (id, OpenOutcome::Refreshed));
         assert!(ops.is_empty(), "no duplicate flows: {ops:?}");
@@ -472,7 +648,7 @@ mod tests {
         assert_eq!(p.idle_timeout_secs, 60);
         assert_eq!(p.created_ns, 10 * S);
         assert_eq!(p.active_ns, 20 * S);
-        assert_eq!(p.owner.as_deref(), Some("call-1"));
+        assert_eq!(p.owner_names().collect::<Vec<_>>(), ["manual"]);
         assert_eq!(p.pair.a(), ep("192.0.2.1:4000"), "orientation kept");
         assert_eq!(t.len(), 1);
         assert_eq!(t.flows_used(), 2);
@@ -754,19 +930,132 @@ mod tests {
         assert_eq!((t.len(), t.flows_used()), (1, 2));
     }
 
+    fn owned(a: &str, b: &str, rtcp: bool, idle: u64, owner: Option<&str>) -> OpenRequest {
+        OpenRequest {
+            owner: owner.map(str::to_string),
+            ..req(a, b, rtcp, idle)
+        }
+    }
+
+    fn tag(s: &str) -> OwnerTag {
+        Some(s.to_string())
+    }
+
     #[test]
-    fn close_owned_closes_only_that_owner() {
+    fn release_owned_releases_only_that_owner() {
         let mut t = PinholeTable::new(10);
         for (port, owner) in [(4000, Some("call-a")), (4002, Some("call-b")), (4004, None)] {
-            let mut r = req(&format!("192.0.2.1:{port}"), "198.51.100.2:10000", false, 0);
-            r.owner = owner.map(str::to_string);
-            t.open(r, 0).unwrap();
+            t.open(
+                owned(
+                    &format!("192.0.2.1:{port}"),
+                    "198.51.100.2:10000",
+                    false,
+                    0,
+                    owner,
+                ),
+                0,
+            )
+            .unwrap();
         }
-        let closed = t.close_owned("call-a");
-        assert_eq!(closed.len(), 1);
-        assert_eq!(closed[0].0.pair.a().port(), 4000);
-        assert!(t.close_owned("call-a").is_empty());
+        let released = t.release_owned(&tag("call-a"));
+        assert_eq!(released.len(), 1);
+        assert!(released[0].closed);
+        assert_eq!(removes(&released[0].ops), 2);
+        assert_eq!(released[0].pinhole.pair.a().port(), 4000);
+        assert!(t.release_owned(&tag("call-a")).is_empty());
         assert_eq!(t.len(), 2);
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn a_shared_pair_survives_until_its_last_owner_releases_it() {
+        let a = "192.0.2.1:4000";
+        let b = "198.51.100.2:10000";
+        // (step, owner, expected (pinholes, flows, owners) after it)
+        // Opens: call-1 (rtcp, idle 60), manual (no rtcp, idle 300), call-2
+        // (no rtcp, idle 0 = never).
+        let mut t = PinholeTable::new(16);
+        let (id, o, ops) = t.open(owned(a, b, true, 60, Some("sip:1")), 0).unwrap();
+        assert_eq!((o, inserts(&ops)), (OpenOutcome::Opened, 4));
+        let (id2, o, ops) = t.open(owned(b, a, false, 300, None), S).unwrap();
+        assert_eq!((id2, o), (id, OpenOutcome::Refreshed));
+        assert!(ops.is_empty(), "RTCP stays while sip:1 wants it: {ops:?}");
+        let p = t.get(id).unwrap();
+        assert!(p.pair.rtcp());
+        assert_eq!(p.idle_timeout_secs, 300, "the longest timeout wins");
+        assert_eq!(p.owner_names().collect::<Vec<_>>(), ["manual", "sip:1"]);
+        let (_, _, ops) = t.open(owned(a, b, false, 0, Some("sip:2")), 2 * S).unwrap();
+        assert!(ops.is_empty());
+        assert_eq!(t.get(id).unwrap().idle_timeout_secs, 0, "never wins");
+        check_invariants(&t);
+
+        // An owner that does not hold it cannot release it.
+        assert!(matches!(
+            t.release(ep(a), ep(b), &tag("sip:3")),
+            Err(TableError::NotFound { .. })
+        ));
+        // sip:1 leaves: its RTCP flows go, the RTP pair stays for the others.
+        let r = t.release(ep(b), ep(a), &tag("sip:1")).unwrap();
+        assert!(!r.closed);
+        assert_eq!((inserts(&r.ops), removes(&r.ops)), (0, 2));
+        assert!(!r.pinhole.pair.rtcp());
+        assert_eq!(r.pinhole.pair.a(), ep(a), "orientation kept");
+        assert_eq!(r.pinhole.id, id);
+        assert_eq!(t.flows_used(), 2);
+        check_invariants(&t);
+        // Releasing twice fails.
+        assert!(t.release(ep(a), ep(b), &tag("sip:1")).is_err());
+        // The operator leaves: still open for sip:2, idle now 0 (sip:2's).
+        let r = t.release(ep(a), ep(b), &None).unwrap();
+        assert!(!r.closed && r.ops.is_empty());
+        assert_eq!(r.pinhole.owner_names().collect::<Vec<_>>(), ["sip:2"]);
+        // The last owner leaves: closed, flows removed.
+        let r = t.release(ep(a), ep(b), &tag("sip:2")).unwrap();
+        assert!(r.closed);
+        assert_eq!(removes(&r.ops), 2);
+        assert!(t.is_empty());
+        assert_eq!(t.flows_used(), 0);
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn force_close_and_expiry_drop_every_owner() {
+        let a = "192.0.2.1:4000";
+        let b = "198.51.100.2:10000";
+        let mut t = PinholeTable::new(16);
+        t.open(owned(a, b, false, 10, Some("sip:1")), 0).unwrap();
+        t.open(owned(a, b, true, 10, Some("rtsp:2")), 0).unwrap();
+        let (p, ops) = t.close(ep(a), ep(b)).unwrap();
+        assert_eq!(p.claims.len(), 2);
+        assert_eq!(removes(&ops), 4);
+        assert!(t.is_empty());
+
+        t.open(owned(a, b, false, 10, Some("sip:1")), 0).unwrap();
+        t.open(owned(a, b, false, 20, Some("sip:2")), 0).unwrap();
+        assert!(t.expire(10 * S, |_| None).is_empty(), "20 s is the timeout");
+        let out = t.expire(20 * S, |_| None);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0.claims.len(), 2);
+        assert!(t.is_empty());
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn a_failed_owner_open_on_a_full_table_leaves_the_other_owner_intact() {
+        let a = "192.0.2.1:4000";
+        let b = "198.51.100.2:10000";
+        let mut t = PinholeTable::new(2);
+        t.open(owned(a, b, false, 0, Some("sip:1")), 0).unwrap();
+        // sip:2 wants RTCP too: 2 more flows do not fit.
+        let err = t.open(owned(a, b, true, 0, Some("sip:2")), 0).unwrap_err();
+        assert!(matches!(err, TableError::Full { needed: 2, .. }));
+        let p = t.iter().next().unwrap();
+        assert_eq!(p.owner_names().collect::<Vec<_>>(), ["sip:1"]);
+        assert!(!p.pair.rtcp());
+        // Without RTCP it shares the existing flows and fits.
+        t.open(owned(a, b, false, 0, Some("sip:2")), 0).unwrap();
+        assert_eq!(t.iter().next().unwrap().claims.len(), 2);
+        assert_eq!(t.flows_used(), 2);
         check_invariants(&t);
     }
 }

@@ -39,10 +39,13 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("setpriv", "util-linux"),
     ("sipp", "sip-tester"),
+    ("iptables", "iptables"),
     ("nft", "nftables"),
     ("ethtool", "ethtool"),
     ("bpftool", "bpftool"),
     ("xdp-loader", "xdp-tools"),
+    // The daemon queues signaling to itself with iptables/ip6tables NFQUEUE rules.
+    ("iptables", "iptables"),
 ];
 
 /// Installs the eBPF toolchain when any part of it is missing.

@@ -1,0 +1,440 @@
+//! The iptables/ip6tables rules that queue signaling to the daemon.
+//!
+//! A chain [`CHAIN`] in the `mangle` table holds one `NFQUEUE --queue-num N
+//! --queue-bypass` rule per protocol, port and direction (UDP+TCP for SIP
+//! ports, TCP for RTSP ports). It is jumped to from mangle `FORWARD`
+//! (`-i IF` and `-o IF`), `INPUT` (`-i IF`) and `OUTPUT` (`-o IF`) for every
+//! attached interface, in IPv4 and IPv6. `--queue-bypass` lets packets pass
+//! when no daemon listens on the queue.
+//!
+//! [`Rules::install`] first removes whatever a previous (crashed) run left
+//! behind, then installs; dropping [`Rules`] removes everything again. The
+//! chain name is fixed, so one daemon with inline signaling per network
+//! namespace.
+
+use std::{io, process::Command};
+
+use tracing::{debug, info, warn};
+
+use super::CaptureError;
+
+/// The chain holding the queue rules.
+pub const CHAIN: &str = "PINHOLE_SIG";
+const TABLE: &str = "mangle";
+
+/// The built-in chains that jump to [`CHAIN`], with the interface option
+/// each uses.
+const HOOKS: &[(&str, &[&str])] = &[
+    ("FORWARD", &["-i", "-o"]),
+    ("INPUT", &["-i"]),
+    ("OUTPUT", &["-o"]),
+];
+
+/// What to queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub interfaces: Vec<String>,
+    pub sip_ports: Vec<u16>,
+    pub rtsp_ports: Vec<u16>,
+    pub queue_num: u16,
+}
+
+impl RuleSpec {
+    /// The arguments (after `-w -t mangle`) of every rule of [`CHAIN`].
+    pub fn chain_rules(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        let target = |proto: &str, dir: &str, port: u16| -> Vec<String> {
+            [
+                "-A",
+                CHAIN,
+                "-p",
+                proto,
+                dir,
+                &port.to_string(),
+                "-j",
+                "NFQUEUE",
+                "--queue-num",
+                &self.queue_num.to_string(),
+                "--queue-bypass",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let mut ports: Vec<(&str, u16)> = Vec::new();
+        for &p in &self.sip_ports {
+            ports.push(("udp", p));
+            ports.push(("tcp", p));
+        }
+        for &p in &self.rtsp_ports {
+            if !self.sip_ports.contains(&p) {
+                ports.push(("tcp", p));
+            }
+        }
+        for (proto, port) in ports {
+            for dir in ["--dport", "--sport"] {
+                out.push(target(proto, dir, port));
+            }
+        }
+        out
+    }
+
+    /// The arguments (after `-w -t mangle`) inserting each jump to [`CHAIN`].
+    pub fn jumps(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for (hook, opts) in HOOKS {
+            for iface in &self.interfaces {
+                for opt in *opts {
+                    out.push(
+                        ["-I", hook, "1", opt, iface, "-j", CHAIN]
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect(),
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Runs iptables or ip6tables, optionally behind a prefix (tests use
+/// `ip netns exec NS`).
+#[derive(Clone, Debug)]
+pub struct Runner {
+    prefix: Vec<String>,
+    program: &'static str,
+}
+
+impl Runner {
+    pub fn iptables(prefix: &[String]) -> Self {
+        Runner {
+            prefix: prefix.to_vec(),
+            program: "iptables",
+        }
+    }
+
+    pub fn ip6tables(prefix: &[String]) -> Self {
+        Runner {
+            prefix: prefix.to_vec(),
+            program: "ip6tables",
+        }
+    }
+
+    pub fn program(&self) -> &'static str {
+        self.program
+    }
+
+    /// Runs `PROGRAM -w -t mangle ARGS…`; `Ok(Err(stderr))` when it ran and
+    /// failed.
+    fn run(&self, args: &[String]) -> Result<Result<String, String>, CaptureError> {
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(self.program);
+                c
+            }
+            None => Command::new(self.program),
+        };
+        cmd.args(["-w", "-t", TABLE]).args(args);
+        let out = cmd.output().map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => CaptureError::IptablesMissing {
+                program: self.program,
+            },
+            _ => CaptureError::Iptables {
+                program: self.program,
+                args: args.join(" "),
+                message: source.to_string(),
+            },
+        })?;
+        if out.status.success() {
+            Ok(Ok(String::from_utf8_lossy(&out.stdout).into_owned()))
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Ok(Err(err.split_whitespace().collect::<Vec<_>>().join(" ")))
+        }
+    }
+
+    /// Like [`run`](Self::run) but a failure is an error.
+    fn must(&self, args: &[String]) -> Result<String, CaptureError> {
+        self.run(args)?.map_err(|message| CaptureError::Iptables {
+            program: self.program,
+            args: args.join(" "),
+            message,
+        })
+    }
+
+    /// Removes every jump to [`CHAIN`] and the chain itself, if present.
+    /// Returns how many rules and chains were removed.
+    pub fn cleanup(&self) -> Result<usize, CaptureError> {
+        let mut removed = 0;
+        for (hook, _) in HOOKS {
+            let listing = self.must(&strings(&["-S", hook]))?;
+            for line in listing.lines() {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let jumps_to_us = words.windows(2).any(|w| w == ["-j", CHAIN]);
+                if words.first() == Some(&"-A") && jumps_to_us {
+                    let mut args = strings(&["-D"]);
+                    args.extend(words[1..].iter().map(|s| s.to_string()));
+                    // Gone already (another cleanup) is fine.
+                    if let Err(e) = self.run(&args)? {
+                        debug!(program = self.program, "deleting `{line}`: {e}");
+                    } else {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        if self.run(&strings(&["-S", CHAIN]))?.is_ok() {
+            self.must(&strings(&["-F", CHAIN]))?;
+            self.must(&strings(&["-X", CHAIN]))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Cleans up, then creates the chain, its rules and the jumps. On failure
+    /// whatever was installed is removed again.
+    pub fn install(&self, spec: &RuleSpec) -> Result<(), CaptureError> {
+        let stale = self.cleanup()?;
+        if stale > 0 {
+            info!(
+                program = self.program,
+                removed = stale,
+                "removed signaling rules left by a previous run"
+            );
+        }
+        let result = (|| {
+            self.must(&strings(&["-N", CHAIN]))?;
+            for rule in spec.chain_rules() {
+                // Every chain rule targets NFQUEUE: a failure here means the
+                // target (xt_NFQUEUE through nft_compat) is missing.
+                self.run(&rule)?
+                    .map_err(|message| CaptureError::NfqueueUnavailable {
+                        program: self.program,
+                        message,
+                    })?;
+            }
+            for jump in spec.jumps() {
+                self.must(&jump)?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            if let Err(e) = self.cleanup() {
+                warn!(
+                    program = self.program,
+                    "removing partial signaling rules: {e}"
+                );
+            }
+        }
+        result
+    }
+
+    /// The jumps and chain rules present now, as `-S` prints them.
+    pub fn listing(&self) -> Result<Vec<String>, CaptureError> {
+        let mut out = Vec::new();
+        for (hook, _) in HOOKS {
+            out.extend(
+                self.must(&strings(&["-S", hook]))?
+                    .lines()
+                    .filter(|l| l.contains(CHAIN))
+                    .map(str::to_string),
+            );
+        }
+        if let Ok(text) = self.run(&strings(&["-S", CHAIN]))? {
+            out.extend(text.lines().map(str::to_string));
+        }
+        Ok(out)
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Installed rules for IPv4 and IPv6; removed on drop.
+#[derive(Debug)]
+pub struct Rules {
+    runners: Vec<Runner>,
+}
+
+impl Rules {
+    /// Installs the rules with `iptables` and `ip6tables` (after `prefix`).
+    pub fn install(spec: &RuleSpec, prefix: &[String]) -> Result<Rules, CaptureError> {
+        let mut rules = Rules {
+            runners: Vec::new(),
+        };
+        for runner in [Runner::iptables(prefix), Runner::ip6tables(prefix)] {
+            runner.install(spec)?;
+            rules.runners.push(runner);
+        }
+        info!(
+            chain = CHAIN,
+            queue = spec.queue_num,
+            rules_per_family = spec.chain_rules().len() + spec.jumps().len(),
+            "signaling queue rules installed"
+        );
+        Ok(rules)
+    }
+}
+
+impl Drop for Rules {
+    fn drop(&mut self) {
+        for r in self.runners.drain(..) {
+            match r.cleanup() {
+                Ok(_) => info!(program = r.program(), "signaling queue rules removed"),
+                Err(e) => warn!(
+                    program = r.program(),
+                    "removing signaling queue rules failed: {e}"
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> RuleSpec {
+        RuleSpec {
+            interfaces: vec!["ph0".into(), "ph1".into()],
+            sip_ports: vec![5060],
+            rtsp_ports: vec![554, 5060],
+            queue_num: 4242,
+        }
+    }
+
+    #[test]
+    fn chain_rules_cover_both_directions_and_protocols() {
+        let rules: Vec<String> = spec().chain_rules().iter().map(|r| r.join(" ")).collect();
+        let q = "-j NFQUEUE --queue-num 4242 --queue-bypass";
+        let want: Vec<String> = [
+            "-p udp --dport 5060",
+            "-p udp --sport 5060",
+            "-p tcp --dport 5060",
+            "-p tcp --sport 5060",
+            "-p tcp --dport 554",
+            "-p tcp --sport 554",
+        ]
+        .iter()
+        .map(|m| format!("-A {CHAIN} {m} {q}"))
+        .collect();
+        assert_eq!(
+            rules, want,
+            "an RTSP port that is also a SIP port is queued once"
+        );
+    }
+
+    #[test]
+    fn jumps_per_interface_and_hook() {
+        let jumps: Vec<String> = spec().jumps().iter().map(|r| r.join(" ")).collect();
+        let want = [
+            "-I FORWARD 1 -i ph0 -j PINHOLE_SIG",
+            "-I FORWARD 1 -o ph0 -j PINHOLE_SIG",
+            "-I FORWARD 1 -i ph1 -j PINHOLE_SIG",
+            "-I FORWARD 1 -o ph1 -j PINHOLE_SIG",
+            "-I INPUT 1 -i ph0 -j PINHOLE_SIG",
+            "-I INPUT 1 -i ph1 -j PINHOLE_SIG",
+            "-I OUTPUT 1 -o ph0 -j PINHOLE_SIG",
+            "-I OUTPUT 1 -o ph1 -j PINHOLE_SIG",
+        ];
+        assert_eq!(jumps, want);
+    }
+
+    #[test]
+    fn a_missing_program_is_a_clear_error() {
+        let r = Runner {
+            prefix: vec![],
+            program: "pinhole-no-such-iptables",
+        };
+        let err = r.cleanup().unwrap_err();
+        assert!(matches!(err, CaptureError::IptablesMissing { .. }), "{err}");
+        assert!(err.to_string().contains("package `iptables`"), "{err}");
+    }
+
+    /// A network namespace for the test, deleted on drop.
+    struct Netns(String);
+
+    impl Netns {
+        fn new(tag: &str) -> Netns {
+            let name = format!("ph-{}-{tag}", std::process::id());
+            let st = Command::new("ip").args(["netns", "add", &name]).status();
+            assert!(
+                st.is_ok_and(|s| s.success()),
+                "`ip netns add {name}` failed: these tests need root and iproute2"
+            );
+            let st = Command::new("ip")
+                .args([
+                    "-n", &name, "link", "add", "ph-a", "type", "veth", "peer", "name", "ph-b",
+                ])
+                .status();
+            assert!(st.is_ok_and(|s| s.success()), "creating veth in {name}");
+            Netns(name)
+        }
+
+        fn prefix(&self) -> Vec<String> {
+            strings(&["ip", "netns", "exec", &self.0])
+        }
+    }
+
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+
+    #[test]
+    fn install_remove_and_stale_cleanup_in_a_netns() {
+        let ns = Netns::new("rules");
+        let prefix = ns.prefix();
+        let spec = RuleSpec {
+            interfaces: vec!["ph-a".into(), "ph-b".into()],
+            sip_ports: vec![5060],
+            rtsp_ports: vec![554],
+            queue_num: 4242,
+        };
+        let per_family = spec.chain_rules().len() + spec.jumps().len();
+        let rules = Rules::install(&spec, &prefix).unwrap();
+        for r in [Runner::iptables(&prefix), Runner::ip6tables(&prefix)] {
+            let listing = r.listing().unwrap();
+            // `-S CHAIN` also prints `-N CHAIN`.
+            assert_eq!(listing.len(), per_family + 1, "{listing:#?}");
+            assert!(listing.iter().any(|l| l.contains("--dport 5060")
+                && l.contains("--queue-num 4242")
+                && l.contains("--queue-bypass")));
+        }
+        drop(rules);
+        for r in [Runner::iptables(&prefix), Runner::ip6tables(&prefix)] {
+            assert!(r.listing().unwrap().is_empty(), "removed on drop");
+        }
+
+        // A crashed run leaves its rules behind: the next install replaces
+        // them instead of stacking a second set, and works twice in a row.
+        let leaked = Rules::install(&spec, &prefix).unwrap();
+        std::mem::forget(leaked);
+        let again = Rules::install(
+            &RuleSpec {
+                interfaces: vec!["ph-a".into()],
+                ..spec.clone()
+            },
+            &prefix,
+        )
+        .unwrap();
+        let r = Runner::iptables(&prefix);
+        let jumps = r
+            .listing()
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.ends_with(&format!("-j {CHAIN}")))
+            .count();
+        assert_eq!(
+            jumps, 4,
+            "only the new run's jumps (ph-a: FORWARD x2, INPUT, OUTPUT)"
+        );
+        drop(again);
+        assert_eq!(r.cleanup().unwrap(), 0, "nothing left to clean");
+        assert!(r.listing().unwrap().is_empty());
+    }
+}
