@@ -44,8 +44,6 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("bpftool", "bpftool"),
     ("xdp-loader", "xdp-tools"),
-    // The daemon queues signaling to itself with iptables/ip6tables NFQUEUE rules.
-    ("iptables", "iptables"),
 ];
 
 /// Installs the eBPF toolchain when any part of it is missing.
