@@ -16,9 +16,11 @@
 pub mod frames;
 
 mod daemon;
+pub mod lab;
 mod netns;
-mod topology;
+pub mod rtsp_peer;
 pub mod sipp;
+mod topology;
 pub mod traffic;
 
 use std::{

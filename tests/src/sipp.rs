@@ -87,7 +87,13 @@ pub struct Scenarios {
 }
 
 impl Scenarios {
+    /// With an `rtp.pcap` of [`RTP_PACKETS`] packets (3 s).
     pub fn new() -> Result<Scenarios> {
+        Scenarios::with_rtp_packets(RTP_PACKETS)
+    }
+
+    /// With an `rtp.pcap` of `packets` packets, [`RTP_INTERVAL`] apart.
+    pub fn with_rtp_packets(packets: u32) -> Result<Scenarios> {
         let dir = TempDir::new()?;
         let src = scenario_source_dir();
         let entries =
@@ -114,7 +120,7 @@ impl Scenarios {
             )));
         }
         let pcap = dir.path().join("rtp.pcap");
-        std::fs::write(&pcap, rtp_pcap(RTP_PACKETS, RTP_INTERVAL))
+        std::fs::write(&pcap, rtp_pcap(packets, RTP_INTERVAL))
             .map_err(Error::io(format!("writing {}", pcap.display())))?;
         Ok(Scenarios { dir })
     }
@@ -500,28 +506,6 @@ pub fn is_sip_owner(owner: Option<&str>, call_id: &str) -> bool {
         .is_some_and(|tail| tail.is_empty() || tail.starts_with(';'))
 }
 
-/// The flows (`src → dst`) of `pinholes` with their packet counts.
-pub fn flow_packets<'a>(
-    pinholes: impl IntoIterator<Item = &'a crate::Pinhole>,
-) -> std::collections::BTreeMap<(SocketAddr, SocketAddr), u64> {
-    pinholes
-        .into_iter()
-        .flat_map(|p| p.flows.iter().map(|f| ((f.src, f.dst), f.packets)))
-        .collect()
-}
-
-/// The four flows of a media stream between `a` and `b` (RTP) with RTCP on
-/// the next ports: a→b, b→a, a+1→b+1, b+1→a+1.
-pub fn stream_flows(a: SocketAddr, b: SocketAddr) -> [(SocketAddr, SocketAddr); 4] {
-    let (a1, b1) = (port_plus(a, 1), port_plus(b, 1));
-    [(a, b), (b, a), (a1, b1), (b1, a1)]
-}
-
-/// A socket address with the port moved by `delta` (RTCP is RTP + 1).
-pub fn port_plus(addr: SocketAddr, delta: u16) -> SocketAddr {
-    SocketAddr::new(addr.ip(), addr.port() + delta)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,11 +565,5 @@ mod tests {
         ] {
             assert_eq!(is_sip_owner(owner, "ph-1-2-1"), ok, "{owner:?}");
         }
-    }
-
-    #[test]
-    fn port_arithmetic() {
-        let a: SocketAddr = "[2001:db8:1::2]:16000".parse().unwrap();
-        assert_eq!(port_plus(a, 1).to_string(), "[2001:db8:1::2]:16001");
     }
 }

@@ -4,6 +4,7 @@
 //! so a fresh clone on a bare Debian 12 machine needs only rustup's cargo and
 //! root to get going.
 
+mod demo;
 mod proc;
 mod toolchain;
 
@@ -54,6 +55,13 @@ enum Task {
     /// clippy (host and eBPF), unit tests, BPF_PROG_TEST_RUN tests, network
     /// namespace integration tests and a benchmark smoke run. Needs root.
     Test,
+    /// A real SIP call through pinhole in a veth lab, with a report (installs
+    /// what is missing, builds in release mode; needs root).
+    Demo {
+        /// Arguments passed to `pinhole-demo` (try `-- --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Run the benchmark (`pinhole-bench`) in release mode with the given arguments.
     Bench {
         /// Arguments passed to `pinhole-bench` (try `-- --help`).
@@ -69,6 +77,7 @@ fn main() -> ExitCode {
         Task::Build { release } => build(release).map(|bin| eprintln!("built {}", bin.display())),
         Task::Run { release, args } => run(release, &args),
         Task::Test => test(),
+        Task::Demo { args } => demo::run(&args),
         Task::Bench { args } => bench(&args),
     };
     match result {

@@ -1,0 +1,308 @@
+//! The signaling lab: a [`Topology`] with the daemon on its router, and the
+//! checks the SIP and RTSP end-to-end tests (and the demo) share: waiting
+//! for a call's or session's pinholes in `list --json`, per-flow packet
+//! counts, traffic that must pass, and off-path traffic that must be dropped
+//! with exact `miss` accounting.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{SocketAddr, UdpSocket},
+    time::Duration,
+};
+
+use crate::{
+    rtsp_peer::is_rtsp_owner, sipp::is_sip_owner, traffic, wait_for, Daemon, Error, Family, Netns,
+    Pinhole, Result, SignalingStats, Topology, XdpMode,
+};
+
+/// Datagrams per burst of test traffic.
+pub const BURST: u32 = 32;
+/// Bound on waiting for pinholes, counters and datagrams.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A flow `src → dst`.
+pub type FlowKey = (SocketAddr, SocketAddr);
+/// Flows with their packet counts.
+pub type FlowCounts = BTreeMap<FlowKey, u64>;
+
+/// Which host a socket lives on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    Outside,
+    Inside,
+}
+
+/// Who must own every pinhole of a check.
+#[derive(Clone, Copy, Debug)]
+pub enum Owner<'a> {
+    /// The SIP call with this Call-ID.
+    Sip(&'a str),
+    /// The RTSP session with this id.
+    Rtsp(&'a str),
+}
+
+impl Owner<'_> {
+    pub fn matches(&self, owner: Option<&str>) -> bool {
+        match self {
+            Owner::Sip(call_id) => is_sip_owner(owner, call_id),
+            Owner::Rtsp(session) => is_rtsp_owner(owner, session),
+        }
+    }
+}
+
+impl std::fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Sip(id) => write!(f, "sip:{id}"),
+            Owner::Rtsp(id) => write!(f, "rtsp session {id}"),
+        }
+    }
+}
+
+/// The flows of `pinholes` with their packet counts.
+pub fn flow_packets<'a>(pinholes: impl IntoIterator<Item = &'a Pinhole>) -> FlowCounts {
+    pinholes
+        .into_iter()
+        .flat_map(|p| p.flows.iter().map(|f| ((f.src, f.dst), f.packets)))
+        .collect()
+}
+
+/// The four flows of a media stream between `a` and `b` (RTP) with RTCP on
+/// the next ports: a→b, b→a, a+1→b+1, b+1→a+1.
+pub fn stream_flows(a: SocketAddr, b: SocketAddr) -> [FlowKey; 4] {
+    let (a1, b1) = (port_plus(a, 1), port_plus(b, 1));
+    [(a, b), (b, a), (a1, b1), (b1, a1)]
+}
+
+/// A socket address with the port moved by `delta` (RTCP is RTP + 1).
+pub fn port_plus(addr: SocketAddr, delta: u16) -> SocketAddr {
+    SocketAddr::new(addr.ip(), addr.port() + delta)
+}
+
+/// A topology with `pinhole run` on its router (native XDP on both router
+/// interfaces). Field order matters: the daemon stops before the namespaces
+/// go away.
+#[derive(Debug)]
+pub struct Lab {
+    pub daemon: Daemon,
+    pub topo: Topology,
+    pub family: Family,
+}
+
+impl Lab {
+    /// Builds the topology and starts the daemon with `daemon_args`.
+    pub fn new(family: Family, daemon_args: &[&str]) -> Result<Lab> {
+        let topo = Topology::new()?;
+        let daemon = topo.start_daemon(XdpMode::Native, daemon_args)?;
+        Ok(Lab {
+            daemon,
+            topo,
+            family,
+        })
+    }
+
+    pub fn ns(&self, host: Host) -> &Netns {
+        match host {
+            Host::Outside => &self.topo.outside,
+            Host::Inside => &self.topo.inside,
+        }
+    }
+
+    /// The host's address in the lab's family.
+    pub fn ip(&self, host: Host) -> std::net::IpAddr {
+        match host {
+            Host::Outside => self.family.outside(),
+            Host::Inside => self.family.inside(),
+        }
+    }
+
+    /// A UDP socket on `host` bound to `port`.
+    pub fn udp(&self, host: Host, port: u16) -> Result<UdpSocket> {
+        self.ns(host)
+            .udp_socket(SocketAddr::new(self.ip(host), port))
+    }
+
+    /// `stats --json` → `signaling`.
+    pub fn signaling(&self) -> Result<SignalingStats> {
+        self.daemon.stats()?.signaling.ok_or_else(|| {
+            Error::Setup("`stats --json` has no `signaling` object; is inline signaling on?".into())
+        })
+    }
+
+    /// Every pinhole; an error if one is not `owner`'s.
+    pub fn owned_pinholes(&self, owner: Owner<'_>) -> Result<Vec<Pinhole>> {
+        let list = self.daemon.list()?;
+        if let Some(p) = list.iter().find(|p| !owner.matches(p.owner.as_deref())) {
+            return Err(Error::Setup(format!(
+                "pinhole {} ↔ {} is owned by {:?}, not by {owner}",
+                p.a, p.b, p.owner
+            )));
+        }
+        Ok(list)
+    }
+
+    /// Waits until `owner`'s pinholes carry exactly the flows `want`, then
+    /// returns their packet counts.
+    pub fn wait_flows(
+        &self,
+        owner: Owner<'_>,
+        want: &BTreeSet<FlowKey>,
+        what: &str,
+    ) -> Result<FlowCounts> {
+        let mut last = FlowCounts::new();
+        let got = wait_for(what, TIMEOUT, || {
+            let flows = flow_packets(&self.owned_pinholes(owner)?);
+            if flows.keys().eq(want.iter()) {
+                return Ok(Some(flows));
+            }
+            last = flows;
+            Ok(None)
+        });
+        got.map_err(|e| Error::Setup(format!("{e}\nwanted flows {want:#?}\nlast seen {last:#?}")))
+    }
+
+    /// Waits until the flow `src → dst` of `owner` has passed at least `n`
+    /// packets; returns the count.
+    pub fn wait_packets(&self, owner: Owner<'_>, (src, dst): FlowKey, n: u64) -> Result<u64> {
+        let mut last = None;
+        let got = wait_for(&format!("{n} packets {src} → {dst}"), TIMEOUT, || {
+            last = flow_packets(&self.owned_pinholes(owner)?)
+                .get(&(src, dst))
+                .copied();
+            Ok(last.filter(|&p| p >= n))
+        });
+        got.map_err(|e| Error::Setup(format!("{e} (last count {last:?})")))
+    }
+
+    /// Waits until no pinhole is left (all were `owner`'s), within `timeout`.
+    pub fn wait_gone(&self, owner: Owner<'_>, timeout: Duration, why: &str) -> Result<()> {
+        wait_for(
+            &format!("the pinholes of {owner} to close ({why})"),
+            timeout,
+            || Ok(self.owned_pinholes(owner)?.is_empty().then_some(())),
+        )?;
+        let stats = self.daemon.stats()?;
+        if (stats.pinholes, stats.flows.used) != (0, 0) {
+            return Err(Error::Setup(format!(
+                "{why}: list is empty but stats count {} pinholes and {} flows",
+                stats.pinholes, stats.flows.used
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends a marker to `rx` (on `host`) from the router, whose own traffic
+    /// crosses no XDP ingress: everything sent to `rx` before it has been
+    /// delivered or dropped once it arrives.
+    pub fn send_marker(&self, rx: &UdpSocket, host: Host) -> Result<()> {
+        let router_ip = match host {
+            Host::Outside => self.family.router_outside(),
+            Host::Inside => self.family.router_inside(),
+        };
+        let sock = self.topo.router.udp_socket(SocketAddr::new(router_ip, 0))?;
+        traffic::send_marker(&sock, rx.local_addr().map_err(Error::io("local address"))?)
+    }
+
+    /// The off-path check: `intruder` sends [`BURST`] datagrams to each of
+    /// `targets` plus the test-owned socket `rx` (on `rx_host`). The `miss`
+    /// counter rises by exactly what was sent, and `rx` receives none of it.
+    /// Returns the number of datagrams sent.
+    pub fn assert_off_path_dropped(
+        &self,
+        intruder: &UdpSocket,
+        targets: &[SocketAddr],
+        rx: &UdpSocket,
+        rx_host: Host,
+    ) -> Result<u64> {
+        let rx_addr = rx.local_addr().map_err(Error::io("local address"))?;
+        let before = self.daemon.counter("miss")?;
+        for &dst in targets.iter().chain([&rx_addr]) {
+            traffic::send(intruder, dst, BURST)?;
+        }
+        let sent = (targets.len() as u64 + 1) * u64::from(BURST);
+        self.daemon.wait_counter("miss", before + sent, TIMEOUT)?;
+        self.send_marker(rx, rx_host)?;
+        let got = traffic::receive_until_marker(rx, TIMEOUT)?;
+        if got.data != 0 {
+            return Err(Error::Setup(format!(
+                "{} off-path datagrams reached {rx_addr}",
+                got.data
+            )));
+        }
+        let after = self.daemon.counter("miss")?;
+        if after != before + sent {
+            return Err(Error::Setup(format!(
+                "the miss counter rose by {} for {sent} off-path datagrams",
+                after - before
+            )));
+        }
+        Ok(sent)
+    }
+
+    /// [`BURST`] datagrams `tx → rx` (on `rx_host`) are dropped: none arrive
+    /// before a marker, and `miss` rises by at least [`BURST`] (media of a
+    /// call may still be in flight towards a just-closed pair).
+    pub fn assert_dropped(&self, tx: &UdpSocket, rx: &UdpSocket, rx_host: Host) -> Result<()> {
+        let (src, dst) = (
+            tx.local_addr().map_err(Error::io("local address"))?,
+            rx.local_addr().map_err(Error::io("local address"))?,
+        );
+        let before = self.daemon.counter("miss")?;
+        traffic::send(tx, dst, BURST)?;
+        self.daemon
+            .wait_counter("miss", before + u64::from(BURST), TIMEOUT)?;
+        self.send_marker(rx, rx_host)?;
+        let got = traffic::receive_until_marker(rx, TIMEOUT)?;
+        if got.data != 0 {
+            return Err(Error::Setup(format!(
+                "{src} → {dst}: {} datagrams passed a closed pinhole",
+                got.data
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`BURST`] datagrams `tx → rx` all arrive, from `tx`.
+    pub fn assert_passes(&self, tx: &UdpSocket, rx: &UdpSocket) -> Result<()> {
+        let (src, dst) = (
+            tx.local_addr().map_err(Error::io("local address"))?,
+            rx.local_addr().map_err(Error::io("local address"))?,
+        );
+        traffic::send(tx, dst, BURST)?;
+        let got = traffic::receive(rx, BURST, TIMEOUT)?;
+        if got.data != BURST || got.senders != BTreeSet::from([src]) {
+            return Err(Error::Setup(format!(
+                "{src} → {dst}: {} of {BURST} datagrams arrived, from {:?}",
+                got.data, got.senders
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_flow_set() {
+        let a: SocketAddr = "192.0.2.2:16000".parse().unwrap();
+        let b: SocketAddr = "198.51.100.2:12000".parse().unwrap();
+        let f = stream_flows(a, b);
+        assert_eq!(f[0], (a, b));
+        assert_eq!(f[1], (b, a));
+        assert_eq!(f[2].0.port(), 16001);
+        assert_eq!(f[3], (port_plus(b, 1), port_plus(a, 1)));
+        let v6: SocketAddr = "[2001:db8:1::2]:16000".parse().unwrap();
+        assert_eq!(port_plus(v6, 1).to_string(), "[2001:db8:1::2]:16001");
+    }
+
+    #[test]
+    fn owners() {
+        assert!(Owner::Sip("c1").matches(Some("sip:c1;from-tag=x")));
+        assert!(!Owner::Sip("c1").matches(Some("rtsp:c1")));
+        assert!(Owner::Rtsp("s1").matches(Some("rtsp:s1")));
+        assert!(!Owner::Rtsp("s1").matches(None));
+        assert_eq!(Owner::Sip("c1").to_string(), "sip:c1");
+    }
+}
