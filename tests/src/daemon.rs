@@ -651,7 +651,10 @@ mod tests {
         )
         .unwrap();
         let sig = stats.signaling.unwrap();
-        assert_eq!((sig.sip_messages, sig.parse_errors, sig.calls_active), (7, 1, 1));
+        assert_eq!(
+            (sig.sip_messages, sig.parse_errors, sig.calls_active),
+            (7, 1, 1)
+        );
         assert_eq!(sig.refused["map_full"], 2);
         assert_eq!(sig.setup_latency_us.p50, Some(41.5));
         assert_eq!(sig.setup_latency_us.p99, Some(90.0));
