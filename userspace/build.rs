@@ -13,7 +13,7 @@ fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    for dir in ["ebpf/src", "ebpf/Cargo.toml", "common/src", "common/Cargo.toml", "Cargo.lock"] {
+    for dir in ["ebpf/src", "ebpf/Cargo.toml", "common/src", "common/Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-env-changed=PINHOLE_EBPF_FEATURES");

@@ -20,22 +20,19 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
     programs::XdpContext,
 };
-use pinhole_common::{
-    Action, Config, Counter, FlowKey, FlowStats, Reason, DEFAULT_MAX_FLOWS,
-};
+use pinhole_common::{Action, Config, Counter, FlowKey, FlowStats, Reason, DEFAULT_MAX_FLOWS};
 
 /// Open flows, one entry per direction. Capacity is set at load time.
 /// A plain (preallocated) HASH, never LRU: eviction would silently cut a live call.
 #[map(name = "PINHOLE_FLOWS")]
-static PINHOLE_FLOWS: HashMap<FlowKey, FlowStats> =
-    HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+static PINHOLE_FLOWS: HashMap<FlowKey, FlowStats> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
 /// Per-CPU packet and byte counters, indexed by [`Reason`].
 #[map(name = "PINHOLE_COUNTERS")]
 static PINHOLE_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
 
 /// Load-time configuration, patched into `.rodata` by the loader
-/// (`EbpfLoader::set_global`), so the verifier treats it as constant.
+/// (`EbpfLoader::override_global`), so the verifier treats it as constant.
 #[no_mangle]
 static PINHOLE_CONFIG: Config = Config::EMPTY;
 
@@ -59,9 +56,26 @@ pub fn pinhole_baseline(_ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn config() -> &'static Config {
-    // The volatile read keeps the compiler from folding the placeholder value;
-    // the verifier then sees the frozen .rodata contents as constants.
-    unsafe { &*core::ptr::read_volatile(&&PINHOLE_CONFIG) }
+    // The compiler must not fold the placeholder value, so the address goes
+    // through an empty asm block: the compiler can no longer see which
+    // object it points to, yet no instruction is emitted for it. The loader
+    // freezes .rodata, so the verifier reads the real values as constants.
+    let mut cfg: *const Config = &PINHOLE_CONFIG;
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: the asm is empty; it only hides the pointer's provenance.
+    unsafe {
+        core::arch::asm!(
+            "/* {0} */",
+            inout(reg) cfg,
+            options(pure, readonly, nostack, preserves_flags)
+        );
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        cfg = core::hint::black_box(cfg);
+    }
+    // SAFETY: cfg still points to PINHOLE_CONFIG, which lives forever.
+    unsafe { &*cfg }
 }
 
 /// Looks `key` up; on a hit adds the packet to the flow's stats. Returns whether
