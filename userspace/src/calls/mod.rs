@@ -15,11 +15,14 @@
 //! may name the same pair; the table decides how to share it.
 
 mod adapt;
+mod api;
 mod pairs;
 mod policy;
 mod rtsp_sessions;
 mod sip_calls;
 
+#[cfg(test)]
+mod api_tests;
 #[cfg(test)]
 mod rtsp_tests;
 #[cfg(test)]
@@ -32,6 +35,7 @@ use std::time::Duration;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 pub use adapt::media_of;
+pub use api::{ApiError, CallInfo, CallState, StreamInfo};
 pub use policy::CallConfig;
 pub use rtsp_sessions::{PortPair, RtspEvent, RtspMethod, RtspStart, RtspTransport};
 pub use sip_calls::{Media, SipEvent, SipMethod, SipStart};

@@ -32,12 +32,22 @@ impl Candidate {
         b: SocketAddr,
         b_origin: IpAddr,
     ) -> Candidate {
+        let mut c = Candidate::check_vouched(a, b);
+        if c.verdict.is_ok()
+            && (!cfg.media_allowed(a.ip(), a_origin) || !cfg.media_allowed(b.ip(), b_origin))
+        {
+            c.verdict = Err(Refusal::ThirdPartyMedia);
+        }
+        c
+    }
+
+    /// Checks the pair `a` ↔ `b` whose addresses a trusted party vouches
+    /// for (the control API): only family and usability, no media origin.
+    pub fn check_vouched(a: SocketAddr, b: SocketAddr) -> Candidate {
         let verdict = if a.is_ipv4() != b.is_ipv4() {
             Err(Refusal::FamilyMismatch)
         } else if !usable_endpoint(a) || !usable_endpoint(b) || a == b {
             Err(Refusal::UnusableEndpoint)
-        } else if !cfg.media_allowed(a.ip(), a_origin) || !cfg.media_allowed(b.ip(), b_origin) {
-            Err(Refusal::ThirdPartyMedia)
         } else {
             Ok(())
         };

@@ -1,0 +1,186 @@
+//! Calls driven by a SIP proxy over the control API (rtpengine's ng
+//! protocol), and read-only views of the tracked SIP calls.
+//!
+//! A proxy hands over each SDP with the Call-ID and the SIP tags instead of
+//! the daemon observing the messages. There is no signaling source address:
+//! the API listener's own allow-list is the trust check, so API calls skip
+//! `trusted_signaling`, the media-origin check (`media_relay`) and the
+//! per-peer cap; every other limit (calls, pairs per call, dialogs per call,
+//! lifetime, setup timeout) applies. A call belongs to whoever created it:
+//! observed signaling for an API call is ignored (counted as unmatched), and
+//! API offers, answers and deletes for an observed call are refused with
+//! [`ApiError::NotApiCall`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{CallKey, Calls, Ctx, Intent, Media};
+
+/// Why an API operation did nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("unknown call-id or tags")]
+    UnknownCall,
+    #[error("no offer to answer in this dialog")]
+    NoOffer,
+    #[error("too many calls")]
+    TableFull,
+    #[error("too many branches (early dialogs) in this call")]
+    TooManyDialogs,
+    #[error("call is followed from observed signaling, not from this API")]
+    NotApiCall,
+    #[error("call is being deleted")]
+    Closing,
+}
+
+impl ApiError {
+    /// Whether a proxy should get a warning rather than an error: the call
+    /// is fine, the request just had nothing to do.
+    pub fn is_warning(self) -> bool {
+        matches!(self, ApiError::NotApiCall | ApiError::Closing)
+    }
+}
+
+/// Where a call stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallState {
+    /// Offered, not answered (SIP: no 2xx yet).
+    Calling,
+    /// Answered at least once.
+    Confirmed,
+    /// BYE seen or deleted; closes after its grace or delay.
+    Ending,
+}
+
+impl CallState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallState::Calling => "calling",
+            CallState::Confirmed => "confirmed",
+            CallState::Ending => "ending",
+        }
+    }
+}
+
+/// A tracked SIP call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallInfo {
+    pub key: CallKey,
+    /// Driven by the control API rather than observed signaling.
+    pub api: bool,
+    pub state: CallState,
+    /// When the call started being tracked (`now` of that event).
+    pub created: u64,
+    /// Last signaling message or API operation.
+    pub last_signal: u64,
+    /// The negotiated streams that have an open pair.
+    pub streams: Vec<StreamInfo>,
+}
+
+/// One negotiated media stream of one dialog, with its open pairs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The callee's tag of the dialog.
+    pub dialog: String,
+    /// Index of the `m=` line, from 0.
+    pub index: usize,
+    /// The RTP pair (caller's end, callee's end), if open.
+    pub rtp: Option<(SocketAddr, SocketAddr)>,
+    /// The RTCP pair, if open (absent when both sides multiplex).
+    pub rtcp: Option<(SocketAddr, SocketAddr)>,
+}
+
+impl Calls {
+    fn api<F>(&mut self, now: u64, f: F) -> Result<Vec<Intent>, ApiError>
+    where
+        F: FnOnce(&mut super::SipCalls, &mut Ctx<'_>) -> Result<(), ApiError>,
+    {
+        let mut out = Vec::new();
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            counters: &mut self.counters,
+            out: &mut out,
+            now,
+        };
+        f(&mut self.sip, &mut ctx)?;
+        Ok(out)
+    }
+
+    /// An SDP offer sent by the side `from_tag` (ng `offer`). Without
+    /// `to_tag` it is the call's initial offer: the call is created (keyed
+    /// by `call_id` and `from_tag`) or, if already offered, updated. With
+    /// `to_tag` it is a re-offer within that dialog, from either side. Opens
+    /// nothing yet: pairs open when the answer comes.
+    pub fn on_api_offer(
+        &mut self,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: Option<&str>,
+        media: &[Media],
+        now: u64,
+    ) -> Result<Vec<Intent>, ApiError> {
+        self.api(now, |sip, ctx| {
+            sip.api_offer(call_id, from_tag, to_tag, media, ctx)
+        })
+    }
+
+    /// The SDP answer of the side `to_tag` to the last offer of the side
+    /// `from_tag` (ng `answer`). Opens the pairs the exchange justifies and
+    /// closes those it replaces. Answering the initial offer again from
+    /// another `to_tag` adds a branch (forking); answering again from the
+    /// same one (183, then 200) updates it.
+    pub fn on_api_answer(
+        &mut self,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: &str,
+        media: &[Media],
+        now: u64,
+    ) -> Result<Vec<Intent>, ApiError> {
+        self.api(now, |sip, ctx| {
+            sip.api_answer(call_id, from_tag, to_tag, media, ctx)
+        })
+    }
+
+    /// Deletes a call (ng `delete`): every call with `call_id` when
+    /// `from_tag` is absent, else the one the tags name. Its pairs close
+    /// after `delay` (default: the BYE grace), at once for zero; closing is
+    /// counted under [`CloseCause::Bye`](super::CloseCause::Bye). When the
+    /// tags name one of several branches, only that branch closes, at once
+    /// ([`CloseCause::ForkLost`](super::CloseCause::ForkLost)).
+    pub fn on_api_delete(
+        &mut self,
+        call_id: &str,
+        from_tag: Option<&str>,
+        to_tag: Option<&str>,
+        delay: Option<Duration>,
+        now: u64,
+    ) -> Result<Vec<Intent>, ApiError> {
+        let delay = delay.unwrap_or(self.cfg.bye_grace);
+        self.api(now, |sip, ctx| {
+            sip.api_delete(call_id, from_tag, to_tag, delay, ctx)
+        })
+    }
+
+    /// The SIP calls `call_id` names (all with that Call-ID when `from_tag`
+    /// is absent), API-driven or observed.
+    pub fn find_sip_calls(
+        &self,
+        call_id: &str,
+        from_tag: Option<&str>,
+        to_tag: Option<&str>,
+    ) -> Vec<CallInfo> {
+        self.sip.find(call_id, from_tag, to_tag)
+    }
+
+    /// Every tracked SIP call, in no particular order.
+    pub fn sip_calls(&self) -> Vec<CallInfo> {
+        self.sip.all()
+    }
+
+    /// The Call-IDs of the tracked SIP calls, each once, in no particular
+    /// order.
+    pub fn sip_call_ids(&self) -> impl Iterator<Item = &str> {
+        self.sip.call_ids()
+    }
+}
