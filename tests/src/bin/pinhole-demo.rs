@@ -100,9 +100,10 @@ fn step(what: &str) {
     eprintln!("==> {what}");
 }
 
-/// The unsolicited stream: tagged datagrams from the caller's host (another
-/// port than its media) to every port of the media range in turn, paced at
-/// `rate` per second until stopped.
+/// The unsolicited stream: datagrams from the caller's host (another port
+/// than its media) paced at `rate` per second until stopped. They go in turn
+/// to the callee's RTP port (sipp's), to its RTCP port (the demo's receiver,
+/// which tallies anything that leaks) and to a port sweeping the media range.
 struct Unsolicited {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
@@ -111,7 +112,7 @@ struct Unsolicited {
 }
 
 impl Unsolicited {
-    fn start(sock: UdpSocket, target: std::net::IpAddr, rate: u32) -> Result<Unsolicited> {
+    fn start(sock: UdpSocket, callee_rtp: SocketAddr, rate: u32) -> Result<Unsolicited> {
         let source = sock.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
@@ -123,10 +124,13 @@ impl Unsolicited {
                 let start = Instant::now();
                 let mut n: u32 = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    // A stride through the range so each burst hits spread ports,
-                    // the callee's RTP and RTCP ports among them.
-                    let port = MEDIA_PORTS.0 + ((n.wrapping_mul(997)) % span) as u16;
-                    traffic::send(&sock, SocketAddr::new(target, port), 1)?;
+                    let port = match n % 3 {
+                        0 => callee_rtp.port(),
+                        1 => callee_rtp.port() + 1,
+                        // A stride through the range, to spread the sweep.
+                        _ => MEDIA_PORTS.0 + ((n / 3).wrapping_mul(997) % span) as u16,
+                    };
+                    traffic::send(&sock, SocketAddr::new(callee_rtp.ip(), port), 1)?;
                     sent.fetch_add(1, Ordering::Relaxed);
                     n = n.wrapping_add(1);
                     let due = start + period * n;
@@ -175,11 +179,13 @@ struct Report {
     call_time: Duration,
     rtp_out: u64,
     rtp_back: u64,
-    rtcp_flows: u64,
+    rtcp_out: u64,
+    rtcp_back: u64,
+
     unsolicited_sent: u64,
     unsolicited_source: SocketAddr,
     miss_delta: u64,
-    delivered: u32,
+    aimed_at_receiver: u64,
     pinholes_seen: BTreeSet<(SocketAddr, SocketAddr)>,
     pinholes_left: usize,
     before: SignalingStats,
@@ -220,22 +226,25 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "                    RTCP pair        {:>6} packets",
-            self.rtcp_flows
+            "  RTCP passed       caller → callee {:>6} packets, callee → caller {} \
+             (the demo's own, 1/s: sipp sends none)",
+            self.rtcp_out, self.rtcp_back
         )?;
         writeln!(
             f,
-            "  unsolicited       {} datagrams from {} at ports {}-{} of {}",
+            "  unsolicited       {} datagrams from {}: to {} (RTP), to its RTCP port, \
+             and across {}-{}",
             self.unsolicited_sent,
             self.unsolicited_source,
+            self.callee,
             MEDIA_PORTS.0,
-            MEDIA_PORTS.1,
-            self.callee.ip()
+            MEDIA_PORTS.1
         )?;
         writeln!(
             f,
-            "                    dropped {} (miss counter), delivered to the callee {}",
-            self.miss_delta, self.delivered
+            "                    dropped {} (miss counter); {} were aimed at the callee's \
+             RTCP socket: none arrived",
+            self.miss_delta, self.aimed_at_receiver
         )?;
         writeln!(
             f,
@@ -307,8 +316,10 @@ fn run(args: &Args) -> Result<Report> {
         (Duration::from_secs(args.call_secs + 1).as_millis() / RTP_INTERVAL.as_millis()) as u32;
     let files = Scenarios::with_rtp_packets(rtp_packets)?;
     let spec = CallSpec::new("call", family, transport);
-    // The test's receiver on the callee's RTCP port: unsolicited datagrams
-    // aimed there would show up here.
+    // The RTCP ports (sipp leaves them free): the demo exchanges RTCP-sized
+    // datagrams on them, and the callee's also tallies any unsolicited
+    // datagram that leaks through.
+    let caller_rtcp = lab.udp(Host::Outside, spec.caller_media_port + 1)?;
     let callee_rtcp = lab.udp(Host::Inside, spec.callee_media_port + 1)?;
     let before = lab.signaling()?;
     let miss_before = lab.daemon.counter("miss")?;
@@ -320,12 +331,16 @@ fn run(args: &Args) -> Result<Report> {
     ));
     let unsolicited = Unsolicited::start(
         lab.udp(Host::Outside, 0)?,
-        family.inside(),
+        SocketAddr::new(family.inside(), spec.callee_media_port),
         args.unsolicited_rate,
     )?;
 
     step(&format!(
-        "placing a SIP call with sipp over {transport:?}: {} → {}",
+        "placing a SIP call with sipp over {}: {} → {}",
+        match transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        },
         family.outside(),
         family.inside()
     ));
@@ -358,8 +373,17 @@ fn run(args: &Args) -> Result<Report> {
     };
     // The call runs for its length; meanwhile the counters are sampled (the
     // last sample before the pinholes close is the report's).
+    // RTCP goes once a second each way, as RTCP would.
+    let (caller_rtcp_addr, callee_rtcp_addr) =
+        (caller_rtcp.local_addr()?, callee_rtcp.local_addr()?);
+    let mut rtcp_sent: u32 = 0;
     while up.elapsed() < Duration::from_secs(args.call_secs) {
         check_interrupt()?;
+        if up.elapsed() >= Duration::from_secs(rtcp_sent.into()) {
+            traffic::send(&caller_rtcp, callee_rtcp_addr, 1)?;
+            traffic::send(&callee_rtcp, caller_rtcp_addr, 1)?;
+            rtcp_sent += 1;
+        }
         observe(&lab.owned_pinholes(owner)?);
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -391,14 +415,28 @@ fn run(args: &Args) -> Result<Report> {
     let miss = lab
         .daemon
         .wait_counter("miss", miss_before + sent, lab::TIMEOUT)?;
+    // Markers from the router close both RTCP receivers' tallies.
     lab.send_marker(&callee_rtcp, Host::Inside)?;
-    let delivered = traffic::receive_until_marker(&callee_rtcp, lab::TIMEOUT)?.data;
+    lab.send_marker(&caller_rtcp, Host::Outside)?;
+    let at_callee = traffic::receive_until_marker(&callee_rtcp, lab::TIMEOUT)?;
+    let at_caller = traffic::receive_until_marker(&caller_rtcp, lab::TIMEOUT)?;
+    // The callee's RTCP socket must have heard only the caller's RTCP port.
+    let leaked = at_callee.senders.iter().any(|s| *s != caller_rtcp_addr);
+    if leaked {
+        bail!(
+            "unsolicited datagrams reached the callee: senders {:?}",
+            at_callee.senders
+        );
+    }
+    if (at_callee.data, at_caller.data) != (rtcp_sent, rtcp_sent) {
+        bail!(
+            "RTCP lost: sent {rtcp_sent} each way, received {} at the callee and {} at the caller",
+            at_callee.data,
+            at_caller.data
+        );
+    }
     let after = lab.signaling()?;
-
-    let rtcp = lab::stream_flows(c, e)[2..]
-        .iter()
-        .map(|f| last.get(f).copied().unwrap_or(0))
-        .sum();
+    let (c1, e1) = (lab::port_plus(c, 1), lab::port_plus(e, 1));
     Ok(Report {
         call_id,
         transport,
@@ -408,11 +446,12 @@ fn run(args: &Args) -> Result<Report> {
         call_time,
         rtp_out: last.get(&(c, e)).copied().unwrap_or(0),
         rtp_back: last.get(&(e, c)).copied().unwrap_or(0),
-        rtcp_flows: rtcp,
+        rtcp_out: last.get(&(c1, e1)).copied().unwrap_or(0),
+        rtcp_back: last.get(&(e1, c1)).copied().unwrap_or(0),
+        aimed_at_receiver: (sent + 1) / 3,
         unsolicited_sent: sent,
         unsolicited_source,
         miss_delta: miss - miss_before,
-        delivered,
         pinholes_seen: seen,
         pinholes_left: left,
         before,
