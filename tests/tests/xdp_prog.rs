@@ -26,6 +26,9 @@ const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 /// The kernel refuses test frames shorter than an Ethernet header.
 const ETH_HLEN: usize = 14;
+/// How far `bpf_ktime_get_coarse_ns` may trail CLOCK_MONOTONIC: one tick
+/// (10 ms at HZ=100, the slowest common setting), with margin.
+const COARSE_CLOCK_LAG_NS: u64 = 20_000_000;
 
 /// The media ranges every test program is loaded with.
 const RANGES: [(u16, u16); 2] = [(10000, 20000), (30000, 30000)];
@@ -236,9 +239,13 @@ impl Prog {
                     before.bytes + frame.len() as u64,
                     "{name}: flow bytes"
                 );
+                // The coarse clock lags CLOCK_MONOTONIC by at most a tick.
+                let earliest = t0
+                    .saturating_sub(COARSE_CLOCK_LAG_NS)
+                    .max(before.last_seen_ns + 1);
                 assert!(
-                    now.last_seen_ns > before.last_seen_ns && now.last_seen_ns <= t1,
-                    "{name}: last_seen_ns {} not in ({}, {t1}] (run started at {t0})",
+                    (earliest..=t1).contains(&now.last_seen_ns),
+                    "{name}: last_seen_ns {} not in [{earliest}, {t1}] (was {})",
                     now.last_seen_ns,
                     before.last_seen_ns
                 );
