@@ -24,6 +24,8 @@ pub mod ebpf;
 pub mod error;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
+pub mod ng;
 pub mod output;
 pub mod proto;
 pub mod signaling;

@@ -1,0 +1,466 @@
+//! Prometheus metrics (`--metrics-listen`): the exposition with the
+//! official client crate `prometheus-client`, served over HTTP by hyper.
+//!
+//! The daemon owns the numbers (kernel counters, table and call state), so
+//! [`Metrics`] takes them as plain values: [`Metrics::update_from`] stores a
+//! [`Snapshot`] and every scrape encodes the latest one. Only the latency
+//! histogram is fed event by event ([`Metrics::observe_setup_latency`]).
+//! [`Metrics`] is `Send + Sync`; share it as `Arc<Metrics>` between the
+//! controller and [`serve`].
+//!
+//! Families (OpenMetrics text; counters get `_total`):
+//! - `pinhole_verdict_packets_total`, `pinhole_verdict_bytes_total`
+//!   `{reason, action}`: XDP verdicts, every [`Reason`];
+//! - `pinhole_pinholes_open`, `pinhole_calls_active`,
+//!   `pinhole_rtsp_sessions_active`;
+//! - `pinhole_flows_used`, `pinhole_flows_capacity`: the flow map;
+//! - `pinhole_signaling_messages_total{kind, outcome}`;
+//! - `pinhole_signaling_refusals_total{reason}`;
+//! - `pinhole_setup_latency_seconds`: signaling packet received → flow map
+//!   updated, buckets 10 µs to 100 ms.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use pinhole_common::{Action, Counter, Reason};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Upper bounds of the latency histogram's buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 13] = [
+    10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3,
+];
+
+/// Content type of the OpenMetrics text format, which Prometheus scrapes.
+pub const CONTENT_TYPE_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Connections served at once; more wait for a slot.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// How long a client may take to send its request headers, and to finish a
+/// connection.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Signaling messages of one kind with one outcome, cumulative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalingCount {
+    /// `sip`, `rtsp`, `ng`, …
+    pub kind: &'static str,
+    /// `ok`, `parse_error`, `refused`, …
+    pub outcome: &'static str,
+    pub count: u64,
+}
+
+/// What the daemon knows at one moment, as plain numbers. Counters are
+/// cumulative since the daemon (or the kernel map) started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// XDP verdict counters summed over CPUs, indexed by [`Reason`] (as
+    /// [`Reason::ALL`]).
+    pub verdicts: [Counter; Reason::COUNT as usize],
+    pub pinholes_open: u64,
+    pub calls_active: u64,
+    pub rtsp_sessions_active: u64,
+    /// Entries in the flow map, and its capacity.
+    pub flows_used: u64,
+    pub flows_capacity: u64,
+    pub signaling: Vec<SignalingCount>,
+    /// Refused calls, sessions or pairs by reason (`Refusal::name`).
+    pub refusals: Vec<(&'static str, u64)>,
+}
+
+/// The metrics registry. See the module documentation.
+pub struct Metrics {
+    registry: Registry,
+    snapshot: Arc<Mutex<Snapshot>>,
+    setup_latency: Histogram,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pinhole");
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        registry.register_collector(Box::new(SnapshotCollector(snapshot.clone())));
+        let setup_latency = Histogram::new(LATENCY_BUCKETS);
+        registry.register_with_unit(
+            "setup_latency",
+            "Signaling packet received to pinhole in the flow map",
+            Unit::Seconds,
+            setup_latency.clone(),
+        );
+        Metrics {
+            registry,
+            snapshot,
+            setup_latency,
+        }
+    }
+
+    /// Replaces the numbers the next scrapes report.
+    pub fn update_from(&self, snapshot: Snapshot) {
+        *lock(&self.snapshot) = snapshot;
+    }
+
+    /// Records one signaling → pinhole latency.
+    pub fn observe_setup_latency(&self, latency: Duration) {
+        self.setup_latency.observe(latency.as_secs_f64());
+    }
+
+    /// The exposition in OpenMetrics text format ([`CONTENT_TYPE_TEXT`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String only fails if an encoder does, and ours don't.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+fn lock(m: &Mutex<Snapshot>) -> std::sync::MutexGuard<'_, Snapshot> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Encodes the latest [`Snapshot`] at scrape time.
+#[derive(Debug)]
+struct SnapshotCollector(Arc<Mutex<Snapshot>>);
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Pass => "pass",
+        Action::Drop => "drop",
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), fmt::Error> {
+    let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    g.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let s = lock(&self.0).clone();
+
+        for (name, help, value) in [
+            (
+                "verdict_packets",
+                "Packets by XDP verdict reason",
+                (|c: &Counter| c.packets) as fn(&Counter) -> u64,
+            ),
+            ("verdict_bytes", "Bytes by XDP verdict reason", |c| c.bytes),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (reason, c) in Reason::ALL.iter().zip(&s.verdicts) {
+                let labels = [
+                    ("reason", reason.name()),
+                    ("action", action_name(reason.action())),
+                ];
+                ConstCounter::new(value(c)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+
+        gauge(
+            &mut encoder,
+            "pinholes_open",
+            "Open pinholes (symmetric pairs)",
+            s.pinholes_open,
+        )?;
+        gauge(
+            &mut encoder,
+            "calls_active",
+            "SIP calls tracked",
+            s.calls_active,
+        )?;
+        gauge(
+            &mut encoder,
+            "rtsp_sessions_active",
+            "RTSP sessions tracked",
+            s.rtsp_sessions_active,
+        )?;
+        gauge(
+            &mut encoder,
+            "flows_used",
+            "Entries in the flow map",
+            s.flows_used,
+        )?;
+        gauge(
+            &mut encoder,
+            "flows_capacity",
+            "Capacity of the flow map",
+            s.flows_capacity,
+        )?;
+
+        let mut family = encoder.encode_descriptor(
+            "signaling_messages",
+            "Signaling messages by kind and outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for m in &s.signaling {
+            let labels = [("kind", m.kind), ("outcome", m.outcome)];
+            ConstCounter::new(m.count).encode(family.encode_family(&labels)?)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "signaling_refusals",
+            "Refused calls, sessions or pairs by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, count) in &s.refusals {
+            let labels = [("reason", *reason)];
+            ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves `GET /metrics` (and `HEAD`) on `listener` until the task is
+/// dropped; any other path gets 404, another method on `/metrics` 405.
+/// Returns only if accepting fails for good.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) if is_transient(&e) => {
+                // Out of descriptors or a connection reset before accept:
+                // back off a little instead of spinning.
+                tracing::warn!(error = %e, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = service_fn(move |req| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "metrics: connection error"),
+                Err(_) => tracing::debug!(%peer, "metrics: connection timed out"),
+            }
+        });
+    }
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, body: &'static str| {
+        let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    if req.uri().path() != "/metrics" {
+        return text(StatusCode::NOT_FOUND, "not found; try /metrics\n");
+    }
+    let head = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(metrics.encode())
+    };
+    let mut r = Response::new(Full::new(body));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn snapshot() -> Snapshot {
+        let mut verdicts = [Counter::default(); Reason::COUNT as usize];
+        verdicts[Reason::Hit as usize] = Counter {
+            packets: 12,
+            bytes: 1234,
+        };
+        verdicts[Reason::Miss as usize] = Counter {
+            packets: 3,
+            bytes: 180,
+        };
+        Snapshot {
+            verdicts,
+            pinholes_open: 2,
+            calls_active: 1,
+            rtsp_sessions_active: 0,
+            flows_used: 4,
+            flows_capacity: 262_144,
+            signaling: vec![
+                SignalingCount {
+                    kind: "sip",
+                    outcome: "ok",
+                    count: 7,
+                },
+                SignalingCount {
+                    kind: "sip",
+                    outcome: "parse_error",
+                    count: 1,
+                },
+            ],
+            refusals: vec![("untrusted_signaling", 5)],
+        }
+    }
+
+    #[test]
+    fn encodes_every_family_with_its_values() {
+        let m = Metrics::new();
+        m.update_from(snapshot());
+        m.observe_setup_latency(Duration::from_micros(40));
+        m.observe_setup_latency(Duration::from_millis(3));
+        m.observe_setup_latency(Duration::from_secs(1));
+        let text = m.encode();
+        let want = [
+            "# TYPE pinhole_verdict_packets counter",
+            "pinhole_verdict_packets_total{reason=\"hit\",action=\"pass\"} 12",
+            "pinhole_verdict_packets_total{reason=\"miss\",action=\"drop\"} 3",
+            "pinhole_verdict_packets_total{reason=\"ext_header_limit\",action=\"drop\"} 0",
+            "pinhole_verdict_bytes_total{reason=\"hit\",action=\"pass\"} 1234",
+            "pinhole_verdict_bytes_total{reason=\"miss\",action=\"drop\"} 180",
+            "# TYPE pinhole_pinholes_open gauge",
+            "pinhole_pinholes_open 2",
+            "pinhole_calls_active 1",
+            "pinhole_rtsp_sessions_active 0",
+            "pinhole_flows_used 4",
+            "pinhole_flows_capacity 262144",
+            "pinhole_signaling_messages_total{kind=\"sip\",outcome=\"ok\"} 7",
+            "pinhole_signaling_messages_total{kind=\"sip\",outcome=\"parse_error\"} 1",
+            "pinhole_signaling_refusals_total{reason=\"untrusted_signaling\"} 5",
+            "# TYPE pinhole_setup_latency_seconds histogram",
+            "# UNIT pinhole_setup_latency_seconds seconds",
+            "pinhole_setup_latency_seconds_bucket{le=\"0.00001\"} 0",
+            "pinhole_setup_latency_seconds_bucket{le=\"0.00005\"} 1",
+            "pinhole_setup_latency_seconds_bucket{le=\"0.0025\"} 1",
+            "pinhole_setup_latency_seconds_bucket{le=\"0.005\"} 2",
+            "pinhole_setup_latency_seconds_bucket{le=\"0.1\"} 2",
+            "pinhole_setup_latency_seconds_bucket{le=\"+Inf\"} 3",
+            "pinhole_setup_latency_seconds_count 3",
+            "# EOF",
+        ];
+        let lines: Vec<&str> = text.lines().collect();
+        for w in want {
+            assert!(lines.contains(&w), "missing `{w}` in:\n{text}");
+        }
+        // A later snapshot replaces the earlier one.
+        m.update_from(Snapshot {
+            pinholes_open: 5,
+            ..snapshot()
+        });
+        assert!(m.encode().lines().any(|l| l == "pinhole_pinholes_open 5"));
+    }
+
+    async fn get(addr: std::net::SocketAddr, request: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_over_http() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        metrics.update_from(snapshot());
+        let server = tokio::spawn(serve(listener, metrics.clone()));
+
+        let ok = get(
+            addr,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(
+            ok.contains(&format!("content-type: {CONTENT_TYPE_TEXT}\r\n")),
+            "{ok}"
+        );
+        assert!(ok.contains("\npinhole_flows_capacity 262144\n"), "{ok}");
+        assert!(ok.ends_with("# EOF\n"), "{ok}");
+
+        // (request line, expected status line)
+        let cases = [
+            ("GET / HTTP/1.1", "HTTP/1.1 404 Not Found"),
+            ("GET /metrics/x HTTP/1.1", "HTTP/1.1 404 Not Found"),
+            ("POST /metrics HTTP/1.1", "HTTP/1.1 405 Method Not Allowed"),
+            ("HEAD /metrics HTTP/1.1", "HTTP/1.1 200 OK"),
+        ];
+        for (line, want) in cases {
+            let r = get(
+                addr,
+                &format!("{line}\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            )
+            .await;
+            assert!(r.starts_with(want), "{line}: {r}");
+        }
+        server.abort();
+    }
+}

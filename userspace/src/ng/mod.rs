@@ -1,0 +1,69 @@
+//! rtpengine's "ng" control protocol (`--ng-listen`), so that SIP proxies
+//! (Kamailio's and OpenSIPS's `rtpengine` modules) drive pinhole with
+//! nothing changed but an address.
+//!
+//! - [`bencode`]: the codec;
+//! - [`proto`]: datagram framing (`COOKIE SP bencode-dictionary`), typed
+//!   requests ([`NgRequest`]) and replies;
+//! - [`cache`]: replies by cookie, so a retransmitted request runs once;
+//! - [`service`]: request → reply ([`NgService::handle`]) behind
+//!   [`NgBackend`], with [`CallsBackend`] implementing it over the call
+//!   state and a [`Pinholes`] trait for the table and the flow map;
+//! - [`serve_udp`]: the listener loop.
+//!
+//! pinhole filters, it does not relay: `offer` and `answer` return the SDP
+//! unchanged and open pinholes between the endpoints it names, exactly as
+//! observed signaling would (see [`crate::calls`]).
+//!
+//! Wiring, in the daemon: bind a `tokio::net::UdpSocket` on the listen
+//! address and run [`serve_udp`] with a closure that sends `(peer,
+//! datagram)` to the controller task and awaits its reply; the controller
+//! keeps one [`NgService`] and answers with
+//! `service.handle(&mut CallsBackend { calls, pinholes, now }, peer,
+//! &datagram, now)`.
+
+pub mod bencode;
+pub mod cache;
+pub mod proto;
+pub mod service;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::UdpSocket;
+
+pub use proto::{CallRef, Command, Delete, NgRequest, OfferAnswer};
+pub use service::{
+    call_stats, BackendError, CallStats, CallsBackend, NgBackend, NgConfig, NgCounters, NgService,
+    Pinholes, StreamStats, Totals, RECV_BUFFER,
+};
+
+/// Receives datagrams on `socket`, hands each to `handle` with its sender,
+/// and sends back the reply `handle` returns, if any. One request at a time,
+/// in arrival order. Returns only when receiving fails for good; transient
+/// errors (ICMP errors reported on the socket, interrupts) are skipped.
+pub async fn serve_udp<F, Fut>(socket: UdpSocket, mut handle: F) -> std::io::Result<()>
+where
+    F: FnMut(SocketAddr, Vec<u8>) -> Fut,
+    Fut: Future<Output = Option<Vec<u8>>>,
+{
+    use std::io::ErrorKind::*;
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(e) if matches!(e.kind(), ConnectionRefused | ConnectionReset | Interrupted) => {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(reply) = handle(peer, buf[..n].to_vec()).await {
+            if let Err(e) = socket.send_to(&reply, peer).await {
+                tracing::debug!(%peer, error = %e, "ng: reply not sent");
+            }
+        }
+    }
+}

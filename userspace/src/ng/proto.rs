@@ -1,0 +1,764 @@
+//! The ng wire format as rtpengine documents it: a UDP datagram
+//! `COOKIE SP bencode-dictionary`, where the reply echoes the request's
+//! cookie. Requests decode into [`NgRequest`]; replies are dictionaries with
+//! `result` (`ok`, `pong` or `error`) and, on error, `error-reason`.
+//!
+//! Dictionary keys are matched case-sensitively, with space, `-` and `_`
+//! interchangeable (`delete-delay`, `delete delay`), as rtpengine does.
+
+use std::collections::BTreeMap;
+
+use super::bencode::{self, BencodeError, Limits, Value};
+
+/// Longest cookie accepted (rtpengine's peers use a few dozen bytes).
+pub const MAX_COOKIE: usize = 256;
+
+/// Longest Call-ID or tag accepted.
+pub const MAX_ID: usize = 512;
+
+/// Entries a `list` reply holds unless the request's `limit` says otherwise
+/// (rtpengine's default).
+pub const DEFAULT_LIST_LIMIT: usize = 32;
+
+/// Why a datagram has no usable cookie. Such a datagram gets no reply: a
+/// reply could not be matched to it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("datagram has no cookie")]
+    NoCookie,
+    #[error("cookie longer than {MAX_COOKIE} bytes")]
+    CookieTooLong,
+}
+
+/// Splits a datagram into its cookie and its body at the first space.
+pub fn split(datagram: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
+    let head = &datagram[..datagram.len().min(MAX_COOKIE + 1)];
+    match head.iter().position(|&b| b == b' ') {
+        Some(0) => Err(FrameError::NoCookie),
+        Some(i) => Ok((&datagram[..i], &datagram[i + 1..])),
+        None if head.len() > MAX_COOKIE => Err(FrameError::CookieTooLong),
+        None => Err(FrameError::NoCookie),
+    }
+}
+
+/// `cookie SP reply`.
+pub fn frame(cookie: &[u8], reply: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cookie.len() + 64);
+    out.extend_from_slice(cookie);
+    out.push(b' ');
+    reply.encode_into(&mut out);
+    out
+}
+
+/// The commands pinhole implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Command {
+    Ping,
+    Offer,
+    Answer,
+    Delete,
+    Query,
+    List,
+    Statistics,
+}
+
+impl Command {
+    pub const ALL: [Command; 7] = [
+        Command::Ping,
+        Command::Offer,
+        Command::Answer,
+        Command::Delete,
+        Command::Query,
+        Command::List,
+        Command::Statistics,
+    ];
+
+    /// The command's name on the wire (and in metrics labels).
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Ping => "ping",
+            Command::Offer => "offer",
+            Command::Answer => "answer",
+            Command::Delete => "delete",
+            Command::Query => "query",
+            Command::List => "list",
+            Command::Statistics => "statistics",
+        }
+    }
+
+    fn from_name(name: &[u8]) -> Option<Command> {
+        Command::ALL
+            .into_iter()
+            .find(|c| c.name().as_bytes() == name)
+    }
+}
+
+/// A call, or a side of it, as `query` and `delete` name it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallRef {
+    pub call_id: String,
+    pub from_tag: Option<String>,
+    pub to_tag: Option<String>,
+}
+
+/// An `offer` or `answer`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OfferAnswer {
+    pub call_id: String,
+    /// The tag of the side that sent the SIP message carrying the SDP.
+    pub from_tag: String,
+    /// Absent on an initial offer; always present on an answer.
+    pub to_tag: Option<String>,
+    /// The SDP body, byte for byte (echoed unchanged in the reply).
+    pub sdp: Vec<u8>,
+    /// `flags` (pinhole acts on none of them; kept for logging).
+    pub flags: Vec<String>,
+    pub via_branch: Option<String>,
+}
+
+/// A `delete`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delete {
+    pub call: CallRef,
+    /// `delete-delay` in seconds; absent: the daemon's default.
+    pub delete_delay: Option<u64>,
+    /// The `fatal` flag: an unknown call is an error, not a warning.
+    pub fatal: bool,
+}
+
+/// A decoded request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NgRequest {
+    Ping,
+    Offer(OfferAnswer),
+    Answer(OfferAnswer),
+    Delete(Delete),
+    Query(CallRef),
+    /// At most `limit` Call-IDs (at least 1).
+    List {
+        limit: usize,
+    },
+    Statistics,
+}
+
+impl NgRequest {
+    pub fn command(&self) -> Command {
+        match self {
+            NgRequest::Ping => Command::Ping,
+            NgRequest::Offer(_) => Command::Offer,
+            NgRequest::Answer(_) => Command::Answer,
+            NgRequest::Delete(_) => Command::Delete,
+            NgRequest::Query(_) => Command::Query,
+            NgRequest::List { .. } => Command::List,
+            NgRequest::Statistics => Command::Statistics,
+        }
+    }
+}
+
+/// Why a request body is not a request pinhole can carry out. The message
+/// is the reply's `error-reason`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("malformed bencode: {0}")]
+    Bencode(#[from] BencodeError),
+    #[error("request is not a dictionary")]
+    NotDictionary,
+    #[error("missing key `{0}`")]
+    Missing(&'static str),
+    #[error("key `{key}` must be {expected}")]
+    Type {
+        key: &'static str,
+        expected: &'static str,
+    },
+    #[error("invalid `{key}`: {why}")]
+    Invalid {
+        key: &'static str,
+        why: &'static str,
+    },
+    #[error("unknown command `{0}`")]
+    UnknownCommand(String),
+}
+
+/// Decodes a request body (the bytes after the cookie).
+pub fn parse_request(body: &[u8], limits: Limits) -> Result<NgRequest, RequestError> {
+    let value = bencode::decode_with(body, limits)?;
+    let dict = value.as_dict().ok_or(RequestError::NotDictionary)?;
+    let fields = Fields(dict);
+    let command = fields
+        .get("command")
+        .ok_or(RequestError::Missing("command"))?
+        .as_bytes()
+        .ok_or(RequestError::Type {
+            key: "command",
+            expected: "a string",
+        })?;
+    let Some(command) = Command::from_name(command) else {
+        return Err(RequestError::UnknownCommand(printable(command)));
+    };
+    Ok(match command {
+        Command::Ping => NgRequest::Ping,
+        Command::Statistics => NgRequest::Statistics,
+        Command::Offer | Command::Answer => {
+            let oa = OfferAnswer {
+                call_id: fields.id("call-id")?,
+                from_tag: fields.tag("from-tag")?,
+                to_tag: fields.opt_tag("to-tag")?,
+                sdp: fields
+                    .get("sdp")
+                    .ok_or(RequestError::Missing("sdp"))?
+                    .as_bytes()
+                    .ok_or(RequestError::Type {
+                        key: "sdp",
+                        expected: "a string",
+                    })?
+                    .to_vec(),
+                flags: fields.strings("flags")?,
+                via_branch: fields.opt_tag("via-branch")?,
+            };
+            if command == Command::Offer {
+                NgRequest::Offer(oa)
+            } else if oa.to_tag.is_none() {
+                return Err(RequestError::Missing("to-tag"));
+            } else {
+                NgRequest::Answer(oa)
+            }
+        }
+        Command::Delete => NgRequest::Delete(Delete {
+            call: fields.call_ref()?,
+            delete_delay: fields.uint("delete-delay")?,
+            fatal: fields.strings("flags")?.iter().any(|f| f == "fatal"),
+        }),
+        Command::Query => NgRequest::Query(fields.call_ref()?),
+        Command::List => {
+            let limit = match fields.uint("limit")? {
+                None => DEFAULT_LIST_LIMIT,
+                Some(0) => {
+                    return Err(RequestError::Invalid {
+                        key: "limit",
+                        why: "must be at least 1",
+                    })
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            };
+            NgRequest::List { limit }
+        }
+    })
+}
+
+/// Text for an error message: lossy UTF-8, control characters escaped, at
+/// most 64 characters.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .take(64)
+        .flat_map(char::escape_debug)
+        .collect()
+}
+
+/// `a-b c_d` → `a-b-c-d`.
+fn normalised(key: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    key.iter()
+        .map(|&b| if b == b' ' || b == b'_' { b'-' } else { b })
+}
+
+struct Fields<'a>(&'a BTreeMap<Vec<u8>, Value>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.0.get(key.as_bytes()).or_else(|| {
+            self.0
+                .iter()
+                .find(|(k, _)| normalised(k).eq(key.bytes()))
+                .map(|(_, v)| v)
+        })
+    }
+
+    fn opt_text(&self, key: &'static str, max: usize) -> Result<Option<String>, RequestError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let s = v.as_str().ok_or(RequestError::Type {
+            key,
+            expected: "a UTF-8 string",
+        })?;
+        if s.len() > max {
+            return Err(RequestError::Invalid {
+                key,
+                why: "longer than 512 bytes",
+            });
+        }
+        if s.chars().any(char::is_control) {
+            return Err(RequestError::Invalid {
+                key,
+                why: "contains control characters",
+            });
+        }
+        Ok(Some(s.to_string()))
+    }
+
+    fn opt_tag(&self, key: &'static str) -> Result<Option<String>, RequestError> {
+        self.opt_text(key, MAX_ID)
+    }
+
+    /// A present tag (possibly empty: RFC 2543 peers send no From-tag).
+    fn tag(&self, key: &'static str) -> Result<String, RequestError> {
+        self.opt_tag(key)?.ok_or(RequestError::Missing(key))
+    }
+
+    /// A present, non-empty identifier.
+    fn id(&self, key: &'static str) -> Result<String, RequestError> {
+        let id = self.tag(key)?;
+        if id.is_empty() {
+            return Err(RequestError::Invalid {
+                key,
+                why: "is empty",
+            });
+        }
+        Ok(id)
+    }
+
+    fn call_ref(&self) -> Result<CallRef, RequestError> {
+        Ok(CallRef {
+            call_id: self.id("call-id")?,
+            from_tag: self.opt_tag("from-tag")?,
+            to_tag: self.opt_tag("to-tag")?,
+        })
+    }
+
+    /// A non-negative integer, also accepted as a decimal string.
+    fn uint(&self, key: &'static str) -> Result<Option<u64>, RequestError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let n = match v {
+            Value::Int(n) => u64::try_from(*n).ok(),
+            Value::Bytes(b)
+                if !b.is_empty() && b.len() <= 19 && b.iter().all(u8::is_ascii_digit) =>
+            {
+                std::str::from_utf8(b).ok().and_then(|s| s.parse().ok())
+            }
+            _ => {
+                return Err(RequestError::Type {
+                    key,
+                    expected: "an integer",
+                })
+            }
+        };
+        n.map(Some).ok_or(RequestError::Invalid {
+            key,
+            why: "must be a non-negative integer",
+        })
+    }
+
+    /// A list of UTF-8 strings (absent: empty).
+    fn strings(&self, key: &'static str) -> Result<Vec<String>, RequestError> {
+        let Some(v) = self.get(key) else {
+            return Ok(Vec::new());
+        };
+        let bad = RequestError::Type {
+            key,
+            expected: "a list of strings",
+        };
+        v.as_list()
+            .ok_or(bad.clone())?
+            .iter()
+            .map(|item| item.as_str().map(str::to_string).ok_or(bad.clone()))
+            .collect()
+    }
+}
+
+/// `{result: ok}` plus `extra`.
+pub fn reply_ok<'a>(extra: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+    let mut v = Value::dict(extra);
+    if let Value::Dict(d) = &mut v {
+        d.insert(b"result".to_vec(), Value::str("ok"));
+    }
+    v
+}
+
+/// `{result: ok, warning: …}`.
+pub fn reply_warning(warning: &str) -> Value {
+    reply_ok([("warning", Value::str(warning))])
+}
+
+/// `{result: pong}`.
+pub fn reply_pong() -> Value {
+    Value::dict([("result", Value::str("pong"))])
+}
+
+/// `{result: error, error-reason: …}` and nothing else, as rtpengine
+/// specifies.
+pub fn reply_error(reason: &str) -> Value {
+    Value::dict([
+        ("result", Value::str("error")),
+        ("error-reason", Value::str(reason)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &[u8]) -> Result<NgRequest, RequestError> {
+        parse_request(body, Limits::default())
+    }
+
+    /// A request dictionary from `(key, value)` pairs, encoded.
+    fn req(entries: &[(&str, Value)]) -> Vec<u8> {
+        Value::dict(entries.iter().map(|(k, v)| (*k, v.clone()))).encode()
+    }
+
+    fn s(text: &str) -> Value {
+        Value::str(text)
+    }
+
+    #[test]
+    fn splits_cookie_and_body() {
+        let long = vec![b'x'; MAX_COOKIE + 1];
+        let max = [vec![b'c'; MAX_COOKIE], b" de".to_vec()].concat();
+        type Split<'a> = Result<(&'a [u8], &'a [u8]), FrameError>;
+        let cases: Vec<(&[u8], Split)> = vec![
+            (
+                b"5323_1 d7:command4:pinge",
+                Ok((b"5323_1", b"d7:command4:pinge")),
+            ),
+            (b"c ", Ok((b"c", b""))),
+            (b"c  de", Ok((b"c", b" de"))),
+            (b"d7:command4:pinge", Err(FrameError::NoCookie)),
+            (b" d7:command4:pinge", Err(FrameError::NoCookie)),
+            (b"", Err(FrameError::NoCookie)),
+            (&long, Err(FrameError::CookieTooLong)),
+            (&max, Ok((&max[..MAX_COOKIE], b"de"))),
+        ];
+        for (dgram, want) in cases {
+            assert_eq!(split(dgram), want, "{}", String::from_utf8_lossy(dgram));
+        }
+        assert_eq!(frame(b"k1", &reply_pong()), b"k1 d6:result4:ponge".to_vec());
+    }
+
+    #[test]
+    fn decodes_requests() {
+        let sdp = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let cases: Vec<(Vec<u8>, NgRequest)> = vec![
+            (b"d7:command4:pinge".to_vec(), NgRequest::Ping),
+            (
+                req(&[("command", s("statistics"))]),
+                NgRequest::Statistics,
+            ),
+            (
+                // Keys in wire order, unsorted, as Kamailio sends them.
+                format!(
+                    "d3:sdp{}:{sdp}7:call-id5:abc@x8:from-tag2:ft7:command5:offer5:flagsl13:trust addressee",
+                    sdp.len()
+                )
+                .into_bytes(),
+                NgRequest::Offer(OfferAnswer {
+                    call_id: "abc@x".into(),
+                    from_tag: "ft".into(),
+                    to_tag: None,
+                    sdp: sdp.as_bytes().to_vec(),
+                    flags: vec!["trust address".into()],
+                    via_branch: None,
+                }),
+            ),
+            (
+                req(&[
+                    ("command", s("answer")),
+                    ("call-id", s("abc@x")),
+                    ("from-tag", s("ft")),
+                    ("to-tag", s("tt")),
+                    ("via-branch", s("z9hG4bK1")),
+                    ("sdp", s(sdp)),
+                ]),
+                NgRequest::Answer(OfferAnswer {
+                    call_id: "abc@x".into(),
+                    from_tag: "ft".into(),
+                    to_tag: Some("tt".into()),
+                    sdp: sdp.as_bytes().to_vec(),
+                    flags: vec![],
+                    via_branch: Some("z9hG4bK1".into()),
+                }),
+            ),
+            (
+                // An RFC 2543 peer without From-tag.
+                req(&[
+                    ("command", s("offer")),
+                    ("call-id", s("c")),
+                    ("from-tag", s("")),
+                    ("sdp", s("v=0")),
+                ]),
+                NgRequest::Offer(OfferAnswer {
+                    call_id: "c".into(),
+                    sdp: b"v=0".to_vec(),
+                    ..OfferAnswer::default()
+                }),
+            ),
+            (
+                req(&[
+                    ("command", s("delete")),
+                    ("call-id", s("c")),
+                    ("from-tag", s("ft")),
+                    ("delete delay", Value::Int(0)),
+                    ("flags", Value::List(vec![s("fatal")])),
+                ]),
+                NgRequest::Delete(Delete {
+                    call: CallRef {
+                        call_id: "c".into(),
+                        from_tag: Some("ft".into()),
+                        to_tag: None,
+                    },
+                    delete_delay: Some(0),
+                    fatal: true,
+                }),
+            ),
+            (
+                req(&[
+                    ("command", s("delete")),
+                    ("call-id", s("c")),
+                    ("delete_delay", s("30")),
+                ]),
+                NgRequest::Delete(Delete {
+                    call: CallRef {
+                        call_id: "c".into(),
+                        ..CallRef::default()
+                    },
+                    delete_delay: Some(30),
+                    fatal: false,
+                }),
+            ),
+            (
+                req(&[
+                    ("command", s("query")),
+                    ("call-id", s("c")),
+                    ("to-tag", s("tt")),
+                ]),
+                NgRequest::Query(CallRef {
+                    call_id: "c".into(),
+                    from_tag: None,
+                    to_tag: Some("tt".into()),
+                }),
+            ),
+            (
+                req(&[("command", s("list"))]),
+                NgRequest::List {
+                    limit: DEFAULT_LIST_LIMIT,
+                },
+            ),
+            (
+                req(&[("command", s("list")), ("limit", Value::Int(5))]),
+                NgRequest::List { limit: 5 },
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                parse(&body).as_ref(),
+                Ok(&want),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+            assert!(!want.command().name().is_empty());
+        }
+    }
+
+    #[test]
+    fn rejects_bad_requests() {
+        use RequestError::*;
+        let offer = |extra: &[(&str, Value)]| {
+            let mut e = vec![
+                ("command", s("offer")),
+                ("call-id", s("c")),
+                ("from-tag", s("f")),
+                ("sdp", s("v=0")),
+            ];
+            e.extend(extra.iter().cloned());
+            req(&e)
+        };
+        let str_type = |key| Type {
+            key,
+            expected: "a UTF-8 string",
+        };
+        let cases: Vec<(Vec<u8>, RequestError)> = vec![
+            (b"".to_vec(), Bencode(BencodeError::Truncated { at: 0 })),
+            (
+                b"d7:command4:ping".to_vec(),
+                Bencode(BencodeError::Truncated { at: 16 }),
+            ),
+            (b"l7:command4:pinge".to_vec(), NotDictionary),
+            (b"i1e".to_vec(), NotDictionary),
+            (b"de".to_vec(), Missing("command")),
+            (
+                req(&[("command", Value::Int(1))]),
+                Type {
+                    key: "command",
+                    expected: "a string",
+                },
+            ),
+            (
+                req(&[("command", s("start recording"))]),
+                UnknownCommand("start recording".into()),
+            ),
+            (
+                req(&[("command", s("PING"))]),
+                UnknownCommand("PING".into()),
+            ),
+            (
+                req(&[("command", Value::Bytes(b"\xff\x01".to_vec()))]),
+                UnknownCommand("\u{fffd}\\u{1}".into()),
+            ),
+            (
+                req(&[
+                    ("command", s("offer")),
+                    ("from-tag", s("f")),
+                    ("sdp", s("v=0")),
+                ]),
+                Missing("call-id"),
+            ),
+            (
+                req(&[
+                    ("command", s("offer")),
+                    ("call-id", s("c")),
+                    ("sdp", s("v=0")),
+                ]),
+                Missing("from-tag"),
+            ),
+            (
+                req(&[
+                    ("command", s("offer")),
+                    ("call-id", s("c")),
+                    ("from-tag", s("f")),
+                ]),
+                Missing("sdp"),
+            ),
+            (
+                offer(&[("call-id", s(""))]),
+                Invalid {
+                    key: "call-id",
+                    why: "is empty",
+                },
+            ),
+            (offer(&[("call-id", Value::Int(7))]), str_type("call-id")),
+            (
+                offer(&[("from-tag", Value::Bytes(vec![0xc3, 0x28]))]),
+                str_type("from-tag"),
+            ),
+            (
+                offer(&[("to-tag", s("a\r\nb"))]),
+                Invalid {
+                    key: "to-tag",
+                    why: "contains control characters",
+                },
+            ),
+            (
+                offer(&[("call-id", s(&"x".repeat(MAX_ID + 1)))]),
+                Invalid {
+                    key: "call-id",
+                    why: "longer than 512 bytes",
+                },
+            ),
+            (
+                offer(&[("sdp", Value::List(vec![]))]),
+                Type {
+                    key: "sdp",
+                    expected: "a string",
+                },
+            ),
+            (
+                offer(&[("flags", s("fatal"))]),
+                Type {
+                    key: "flags",
+                    expected: "a list of strings",
+                },
+            ),
+            (
+                offer(&[("flags", Value::List(vec![Value::Int(1)]))]),
+                Type {
+                    key: "flags",
+                    expected: "a list of strings",
+                },
+            ),
+            (
+                req(&[
+                    ("command", s("answer")),
+                    ("call-id", s("c")),
+                    ("from-tag", s("f")),
+                    ("sdp", s("v=0")),
+                ]),
+                Missing("to-tag"),
+            ),
+            (
+                req(&[("command", s("delete")), ("from-tag", s("f"))]),
+                Missing("call-id"),
+            ),
+            (
+                req(&[
+                    ("command", s("delete")),
+                    ("call-id", s("c")),
+                    ("delete-delay", Value::Int(-1)),
+                ]),
+                Invalid {
+                    key: "delete-delay",
+                    why: "must be a non-negative integer",
+                },
+            ),
+            (
+                req(&[
+                    ("command", s("delete")),
+                    ("call-id", s("c")),
+                    ("delete-delay", s("-1")),
+                ]),
+                Type {
+                    key: "delete-delay",
+                    expected: "an integer",
+                },
+            ),
+            (
+                req(&[
+                    ("command", s("delete")),
+                    ("call-id", s("c")),
+                    ("delete-delay", s("99999999999999999999")),
+                ]),
+                Type {
+                    key: "delete-delay",
+                    expected: "an integer",
+                },
+            ),
+            (
+                req(&[("command", s("list")), ("limit", Value::Int(0))]),
+                Invalid {
+                    key: "limit",
+                    why: "must be at least 1",
+                },
+            ),
+            (req(&[("command", s("query"))]), Missing("call-id")),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                parse(&body),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+
+    #[test]
+    fn replies_encode_as_rtpengine_documents() {
+        assert_eq!(reply_pong().encode(), b"d6:result4:ponge".to_vec());
+        assert_eq!(
+            reply_error("unknown command `x`").encode(),
+            b"d12:error-reason19:unknown command `x`6:result5:errore".to_vec()
+        );
+        assert_eq!(
+            reply_ok([("sdp", s("v=0"))]).encode(),
+            b"d6:result2:ok3:sdp3:v=0e".to_vec()
+        );
+        assert_eq!(
+            reply_warning("w").encode(),
+            b"d6:result2:ok7:warning1:we".to_vec()
+        );
+        assert_eq!(
+            RequestError::Bencode(BencodeError::Truncated { at: 3 }).to_string(),
+            "malformed bencode: input ends inside a value (byte 3)"
+        );
+    }
+}
