@@ -74,6 +74,39 @@ pub fn stream_flows(a: SocketAddr, b: SocketAddr) -> [FlowKey; 4] {
     [(a, b), (b, a), (a1, b1), (b1, a1)]
 }
 
+/// A counter of the call layer's `signaling.detail` object by its path
+/// (`"pairs_closed.bye"`, `"rtsp_interleaved"`); `None` when absent.
+pub fn detail(stats: &SignalingStats, path: &str) -> Option<u64> {
+    let mut v = stats.other.get("detail")?;
+    for key in path.split('.') {
+        v = v.get(key)?;
+    }
+    v.as_u64()
+}
+
+/// The changes of the call layer's counters at `paths` from `before` to
+/// `after`, as `(path, delta)`, for comparing with expectations in one go.
+pub fn detail_deltas(
+    before: &SignalingStats,
+    after: &SignalingStats,
+    paths: &[&str],
+) -> Result<Vec<(String, u64)>> {
+    paths
+        .iter()
+        .map(|&path| {
+            let get = |s: &SignalingStats| {
+                detail(s, path).ok_or_else(|| {
+                    Error::Setup(format!(
+                        "`stats --json` has no signaling.detail.{path}: {:?}",
+                        s.other.get("detail")
+                    ))
+                })
+            };
+            Ok((path.to_owned(), get(after)? - get(before)?))
+        })
+        .collect()
+}
+
 /// A socket address with the port moved by `delta` (RTCP is RTP + 1).
 pub fn port_plus(addr: SocketAddr, delta: u16) -> SocketAddr {
     SocketAddr::new(addr.ip(), addr.port() + delta)
@@ -295,6 +328,31 @@ mod tests {
         assert_eq!(f[3], (port_plus(b, 1), port_plus(a, 1)));
         let v6: SocketAddr = "[2001:db8:1::2]:16000".parse().unwrap();
         assert_eq!(port_plus(v6, 1).to_string(), "[2001:db8:1::2]:16001");
+    }
+
+    #[test]
+    fn detail_paths() {
+        let stats = |detail: &str| -> SignalingStats {
+            serde_json::from_str(&format!(
+                r#"{{"sip_messages":0,"rtsp_messages":0,"parse_errors":0,"calls_active":0,
+                   "calls_opened":0,"calls_closed":0,"setup_latency_us":{{"count":0}},
+                   "detail":{detail}}}"#
+            ))
+            .unwrap()
+        };
+        let before = stats(r#"{"pairs_closed":{"bye":1},"rtsp_interleaved":0}"#);
+        let after = stats(r#"{"pairs_closed":{"bye":3},"rtsp_interleaved":1}"#);
+        assert_eq!(detail(&after, "pairs_closed.bye"), Some(3));
+        assert_eq!(detail(&after, "pairs_closed.cancel"), None);
+        assert_eq!(detail(&after, "pairs_closed"), None);
+        assert_eq!(
+            detail_deltas(&before, &after, &["pairs_closed.bye", "rtsp_interleaved"]).unwrap(),
+            [
+                ("pairs_closed.bye".to_owned(), 2),
+                ("rtsp_interleaved".to_owned(), 1)
+            ]
+        );
+        assert!(detail_deltas(&before, &after, &["nope"]).is_err());
     }
 
     #[test]

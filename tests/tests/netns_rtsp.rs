@@ -35,6 +35,49 @@ const OFF_PATH_PORT: u16 = 16600;
 
 type TestResult = anyhow::Result<()>;
 
+/// The call layer's counters (`stats --json` → `signaling.detail`) each
+/// case predicts exactly.
+const DETAIL: [&str; 8] = [
+    "calls.sessions_opened",
+    "calls.calls_closed.teardown",
+    "calls.calls_closed.session_timeout",
+    "calls.pairs_opened",
+    "calls.pairs_closed.teardown",
+    "calls.pairs_closed.session_timeout",
+    "calls.rtsp_interleaved",
+    "apply_failed",
+];
+
+/// The deltas of [`DETAIL`] a case expects: `nonzero`, zero elsewhere.
+fn expect(nonzero: &[(&str, u64)]) -> Vec<(String, u64)> {
+    for (path, _) in nonzero {
+        assert!(DETAIL.contains(path), "{path} is not in DETAIL");
+    }
+    DETAIL
+        .iter()
+        .map(|&path| {
+            let n = nonzero
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map_or(0, |(_, n)| *n);
+            (path.to_owned(), n)
+        })
+        .collect()
+}
+
+/// The call-layer counters of a session closed by `cause` (`teardown` or
+/// `session_timeout`) after one UDP SETUP.
+fn closed_by(cause: &str) -> Vec<(String, u64)> {
+    let calls = format!("calls.calls_closed.{cause}");
+    let pairs = format!("calls.pairs_closed.{cause}");
+    expect(&[
+        ("calls.sessions_opened", 1),
+        ("calls.pairs_opened", 2),
+        (&calls, 1),
+        (&pairs, 2),
+    ])
+}
+
 /// One session's world. Field order matters: the server thread and the
 /// sockets go before the lab (daemon, then namespaces).
 struct Case {
@@ -149,8 +192,8 @@ impl Case {
     }
 
     /// After the session: no pinholes, media dropped again, RTSP seen
-    /// without parse errors.
-    fn assert_closed(&self, why: &str) -> TestResult {
+    /// without parse errors, the call layer's counters as `expected`.
+    fn assert_closed(&self, why: &str, expected: &[(String, u64)]) -> TestResult {
         self.lab.wait_gone(self.owner(), lab::TIMEOUT, why)?;
         self.lab
             .assert_dropped(&self.server_rtp, &self.client_rtp, Host::Outside)?;
@@ -165,6 +208,11 @@ impl Case {
             after.parse_errors, self.before.parse_errors,
             "{why}: parse errors"
         );
+        assert_eq!(
+            lab::detail_deltas(&self.before, &after, &DETAIL)?,
+            expected,
+            "{why}: call-layer counters"
+        );
         Ok(())
     }
 }
@@ -178,7 +226,7 @@ fn setup_play_teardown(family: Family) -> TestResult {
     t.media_passes()?;
     t.off_path_dropped()?;
     t.request_ok("TEARDOWN", &[])?;
-    t.assert_closed("TEARDOWN")?;
+    t.assert_closed("TEARDOWN", &closed_by("teardown"))?;
     let Case { server, .. } = t;
     let methods: Vec<String> = server
         .finish()?
@@ -210,7 +258,7 @@ fn session_timeout_closes(family: Family) -> TestResult {
         lived >= Duration::from_secs(TIMEOUT_SECS.into()),
         "the session closed after {lived:?}, before its {TIMEOUT_SECS} s timeout"
     );
-    t.assert_closed("session timeout")
+    t.assert_closed("session timeout", &closed_by("session_timeout"))
 }
 
 /// GET_PARAMETER keep-alives hold the session open past several timeouts;
@@ -232,12 +280,13 @@ fn keepalive_holds_session(family: Family) -> TestResult {
         );
     }
     t.media_passes()?;
+    t.off_path_dropped()?;
     t.lab.wait_gone(
         t.owner(),
         lab::TIMEOUT + Duration::from_secs(TIMEOUT_SECS),
         "session timeout after the keep-alives stopped",
     )?;
-    t.assert_closed("session timeout")
+    t.assert_closed("session timeout", &closed_by("session_timeout"))
 }
 
 /// Interleaved transport: media rides the RTSP connection, no pinhole opens,
@@ -270,6 +319,11 @@ fn interleaved_opens_nothing(family: Family) -> TestResult {
     t.request_ok("TEARDOWN", &[])?;
     let after = t.lab.signaling()?;
     assert_eq!(after.parse_errors, t.before.parse_errors, "parse errors");
+    assert_eq!(
+        lab::detail_deltas(&t.before, &after, &DETAIL)?,
+        expect(&[("calls.rtsp_interleaved", 1)]),
+        "call-layer counters"
+    );
     Ok(())
 }
 

@@ -41,6 +41,40 @@ const OTHER_CALLEE_PORT: u16 = 12100;
 type TestResult = anyhow::Result<()>;
 type FlowSet = BTreeSet<FlowKey>;
 
+/// The call layer's counters (`stats --json` → `signaling.detail`) each
+/// case predicts exactly: how the call ended and which pairs opened and
+/// closed why.
+const DETAIL: [&str; 11] = [
+    "calls.calls_closed.bye",
+    "calls.calls_closed.cancel",
+    "calls.calls_closed.failed",
+    "calls.pairs_opened",
+    "calls.pairs_closed.bye",
+    "calls.pairs_closed.cancel",
+    "calls.pairs_closed.failed",
+    "calls.pairs_closed.renegotiated",
+    "calls.pairs_closed.fork_lost",
+    "apply_failed",
+    "streams_refused",
+];
+
+/// The deltas of [`DETAIL`] a case expects: `nonzero`, zero elsewhere.
+fn expect(nonzero: &[(&str, u64)]) -> Vec<(String, u64)> {
+    for (path, _) in nonzero {
+        assert!(DETAIL.contains(path), "{path} is not in DETAIL");
+    }
+    DETAIL
+        .iter()
+        .map(|&path| {
+            let n = nonzero
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map_or(0, |(_, n)| *n);
+            (path.to_owned(), n)
+        })
+        .collect()
+}
+
 /// One call's world: the lab, the scenario files, the call and the test's
 /// sockets on the RTCP ports of the call's first stream (sipp leaves them
 /// free).
@@ -131,8 +165,9 @@ impl Case {
 
     /// After the call: its pinholes are gone, the RTCP pair drops again, and
     /// the signaling counters saw exactly one call open and close, without
-    /// parse errors.
-    fn assert_closed(&self, why: &str) -> TestResult {
+    /// parse errors, with the call layer's counters as `expected` (see
+    /// [`expect`]).
+    fn assert_closed(&self, why: &str, expected: &[(&str, u64)]) -> TestResult {
         self.ctx(
             self.lab
                 .wait_gone(self.owner(), lab::TIMEOUT + BYE_GRACE, why),
@@ -163,6 +198,15 @@ impl Case {
             after.parse_errors, before.parse_errors,
             "{why}: parse errors"
         );
+        assert!(
+            after.setup_latency_us.count > before.setup_latency_us.count,
+            "{why}: no setup latency sample"
+        );
+        assert_eq!(
+            lab::detail_deltas(before, &after, &DETAIL)?,
+            expect(expected),
+            "{why}: call-layer counters"
+        );
         Ok(())
     }
 }
@@ -191,7 +235,14 @@ fn plain_call(family: Family, transport: Transport) -> TestResult {
         assert!(still_open, "the pinholes must stay for the BYE grace");
     }
     t.call.uas.wait(CALL_TIMEOUT)?;
-    t.assert_closed("BYE")
+    t.assert_closed(
+        "BYE",
+        &[
+            ("calls.calls_closed.bye", 1),
+            ("calls.pairs_opened", 2),
+            ("calls.pairs_closed.bye", 2),
+        ],
+    )
 }
 
 /// 183 with SDP opens the pinholes before the answer; RTP flows early; the
@@ -211,7 +262,14 @@ fn early_media(family: Family, transport: Transport) -> TestResult {
 
     t.trigger_caller()?; // BYE
     t.call.wait(CALL_TIMEOUT)?;
-    t.assert_closed("BYE after early media")
+    t.assert_closed(
+        "BYE after early media",
+        &[
+            ("calls.calls_closed.bye", 1),
+            ("calls.pairs_opened", 2),
+            ("calls.pairs_closed.bye", 2),
+        ],
+    )
 }
 
 /// A re-INVITE whose answer moves the callee to another port: the new
@@ -249,7 +307,15 @@ fn reinvite_changes_port(family: Family, transport: Transport) -> TestResult {
 
     t.trigger_caller()?; // BYE
     t.call.wait(CALL_TIMEOUT)?;
-    t.assert_closed("BYE after re-INVITE")
+    t.assert_closed(
+        "BYE after re-INVITE",
+        &[
+            ("calls.calls_closed.bye", 1),
+            ("calls.pairs_opened", 4),
+            ("calls.pairs_closed.renegotiated", 2),
+            ("calls.pairs_closed.bye", 2),
+        ],
+    )
 }
 
 /// Hold (re-INVITE with a=sendonly, answered a=recvonly): the pinholes stay,
@@ -283,7 +349,14 @@ fn hold_keeps_media(family: Family, transport: Transport) -> TestResult {
 
     t.trigger_caller()?; // BYE
     t.call.wait(CALL_TIMEOUT)?;
-    t.assert_closed("BYE after hold")
+    t.assert_closed(
+        "BYE after hold",
+        &[
+            ("calls.calls_closed.bye", 1),
+            ("calls.pairs_opened", 2),
+            ("calls.pairs_closed.bye", 2),
+        ],
+    )
 }
 
 /// CANCEL after 180 and a 183 with early media: the pinholes close.
@@ -295,7 +368,14 @@ fn cancel_closes(family: Family, transport: Transport) -> TestResult {
 
     t.trigger_caller()?; // CANCEL
     t.call.wait(CALL_TIMEOUT)?;
-    t.assert_closed("CANCEL")
+    t.assert_closed(
+        "CANCEL",
+        &[
+            ("calls.calls_closed.cancel", 1),
+            ("calls.pairs_opened", 2),
+            ("calls.pairs_closed.cancel", 2),
+        ],
+    )
 }
 
 /// 486 Busy Here after early media: the pinholes close.
@@ -307,7 +387,14 @@ fn failed_call_closes(family: Family, transport: Transport) -> TestResult {
 
     t.trigger_callee()?; // 486
     t.call.wait(CALL_TIMEOUT)?;
-    t.assert_closed("486")
+    t.assert_closed(
+        "486",
+        &[
+            ("calls.calls_closed.failed", 1),
+            ("calls.pairs_opened", 2),
+            ("calls.pairs_closed.failed", 2),
+        ],
+    )
 }
 
 /// Two early dialogs (distinct To-tags, different ports) each open
@@ -343,7 +430,15 @@ fn forking_loser_closes(family: Family, transport: Transport) -> TestResult {
 
     t.trigger_caller()?; // BYE
     t.call.wait(CALL_TIMEOUT)?;
-    t.assert_closed("BYE after forking")
+    t.assert_closed(
+        "BYE after forking",
+        &[
+            ("calls.calls_closed.bye", 1),
+            ("calls.pairs_opened", 4),
+            ("calls.pairs_closed.fork_lost", 2),
+            ("calls.pairs_closed.bye", 2),
+        ],
+    )
 }
 
 /// One test per case for a transport and family.

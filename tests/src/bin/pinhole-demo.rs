@@ -248,13 +248,32 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  pinholes          opened {}, closed {} ({} left); flows are symmetric pairs",
+            "  pinholes          opened {}, closed {} ({} left), as `list` showed them",
             self.pinholes_seen.len(),
             closed,
             self.pinholes_left
         )?;
         for (a, b) in &self.pinholes_seen {
             writeln!(f, "                      {a} ↔ {b}")?;
+        }
+        let opened = lab::detail(&self.after, "calls.pairs_opened")
+            .zip(lab::detail(&self.before, "calls.pairs_opened"))
+            .map(|(a, b)| a - b);
+        let closed_by = closed_by_cause(&self.before, &self.after);
+        if let Some(opened) = opened {
+            let causes: Vec<String> = closed_by
+                .iter()
+                .map(|(c, n)| format!("{n} by {c}"))
+                .collect();
+            writeln!(
+                f,
+                "                    daemon's counters: {opened} pairs opened, closed {}",
+                if causes.is_empty() {
+                    "none".to_owned()
+                } else {
+                    causes.join(", ")
+                }
+            )?;
         }
         writeln!(
             f,
@@ -271,19 +290,35 @@ impl std::fmt::Display for Report {
             us(lat.p99),
             lat.count
         )?;
-        let pairs: BTreeMap<&str, &serde_json::Value> = self
-            .after
-            .other
-            .iter()
-            .filter(|(k, _)| k.contains("opened") || k.contains("closed"))
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
-        if !pairs.is_empty() {
-            let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            writeln!(f, "  daemon counters   {}", shown.join(", "))?;
-        }
         Ok(())
     }
+}
+
+/// The pairs the call layer closed between `before` and `after`, by cause
+/// (`signaling.detail.calls.pairs_closed`), without the zeros.
+fn closed_by_cause(before: &SignalingStats, after: &SignalingStats) -> BTreeMap<String, u64> {
+    let causes = |s: &SignalingStats| -> BTreeMap<String, u64> {
+        s.other
+            .get("detail")
+            .and_then(|d| d.get("calls"))
+            .and_then(|c| c.get("pairs_closed"))
+            .and_then(|p| p.as_object())
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let old = causes(before);
+    causes(after)
+        .into_iter()
+        .map(|(k, v)| {
+            let d = v - old.get(&k).copied().unwrap_or(0);
+            (k, d)
+        })
+        .filter(|(_, d)| *d > 0)
+        .collect()
 }
 
 fn run(args: &Args) -> Result<Report> {
