@@ -17,6 +17,7 @@ pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod config;
 pub mod control;
 pub mod controller;
 pub mod daemon;
