@@ -277,6 +277,7 @@ fn early_media(family: Family, transport: Transport) -> TestResult {
 fn reinvite_changes_port(family: Family, transport: Transport) -> TestResult {
     let spec = CallSpec::new("reinvite", family, transport)
         .caller_key("offer_dir", "sendrecv")
+        .caller_key("offer_conn", family.outside())
         .callee_key("answer_port", OTHER_CALLEE_PORT)
         .callee_key("answer_dir", "sendrecv");
     let mut t = Case::start(&spec)?;
@@ -318,13 +319,33 @@ fn reinvite_changes_port(family: Family, transport: Transport) -> TestResult {
     )
 }
 
-/// Hold (re-INVITE with a=sendonly, answered a=recvonly): the pinholes stay,
-/// RTP and RTCP keep passing.
-fn hold_keeps_media(family: Family, transport: Transport) -> TestResult {
+/// How a re-INVITE puts the call on hold.
+#[derive(Clone, Copy, Debug)]
+enum Hold {
+    /// `a=sendonly`, answered `a=recvonly`.
+    SendOnly,
+    /// `a=inactive`, answered `a=inactive`.
+    Inactive,
+    /// `c=0.0.0.0` (`c=IN IP6 ::`), RFC 2543 style, answered normally.
+    ZeroAddress,
+}
+
+/// Hold: the pinholes stay, RTP and RTCP keep passing.
+fn hold_keeps_media(family: Family, transport: Transport, hold: Hold) -> TestResult {
+    let unspecified = match family {
+        Family::V4 => "0.0.0.0",
+        Family::V6 => "::",
+    };
+    let (offer_dir, offer_conn, answer_dir) = match hold {
+        Hold::SendOnly => ("sendonly", family.outside().to_string(), "recvonly"),
+        Hold::Inactive => ("inactive", family.outside().to_string(), "inactive"),
+        Hold::ZeroAddress => ("sendrecv", unspecified.to_owned(), "sendrecv"),
+    };
     let spec = CallSpec::new("reinvite", family, transport)
-        .caller_key("offer_dir", "sendonly")
+        .caller_key("offer_dir", offer_dir)
+        .caller_key("offer_conn", offer_conn)
         .callee_key("answer_port", 12000)
-        .callee_key("answer_dir", "recvonly");
+        .callee_key("answer_dir", answer_dir);
     let mut t = Case::start(&spec)?;
     let (c, e) = t.media();
     let want = set(stream_flows(c, e));
@@ -350,13 +371,25 @@ fn hold_keeps_media(family: Family, transport: Transport) -> TestResult {
     t.trigger_caller()?; // BYE
     t.call.wait(CALL_TIMEOUT)?;
     t.assert_closed(
-        "BYE after hold",
+        &format!("BYE after hold ({hold:?})"),
         &[
             ("calls.calls_closed.bye", 1),
             ("calls.pairs_opened", 2),
             ("calls.pairs_closed.bye", 2),
         ],
     )
+}
+
+fn hold_sendonly(family: Family, transport: Transport) -> TestResult {
+    hold_keeps_media(family, transport, Hold::SendOnly)
+}
+
+fn hold_inactive(family: Family, transport: Transport) -> TestResult {
+    hold_keeps_media(family, transport, Hold::Inactive)
+}
+
+fn hold_zero_address(family: Family, transport: Transport) -> TestResult {
+    hold_keeps_media(family, transport, Hold::ZeroAddress)
 }
 
 /// CANCEL after 180 and a 183 with early media: the pinholes close.
@@ -462,7 +495,9 @@ mod udp_v4 {
             plain_call,
             early_media,
             reinvite_changes_port,
-            hold_keeps_media,
+            hold_sendonly,
+            hold_inactive,
+            hold_zero_address,
             cancel_closes,
             failed_call_closes,
             forking_loser_closes,
@@ -478,7 +513,9 @@ mod tcp_v4 {
             plain_call,
             early_media,
             reinvite_changes_port,
-            hold_keeps_media,
+            hold_sendonly,
+            hold_inactive,
+            hold_zero_address,
             cancel_closes,
             failed_call_closes,
             forking_loser_closes,
@@ -487,7 +524,17 @@ mod tcp_v4 {
 }
 
 mod udp_v6 {
-    sip_cases!(Family::V6, Transport::Udp, [plain_call, early_media]);
+    sip_cases!(
+        Family::V6,
+        Transport::Udp,
+        [
+            plain_call,
+            early_media,
+            reinvite_changes_port,
+            hold_zero_address,
+            forking_loser_closes,
+        ]
+    );
 }
 
 mod tcp_v6 {
