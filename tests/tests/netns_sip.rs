@@ -44,8 +44,10 @@ type FlowSet = BTreeSet<FlowKey>;
 /// The call layer's counters (`stats --json` → `signaling.detail`) each
 /// case predicts exactly: how the call ended and which pairs opened and
 /// closed why.
-const DETAIL: [&str; 11] = [
+const DETAIL: [&str; 13] = [
     "calls.calls_closed.bye",
+    "calls.calls_closed.lifetime",
+    "calls.pairs_closed.lifetime",
     "calls.calls_closed.cancel",
     "calls.calls_closed.failed",
     "calls.pairs_opened",
@@ -90,11 +92,15 @@ struct Case {
 
 impl Case {
     fn start(spec: &CallSpec) -> anyhow::Result<Case> {
+        Case::start_with(spec, &[])
+    }
+
+    /// [`Case::start`] with `extra` daemon arguments.
+    fn start_with(spec: &CallSpec, extra: &[&str]) -> anyhow::Result<Case> {
         let grace = BYE_GRACE.as_secs().to_string();
-        let lab = lab::Lab::new(
-            spec.family,
-            &["--media-ports", "10000-20000", "--bye-grace", &grace],
-        )?;
+        let mut args = vec!["--media-ports", "10000-20000", "--bye-grace", &grace];
+        args.extend_from_slice(extra);
+        let lab = lab::Lab::new(spec.family, &args)?;
         let files = Scenarios::new()?;
         let before = lab.signaling()?;
         let caller_rtcp = lab.udp(Host::Outside, spec.caller_media_port + 1)?;
@@ -474,6 +480,77 @@ fn forking_loser_closes(family: Family, transport: Transport) -> TestResult {
     )
 }
 
+/// A call whose BYE never comes closes at `--max-call-lifetime`, counted
+/// from its INVITE; the late BYE then finds nothing.
+fn lifetime_closes_without_bye(family: Family, transport: Transport) -> TestResult {
+    const LIFETIME: Duration = Duration::from_secs(4);
+    let lifetime = LIFETIME.as_secs().to_string();
+    let spec = CallSpec::new("call", family, transport);
+    let invite_before = Instant::now();
+    let mut t = Case::start_with(&spec, &["--max-call-lifetime", &lifetime])?;
+    let (_, e) = t.media();
+    t.established("the call's pinholes")?;
+    t.off_path_dropped(e, &t.callee_rtcp)?;
+    t.ctx(
+        t.lab
+            .wait_gone(t.owner(), LIFETIME + lab::TIMEOUT, "max lifetime"),
+    )?;
+    let lived = invite_before.elapsed();
+    assert!(
+        lived >= LIFETIME,
+        "closed after {lived:?}, before the lifetime"
+    );
+    assert_eq!(t.lab.signaling()?.calls_active, 0);
+
+    t.trigger_caller()?; // the BYE nobody waits for any more
+    t.call.wait(CALL_TIMEOUT)?;
+    t.assert_closed(
+        "max lifetime",
+        &[
+            ("calls.calls_closed.lifetime", 1),
+            ("calls.pairs_opened", 2),
+            ("calls.pairs_closed.lifetime", 2),
+        ],
+    )
+}
+
+/// Signaled pinholes expire after `--call-idle` without media, while the
+/// call is still up: first the RTCP pair (sipp sends no RTCP), then the RTP
+/// pair once the caller's RTP stops. The BYE then closes the call.
+fn idle_media_expires(family: Family, transport: Transport) -> TestResult {
+    const IDLE: Duration = Duration::from_secs(3);
+    let idle = IDLE.as_secs().to_string();
+    let spec = CallSpec::new("call", family, transport);
+    let mut t = Case::start_with(&spec, &["--call-idle", &idle])?;
+    let (c, e) = t.media();
+    t.established("the call's pinholes")?;
+    let rtp_only = set(stream_flows(c, e).into_iter().take(2));
+    t.wait_flows(&rtp_only, "the idle RTCP pair to expire")?;
+    // The pcap lasts 3 s, then the RTP pair idles out as well.
+    t.ctx(t.lab.wait_gone(
+        t.owner(),
+        IDLE + lab::TIMEOUT,
+        "RTP idle after the pcap ended",
+    ))?;
+    assert_eq!(t.lab.signaling()?.calls_active, 1, "the call is still up");
+    t.lab
+        .assert_dropped(&t.callee_rtcp, &t.caller_rtcp, Host::Outside)?;
+    t.off_path_dropped(e, &t.callee_rtcp)?;
+
+    let before = t.before.calls_closed;
+    t.trigger_caller()?; // BYE
+    t.call.wait(CALL_TIMEOUT)?;
+    t.ctx(wait_for(
+        "the call to be counted closed",
+        lab::TIMEOUT,
+        || Ok((t.lab.signaling()?.calls_closed > before).then_some(())),
+    ))?;
+    let after = t.lab.signaling()?;
+    assert_eq!((after.calls_active, after.calls_closed - before), (0, 1));
+    assert_eq!(after.parse_errors, t.before.parse_errors, "parse errors");
+    Ok(())
+}
+
 /// One test per case for a transport and family.
 macro_rules! sip_cases {
     ($family:expr, $transport:expr, [$($case:ident),* $(,)?]) => {
@@ -503,6 +580,20 @@ mod udp_v4 {
             forking_loser_closes,
         ]
     );
+}
+
+mod timers {
+    use super::*;
+
+    #[test]
+    fn lifetime_closes_without_bye() -> TestResult {
+        super::lifetime_closes_without_bye(Family::V4, Transport::Udp)
+    }
+
+    #[test]
+    fn idle_media_expires() -> TestResult {
+        super::idle_media_expires(Family::V4, Transport::Udp)
+    }
 }
 
 mod tcp_v4 {
