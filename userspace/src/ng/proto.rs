@@ -1,7 +1,9 @@
 //! The ng wire format as rtpengine documents it: a UDP datagram
 //! `COOKIE SP bencode-dictionary`, where the reply echoes the request's
-//! cookie. Requests decode into [`NgRequest`]; replies are dictionaries with
-//! `result` (`ok`, `pong` or `error`) and, on error, `error-reason`.
+//! cookie. The dictionary may also be a JSON object, as rtpengine allows;
+//! the reply then is JSON too ([`Format`]). Requests decode into
+//! [`NgRequest`]; replies are dictionaries with `result` (`ok`, `pong` or
+//! `error`) and, on error, `error-reason`.
 //!
 //! Dictionary keys are matched case-sensitively, with space, `-` and `_`
 //! interchangeable (`delete-delay`, `delete delay`), as rtpengine does.
@@ -41,13 +43,115 @@ pub fn split(datagram: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
     }
 }
 
-/// `cookie SP reply`.
+/// How a request's dictionary is written; the reply uses the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Bencode,
+    /// A JSON object, which rtpengine accepts too
+    /// (`rtpengine-ng-client --json`).
+    Json,
+}
+
+impl Format {
+    /// JSON when the body starts with `{` (after whitespace), else bencode.
+    pub fn of(body: &[u8]) -> Format {
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Format::Json,
+            _ => Format::Bencode,
+        }
+    }
+}
+
+/// `cookie SP reply` in bencode.
 pub fn frame(cookie: &[u8], reply: &Value) -> Vec<u8> {
+    frame_as(cookie, reply, Format::Bencode)
+}
+
+/// `cookie SP reply` in `format`. In JSON, byte strings become strings
+/// (invalid UTF-8 replaced) and integers numbers.
+pub fn frame_as(cookie: &[u8], reply: &Value, format: Format) -> Vec<u8> {
     let mut out = Vec::with_capacity(cookie.len() + 64);
     out.extend_from_slice(cookie);
     out.push(b' ');
-    reply.encode_into(&mut out);
+    match format {
+        Format::Bencode => reply.encode_into(&mut out),
+        Format::Json => out.extend_from_slice(to_json(reply).to_string().as_bytes()),
+    }
     out
+}
+
+fn to_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
+        Value::Int(n) => J::from(*n),
+        Value::List(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Dict(d) => J::Object(
+            d.iter()
+                .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// A JSON request as the bencode value it stands for: strings become byte
+/// strings, integers integers, `true`/`false` 1/0; fractions and `null`
+/// are refused, and nesting is bounded as for bencode.
+fn from_json(j: &serde_json::Value, depth: usize, max_depth: usize) -> Result<Value, RequestError> {
+    use serde_json::Value as J;
+    let nested = |depth: usize| {
+        if depth >= max_depth {
+            Err(RequestError::Json(format!(
+                "nesting deeper than {max_depth} levels"
+            )))
+        } else {
+            Ok(depth + 1)
+        }
+    };
+    Ok(match j {
+        J::String(s) => Value::Bytes(s.as_bytes().to_vec()),
+        J::Number(n) => Value::Int(
+            n.as_i64()
+                .ok_or_else(|| RequestError::Json(format!("number {n} is not a 64-bit integer")))?,
+        ),
+        J::Bool(b) => Value::Int(i64::from(*b)),
+        J::Null => return Err(RequestError::Json("null is not a value".into())),
+        J::Array(items) => {
+            let d = nested(depth)?;
+            Value::List(
+                items
+                    .iter()
+                    .map(|i| from_json(i, d, max_depth))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        J::Object(map) => {
+            let d = nested(depth)?;
+            Value::Dict(
+                map.iter()
+                    .map(|(k, v)| Ok((k.as_bytes().to_vec(), from_json(v, d, max_depth)?)))
+                    .collect::<Result<_, RequestError>>()?,
+            )
+        }
+    })
+}
+
+/// Decodes a request body in either format (see [`Format::of`]).
+pub fn decode_body(body: &[u8], limits: Limits) -> Result<Value, RequestError> {
+    match Format::of(body) {
+        Format::Bencode => Ok(bencode::decode_with(body, limits)?),
+        Format::Json => {
+            if body.len() > limits.max_input {
+                return Err(RequestError::Bencode(BencodeError::TooLarge {
+                    len: body.len(),
+                    max: limits.max_input,
+                }));
+            }
+            let j: serde_json::Value =
+                serde_json::from_slice(body).map_err(|e| RequestError::Json(e.to_string()))?;
+            from_json(&j, 0, limits.max_depth)
+        }
+    }
 }
 
 /// The commands pinhole implements.
@@ -161,6 +265,8 @@ impl NgRequest {
 pub enum RequestError {
     #[error("malformed bencode: {0}")]
     Bencode(#[from] BencodeError),
+    #[error("malformed JSON: {0}")]
+    Json(String),
     #[error("request is not a dictionary")]
     NotDictionary,
     #[error("missing key `{0}`")]
@@ -181,7 +287,7 @@ pub enum RequestError {
 
 /// Decodes a request body (the bytes after the cookie).
 pub fn parse_request(body: &[u8], limits: Limits) -> Result<NgRequest, RequestError> {
-    let value = bencode::decode_with(body, limits)?;
+    let value = decode_body(body, limits)?;
     let dict = value.as_dict().ok_or(RequestError::NotDictionary)?;
     let fields = Fields(dict);
     let command = fields
@@ -739,6 +845,88 @@ mod tests {
                 String::from_utf8_lossy(&body)
             );
         }
+    }
+
+    #[test]
+    fn json_bodies_decode_like_bencode() {
+        // (body, expected value or error)
+        let cases: Vec<(&str, Result<Value, RequestError>)> = vec![
+            (
+                r#"{"command":"ping"}"#,
+                Ok(Value::dict([("command", s("ping"))])),
+            ),
+            (
+                r#"  {"a":[1,-2,true,false,"x"],"b":{}}"#,
+                Ok(Value::dict([
+                    (
+                        "a",
+                        Value::List(vec![
+                            Value::Int(1),
+                            Value::Int(-2),
+                            Value::Int(1),
+                            Value::Int(0),
+                            s("x"),
+                        ]),
+                    ),
+                    ("b", Value::dict([])),
+                ])),
+            ),
+            (
+                r#"{"a":1.5}"#,
+                Err(RequestError::Json(
+                    "number 1.5 is not a 64-bit integer".into(),
+                )),
+            ),
+            (
+                r#"{"a":18446744073709551615}"#,
+                Err(RequestError::Json(
+                    "number 18446744073709551615 is not a 64-bit integer".into(),
+                )),
+            ),
+            (
+                r#"{"a":null}"#,
+                Err(RequestError::Json("null is not a value".into())),
+            ),
+            (
+                "{\"a\":1,}",
+                Err(RequestError::Json(
+                    "trailing comma at line 1 column 8".into(),
+                )),
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                decode_body(body.as_bytes(), Limits::default()),
+                want,
+                "{body}"
+            );
+        }
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(40), "]".repeat(40));
+        assert_eq!(
+            decode_body(deep.as_bytes(), Limits::default()),
+            Err(RequestError::Json("nesting deeper than 32 levels".into()))
+        );
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(100));
+        let small = Limits {
+            max_input: 64,
+            max_depth: 32,
+        };
+        assert!(matches!(
+            decode_body(big.as_bytes(), small),
+            Err(RequestError::Bencode(BencodeError::TooLarge { .. }))
+        ));
+        // Same request either way.
+        assert_eq!(
+            parse(br#"{"command":"query","call-id":"c"}"#),
+            parse(b"d7:command5:query7:call-id1:ce")
+        );
+        assert_eq!(Format::of(b" \n{"), Format::Json);
+        assert_eq!(Format::of(b"d"), Format::Bencode);
+        assert_eq!(Format::of(b""), Format::Bencode);
+        assert_eq!(
+            frame_as(b"k", &reply_ok([("n", Value::Int(-1))]), Format::Json),
+            br#"k {"n":-1,"result":"ok"}"#.to_vec()
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 
 use super::bencode::{Limits, Value};
 use super::cache::{CacheConfig, ReplyCache};
-use super::proto::{self, CallRef, Command, Delete, NgRequest, OfferAnswer};
+use super::proto::{self, CallRef, Command, Delete, Format, NgRequest, OfferAnswer};
 use crate::calls::{media_of, ApiError, CallInfo, Calls, Intent, Media};
 use crate::metrics::{SignalingCount, Snapshot};
 use crate::signaling::sdp;
@@ -223,6 +223,7 @@ impl NgService {
             self.counters.retransmissions += 1;
             return Some(reply.to_vec());
         }
+        let format = proto::Format::of(body);
         let reply = if datagram.len() > self.cfg.max_request {
             self.counters.invalid += 1;
             proto::reply_error(&format!(
@@ -238,7 +239,8 @@ impl NgService {
             match proto::parse_request(body, limits) {
                 Ok(req) => {
                     let command = req.command();
-                    let reply = execute(backend, req, MAX_REPLY - cookie.len() - 1);
+                    let room = MAX_REPLY - cookie.len() - 1;
+                    let reply = execute(backend, req, room, format);
                     let is_error = reply.get("result").and_then(Value::as_str) == Some("error");
                     let counts = if is_error {
                         &mut self.counters.errors
@@ -254,11 +256,12 @@ impl NgService {
                 }
             }
         };
-        let mut out = proto::frame(cookie, &reply);
+        let mut out = proto::frame_as(cookie, &reply, format);
         if out.len() > MAX_REPLY {
-            out = proto::frame(
+            out = proto::frame_as(
                 cookie,
                 &proto::reply_error("reply too large for a datagram"),
+                format,
             );
         }
         self.cache.insert(peer, cookie, out.clone(), now);
@@ -284,8 +287,8 @@ fn render_error(e: BackendError, extra: Vec<(&str, Value)>) -> Value {
     }
 }
 
-/// Runs one request; `room`: bytes the reply may take.
-fn execute(backend: &mut dyn NgBackend, req: NgRequest, room: usize) -> Value {
+/// Runs one request; `room`: bytes the reply may take in `format`.
+fn execute(backend: &mut dyn NgBackend, req: NgRequest, room: usize, format: Format) -> Value {
     match req {
         NgRequest::Ping => proto::reply_pong(),
         NgRequest::Offer(oa) => offer_answer(backend, &oa, true),
@@ -304,12 +307,16 @@ fn execute(backend: &mut dyn NgBackend, req: NgRequest, room: usize) -> Value {
         NgRequest::List { limit } => {
             let ids = backend.list(limit.min(u16::MAX.into()));
             // Stop before the reply outgrows a datagram.
-            let mut size = proto::reply_ok([("calls", Value::List(Vec::new()))])
-                .encode()
-                .len();
+            let empty = proto::reply_ok([("calls", Value::List(Vec::new()))]);
+            let mut size = proto::frame_as(b"", &empty, format).len();
             let mut calls = Vec::new();
             for id in ids.into_iter().take(limit) {
-                size += id.len() + 1 + id.len().to_string().len();
+                size = size.saturating_add(match format {
+                    // `N:id`
+                    Format::Bencode => id.len().to_string().len() + 1 + id.len(),
+                    // `"id",`
+                    Format::Json => serde_json::to_string(&id).map_or(usize::MAX, |j| j.len() + 1),
+                });
                 if size > room {
                     break;
                 }

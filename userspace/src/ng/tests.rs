@@ -459,6 +459,44 @@ fn truncations_and_noise_never_panic() {
 }
 
 #[test]
+fn json_requests_get_json_replies() {
+    let mut d = Daemon::new();
+    // (request body, expected reply body)
+    let cases: [(&str, &str); 6] = [
+        (r#"{"command":"ping"}"#, r#"{"result":"pong"}"#),
+        (
+            r#" {"command":"list","limit":5}"#,
+            r#"{"calls":[],"result":"ok"}"#,
+        ),
+        (
+            r#"{"command":"offer","call-id":"j1","from-tag":"f","sdp":"v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\n","flags":["trust address"]}"#,
+            r#"{"result":"ok","sdp":"v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\n"}"#,
+        ),
+        (
+            r#"{"command":"delete","call-id":"j1","delete-delay":0,"flags":["fatal"]}"#,
+            r#"{"created":1700000000,"last signal":1700000000,"result":"ok","streams":[],"totals":{"RTCP":{"bytes":0,"errors":0,"packets":0},"RTP":{"bytes":0,"errors":0,"packets":0}}}"#,
+        ),
+        (
+            r#"{"command":"ping","x":null}"#,
+            r#"{"error-reason":"malformed JSON: null is not a value","result":"error"}"#,
+        ),
+        (
+            r#"{"command":"ping","#,
+            r#"{"error-reason":"malformed JSON: EOF while parsing a value at line 1 column 18","result":"error"}"#,
+        ),
+    ];
+    for (i, (req, want)) in cases.into_iter().enumerate() {
+        let dgram = format!("j{i} {req}");
+        let reply = d.raw(proxy(), dgram.as_bytes(), 0).expect("a reply");
+        assert_eq!(
+            String::from_utf8(reply).unwrap(),
+            format!("j{i} {want}"),
+            "{req}"
+        );
+    }
+}
+
+#[test]
 fn peers_outside_the_allow_list_get_nothing() {
     let mut d = Daemon::new();
     let ping = b"c d7:command4:pinge";
