@@ -312,6 +312,9 @@ pub struct CallSpec {
     pub transport: Transport,
     /// The caller's media port (its SDP and the source of its RTP).
     pub caller_media_port: u16,
+    /// The caller's media address when it is not its SIP address (a media
+    /// relay, or a third party); it must be configured on the outside host.
+    pub caller_media_ip: Option<IpAddr>,
     /// The callee's media port (its SDP; sipp echoes RTP there).
     pub callee_media_port: u16,
     /// `-key name value` for the caller's scenario.
@@ -327,6 +330,7 @@ impl CallSpec {
             family,
             transport,
             caller_media_port: 16000,
+            caller_media_ip: None,
             callee_media_port: 12000,
             caller_keys: Vec::new(),
             callee_keys: Vec::new(),
@@ -374,7 +378,8 @@ impl SipCall {
                 .flat_map(|(k, v)| ["-key".to_owned(), k.clone(), v.clone()])
                 .collect::<Vec<_>>()
         };
-        let common = |ip: IpAddr, media_port: u16| {
+        let caller_media_ip = spec.caller_media_ip.unwrap_or(caller_ip);
+        let common = |ip: IpAddr, media_ip: IpAddr, media_port: u16| {
             vec![
                 "-t".to_owned(),
                 spec.transport.sipp_arg().to_owned(),
@@ -383,14 +388,14 @@ impl SipCall {
                 "-p".to_owned(),
                 SIP_PORT.to_string(),
                 "-mi".to_owned(),
-                ip.to_string(),
+                media_ip.to_string(),
                 "-mp".to_owned(),
                 media_port.to_string(),
                 "-m".to_owned(),
                 "1".to_owned(),
             ]
         };
-        let mut uas_args = common(callee_ip, spec.callee_media_port);
+        let mut uas_args = common(callee_ip, callee_ip, spec.callee_media_port);
         uas_args.push("-rtp_echo".to_owned());
         uas_args.extend(keys(&spec.callee_keys));
         let mut uas = SippAgent::start(
@@ -413,7 +418,7 @@ impl SipCall {
 
         let callee_sip = SocketAddr::new(callee_ip, SIP_PORT);
         let mut uac_args = vec![callee_sip.to_string()];
-        uac_args.extend(common(caller_ip, spec.caller_media_port));
+        uac_args.extend(common(caller_ip, caller_media_ip, spec.caller_media_port));
         uac_args.extend(["-cid_str".to_owned(), format!("{call_id_prefix}-%u")]);
         uac_args.extend(keys(&spec.caller_keys));
         let uac = SippAgent::start(
@@ -427,7 +432,7 @@ impl SipCall {
             transport: spec.transport,
             caller_sip: SocketAddr::new(caller_ip, SIP_PORT),
             callee_sip,
-            caller_media: SocketAddr::new(caller_ip, spec.caller_media_port),
+            caller_media: SocketAddr::new(caller_media_ip, spec.caller_media_port),
             callee_media: SocketAddr::new(callee_ip, spec.callee_media_port),
             uac,
             uas,

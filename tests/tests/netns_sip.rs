@@ -17,14 +17,14 @@
 
 use std::{
     collections::BTreeSet,
-    net::{SocketAddr, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, UdpSocket},
     time::{Duration, Instant},
 };
 
 use pinhole_integration::{
     lab::{self, stream_flows, FlowCounts, FlowKey, Host, Owner},
     sipp::{CallSpec, Scenarios, SipCall, Transport},
-    traffic, wait_for, Family, SignalingStats,
+    traffic, wait_for, Family, SignalingStats, Topology,
 };
 
 /// Bound on a sipp agent finishing its scenario once nothing holds it.
@@ -97,6 +97,15 @@ impl Case {
 
     /// [`Case::start`] with `extra` daemon arguments.
     fn start_with(spec: &CallSpec, extra: &[&str]) -> anyhow::Result<Case> {
+        Case::start_prepared(spec, extra, |_| Ok(()))
+    }
+
+    /// [`Case::start_with`], running `prepare` on the lab before the call.
+    fn start_prepared(
+        spec: &CallSpec,
+        extra: &[&str],
+        prepare: impl FnOnce(&lab::Lab) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Case> {
         let grace = BYE_GRACE.as_secs().to_string();
         let mut args = vec!["--media-ports", "10000-20000", "--bye-grace", &grace];
         args.extend_from_slice(extra);
@@ -106,6 +115,7 @@ impl Case {
         let caller_rtcp = lab.udp(Host::Outside, spec.caller_media_port + 1)?;
         let callee_rtcp = lab.udp(Host::Inside, spec.callee_media_port + 1)?;
         let intruder = lab.udp(Host::Outside, OFF_PATH_PORT)?;
+        prepare(&lab)?;
         let call = SipCall::start(&lab.topo, &files, spec)?;
         Ok(Case {
             call,
@@ -551,6 +561,93 @@ fn idle_media_expires(family: Family, transport: Transport) -> TestResult {
     Ok(())
 }
 
+/// A third address on the caller's host, for media that is not the
+/// signaling peer's.
+const CALLER_MEDIA_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+
+/// A call the daemon must not open anything for: the call completes, its
+/// RTP (which the caller sends regardless) is dropped, `list` stays empty,
+/// and the refusal is counted under `refused.<reason>`.
+fn assert_refused(mut t: Case, reason: &str) -> TestResult {
+    let miss = t.lab.daemon.counter("miss")?;
+    t.ctx(wait_for(
+        &format!("a refusal counted as {reason}"),
+        lab::TIMEOUT,
+        || Ok((t.lab.signaling()?.refused.get(reason).copied() > Some(0)).then_some(())),
+    ))?;
+    // The caller's RTP hits the filter and is dropped.
+    t.lab
+        .daemon
+        .wait_counter("miss", miss + MIN_RTP, lab::TIMEOUT)?;
+    assert_eq!(t.lab.daemon.list()?, vec![], "{reason}: pinholes opened");
+    assert_eq!(t.lab.daemon.stats()?.flows.used, 0, "{reason}: flows");
+    t.lab
+        .assert_dropped(&t.intruder, &t.callee_rtcp, Host::Inside)?;
+
+    t.trigger_caller()?; // BYE
+    t.call.wait(CALL_TIMEOUT)?;
+    // A tracked call (with nothing to open) ends after the BYE grace.
+    let after = t.ctx(wait_for(
+        "no call tracked after the BYE",
+        lab::TIMEOUT + BYE_GRACE,
+        || {
+            let s = t.lab.signaling()?;
+            Ok((s.calls_active == 0).then_some(s))
+        },
+    ))?;
+    assert_eq!(t.lab.daemon.list()?, vec![], "{reason}: pinholes after BYE");
+    assert_eq!(after.parse_errors, t.before.parse_errors, "parse errors");
+    Ok(())
+}
+
+/// Signaling outside `--trusted-signaling` opens nothing.
+fn untrusted_signaling_opens_nothing(family: Family, transport: Transport) -> TestResult {
+    let t = Case::start_with(
+        &CallSpec::new("call", family, transport),
+        &["--trusted-signaling", "203.0.113.0/24"],
+    )?;
+    assert_refused(t, "untrusted")
+}
+
+/// Media announced for an address that is not the signaling peer's (here
+/// another address of the caller's host) is refused by default
+/// (`sip_direct_media`).
+fn third_party_media_refused(transport: Transport) -> TestResult {
+    let mut spec = CallSpec::new("call", Family::V4, transport);
+    spec.caller_media_ip = Some(CALLER_MEDIA_V4.into());
+    let t = Case::start_prepared(&spec, &[], add_caller_media_address)?;
+    assert_refused(t, "third_party_media")
+}
+
+/// The same media address inside `--media-relay` is accepted.
+fn media_relay_allowed(transport: Transport) -> TestResult {
+    let mut spec = CallSpec::new("call", Family::V4, transport);
+    spec.caller_media_ip = Some(CALLER_MEDIA_V4.into());
+    let relay = format!("{CALLER_MEDIA_V4}/32");
+    let mut t = Case::start_prepared(&spec, &["--media-relay", &relay], add_caller_media_address)?;
+    let (c, e) = t.media();
+    assert_eq!(c.ip(), CALLER_MEDIA_V4);
+    t.established("pinholes to the relay's media address")?;
+    t.off_path_dropped(e, &t.callee_rtcp)?;
+    t.trigger_caller()?; // BYE
+    t.call.wait(CALL_TIMEOUT)?;
+    t.assert_closed(
+        "BYE, media via a relay address",
+        &[
+            ("calls.calls_closed.bye", 1),
+            ("calls.pairs_opened", 2),
+            ("calls.pairs_closed.bye", 2),
+        ],
+    )
+}
+
+fn add_caller_media_address(lab: &lab::Lab) -> anyhow::Result<()> {
+    lab.topo
+        .outside
+        .add_addr(Topology::OUTSIDE_IF, &format!("{CALLER_MEDIA_V4}/24"))?;
+    Ok(())
+}
+
 /// One test per case for a transport and family.
 macro_rules! sip_cases {
     ($family:expr, $transport:expr, [$($case:ident),* $(,)?]) => {
@@ -580,6 +677,30 @@ mod udp_v4 {
             forking_loser_closes,
         ]
     );
+}
+
+mod trust {
+    use super::*;
+
+    #[test]
+    fn untrusted_signaling_opens_nothing() -> TestResult {
+        super::untrusted_signaling_opens_nothing(Family::V4, Transport::Udp)
+    }
+
+    #[test]
+    fn untrusted_signaling_opens_nothing_tcp_v6() -> TestResult {
+        super::untrusted_signaling_opens_nothing(Family::V6, Transport::Tcp)
+    }
+
+    #[test]
+    fn third_party_media_refused() -> TestResult {
+        super::third_party_media_refused(Transport::Udp)
+    }
+
+    #[test]
+    fn media_relay_allowed() -> TestResult {
+        super::media_relay_allowed(Transport::Tcp)
+    }
 }
 
 mod timers {
