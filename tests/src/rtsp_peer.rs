@@ -343,6 +343,15 @@ impl RtspClient {
     /// Sends `method` with `headers` (plus CSeq and, once known, Session)
     /// and returns the response. Remembers the Session id of a SETUP reply.
     pub fn request(&mut self, method: &str, headers: &[(&str, &str)]) -> Result<Message> {
+        let bytes = self.encode(method, headers);
+        self.send_raw(&bytes)?;
+        self.reply(method, self.cseq)
+    }
+
+    /// The bytes of the next request (taking the next CSeq), for tests that
+    /// send requests split or pipelined with [`RtspClient::send_raw`] and
+    /// then collect the replies with [`RtspClient::reply`].
+    pub fn encode(&mut self, method: &str, headers: &[(&str, &str)]) -> Vec<u8> {
         self.cseq += 1;
         let uri = if method == "SETUP" {
             format!("{}/track1", self.url)
@@ -354,20 +363,38 @@ impl RtspClient {
             all.push(("Session".to_owned(), s.clone()));
         }
         all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
-        let req = Message {
+        Message {
             start: format!("{method} {uri} RTSP/1.0"),
             headers: all,
             body: Vec::new(),
-        };
+        }
+        .encode()
+    }
+
+    /// The CSeq of the last encoded request.
+    pub fn cseq(&self) -> u32 {
+        self.cseq
+    }
+
+    /// Writes `bytes` in one `write` (Nagle is off, so each call leaves as
+    /// its own segment).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
         self.writer
-            .write_all(&req.encode())
-            .map_err(Error::io(format!("sending RTSP {method}")))?;
+            .set_nodelay(true)
+            .map_err(Error::io("setting TCP_NODELAY"))?;
+        self.writer
+            .write_all(bytes)
+            .map_err(Error::io("sending to the RTSP server"))
+    }
+
+    /// Reads the reply to the request `method` with CSeq `cseq`, and
+    /// remembers the Session id of a SETUP reply.
+    pub fn reply(&mut self, method: &str, cseq: u32) -> Result<Message> {
         let resp = self.read_response(method)?;
-        if resp.header("CSeq") != Some(self.cseq.to_string().as_str()) {
+        if resp.header("CSeq") != Some(cseq.to_string().as_str()) {
             return Err(Error::Setup(format!(
-                "RTSP {method}: response CSeq {:?}, sent {}",
+                "RTSP {method}: response CSeq {:?}, sent {cseq}",
                 resp.header("CSeq"),
-                self.cseq
             )));
         }
         if method == "SETUP" {

@@ -289,6 +289,54 @@ fn keepalive_holds_session(family: Family) -> TestResult {
     t.assert_closed("session timeout", &closed_by("session_timeout"))
 }
 
+/// TCP reassembly on the wire: a SETUP split across two segments (in the
+/// middle of its Transport header) still opens the session's pinholes, and
+/// PLAY and GET_PARAMETER pipelined in one segment are both followed.
+fn split_and_pipelined_requests(family: Family) -> TestResult {
+    let mut t = Case::start(family, Some(60))?;
+    let transport = format!(
+        "RTP/AVP;unicast;client_port={CLIENT_RTP}-{}",
+        CLIENT_RTP + 1
+    );
+    let setup = t.client.encode("SETUP", &[("Transport", &transport)]);
+    let cut = setup
+        .windows(b"client_port".len())
+        .position(|w| w == b"client_port")
+        .expect("the SETUP names its client ports")
+        + 4;
+    let seen = t.lab.signaling()?.rtsp_messages;
+    t.client.send_raw(&setup[..cut])?;
+    // The first half alone is no message yet.
+    assert_eq!(t.lab.signaling()?.rtsp_messages, seen);
+    t.client.send_raw(&setup[cut..])?;
+    let cseq = t.client.cseq();
+    let resp = t.client.reply("SETUP", cseq)?;
+    anyhow::ensure!(resp.status() == Some(200), "SETUP: {}", resp.start);
+    let (c, s) = t.media()?;
+    let want: BTreeSet<FlowKey> = stream_flows(c, s).into_iter().collect();
+    t.lab
+        .wait_flows(t.owner(), &want, "the split SETUP's pinholes")?;
+
+    let mut both = t.client.encode("PLAY", &[("Range", "npt=0-")]);
+    let play = t.client.cseq();
+    both.extend(t.client.encode("GET_PARAMETER", &[]));
+    t.client.send_raw(&both)?;
+    for (method, cseq) in [("PLAY", play), ("GET_PARAMETER", play + 1)] {
+        let resp = t.client.reply(method, cseq)?;
+        anyhow::ensure!(resp.status() == Some(200), "{method}: {}", resp.start);
+    }
+    // SETUP, PLAY, GET_PARAMETER and their replies: six messages.
+    wait_for("six RTSP messages", lab::TIMEOUT, || {
+        Ok((t.lab.signaling()?.rtsp_messages >= seen + 6).then_some(()))
+    })?;
+    t.media_passes()?;
+    t.off_path_dropped()?;
+    t.request_ok("TEARDOWN", &[])?;
+    t.assert_closed("TEARDOWN", &closed_by("teardown"))?;
+    assert_eq!(t.lab.signaling()?.rtsp_messages, seen + 8);
+    Ok(())
+}
+
 /// Interleaved transport: media rides the RTSP connection, no pinhole opens,
 /// and UDP at the media range stays dropped.
 fn interleaved_opens_nothing(family: Family) -> TestResult {
@@ -348,6 +396,11 @@ mod v4 {
     #[test]
     fn interleaved_opens_nothing() -> TestResult {
         super::interleaved_opens_nothing(Family::V4)
+    }
+
+    #[test]
+    fn split_and_pipelined_requests() -> TestResult {
+        super::split_and_pipelined_requests(Family::V4)
     }
 }
 
