@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
 use pinhole_common::{FragmentPolicy, PortRange, DEFAULT_MAX_FLOWS};
 
 use crate::{
@@ -117,6 +118,92 @@ pub struct RunArgs {
     /// Idle timeout in seconds for opens that give no --idle (0 = never).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub default_idle: u64,
+
+    /// Observe signaling inline (NFQUEUE) and open pinholes from it, or only
+    /// from the control API/CLI.
+    #[arg(long, value_enum, default_value_t = SignalingArg::Inline)]
+    pub signaling: SignalingArg,
+
+    /// SIP ports (UDP and TCP), comma-separated or repeated.
+    #[arg(long = "sip-ports", value_name = "LIST", value_delimiter = ',',
+          default_value = "5060", value_parser = parse_port)]
+    pub sip_ports: Vec<u16>,
+
+    /// RTSP ports (TCP), comma-separated or repeated.
+    #[arg(long = "rtsp-ports", value_name = "LIST", value_delimiter = ',',
+          default_value = "554,7070,8554", value_parser = parse_port)]
+    pub rtsp_ports: Vec<u16>,
+
+    /// NFQUEUE number the signaling rules queue to.
+    #[arg(long, value_name = "N", default_value_t = 4242)]
+    pub queue_num: u16,
+
+    /// Only signaling from or to these networks opens pinholes (default:
+    /// any). Repeat or comma-separate.
+    #[arg(long = "trusted-signaling", value_name = "CIDR", value_delimiter = ',',
+          num_args = 1.., value_parser = parse_cidr)]
+    pub trusted_signaling: Vec<IpNet>,
+
+    /// Media relays (SBCs): media addresses in these networks may differ
+    /// from the signaling peer's address (default: none).
+    #[arg(long = "media-relay", value_name = "CIDR", value_delimiter = ',',
+          num_args = 1.., value_parser = parse_cidr)]
+    pub media_relay: Vec<IpNet>,
+
+    /// Seconds a call's pinholes stay after its BYE (trailing RTCP).
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    pub bye_grace: u64,
+
+    /// A call closes this many seconds after its INVITE, BYE or not (0 = no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 14400)]
+    pub max_call_lifetime: u64,
+
+    /// Idle timeout of signaled pinholes in seconds (0 = never).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub call_idle: u64,
+
+    /// Symmetric pairs (RTP and RTCP each count) one call or session may open.
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pinholes_per_call: u32,
+
+    /// Calls (and, separately, RTSP sessions) per signaling peer address.
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_calls_per_peer: u32,
+}
+
+/// How pinholes are learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignalingArg {
+    /// Queue SIP/RTSP through the daemon (iptables NFQUEUE) and follow calls.
+    Inline,
+    /// Only the control API/CLI opens pinholes.
+    Off,
+}
+
+/// Parses a port 1-65535.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    let t = s.trim();
+    match t.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) && t.bytes().all(|b| b.is_ascii_digit()) => Ok(p as u16),
+        _ => Err(format!("invalid port `{s}`; expected 1-65535")),
+    }
+}
+
+/// Parses `ADDR/PREFIX` (or a bare address, meaning that host).
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let t = s.trim();
+    let bad = || {
+        format!("invalid network `{s}`; expected ADDR/PREFIX such as 192.0.2.0/24 or 2001:db8::/32")
+    };
+    if t.contains('/') {
+        t.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| bad())
+    } else {
+        t.parse::<std::net::IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| bad())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +288,78 @@ mod tests {
         assert_eq!(r.max_pinholes, 262_144);
         assert_eq!(r.fragments, FragmentsArg::Pass);
         assert_eq!(r.default_idle, 300);
+        // Signaling (issue 3 contract).
+        assert_eq!(r.signaling, SignalingArg::Inline);
+        assert_eq!(r.sip_ports, vec![5060]);
+        assert_eq!(r.rtsp_ports, vec![554, 7070, 8554]);
+        assert_eq!(r.queue_num, 4242);
+        assert!(r.trusted_signaling.is_empty() && r.media_relay.is_empty());
+        assert_eq!(
+            (r.bye_grace, r.max_call_lifetime, r.call_idle),
+            (2, 14400, 60)
+        );
+        assert_eq!((r.max_pinholes_per_call, r.max_calls_per_peer), (16, 256));
+    }
+
+    #[test]
+    fn signaling_options_parse() {
+        let cli = parse(&[
+            "run",
+            "--iface",
+            "a",
+            "--signaling",
+            "off",
+            "--sip-ports",
+            "5060,5080",
+            "--sip-ports",
+            "5090",
+            "--rtsp-ports",
+            "554",
+            "--queue-num",
+            "7",
+            "--trusted-signaling",
+            "192.0.2.0/24",
+            "2001:db8::/32",
+            "--trusted-signaling",
+            "203.0.113.7,198.51.100.9/24",
+            "--media-relay",
+            "203.0.113.0/28",
+            "--bye-grace",
+            "0",
+            "--max-call-lifetime",
+            "0",
+            "--call-idle",
+            "5",
+            "--max-pinholes-per-call",
+            "4",
+            "--max-calls-per-peer",
+            "1",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!()
+        };
+        assert_eq!(r.signaling, SignalingArg::Off);
+        assert_eq!(r.sip_ports, vec![5060, 5080, 5090]);
+        assert_eq!(r.rtsp_ports, vec![554]);
+        assert_eq!(r.queue_num, 7);
+        let nets: Vec<String> = r
+            .trusted_signaling
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            nets,
+            [
+                "192.0.2.0/24",
+                "2001:db8::/32",
+                "203.0.113.7/32",
+                "198.51.100.0/24"
+            ]
+        );
+        assert_eq!(r.media_relay[0].to_string(), "203.0.113.0/28");
+        assert_eq!((r.bye_grace, r.max_call_lifetime, r.call_idle), (0, 0, 5));
+        assert_eq!((r.max_pinholes_per_call, r.max_calls_per_peer), (4, 1));
     }
 
     #[test]
@@ -311,6 +470,44 @@ mod tests {
                 "--idle",
             ),
             (&["frobnicate"], "unrecognized subcommand"),
+            (
+                &["run", "--iface", "x", "--trusted-signaling", "192.0.2.0/33"],
+                "invalid network `192.0.2.0/33`",
+            ),
+            (
+                &["run", "--iface", "x", "--media-relay", "example.com"],
+                "invalid network `example.com`",
+            ),
+            (
+                &[
+                    "run",
+                    "--iface",
+                    "x",
+                    "--trusted-signaling",
+                    "192.0.2.0/24,",
+                ],
+                "invalid network ``",
+            ),
+            (
+                &["run", "--iface", "x", "--sip-ports", "0"],
+                "invalid port `0`",
+            ),
+            (
+                &["run", "--iface", "x", "--rtsp-ports", "554,x"],
+                "invalid port `x`",
+            ),
+            (
+                &["run", "--iface", "x", "--queue-num", "65536"],
+                "--queue-num",
+            ),
+            (
+                &["run", "--iface", "x", "--signaling", "sniff"],
+                "--signaling",
+            ),
+            (
+                &["run", "--iface", "x", "--max-pinholes-per-call", "0"],
+                "--max-pinholes-per-call",
+            ),
         ];
         for (args, want) in cases {
             let err = parse(args).unwrap_err();

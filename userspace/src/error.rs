@@ -60,6 +60,10 @@ pub enum ConfigError {
     BadInterfaceName(String),
     #[error("--max-pinholes {given} out of range ({min}-{max} flows)")]
     Capacity { given: u64, min: u64, max: u64 },
+    #[error("port {0} is both a --sip-ports and an --rtsp-ports port")]
+    SignalingPortTwice(u16),
+    #[error("signaling port {port} lies in media port range {range}; XDP would drop its UDP packets")]
+    SignalingPortInMedia { port: u16, range: String },
 }
 
 /// Refusals of the pinhole table. None of them changes the table.
