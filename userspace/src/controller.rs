@@ -284,15 +284,23 @@ impl<S: FlowStore> Controller<S> {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The deadline the timer last fired for: if running the timers did
+        // not move it, leave it to the periodic tick instead of spinning.
+        let mut fired: Option<u64> = None;
         loop {
-            let timer = self.feed.next_deadline().map(|d| self.instant_of(d));
+            let deadline = self.feed.next_deadline().filter(|d| fired != Some(*d));
+            let timer = deadline.map(|d| self.instant_of(d));
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
                     None => break,
                 },
-                _ = tick.tick() => self.tick(),
+                _ = tick.tick() => {
+                    fired = None;
+                    self.tick();
+                }
                 _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+                    fired = deadline;
                     self.call_timers();
                 }
             }
