@@ -32,6 +32,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Close(c) => {
+            // The same endpoint checks as open: a pair that could never have
+            // been opened (mixed families, A = B) is bad input, not "not found".
+            Pair::new(c.a, c.b, false)?;
             let r: CloseReply = request(control, &Request::Close { a: c.a, b: c.b }).await?;
             println!("{}", output::closed(&r));
             Ok(())
