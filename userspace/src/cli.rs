@@ -1,13 +1,18 @@
 //! Command-line definitions.
 
-use std::path::PathBuf;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
-use pinhole_common::{FragmentPolicy, PortRange, DEFAULT_MAX_FLOWS};
+use pinhole_common::PortRange;
 
+pub use crate::config::parse_cidr;
 use crate::{
     addr::Endpoint,
+    config::{Fragments, LogFormat, RunOptions, SignalingMode, XdpMode},
     loader::{parse_port_range, MAX_FLOWS, MIN_FLOWS},
 };
 
@@ -21,19 +26,29 @@ pub const DEFAULT_CONTROL: &str = "/run/pinhole/control.sock";
 #[derive(Debug, Parser)]
 #[command(name = "pinhole", version, about, long_about = None)]
 pub struct Cli {
-    /// Control socket of the daemon.
-    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONTROL)]
-    pub control: PathBuf,
+    /// Control socket of the daemon [default: /run/pinhole/control.sock, or
+    /// `control` in `run`'s configuration file].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The control socket the client commands talk to.
+    pub fn control_path(&self) -> PathBuf {
+        self.control
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL))
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach the filter to interfaces and serve the control socket until
     /// SIGINT/SIGTERM.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Open (or refresh) a symmetric pinhole between A and B.
     Open(OpenArgs),
     /// Close the pinhole between A and B (with its RTCP pair).
@@ -42,101 +57,81 @@ pub enum Command {
     List(OutputArgs),
     /// Show verdict counters and flow table usage.
     Stats(OutputArgs),
+    /// List the calls (SIP, ng and RTSP) with their streams and traffic.
+    Calls(OutputArgs),
+    /// Validate a configuration file without touching the kernel: every
+    /// error with its line, exit 2 on errors, a summary and exit 0 when valid.
+    CheckConfig(CheckConfigArgs),
 }
 
-/// XDP attach mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum XdpModeArg {
-    /// In the driver (fast; veth and most physical NICs).
-    Native,
-    /// Generic XDP in the network stack (works everywhere, slower).
-    Skb,
-}
-
-impl From<XdpModeArg> for aya::programs::XdpMode {
-    fn from(m: XdpModeArg) -> Self {
-        match m {
-            XdpModeArg::Native => aya::programs::XdpMode::Driver,
-            XdpModeArg::Skb => aya::programs::XdpMode::Skb,
-        }
-    }
-}
-
-/// What to do with non-first UDP fragments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FragmentsArg {
-    /// Pass them (the first fragment is filtered; without it nothing reassembles).
-    Pass,
-    /// Drop every non-first UDP fragment.
-    Drop,
-}
-
-impl From<FragmentsArg> for FragmentPolicy {
-    fn from(f: FragmentsArg) -> Self {
-        match f {
-            FragmentsArg::Pass => FragmentPolicy::Pass,
-            FragmentsArg::Drop => FragmentPolicy::Drop,
-        }
-    }
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The TOML file, e.g. /etc/pinhole/pinhole.toml.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Interface to filter (repeat for several).
-    #[arg(long = "iface", value_name = "IF", required = true)]
+    /// TOML configuration file (see examples/pinhole.toml); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Interface to filter (repeat for several). Required unless the
+    /// configuration file names them.
+    #[arg(long = "iface", value_name = "IF")]
     pub ifaces: Vec<String>,
 
-    /// XDP attach mode.
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Native)]
-    pub xdp_mode: XdpModeArg,
+    /// XDP attach mode [default: native].
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<XdpMode>,
 
     /// UDP destination ports to protect, LO-HI (repeat or comma-separate, at
-    /// most 8). The default is the common RTP range; add e.g. 6970-7170 for
-    /// RealAudio.
+    /// most 8) [default: 10000-20000]. Add e.g. 6970-7170 for RealAudio.
     #[arg(
         long = "media-ports",
         value_name = "LO-HI",
         value_delimiter = ',',
-        default_value = "10000-20000",
         value_parser = parse_port_range
     )]
     pub media_ports: Vec<PortRange>,
 
-    /// Flow table capacity in flows (a pinhole uses 2, 4 with RTCP).
+    /// Flow table capacity in flows (a pinhole uses 2, 4 with RTCP)
+    /// [default: 262144].
     #[arg(
         long,
         value_name = "N",
-        default_value_t = DEFAULT_MAX_FLOWS,
         value_parser = clap::value_parser!(u32).range(MIN_FLOWS as i64..=MAX_FLOWS as i64)
     )]
-    pub max_pinholes: u32,
+    pub max_pinholes: Option<u32>,
 
-    /// Non-first UDP fragments: pass or drop.
-    #[arg(long, value_enum, default_value_t = FragmentsArg::Pass)]
-    pub fragments: FragmentsArg,
+    /// Non-first UDP fragments: pass or drop [default: pass].
+    #[arg(long, value_enum)]
+    pub fragments: Option<Fragments>,
 
-    /// Idle timeout in seconds for opens that give no --idle (0 = never).
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub default_idle: u64,
+    /// Idle timeout in seconds for opens that give no --idle (0 = never)
+    /// [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub default_idle: Option<u64>,
 
     /// Observe signaling inline (NFQUEUE) and open pinholes from it, or only
-    /// from the control API/CLI.
-    #[arg(long, value_enum, default_value_t = SignalingArg::Inline)]
-    pub signaling: SignalingArg,
+    /// from the control API/CLI and the ng protocol [default: inline].
+    #[arg(long, value_enum)]
+    pub signaling: Option<SignalingMode>,
 
-    /// SIP ports (UDP and TCP), comma-separated or repeated.
+    /// SIP ports (UDP and TCP), comma-separated or repeated [default: 5060].
     #[arg(long = "sip-ports", value_name = "LIST", value_delimiter = ',',
-          default_value = "5060", value_parser = parse_port)]
+          value_parser = parse_port)]
     pub sip_ports: Vec<u16>,
 
-    /// RTSP ports (TCP), comma-separated or repeated.
+    /// RTSP ports (TCP), comma-separated or repeated [default: 554,7070,8554].
     #[arg(long = "rtsp-ports", value_name = "LIST", value_delimiter = ',',
-          default_value = "554,7070,8554", value_parser = parse_port)]
+          value_parser = parse_port)]
     pub rtsp_ports: Vec<u16>,
 
-    /// NFQUEUE number the signaling rules queue to.
-    #[arg(long, value_name = "N", default_value_t = 4242)]
-    pub queue_num: u16,
+    /// NFQUEUE number the signaling rules queue to [default: 4242].
+    #[arg(long, value_name = "N")]
+    pub queue_num: Option<u16>,
 
     /// Only signaling from or to these networks opens pinholes (default:
     /// any). Repeat or comma-separate.
@@ -150,36 +145,88 @@ pub struct RunArgs {
           num_args = 1.., value_parser = parse_cidr)]
     pub media_relay: Vec<IpNet>,
 
-    /// Seconds a call's pinholes stay after its BYE (trailing RTCP).
-    #[arg(long, value_name = "SECS", default_value_t = 2)]
-    pub bye_grace: u64,
+    /// Seconds a call's pinholes stay after its BYE [default: 2].
+    #[arg(long, value_name = "SECS")]
+    pub bye_grace: Option<u64>,
 
-    /// A call closes this many seconds after its INVITE, BYE or not (0 = no limit).
-    #[arg(long, value_name = "SECS", default_value_t = 14400)]
-    pub max_call_lifetime: u64,
+    /// A call closes this many seconds after its INVITE, BYE or not (0 = no
+    /// limit) [default: 14400].
+    #[arg(long, value_name = "SECS")]
+    pub max_call_lifetime: Option<u64>,
 
-    /// Idle timeout of signaled pinholes in seconds (0 = never).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub call_idle: u64,
+    /// Idle timeout of signaled pinholes in seconds (0 = never) [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub call_idle: Option<u64>,
 
-    /// Symmetric pairs (RTP and RTCP each count) one call or session may open.
-    #[arg(long, value_name = "N", default_value_t = 16,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_pinholes_per_call: u32,
+    /// Symmetric pairs (RTP and RTCP each count) one call or session may
+    /// open [default: 16].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pinholes_per_call: Option<u32>,
 
-    /// Calls (and, separately, RTSP sessions) per signaling peer address.
-    #[arg(long, value_name = "N", default_value_t = 256,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_calls_per_peer: u32,
+    /// Calls (and, separately, RTSP sessions) per signaling peer address
+    /// [default: 256].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_calls_per_peer: Option<u32>,
+
+    /// Serve rtpengine's ng control protocol on this UDP address (e.g.
+    /// 127.0.0.1:2223), for SIP proxies (default: off).
+    #[arg(long, value_name = "ADDR")]
+    pub ng_listen: Option<SocketAddr>,
+
+    /// Networks allowed to send ng requests; others get no reply. Repeat or
+    /// comma-separate [default: 127.0.0.0/8,::1/128].
+    #[arg(long = "ng-allow", value_name = "CIDR", value_delimiter = ',',
+          num_args = 1.., value_parser = parse_cidr)]
+    pub ng_allow: Vec<IpNet>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9464) (default: off).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log lines as human-readable text or as one JSON object per line
+    /// [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
-/// How pinholes are learned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SignalingArg {
-    /// Queue SIP/RTSP through the daemon (iptables NFQUEUE) and follow calls.
-    Inline,
-    /// Only the control API/CLI opens pinholes.
-    Off,
+impl RunArgs {
+    /// The settings these flags set (everything else: unset), with the
+    /// global `--control` when given.
+    pub fn options(&self, control: Option<&Path>) -> RunOptions {
+        RunOptions {
+            control: control.map(Path::to_path_buf),
+            log_format: self.log_format,
+            interfaces: list(&self.ifaces),
+            xdp_mode: self.xdp_mode,
+            media_ports: list(&self.media_ports),
+            max_pinholes: self.max_pinholes,
+            fragments: self.fragments,
+            default_idle: self.default_idle,
+            signaling: self.signaling,
+            sip_ports: list(&self.sip_ports),
+            rtsp_ports: list(&self.rtsp_ports),
+            queue_num: self.queue_num,
+            trusted_signaling: list(&self.trusted_signaling),
+            media_relay: list(&self.media_relay),
+            bye_grace: self.bye_grace,
+            max_call_lifetime: self.max_call_lifetime,
+            call_idle: self.call_idle,
+            max_pinholes_per_call: self.max_pinholes_per_call,
+            max_calls_per_peer: self.max_calls_per_peer,
+            ng_listen: self.ng_listen,
+            ng_allow: list(&self.ng_allow),
+            metrics_listen: self.metrics_listen,
+            pin_dir: None,
+            keep_pinned: None,
+            state_file: None,
+        }
+    }
+}
+
+/// A list flag: set when given at least once.
+fn list<T: Clone>(v: &[T]) -> Option<Vec<T>> {
+    (!v.is_empty()).then(|| v.to_vec())
 }
 
 /// Parses a port 1-65535.
@@ -188,21 +235,6 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
     match t.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) && t.bytes().all(|b| b.is_ascii_digit()) => Ok(p as u16),
         _ => Err(format!("invalid port `{s}`; expected 1-65535")),
-    }
-}
-
-/// Parses `ADDR/PREFIX` (or a bare address, meaning that host).
-pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    let t = s.trim();
-    let bad = || {
-        format!("invalid network `{s}`; expected ADDR/PREFIX such as 192.0.2.0/24 or 2001:db8::/32")
-    };
-    if t.contains('/') {
-        t.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| bad())
-    } else {
-        t.parse::<std::net::IpAddr>()
-            .map(IpNet::from)
-            .map_err(|_| bad())
     }
 }
 
@@ -269,15 +301,37 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The settings `pinhole run ARGS` resolves to without a file.
+    fn settings(args: &[&str]) -> crate::config::RunSettings {
+        let cli = parse(args).unwrap();
+        let Command::Run(r) = &cli.command else {
+            panic!()
+        };
+        crate::config::resolve(None, r.options(cli.control.as_deref())).unwrap()
+    }
+
     #[test]
     fn run_defaults_match_the_contract() {
         let cli = parse(&["run", "--iface", "eth0"]).unwrap();
-        assert_eq!(cli.control, PathBuf::from(DEFAULT_CONTROL));
-        let Command::Run(r) = cli.command else {
+        assert_eq!(cli.control, None);
+        assert_eq!(cli.control_path(), PathBuf::from(DEFAULT_CONTROL));
+        let Command::Run(r) = &cli.command else {
             panic!()
         };
-        assert_eq!(r.ifaces, vec!["eth0"]);
-        assert_eq!(r.xdp_mode, XdpModeArg::Native);
+        // Nothing but the interface is set by the flags …
+        let o = r.options(None);
+        assert_eq!(
+            o,
+            RunOptions {
+                interfaces: Some(vec!["eth0".into()]),
+                ..RunOptions::default()
+            }
+        );
+        // … and the defaults come from the settings.
+        let r = settings(&["run", "--iface", "eth0"]);
+        assert_eq!(r.control, PathBuf::from(DEFAULT_CONTROL));
+        assert_eq!(r.interfaces, vec!["eth0"]);
+        assert_eq!(r.xdp_mode, XdpMode::Native);
         assert_eq!(
             r.media_ports,
             vec![PortRange {
@@ -286,10 +340,10 @@ mod tests {
             }]
         );
         assert_eq!(r.max_pinholes, 262_144);
-        assert_eq!(r.fragments, FragmentsArg::Pass);
+        assert_eq!(r.fragments, Fragments::Pass);
         assert_eq!(r.default_idle, 300);
         // Signaling (issue 3 contract).
-        assert_eq!(r.signaling, SignalingArg::Inline);
+        assert_eq!(r.signaling, SignalingMode::Inline);
         assert_eq!(r.sip_ports, vec![5060]);
         assert_eq!(r.rtsp_ports, vec![554, 7070, 8554]);
         assert_eq!(r.queue_num, 4242);
@@ -299,6 +353,50 @@ mod tests {
             (2, 14400, 60)
         );
         assert_eq!((r.max_pinholes_per_call, r.max_calls_per_peer), (16, 256));
+        // Operations (issue 4): listeners off, text logs.
+        assert_eq!((r.ng_listen, r.metrics_listen), (None, None));
+        assert_eq!(r.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn operations_options_parse() {
+        let r = settings(&[
+            "run",
+            "--iface",
+            "a",
+            "--ng-listen",
+            "127.0.0.1:2223",
+            "--ng-allow",
+            "192.0.2.0/24,::1",
+            "--metrics-listen",
+            "[::1]:9464",
+            "--log-format",
+            "json",
+            "--control",
+            "/tmp/c.sock",
+        ]);
+        assert_eq!(r.ng_listen, Some("127.0.0.1:2223".parse().unwrap()));
+        let allow: Vec<String> = r.ng_allow.iter().map(ToString::to_string).collect();
+        assert_eq!(allow, ["192.0.2.0/24", "::1/128"]);
+        assert_eq!(r.metrics_listen, Some("[::1]:9464".parse().unwrap()));
+        assert_eq!(r.log_format, LogFormat::Json);
+        assert_eq!(r.control, PathBuf::from("/tmp/c.sock"));
+        let cli = parse(&["run", "--config", "/etc/pinhole/pinhole.toml"]).unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            r.config.as_deref(),
+            Some(Path::new("/etc/pinhole/pinhole.toml"))
+        );
+        assert!(matches!(
+            parse(&["calls", "--json"]).unwrap().command,
+            Command::Calls(OutputArgs { json: true })
+        ));
+        let Command::CheckConfig(c) = parse(&["check-config", "x.toml"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(c.file, PathBuf::from("x.toml"));
     }
 
     #[test]
@@ -339,10 +437,10 @@ mod tests {
         let Command::Run(r) = cli.command else {
             panic!()
         };
-        assert_eq!(r.signaling, SignalingArg::Off);
+        assert_eq!(r.signaling, Some(SignalingMode::Off));
         assert_eq!(r.sip_ports, vec![5060, 5080, 5090]);
         assert_eq!(r.rtsp_ports, vec![554]);
-        assert_eq!(r.queue_num, 7);
+        assert_eq!(r.queue_num, Some(7));
         let nets: Vec<String> = r
             .trusted_signaling
             .iter()
@@ -358,8 +456,14 @@ mod tests {
             ]
         );
         assert_eq!(r.media_relay[0].to_string(), "203.0.113.0/28");
-        assert_eq!((r.bye_grace, r.max_call_lifetime, r.call_idle), (0, 0, 5));
-        assert_eq!((r.max_pinholes_per_call, r.max_calls_per_peer), (4, 1));
+        assert_eq!(
+            (r.bye_grace, r.max_call_lifetime, r.call_idle),
+            (Some(0), Some(0), Some(5))
+        );
+        assert_eq!(
+            (r.max_pinholes_per_call, r.max_calls_per_peer),
+            (Some(4), Some(1))
+        );
     }
 
     #[test]
@@ -386,14 +490,15 @@ mod tests {
             "0",
         ])
         .unwrap();
-        assert_eq!(cli.control, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(cli.control, Some(PathBuf::from("/tmp/x.sock")));
         let Command::Run(r) = cli.command else {
             panic!()
         };
         assert_eq!(r.ifaces, vec!["a", "b"]);
         assert_eq!(r.media_ports.len(), 3);
-        assert_eq!((r.max_pinholes, r.default_idle), (2, 0));
-        assert_eq!(r.fragments, FragmentsArg::Drop);
+        assert_eq!((r.max_pinholes, r.default_idle), (Some(2), Some(0)));
+        assert_eq!(r.fragments, Some(Fragments::Drop));
+        assert_eq!(r.xdp_mode, Some(XdpMode::Skb));
     }
 
     #[test]
@@ -415,7 +520,7 @@ mod tests {
             ][..],
         ] {
             let cli = parse(args).unwrap();
-            assert_eq!(cli.control, PathBuf::from("/tmp/p"));
+            assert_eq!(cli.control_path(), PathBuf::from("/tmp/p"));
         }
         let cli = parse(&[
             "open",
@@ -451,7 +556,6 @@ mod tests {
                 &["open", "192.0.2.1:1"],
                 "required arguments were not provided",
             ),
-            (&["run"], "--iface"),
             (
                 &["run", "--iface", "x", "--max-pinholes", "1"],
                 "--max-pinholes",

@@ -2,21 +2,35 @@
 
 use std::path::Path;
 
+use anyhow::Context as _;
+
 use serde::Serialize;
 
 use crate::{
     addr::Pair,
     cli::{Cli, Command, OutputArgs},
+    config,
     control::request,
+    error::ConfigError,
     output,
-    proto::{CloseReply, ListReply, OpenParams, OpenReply, Request, StatsReply},
+    proto::{CallsReply, CloseReply, ListReply, OpenParams, OpenReply, Request, StatsReply},
 };
 
 /// Runs the parsed command line.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let control = cli.control.as_path();
+    let control = &cli.control_path();
     match cli.command {
-        Command::Run(args) => crate::daemon::run(args, control).await,
+        Command::Run(args) => {
+            let settings = crate::daemon::settings(cli.control.as_deref(), &args)?;
+            crate::daemon::run(settings).await
+        }
+        Command::CheckConfig(args) => {
+            let summary = check_config(&args.file)
+                .map_err(|lines| ConfigError::Invalid(lines.join("; ")))
+                .with_context(|| format!("checking {}", args.file.display()))?;
+            println!("{summary}");
+            Ok(())
+        }
         Command::Open(o) => {
             // Checked here too, so bad input fails without a daemon.
             Pair::new(o.a, o.b, o.with_rtcp)?;
@@ -43,6 +57,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(out) => {
             show::<StatsReply>(control, Request::Stats, &out, output::stats).await
         }
+        Command::Calls(out) => {
+            show::<CallsReply>(control, Request::Calls, &out, output::calls).await
+        }
+    }
+}
+
+/// `pinhole check-config FILE`: the one-line summary of a valid file, or
+/// every error as `FILE:LINE:COL: message`.
+pub fn check_config(file: &Path) -> Result<String, Vec<String>> {
+    match config::check(file) {
+        Ok(settings) => Ok(config::summary(file, &settings)),
+        Err(errors) => Err(config::render(file, &errors)
+            .lines()
+            .map(str::to_string)
+            .collect()),
     }
 }
 

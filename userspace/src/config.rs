@@ -607,6 +607,43 @@ pub fn check(path: &Path) -> Result<RunSettings, Vec<ConfigError>> {
     resolve(Some(load(path)?), RunOptions::default())
 }
 
+/// One line describing valid settings, for `pinhole check-config`.
+pub fn summary(path: &Path, s: &RunSettings) -> String {
+    let ranges: Vec<String> = s
+        .media_ports
+        .iter()
+        .map(|r| format!("{}-{}", r.lo, r.hi))
+        .collect();
+    let listener = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
+    let signaling = match s.signaling {
+        SignalingMode::Inline => format!(
+            "inline (SIP {}, RTSP {})",
+            join(&s.sip_ports),
+            join(&s.rtsp_ports)
+        ),
+        SignalingMode::Off => "off".into(),
+    };
+    format!(
+        "{}: ok: interfaces {}; media ports {}; {} flows; signaling {}; ng {}; metrics {}; control {}",
+        path.display(),
+        s.interfaces.join(","),
+        ranges.join(","),
+        s.max_pinholes,
+        signaling,
+        listener(s.ng_listen),
+        listener(s.metrics_listen),
+        s.control.display()
+    )
+}
+
+fn join(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Merges the file (if any) and the flags (flags win), fills the defaults
 /// and validates. Errors point into the file for settings it made.
 pub fn resolve(
@@ -630,7 +667,11 @@ pub fn resolve(
             } else {
                 format!("`{key}` in [{section}]")
             };
-            (file.locations.get(field).copied(), name)
+            match file.locations.get(field) {
+                Some(loc) => (Some(*loc), name),
+                // Neither the file nor a flag set it: name both.
+                None => (None, format!("{flag} or {name}")),
+            }
         }
     };
     let o = file.options.clone().merge(flags);
@@ -1055,7 +1096,11 @@ state_file = "/tmp/ph-state.json"
             ),
             (
                 "[filter]\nxdp_mode = \"skb\"\n",
-                vec![(0, 0, "`interfaces` in [filter]: no interface to filter")],
+                vec![(
+                    0,
+                    0,
+                    "--iface or `interfaces` in [filter]: no interface to filter",
+                )],
             ),
         ];
         for (text, want) in cases {
@@ -1111,7 +1156,17 @@ state_file = "/tmp/ph-state.json"
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("good.toml");
         std::fs::write(&good, EXAMPLE).unwrap();
-        assert_eq!(check(&good).unwrap().interfaces, ["eth0"]);
+        let s = check(&good).unwrap();
+        assert_eq!(s.interfaces, ["eth0"]);
+        assert_eq!(
+            summary(&good, &s),
+            format!(
+                "{}: ok: interfaces eth0; media ports 10000-20000; 262144 flows; signaling inline \
+                 (SIP 5060, RTSP 554,7070,8554); ng 127.0.0.1:2223; metrics 127.0.0.1:9464; \
+                 control /run/pinhole/control.sock",
+                good.display()
+            )
+        );
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, b"[filter]\ninterfaces = [\"e\xff\"]\n").unwrap();
         let e = check(&bad).unwrap_err();

@@ -236,6 +236,7 @@ pub async fn dispatch(line: &[u8], controller: &ControllerHandle) -> Response {
         Request::Close { a, b } => reply(controller.close(a, b).await),
         Request::List => reply(controller.list().await),
         Request::Stats => reply(controller.stats().await),
+        Request::Calls => reply(controller.calls().await),
     }
 }
 

@@ -1,14 +1,20 @@
 //! The controller: one task that owns the [`PinholeTable`], the flow store and
-//! the signaling state, so table, map and calls change together and in one
-//! order.
+//! the call state, so table, map and calls change together and in one order.
 //!
 //! Everything else talks to it through a bounded channel of [`Command`]s, each
-//! with a oneshot reply: the control socket, and the signaling queue reader,
-//! which waits for each packet's pinholes to be in the map before it lets the
-//! packet go on. A periodic tick expires idle pinholes; call timers (BYE
-//! grace, lifetimes) run at their deadline.
+//! with a oneshot reply: the control socket, the signaling queue reader
+//! (which waits for each packet's pinholes to be in the map before it lets
+//! the packet go on), the ng listener (rtpengine's protocol, for SIP
+//! proxies) and the metrics endpoint (which refreshes its numbers before
+//! each scrape). A periodic tick expires idle pinholes; call timers (BYE
+//! grace, delete delays, lifetimes) run at their deadline.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use pinhole_common::{Counter, FlowKey, FlowStats, Reason};
 use tokio::{
@@ -19,8 +25,8 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    addr::{flow_endpoints, Endpoint, Pair},
-    calls::{CloseCause, Intent, Owner, Refusal},
+    addr::{flow_endpoints, flow_key, Endpoint, Pair},
+    calls::{CloseCause, Counters as CallCounters, Intent, Owner, Refusal},
     capture::{
         feed::{Feed, FeedConfig, RateLimit},
         latency::Histogram,
@@ -29,9 +35,12 @@ use crate::{
     },
     error::{CommandError, StoreError, TableError},
     maps::{CounterMap, FlowMap, Inserted},
+    metrics::{Metrics, SignalingCount, Snapshot},
+    ng::{call_stats, CallsBackend, NgConfig, NgService, Pinholes, Totals},
     proto::{
-        CloseReply, CounterInfo, FlowInfo, FlowUsage, LatencyStats, ListReply, OpenParams,
-        OpenReply, PinholeInfo, RefusedStats, SignalingStats, StatsReply, MAX_OWNER_LEN,
+        CallEntry, CallsReply, CloseReply, CounterInfo, FlowInfo, FlowUsage, LatencyStats,
+        ListReply, OpenParams, OpenReply, PinholeInfo, RefusedStats, SignalingStats, StatsReply,
+        StreamEntry, MAX_OWNER_LEN,
     },
     table::{owner_name, MapOp, OpenOutcome, OpenRequest, Pinhole, PinholeId, PinholeTable},
 };
@@ -42,6 +51,10 @@ const CHANNEL_DEPTH: usize = 256;
 /// Longest a call-timer sleep is scheduled ahead (the periodic tick runs the
 /// call timers too, so nothing is late by more than that anyway).
 const MAX_TIMER_SLEEP: Duration = Duration::from_secs(3600);
+/// Prefix of the owner tags of calls driven over the ng protocol.
+pub const NG_OWNER_PREFIX: &str = "ng:";
+/// Prefix of the owner tags of RTSP sessions.
+const RTSP_OWNER_PREFIX: &str = "rtsp:";
 
 /// Where the flows live: the kernel map, or a fake in tests.
 pub trait FlowStore: Send + 'static {
@@ -96,6 +109,10 @@ pub struct ControllerConfig {
     pub feed: FeedConfig,
     /// Whether signaling is observed (`inline`) or not (`off`); for `stats`.
     pub signaling_inline: bool,
+    /// The ng service's settings when `--ng-listen` is on.
+    pub ng: Option<NgConfig>,
+    /// The registry `--metrics-listen` serves, fed by the controller.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl ControllerConfig {
@@ -107,6 +124,8 @@ impl ControllerConfig {
             clock: Arc::new(crate::clock::monotonic_ns),
             feed: FeedConfig::default(),
             signaling_inline: false,
+            ng: None,
+            metrics: None,
         }
     }
 }
@@ -130,10 +149,25 @@ pub enum Command {
     Stats {
         reply: Reply<StatsReply>,
     },
+    Calls {
+        reply: Reply<CallsReply>,
+    },
     /// A queued signaling packet (or why it could not be decoded); `done`
     /// fires once its pinholes are applied.
     Signaling {
         packet: Result<SignalingPacket, PacketError>,
+        done: oneshot::Sender<()>,
+    },
+    /// An ng datagram from `peer`, received at `received_at` (monotonic
+    /// ns); the reply to send back, if any.
+    Ng {
+        peer: SocketAddr,
+        datagram: Vec<u8>,
+        received_at: u64,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
+    /// Stores the current numbers in the metrics registry.
+    RefreshMetrics {
         done: oneshot::Sender<()>,
     },
 }
@@ -170,6 +204,10 @@ impl ControllerHandle {
         self.call(|reply| Command::Stats { reply }).await
     }
 
+    pub async fn calls(&self) -> Result<CallsReply, CommandError> {
+        self.call(|reply| Command::Calls { reply }).await
+    }
+
     /// Hands a signaling packet over and waits until it is applied.
     pub async fn signaling(
         &self,
@@ -178,6 +216,36 @@ impl ControllerHandle {
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Command::Signaling { packet, done })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// Runs one ng request; the reply datagram, if it gets one.
+    pub async fn ng(
+        &self,
+        peer: SocketAddr,
+        datagram: Vec<u8>,
+        received_at: u64,
+    ) -> Result<Option<Vec<u8>>, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Ng {
+                peer,
+                datagram,
+                received_at,
+                reply,
+            })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// Has the controller store its current numbers in the metrics registry.
+    pub async fn refresh_metrics(&self) -> Result<(), CommandError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Command::RefreshMetrics { done })
             .await
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)
@@ -231,42 +299,80 @@ pub struct ApplyCounters {
     pub failed: u64,
 }
 
+/// Who handed the intents over: observed signaling, or a proxy over the ng
+/// protocol (whose pinholes carry `ng:` owner tags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Observed,
+    Ng,
+}
+
+/// What applying a batch of intents did.
+#[derive(Debug, Default)]
+struct Applied {
+    opened: usize,
+    /// Why opens failed, one entry per failed open.
+    failures: Vec<String>,
+}
+
 /// The state the controller task owns.
 pub struct Controller<S> {
+    core: Core<S>,
+    feed: Feed,
+    latency: Histogram,
+    ng: Option<NgService>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// The pinhole table, the flow store and what keeps them in step.
+struct Core<S> {
     table: PinholeTable,
     store: S,
     config: ControllerConfig,
     /// Flows the table dropped but the store failed to remove; retried every
     /// tick so a closed pinhole cannot stay open in the kernel.
     pending_removals: Vec<FlowKey>,
-    feed: Feed,
-    latency: Histogram,
     applied: ApplyCounters,
     full_log: RateLimit,
     fail_log: RateLimit,
 }
 
+/// The owner tag of a call's pinholes: `sip:…`/`rtsp:…` for observed
+/// signaling, `ng:<call-id>;from-tag=…` for calls a proxy drives.
+fn owner_tag(owner: &Owner, source: Source) -> String {
+    match (owner, source) {
+        (Owner::Sip(k), Source::Ng) => {
+            format!("{NG_OWNER_PREFIX}{};from-tag={}", k.call_id, k.caller_tag)
+        }
+        _ => owner.to_string(),
+    }
+}
+
 impl<S: FlowStore> Controller<S> {
     pub fn new(store: S, config: ControllerConfig) -> Self {
         Controller {
-            table: PinholeTable::new(config.capacity),
-            store,
             feed: Feed::new(config.feed.clone()),
-            config,
-            pending_removals: Vec::new(),
             latency: Histogram::default(),
-            applied: ApplyCounters::default(),
-            full_log: RateLimit::default(),
-            fail_log: RateLimit::default(),
+            ng: config.ng.clone().map(NgService::new),
+            metrics: config.metrics.clone(),
+            core: Core {
+                table: PinholeTable::new(config.capacity),
+                store,
+                config,
+                pending_removals: Vec::new(),
+                applied: ApplyCounters::default(),
+                full_log: RateLimit::default(),
+                fail_log: RateLimit::default(),
+            },
         }
     }
 
     pub fn table(&self) -> &PinholeTable {
-        &self.table
+        &self.core.table
     }
 
     pub fn store(&self) -> &S {
-        &self.store
+        &self.core.store
     }
 
     pub fn feed(&self) -> &Feed {
@@ -274,7 +380,7 @@ impl<S: FlowStore> Controller<S> {
     }
 
     pub fn applied(&self) -> &ApplyCounters {
-        &self.applied
+        &self.core.applied
     }
 
     pub fn latency(&self) -> &Histogram {
@@ -282,7 +388,7 @@ impl<S: FlowStore> Controller<S> {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut tick = tokio::time::interval(self.config.tick);
+        let mut tick = tokio::time::interval(self.core.config.tick);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The deadline the timer last fired for: if running the timers did
         // not move it, leave it to the periodic tick instead of spinning.
@@ -315,7 +421,7 @@ impl<S: FlowStore> Controller<S> {
     }
 
     fn now(&self) -> u64 {
-        (self.config.clock)()
+        self.core.now()
     }
 
     /// Runs one command and sends its reply (a client that went away is not
@@ -334,8 +440,23 @@ impl<S: FlowStore> Controller<S> {
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
+            Command::Calls { reply } => {
+                let _ = reply.send(Ok(self.calls()));
+            }
             Command::Signaling { packet, done } => {
                 self.on_signaling(packet);
+                let _ = done.send(());
+            }
+            Command::Ng {
+                peer,
+                datagram,
+                received_at,
+                reply,
+            } => {
+                let _ = reply.send(self.on_ng(peer, &datagram, received_at));
+            }
+            Command::RefreshMetrics { done } => {
+                self.refresh_metrics();
                 let _ = done.send(());
             }
         }
@@ -344,6 +465,393 @@ impl<S: FlowStore> Controller<S> {
     /// Opens (or refreshes) a pinhole for the operator (or the owner the
     /// control request names).
     pub fn open(&mut self, params: OpenParams) -> Result<OpenReply, CommandError> {
+        self.core.open(params)
+    }
+
+    /// Force-closes the pinhole joining `a` and `b`, whoever holds it (the
+    /// operator overrides signaling; a call that later ends finds it gone).
+    pub fn close(&mut self, a: Endpoint, b: Endpoint) -> Result<CloseReply, CommandError> {
+        self.core.close(a, b)
+    }
+
+    /// Observes one signaling packet and applies what it implies; records
+    /// the setup latency when it opened something.
+    pub fn on_signaling(&mut self, packet: Result<SignalingPacket, PacketError>) {
+        let now = self.now();
+        match packet {
+            Ok(pkt) => {
+                let intents = self.feed.on_packet(&pkt, now);
+                if self.core.apply(intents, Source::Observed).opened > 0 {
+                    self.record_latency(pkt.received_at);
+                }
+            }
+            Err(e) => self.feed.on_undecodable(&e, now),
+        }
+    }
+
+    /// Answers one ng datagram (`None`: no reply, or ng is off). Offers,
+    /// answers and deletes change the same call state and pinholes as
+    /// observed signaling; the setup latency counts from `received_at`.
+    pub fn on_ng(
+        &mut self,
+        peer: SocketAddr,
+        datagram: &[u8],
+        received_at: u64,
+    ) -> Option<Vec<u8>> {
+        let ng = self.ng.as_mut()?;
+        let now = self.core.now();
+        let mut signaling = self.feed.counters().signaling_counts();
+        signaling.extend(ng.counters().signaling_counts());
+        let refusals = refusals(self.feed.calls().counters(), &self.core.applied);
+        let mut pinholes = NgPinholes {
+            core: &mut self.core,
+            opened: 0,
+            signaling,
+            refusals,
+        };
+        let mut backend = CallsBackend {
+            calls: self.feed.calls_mut(),
+            pinholes: &mut pinholes,
+            now,
+        };
+        let reply = ng.handle(&mut backend, peer, datagram, now);
+        if pinholes.opened > 0 {
+            self.record_latency(received_at);
+        }
+        reply
+    }
+
+    fn record_latency(&mut self, received_at: u64) {
+        let ns = self.now().saturating_sub(received_at);
+        self.latency.record(ns);
+        if let Some(m) = &self.metrics {
+            m.observe_setup_latency(Duration::from_nanos(ns));
+        }
+    }
+
+    /// Runs the call timers that are due.
+    pub fn call_timers(&mut self) {
+        let intents = self.feed.tick(self.now());
+        self.core.apply(intents, Source::Observed);
+    }
+
+    /// Expires idle pinholes, runs call timers, forgets idle TCP streams and
+    /// retries failed removals.
+    pub fn tick(&mut self) {
+        self.core.expire();
+        self.call_timers();
+        self.core.retry_removals();
+    }
+
+    /// The pinholes with their traffic.
+    pub fn list(&self) -> Result<ListReply, CommandError> {
+        let now = self.now();
+        let mut pinholes = Vec::with_capacity(self.core.table.len());
+        for p in self.core.table.iter() {
+            pinholes.push(self.core.describe(p, now)?);
+        }
+        Ok(ListReply { pinholes })
+    }
+
+    /// Verdict counters, table usage and signaling counters.
+    pub fn stats(&self) -> Result<StatsReply, CommandError> {
+        let totals = self.core.store.counters()?;
+        let counters = Reason::ALL
+            .iter()
+            .map(|r| {
+                let c = totals[*r as usize];
+                (
+                    r.name().to_string(),
+                    CounterInfo {
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    },
+                )
+            })
+            .collect();
+        let table = &self.core.table;
+        Ok(StatsReply {
+            counters,
+            flows: FlowUsage {
+                used: table.flows_used(),
+                capacity: table.capacity(),
+            },
+            pinholes: table.len(),
+            rejected_full: table.rejected_full(),
+            expired: table.expired(),
+            signaling: self.signaling_stats(),
+        })
+    }
+
+    fn signaling_stats(&self) -> SignalingStats {
+        let feed = self.feed.counters();
+        let calls = self.feed.calls();
+        let cc = calls.counters();
+        let us = |ns: Option<u64>| ns.map_or(0.0, |v| (v as f64 / 100.0).round() / 10.0);
+        let ng = self.ng.as_ref().map(|ng| {
+            let c = ng.counters();
+            serde_json::json!({
+                "ok": c.ok.iter().sum::<u64>(),
+                "errors": c.errors.iter().sum::<u64>(),
+                "invalid": c.invalid,
+                "retransmissions": c.retransmissions,
+                "no_cookie": c.no_cookie,
+                "denied": c.denied,
+            })
+        });
+        SignalingStats {
+            mode: if self.core.config.signaling_inline {
+                "inline"
+            } else {
+                "off"
+            }
+            .into(),
+            packets: feed.packets,
+            sip_messages: feed.sip_messages,
+            rtsp_messages: feed.rtsp_messages,
+            parse_errors: feed.parse_errors,
+            calls_active: (calls.active_calls() + calls.active_sessions()) as u64,
+            calls_opened: cc.calls_opened + cc.sessions_opened,
+            calls_closed: cc.calls_closed.iter().sum(),
+            refused: RefusedStats {
+                untrusted: cc.refused(Refusal::UntrustedSignaling),
+                third_party_media: cc.refused(Refusal::ThirdPartyMedia),
+                call_cap: cc.refused(Refusal::PerCallCap),
+                peer_cap: cc.refused(Refusal::PerPeerCap),
+                map_full: self.core.applied.map_full,
+            },
+            setup_latency_us: LatencyStats {
+                count: self.latency.count(),
+                p50: us(self.latency.quantile(0.5)),
+                p99: us(self.latency.quantile(0.99)),
+                max: us(Some(self.latency.max())),
+            },
+            tcp_streams: self.feed.tcp_streams() as u64,
+            detail: serde_json::json!({
+                "calls": cc,
+                "streams_refused": feed.streams_refused,
+                "ignored_packets": feed.ignored,
+                "apply_failed": self.core.applied.failed,
+                "ng": ng,
+            }),
+        }
+    }
+
+    /// Everything the metrics endpoint reports, as of now.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut signaling = self.feed.counters().signaling_counts();
+        if let Some(ng) = &self.ng {
+            signaling.extend(ng.counters().signaling_counts());
+        }
+        let calls = self.feed.calls();
+        Snapshot {
+            calls_active: calls.active_calls() as u64,
+            rtsp_sessions_active: calls.active_sessions() as u64,
+            ..self
+                .core
+                .snapshot(signaling, refusals(calls.counters(), &self.core.applied))
+        }
+    }
+
+    /// Stores [`snapshot`](Self::snapshot) in the metrics registry.
+    pub fn refresh_metrics(&self) {
+        if let Some(m) = &self.metrics {
+            m.update_from(self.snapshot());
+        }
+    }
+
+    /// The calls (SIP, ng, RTSP) with their streams and traffic, sorted by
+    /// kind, call id and tag.
+    pub fn calls(&self) -> CallsReply {
+        let now = self.now();
+        let secs = |since: u64| now.saturating_sub(since) / NS_PER_SEC;
+        let core = &self.core;
+        let mut calls = Vec::new();
+        for info in self.feed.calls().sip_calls() {
+            let stats = call_stats(
+                std::slice::from_ref(&info),
+                |s, d| core.flow_totals(s, d),
+                |t| t,
+            );
+            let source = if info.api {
+                Source::Ng
+            } else {
+                Source::Observed
+            };
+            let streams = stats
+                .streams
+                .iter()
+                .map(|s| {
+                    stream_entry(
+                        s.index,
+                        if s.rtcp { "rtcp" } else { "rtp" },
+                        Some(s.to_tag.clone()),
+                        (s.a, s.b),
+                        (s.a_to_b, s.b_to_a),
+                    )
+                })
+                .collect();
+            calls.push(call_entry(
+                if info.api { "ng" } else { "sip" },
+                info.key.call_id.clone(),
+                info.key.caller_tag.clone(),
+                owner_tag(&Owner::Sip(info.key.clone()), source),
+                info.state.name(),
+                secs(info.created),
+                Some(secs(info.last_signal)),
+                streams,
+            ));
+        }
+        // RTSP sessions, from the pinholes they hold.
+        let mut sessions: BTreeMap<&str, Vec<&Pinhole>> = BTreeMap::new();
+        for p in core.table.iter() {
+            for owner in p.owner_names() {
+                if owner.starts_with(RTSP_OWNER_PREFIX) {
+                    sessions.entry(owner).or_default().push(p);
+                }
+            }
+        }
+        for (owner, pinholes) in sessions {
+            let rest = &owner[RTSP_OWNER_PREFIX.len()..];
+            let (server, session) = rest.split_once(";session=").unwrap_or((rest, ""));
+            let created = pinholes.iter().map(|p| p.created_ns).min().unwrap_or(now);
+            let streams = pinholes
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let (a, b) = (p.pair.a().addr(), p.pair.b().addr());
+                    stream_entry(
+                        i,
+                        "media",
+                        None,
+                        (a, b),
+                        (core.flow_totals(a, b), core.flow_totals(b, a)),
+                    )
+                })
+                .collect();
+            calls.push(call_entry(
+                "rtsp",
+                session.to_string(),
+                server.to_string(),
+                owner.to_string(),
+                "active",
+                secs(created),
+                None,
+                streams,
+            ));
+        }
+        calls.sort_by(|x, y| (&x.kind, &x.call_id, &x.tag).cmp(&(&y.kind, &y.call_id, &y.tag)));
+        CallsReply { calls }
+    }
+}
+
+fn stream_entry(
+    index: usize,
+    kind: &str,
+    dialog: Option<String>,
+    (a, b): (SocketAddr, SocketAddr),
+    (a_to_b, b_to_a): (Totals, Totals),
+) -> StreamEntry {
+    let info = |t: Totals| CounterInfo {
+        packets: t.packets,
+        bytes: t.bytes,
+    };
+    StreamEntry {
+        index,
+        kind: kind.into(),
+        dialog,
+        a,
+        b,
+        packets: a_to_b.packets.saturating_add(b_to_a.packets),
+        bytes: a_to_b.bytes.saturating_add(b_to_a.bytes),
+        a_to_b: info(a_to_b),
+        b_to_a: info(b_to_a),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn call_entry(
+    kind: &str,
+    call_id: String,
+    tag: String,
+    owner: String,
+    state: &str,
+    age_secs: u64,
+    last_signal_secs: Option<u64>,
+    streams: Vec<StreamEntry>,
+) -> CallEntry {
+    CallEntry {
+        kind: kind.into(),
+        call_id,
+        tag,
+        owner,
+        state: state.into(),
+        age_secs,
+        last_signal_secs,
+        packets: streams.iter().map(|s| s.packets).sum(),
+        bytes: streams.iter().map(|s| s.bytes).sum(),
+        streams,
+    }
+}
+
+/// Refusals by reason for metrics: the call layer's, and the map's.
+fn refusals(calls: &CallCounters, applied: &ApplyCounters) -> Vec<(&'static str, u64)> {
+    let mut v: Vec<(&'static str, u64)> = Refusal::ALL
+        .iter()
+        .map(|r| (r.name(), calls.refused(*r)))
+        .collect();
+    v.push(("map_full", applied.map_full));
+    v
+}
+
+/// [`Pinholes`] for one ng request: the controller's table and map.
+struct NgPinholes<'a, S> {
+    core: &'a mut Core<S>,
+    /// Pairs this request opened.
+    opened: usize,
+    /// For `statistics`: counters the request cannot borrow meanwhile.
+    signaling: Vec<SignalingCount>,
+    refusals: Vec<(&'static str, u64)>,
+}
+
+impl<S: FlowStore> Pinholes for NgPinholes<'_, S> {
+    fn apply(&mut self, intents: Vec<Intent>) -> Option<String> {
+        let r = self.core.apply(intents, Source::Ng);
+        self.opened += r.opened;
+        match r.failures.as_slice() {
+            [] => None,
+            [first, ..] => Some(format!(
+                "{} of {} media pairs not opened: {first}",
+                r.failures.len(),
+                r.failures.len() + r.opened
+            )),
+        }
+    }
+
+    fn flow_totals(&self, src: SocketAddr, dst: SocketAddr) -> Totals {
+        self.core.flow_totals(src, dst)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.core
+            .snapshot(self.signaling.clone(), self.refusals.clone())
+    }
+
+    fn unix_secs(&self, mono_ns: u64) -> u64 {
+        let ago = Duration::from_nanos(self.core.now().saturating_sub(mono_ns));
+        SystemTime::now()
+            .checked_sub(ago)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+impl<S: FlowStore> Core<S> {
+    fn now(&self) -> u64 {
+        (self.config.clock)()
+    }
+
+    fn open(&mut self, params: OpenParams) -> Result<OpenReply, CommandError> {
         if params
             .owner
             .as_ref()
@@ -448,31 +956,9 @@ impl<S: FlowStore> Controller<S> {
         })
     }
 
-    /// Observes one signaling packet and applies what it implies; records
-    /// the setup latency when it opened something.
-    pub fn on_signaling(&mut self, packet: Result<SignalingPacket, PacketError>) {
-        let now = self.now();
-        match packet {
-            Ok(pkt) => {
-                let intents = self.feed.on_packet(&pkt, now);
-                if self.apply(intents) > 0 {
-                    self.latency
-                        .record(self.now().saturating_sub(pkt.received_at));
-                }
-            }
-            Err(e) => self.feed.on_undecodable(&e, now),
-        }
-    }
-
-    /// Runs the call timers that are due.
-    pub fn call_timers(&mut self) {
-        let intents = self.feed.tick(self.now());
-        self.apply(intents);
-    }
-
-    /// Executes intents; returns how many opens succeeded.
-    fn apply(&mut self, intents: Vec<Intent>) -> usize {
-        let mut opened = 0;
+    /// Executes intents from `source`.
+    fn apply(&mut self, intents: Vec<Intent>, source: Source) -> Applied {
+        let mut out = Applied::default();
         for intent in intents {
             match intent {
                 Intent::Open {
@@ -480,23 +966,29 @@ impl<S: FlowStore> Controller<S> {
                     a,
                     b,
                     idle_timeout,
-                } => match self.open_signaled(&owner, a, b, idle_timeout) {
-                    Ok(()) => opened += 1,
-                    Err(e) => self.open_failed(&owner, a, b, e),
-                },
+                } => {
+                    let tag = owner_tag(&owner, source);
+                    match self.open_signaled(&tag, a, b, idle_timeout) {
+                        Ok(()) => out.opened += 1,
+                        Err(e) => {
+                            out.failures.push(e.to_string());
+                            self.open_failed(&tag, a, b, e);
+                        }
+                    }
+                }
                 Intent::Close { owner, a, b, cause } => self.close_signaled(&owner, a, b, cause),
                 // Counted and logged by the feed.
                 Intent::Refused { .. } => {}
             }
         }
-        opened
+        out
     }
 
     fn open_signaled(
         &mut self,
-        owner: &Owner,
-        a: std::net::SocketAddr,
-        b: std::net::SocketAddr,
+        owner: &str,
+        a: SocketAddr,
+        b: SocketAddr,
         idle: Duration,
     ) -> Result<(), CommandError> {
         let pair = Pair::new(Endpoint::new(a)?, Endpoint::new(b)?, false)?;
@@ -510,13 +1002,7 @@ impl<S: FlowStore> Controller<S> {
         Ok(())
     }
 
-    fn open_failed(
-        &mut self,
-        owner: &Owner,
-        a: std::net::SocketAddr,
-        b: std::net::SocketAddr,
-        e: CommandError,
-    ) {
+    fn open_failed(&mut self, owner: &str, a: SocketAddr, b: SocketAddr, e: CommandError) {
         let now = self.now();
         let full = matches!(
             e,
@@ -537,39 +1023,46 @@ impl<S: FlowStore> Controller<S> {
         }
     }
 
-    fn close_signaled(
-        &mut self,
-        owner: &Owner,
-        a: std::net::SocketAddr,
-        b: std::net::SocketAddr,
-        cause: CloseCause,
-    ) {
+    /// Releases `owner`'s claim; the pinhole carries the owner's `sip:` or,
+    /// for a call a proxy drives, its `ng:` tag.
+    fn close_signaled(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, cause: CloseCause) {
         let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
             return;
         };
-        match self.table.release(ea, eb, &Some(owner.to_string())) {
+        let ng = Some(owner_tag(owner, Source::Ng));
+        let tag = match self.table.find(ea, eb) {
+            Some(p) if p.is_held_by(&ng) => ng,
+            _ => Some(owner_tag(owner, Source::Observed)),
+        };
+        match self.table.release(ea, eb, &tag) {
             Ok(r) => {
                 let removed = self.apply_removes(&r.ops);
-                info!(id = %r.pinhole.id, %a, %b, %owner, cause = cause.name(), closed = r.closed,
+                info!(id = %r.pinhole.id, %a, %b, owner = tag.as_deref(), cause = cause.name(), closed = r.closed,
                     flows_removed = removed, "pinhole released");
             }
             // Expired or force-closed earlier, or never opened (map full).
-            Err(e) => debug!(%owner, cause = cause.name(), "signaled close: {e}"),
+            Err(e) => debug!(
+                owner = tag.as_deref(),
+                cause = cause.name(),
+                "signaled close: {e}"
+            ),
         }
     }
 
-    /// Expires idle pinholes, runs call timers, forgets idle TCP streams and
-    /// retries failed removals.
-    pub fn tick(&mut self) {
+    /// Closes the pinholes idle past their timeout.
+    fn expire(&mut self) {
         let now = self.now();
-        let Controller { table, store, .. } = self;
+        let Core { table, store, .. } = self;
         let expired = table.expire(now, |k| last_seen(store, k));
         for (p, ops) in expired {
             self.apply_removes(&ops);
             let idle = now.saturating_sub(p.active_ns) / NS_PER_SEC;
             info!(id = %p.id, a = %p.pair.a(), b = %p.pair.b(), idle_secs = idle, "pinhole expired");
         }
-        self.call_timers();
+    }
+
+    /// Retries removals that failed.
+    fn retry_removals(&mut self) {
         if !self.pending_removals.is_empty() {
             let pending = std::mem::take(&mut self.pending_removals);
             for k in pending {
@@ -580,14 +1073,45 @@ impl<S: FlowStore> Controller<S> {
         }
     }
 
-    /// The pinholes with their traffic.
-    pub fn list(&self) -> Result<ListReply, CommandError> {
-        let now = self.now();
-        let mut pinholes = Vec::with_capacity(self.table.len());
-        for p in self.table.iter() {
-            pinholes.push(self.describe(p, now)?);
+    /// Packets and bytes of the flow `src` → `dst` (zero if it has none).
+    fn flow_totals(&self, src: SocketAddr, dst: SocketAddr) -> Totals {
+        let (Ok(s), Ok(d)) = (Endpoint::new(src), Endpoint::new(dst)) else {
+            return Totals::default();
+        };
+        match self.store.get(&flow_key(s, d)) {
+            Ok(Some(st)) => Totals {
+                packets: st.packets,
+                bytes: st.bytes,
+            },
+            Ok(None) => Totals::default(),
+            Err(e) => {
+                warn!(%src, %dst, "reading flow stats failed: {e}");
+                Totals::default()
+            }
         }
-        Ok(ListReply { pinholes })
+    }
+
+    /// The metrics numbers the table and the map know, with the given
+    /// signaling counts and refusals.
+    fn snapshot(
+        &self,
+        signaling: Vec<SignalingCount>,
+        refusals: Vec<(&'static str, u64)>,
+    ) -> Snapshot {
+        let verdicts = self.store.counters().unwrap_or_else(|e| {
+            warn!("reading the verdict counters failed: {e}");
+            [Counter::default(); Reason::COUNT as usize]
+        });
+        Snapshot {
+            verdicts,
+            pinholes_open: self.table.len() as u64,
+            calls_active: 0,
+            rtsp_sessions_active: 0,
+            flows_used: self.table.flows_used() as u64,
+            flows_capacity: self.table.capacity() as u64,
+            signaling,
+            refusals,
+        }
     }
 
     fn describe(&self, p: &Pinhole, now: u64) -> Result<PinholeInfo, CommandError> {
@@ -624,77 +1148,6 @@ impl<S: FlowStore> Controller<S> {
             owners,
             flows,
         })
-    }
-
-    /// Verdict counters, table usage and signaling counters.
-    pub fn stats(&self) -> Result<StatsReply, CommandError> {
-        let totals = self.store.counters()?;
-        let counters = Reason::ALL
-            .iter()
-            .map(|r| {
-                let c = totals[*r as usize];
-                (
-                    r.name().to_string(),
-                    CounterInfo {
-                        packets: c.packets,
-                        bytes: c.bytes,
-                    },
-                )
-            })
-            .collect();
-        Ok(StatsReply {
-            counters,
-            flows: FlowUsage {
-                used: self.table.flows_used(),
-                capacity: self.table.capacity(),
-            },
-            pinholes: self.table.len(),
-            rejected_full: self.table.rejected_full(),
-            expired: self.table.expired(),
-            signaling: self.signaling_stats(),
-        })
-    }
-
-    fn signaling_stats(&self) -> SignalingStats {
-        let feed = self.feed.counters();
-        let calls = self.feed.calls();
-        let cc = calls.counters();
-        let us = |ns: Option<u64>| ns.map_or(0.0, |v| (v as f64 / 100.0).round() / 10.0);
-        SignalingStats {
-            mode: if self.config.signaling_inline {
-                "inline"
-            } else {
-                "off"
-            }
-            .into(),
-            packets: feed.packets,
-            sip_messages: feed.sip_messages,
-            rtsp_messages: feed.rtsp_messages,
-            parse_errors: feed.parse_errors,
-            calls_active: (calls.active_calls() + calls.active_sessions()) as u64,
-            calls_opened: cc.calls_opened + cc.sessions_opened,
-            calls_closed: cc.calls_closed.iter().sum(),
-            refused: RefusedStats {
-                untrusted: cc.refused(Refusal::UntrustedSignaling),
-                third_party_media: cc.refused(Refusal::ThirdPartyMedia),
-                call_cap: cc.refused(Refusal::PerCallCap),
-                peer_cap: cc.refused(Refusal::PerPeerCap),
-                map_full: self.applied.map_full,
-            },
-            setup_latency_us: LatencyStats {
-                count: self.latency.count(),
-                p50: us(self.latency.quantile(0.5)),
-                p99: us(self.latency.quantile(0.99)),
-                max: us(Some(self.latency.max())),
-            },
-            tcp_streams: self.feed.tcp_streams() as u64,
-            detail: serde_json::json!({
-                "calls": cc,
-                "streams_refused": feed.streams_refused,
-                "ignored_packets": feed.ignored,
-                "apply_failed": self.applied.failed,
-            }),
-        }
     }
 
     /// Applies removes; returns how many entries were removed or queued.
@@ -990,7 +1443,7 @@ mod tests {
         );
 
         // A failure while upgrading an existing pinhole leaves it as it was.
-        c.store.fail_inserts_after = Some(2);
+        c.core.store.fail_inserts_after = Some(2);
         c.open(params("192.0.2.1:4000", "198.51.100.2:10000", false, None))
             .unwrap();
         let err = c
@@ -1025,24 +1478,24 @@ mod tests {
         let mut c = Controller::new(FakeStore::new(64), fx.config);
         c.open(params("192.0.2.1:4000", "198.51.100.2:10000", false, None))
             .unwrap();
-        c.store.fail_removes = true;
+        c.core.store.fail_removes = true;
         c.close(ep("192.0.2.1:4000"), ep("198.51.100.2:10000"))
             .unwrap();
         assert_eq!(c.store().flows.len(), 2, "removal failed");
         c.tick();
         assert_eq!(c.store().flows.len(), 2, "still failing");
-        c.store.fail_removes = false;
+        c.core.store.fail_removes = false;
         c.tick();
         assert!(c.store().flows.is_empty(), "retried on tick");
-        assert!(c.pending_removals.is_empty());
+        assert!(c.core.pending_removals.is_empty());
 
         // A pending flow that is reopened before the retry is kept.
         c.open(params("192.0.2.1:4000", "198.51.100.2:10000", false, None))
             .unwrap();
-        c.store.fail_removes = true;
+        c.core.store.fail_removes = true;
         c.close(ep("192.0.2.1:4000"), ep("198.51.100.2:10000"))
             .unwrap();
-        c.store.fail_removes = false;
+        c.core.store.fail_removes = false;
         c.open(params("192.0.2.1:4000", "198.51.100.2:10000", false, None))
             .unwrap();
         c.tick();
@@ -1059,7 +1512,7 @@ mod tests {
         let t0 = fx.now.load(Ordering::SeqCst);
         // Traffic A->B at t0+8.
         let k = flow_key(ep("192.0.2.1:4000"), ep("198.51.100.2:10000"));
-        *c.store.flows.get_mut(&k).unwrap() = FlowStats {
+        *c.core.store.flows.get_mut(&k).unwrap() = FlowStats {
             packets: 3,
             bytes: 300,
             last_seen_ns: t0 + 8 * S,
@@ -1369,7 +1822,7 @@ mod tests {
         // The call ends: its open pair closes, the refused one is not an error.
         c.on_signaling(Ok(udp(ALICE, BOB, &bye(call), 0)));
         let now = c.feed().next_deadline().unwrap();
-        c.config.clock = Arc::new(move || now);
+        c.core.config.clock = Arc::new(move || now);
         c.call_timers();
         assert!(c.table().is_empty());
         assert_eq!(c.applied().failed, 0);
@@ -1490,5 +1943,292 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(handle.stats().await.unwrap().signaling.calls_closed, 1);
+    }
+
+    // ---- ng, calls, metrics ----------------------------------------------
+
+    use crate::ng::bencode::{self, Value};
+
+    /// One ng request through the controller; the decoded reply.
+    fn ng(c: &mut Controller<FakeStore>, cookie: &str, req: Value) -> Value {
+        let mut datagram = format!("{cookie} ").into_bytes();
+        datagram.extend(req.encode());
+        let at = c.now();
+        let reply = c
+            .on_ng("127.0.0.1:40000".parse().unwrap(), &datagram, at)
+            .expect("a reply");
+        let body = reply
+            .strip_prefix(format!("{cookie} ").as_bytes())
+            .expect("the cookie is echoed");
+        bencode::decode(body).unwrap()
+    }
+
+    fn offer_answer(cmd: &str, call: &str, to_tag: Option<&str>, sdp: &str) -> Value {
+        let mut entries = vec![
+            ("command", Value::str(cmd)),
+            ("call-id", Value::str(call)),
+            ("from-tag", Value::str("ft")),
+            ("sdp", Value::str(sdp)),
+        ];
+        if let Some(t) = to_tag {
+            entries.push(("to-tag", Value::str(t)));
+        }
+        Value::dict(entries)
+    }
+
+    fn ng_fixture() -> (Fixture, Controller<FakeStore>) {
+        let mut fx = fixture(64, 300);
+        fx.config.ng = Some(crate::ng::NgConfig::default());
+        fx.config.metrics = Some(Arc::new(Metrics::new()));
+        let c = Controller::new(FakeStore::new(64), fx.config.clone());
+        (fx, c)
+    }
+
+    #[test]
+    fn ng_offer_answer_query_delete_drive_pinholes_with_ng_owner_tags() {
+        let (fx, mut c) = ng_fixture();
+        let call = "ng-1@proxy";
+        let owner = format!("ng:{call};from-tag=ft");
+        let r = ng(&mut c, "1", Value::dict([("command", Value::str("ping"))]));
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("pong"));
+
+        let r = ng(
+            &mut c,
+            "2",
+            offer_answer("offer", call, None, &sdp("192.0.2.10", 10000)),
+        );
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"), "{r:?}");
+        assert!(c.table().is_empty(), "an offer alone opens nothing");
+        let r = ng(
+            &mut c,
+            "3",
+            offer_answer("answer", call, Some("tt"), &sdp("198.51.100.20", 20000)),
+        );
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"), "{r:?}");
+        assert_eq!(
+            r.get("sdp").and_then(Value::as_str),
+            Some(sdp("198.51.100.20", 20000).as_str()),
+            "the SDP comes back unchanged"
+        );
+        let want = vec![
+            (
+                "192.0.2.10:10000".to_string(),
+                "198.51.100.20:20000".to_string(),
+                vec![owner.clone()],
+            ),
+            (
+                "192.0.2.10:10001".to_string(),
+                "198.51.100.20:20001".to_string(),
+                vec![owner.clone()],
+            ),
+        ];
+        assert_eq!(pinholes(&c), want);
+        assert_eq!(c.store().flows.len(), 4);
+        assert_consistent(&c);
+        assert_eq!(c.latency().count(), 1, "the answer's setup latency");
+
+        // Traffic on the RTP pair shows in query and in `calls`.
+        let k = flow_key(ep("192.0.2.10:10000"), ep("198.51.100.20:20000"));
+        c.core.store.flows.get_mut(&k).unwrap().packets = 7;
+        c.core.store.flows.get_mut(&k).unwrap().bytes = 700;
+        let q = ng(
+            &mut c,
+            "4",
+            Value::dict([
+                ("command", Value::str("query")),
+                ("call-id", Value::str(call)),
+            ]),
+        );
+        let rtp = q.get("totals").and_then(|t| t.get("RTP")).unwrap();
+        assert_eq!(rtp.get("packets").and_then(Value::as_int), Some(7), "{q:?}");
+        let calls = c.calls();
+        assert_eq!(calls.calls.len(), 1);
+        let e = &calls.calls[0];
+        assert_eq!(
+            (
+                e.kind.as_str(),
+                e.call_id.as_str(),
+                e.tag.as_str(),
+                e.owner.as_str()
+            ),
+            ("ng", call, "ft", owner.as_str())
+        );
+        assert_eq!(
+            (e.state.as_str(), e.packets, e.bytes),
+            ("confirmed", 7, 700)
+        );
+        assert_eq!(e.streams.len(), 2);
+        assert_eq!(
+            (
+                e.streams[0].kind.as_str(),
+                e.streams[0].a_to_b.packets,
+                e.streams[1].kind.as_str()
+            ),
+            ("rtp", 7, "rtcp")
+        );
+        let l = ng(&mut c, "5", Value::dict([("command", Value::str("list"))]));
+        assert_eq!(
+            l.get("calls").and_then(Value::as_list).map(|v| v.len()),
+            Some(1)
+        );
+
+        // Metrics: scraped numbers come from the controller.
+        c.refresh_metrics();
+        let text = c.metrics.as_ref().unwrap().encode();
+        for line in [
+            "pinhole_pinholes_open 2",
+            "pinhole_calls_active 1",
+            "pinhole_flows_used 4",
+            "pinhole_flows_capacity 64",
+            "pinhole_signaling_messages_total{kind=\"ng\",outcome=\"ok\"} 5",
+            "pinhole_setup_latency_seconds_count 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+
+        // A retransmitted delete runs once; delete-delay 0 closes at once.
+        let del = Value::dict([
+            ("command", Value::str("delete")),
+            ("call-id", Value::str(call)),
+            ("from-tag", Value::str("ft")),
+            ("delete-delay", Value::Int(0)),
+        ]);
+        let r = ng(&mut c, "6", del.clone());
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"), "{r:?}");
+        assert!(c.table().is_empty());
+        assert!(c.store().flows.is_empty());
+        assert_eq!(ng(&mut c, "6", del), r, "the cached reply");
+        let r = ng(
+            &mut c,
+            "7",
+            Value::dict([
+                ("command", Value::str("query")),
+                ("call-id", Value::str(call)),
+            ]),
+        );
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("error"));
+        let _ = fx;
+    }
+
+    #[test]
+    fn ng_delete_delay_and_observed_calls_keep_their_own_tags() {
+        let (fx, mut c) = ng_fixture();
+        c.core.config.signaling_inline = true;
+        // An observed SIP call and an ng call on the same pair share it.
+        let sip_call = "obs-1@192.0.2.10";
+        c.on_signaling(Ok(udp(ALICE, BOB, &invite(sip_call, 10000), 0)));
+        c.on_signaling(Ok(udp(BOB, ALICE, &ok200(sip_call, 20000), 0)));
+        let call = "ng-2@proxy";
+        ng(
+            &mut c,
+            "1",
+            offer_answer("offer", call, None, &sdp("192.0.2.10", 10000)),
+        );
+        ng(
+            &mut c,
+            "2",
+            offer_answer("answer", call, Some("tt"), &sdp("198.51.100.20", 20000)),
+        );
+        assert_eq!(c.table().len(), 2);
+        assert!(c.table().iter().all(|p| p.owner_names().count() == 2));
+        let kinds: Vec<String> = c.calls().calls.iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(kinds, ["ng", "sip"]);
+
+        // delete with a 5 s delay: still open, then closed by the timer;
+        // the observed call keeps the pairs.
+        let r = ng(
+            &mut c,
+            "3",
+            Value::dict([
+                ("command", Value::str("delete")),
+                ("call-id", Value::str(call)),
+                ("delete-delay", Value::Int(5)),
+            ]),
+        );
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"), "{r:?}");
+        assert!(c.table().iter().all(|p| p.owner_names().count() == 2));
+        fx.now.fetch_add(5 * S, Ordering::SeqCst);
+        c.call_timers();
+        assert_eq!(
+            pinholes(&c)[0].2,
+            owners(sip_call),
+            "only the ng claim went"
+        );
+        assert_eq!(c.table().len(), 2);
+        assert_consistent(&c);
+    }
+
+    #[test]
+    fn ng_errors_and_ng_off() {
+        let (_fx, mut c) = ng_fixture();
+        for (i, (req, reason)) in [
+            (
+                Value::dict([("command", Value::str("frobnicate"))]),
+                "frobnicate",
+            ),
+            (
+                offer_answer("answer", "nope", Some("tt"), &sdp("198.51.100.20", 20000)),
+                "nknown call",
+            ),
+            (offer_answer("offer", "x", None, "not sdp"), "SDP"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let r = ng(&mut c, &format!("e{i}"), req);
+            assert_eq!(
+                r.get("result").and_then(Value::as_str),
+                Some("error"),
+                "{r:?}"
+            );
+            let why = r.get("error-reason").and_then(Value::as_str).unwrap();
+            assert!(why.contains(reason), "{why}");
+        }
+        let at = c.now();
+        let r = c
+            .on_ng("127.0.0.1:1".parse().unwrap(), b"c1 d3:foo", at)
+            .unwrap();
+        assert!(
+            r.starts_with(b"c1 d12:error-reason") && r.ends_with(b"6:result5:errore"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+        // Outside the allow-list: no reply.
+        assert!(c
+            .on_ng("192.0.2.9:1".parse().unwrap(), b"c2 d7:command4:pinge", at)
+            .is_none());
+        // Without --ng-listen there is no ng service.
+        let fx = fixture(4, 30);
+        let mut off = Controller::new(FakeStore::new(4), fx.config);
+        assert!(off
+            .on_ng("127.0.0.1:1".parse().unwrap(), b"c d7:command4:pinge", 0)
+            .is_none());
+    }
+
+    #[test]
+    fn rtsp_sessions_show_in_calls_from_their_pinholes() {
+        let fx = fixture(64, 30);
+        let mut c = Controller::new(FakeStore::new(64), fx.config);
+        let owner = "rtsp:198.51.100.20:554;session=12345678";
+        c.open(OpenParams {
+            owner: Some(owner.into()),
+            ..params("192.0.2.10:5000", "198.51.100.20:6970", false, None)
+        })
+        .unwrap();
+        let calls = c.calls().calls;
+        assert_eq!(calls.len(), 1);
+        let e = &calls[0];
+        assert_eq!(
+            (
+                e.kind.as_str(),
+                e.call_id.as_str(),
+                e.tag.as_str(),
+                e.owner.as_str()
+            ),
+            ("rtsp", "12345678", "198.51.100.20:554", owner)
+        );
+        assert_eq!(e.streams.len(), 1);
+        assert_eq!(e.streams[0].a.to_string(), "192.0.2.10:5000");
+        assert!(e.last_signal_secs.is_none());
     }
 }

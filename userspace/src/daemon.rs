@@ -1,80 +1,148 @@
-//! `pinhole run`: load and attach, serve the control socket, and on
+//! `pinhole run`: load and attach, serve the control socket (and, when
+//! configured, the ng protocol and the metrics endpoint), and on
 //! SIGINT/SIGTERM detach and clean up.
 
-use std::path::Path;
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use anyhow::Context as _;
-use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info};
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    signal::unix::{signal, SignalKind},
+    task::JoinHandle,
+};
+use tracing::{error, info, warn};
 
 use crate::{
-    calls::CallConfig,
     capture::{
         feed::FeedConfig,
         nfqueue::{QueueOptions, DEFAULT_QUEUE_MAX_LEN},
         rules::RuleSpec,
         Capture,
     },
-    cli::{RunArgs, SignalingArg},
+    cli::RunArgs,
+    config::{self, RunSettings, SignalingMode},
     control::{ensure_not_running, ControlServer},
-    controller::{self, ControllerConfig, KernelStore},
+    controller::{self, ControllerConfig, ControllerHandle, KernelStore},
     error::ConfigError,
     loader::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
+    metrics::{self, Metrics},
+    ng,
 };
 
-/// The signaling feed's settings from the command line. Refuses a port in
-/// both lists and a SIP port inside a media range (XDP would drop its UDP).
-pub fn feed_config(args: &RunArgs) -> Result<FeedConfig, ConfigError> {
+/// The settings `pinhole run` runs with: the `--config` file (if any) with
+/// the flags over it, validated. Every problem is reported, on one line:
+/// those in the file as `FILE:LINE:COL: message`, the others naming their
+/// flag or key.
+pub fn settings(control: Option<&Path>, args: &RunArgs) -> Result<RunSettings, ConfigError> {
+    let file = match &args.config {
+        Some(path) => Some(config::load(path).map_err(|errors| {
+            ConfigError::Invalid(config::render(path, &errors).replace('\n', "; "))
+        })?),
+        None => None,
+    };
+    config::resolve(file, args.options(control)).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| match &args.config {
+                Some(path) if e.line > 0 => config::render(path, std::slice::from_ref(e)),
+                _ => e.message.clone(),
+            })
+            .collect();
+        ConfigError::Invalid(lines.join("; "))
+    })
+}
+
+/// The signaling feed's settings (ports deduplicated; conflicts were
+/// refused when the settings were resolved).
+pub fn feed_config(s: &RunSettings) -> FeedConfig {
     let dedup = |ports: &[u16]| {
         let mut v = ports.to_vec();
         v.sort_unstable();
         v.dedup();
         v
     };
-    let sip_ports = dedup(&args.sip_ports);
-    let rtsp_ports = dedup(&args.rtsp_ports);
-    if let Some(p) = sip_ports.iter().find(|p| rtsp_ports.contains(p)) {
-        return Err(ConfigError::SignalingPortTwice(*p));
-    }
-    for p in &sip_ports {
-        if let Some(r) = args.media_ports.iter().find(|r| (r.lo..=r.hi).contains(p)) {
-            return Err(ConfigError::SignalingPortInMedia {
-                port: *p,
-                range: format!("{}-{}", r.lo, r.hi),
-            });
-        }
-    }
-    let secs = std::time::Duration::from_secs;
-    let defaults = CallConfig::default();
-    let calls = CallConfig {
-        trusted_signaling: if args.trusted_signaling.is_empty() {
-            defaults.trusted_signaling.clone()
-        } else {
-            args.trusted_signaling.clone()
-        },
-        media_relay: args.media_relay.clone(),
-        max_pairs_per_call: args.max_pinholes_per_call as usize,
-        max_calls_per_peer: args.max_calls_per_peer as usize,
-        bye_grace: secs(args.bye_grace),
-        max_lifetime: secs(args.max_call_lifetime),
-        idle_timeout: secs(args.call_idle),
-        ..defaults
-    };
-    Ok(FeedConfig {
-        sip_ports,
-        rtsp_ports,
-        calls,
+    FeedConfig {
+        sip_ports: dedup(&s.sip_ports),
+        rtsp_ports: dedup(&s.rtsp_ports),
+        calls: s.call_config(),
         ..FeedConfig::default()
-    })
+    }
+}
+
+async fn bind_udp(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
+    UdpSocket::bind(addr)
+        .await
+        .with_context(|| format!("binding the ng listener on {addr} (--ng-listen)"))
+}
+
+async fn bind_tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics listener on {addr} (--metrics-listen)"))
+}
+
+/// Serves the ng protocol on `socket` through the controller.
+fn spawn_ng(socket: UdpSocket, handle: ControllerHandle) -> JoinHandle<std::io::Result<()>> {
+    tokio::spawn(ng::serve_udp(socket, move |peer, datagram| {
+        let handle = handle.clone();
+        let received_at = crate::clock::monotonic_ns();
+        async move {
+            handle
+                .ng(peer, datagram, received_at)
+                .await
+                .unwrap_or_default()
+        }
+    }))
+}
+
+/// Serves `/metrics`, refreshed by the controller before each scrape.
+fn spawn_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    handle: ControllerHandle,
+) -> JoinHandle<std::io::Result<()>> {
+    tokio::spawn(metrics::serve(listener, metrics, move || {
+        let handle = handle.clone();
+        async move {
+            // A stopped controller leaves the last numbers; the daemon is
+            // shutting down then anyway.
+            let _ = handle.refresh_metrics().await;
+        }
+    }))
+}
+
+/// Waits for an optional task; never returns without one.
+async fn join(task: &mut Option<JoinHandle<std::io::Result<()>>>) -> String {
+    match task {
+        Some(t) => match t.await {
+            Ok(Ok(())) => "stopped".into(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs the daemon until a signal; returns after a clean detach.
-pub async fn run(args: RunArgs, control: &Path) -> anyhow::Result<()> {
+pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // Everything that can be checked without privileges first.
-    let config = build_config(&args.media_ports, args.fragments.into())?;
-    let feed = feed_config(&args)?;
-    let interfaces = resolve_interfaces(&args.ifaces)?;
+    let control = s.control.as_path();
+    let config = build_config(&s.media_ports, s.fragments.into())?;
+    let feed = feed_config(&s);
+    let interfaces = resolve_interfaces(&s.interfaces)?;
     ensure_not_running(control)?;
+    if s.keep_pinned {
+        warn!("keep_pinned is not supported yet: the filter is removed on exit");
+    }
+    // The listeners next, so a busy port fails before the filter is loaded.
+    let ng_socket = match s.ng_listen {
+        Some(addr) => Some(bind_udp(addr).await?),
+        None => None,
+    };
+    let metrics_listener = match s.metrics_listen {
+        Some(addr) => Some(bind_tcp(addr).await?),
+        None => None,
+    };
 
     // Before ready: a signal right after the socket appears must not kill us.
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -82,16 +150,16 @@ pub async fn run(args: RunArgs, control: &Path) -> anyhow::Result<()> {
 
     let mut datapath = Datapath::load(&LoadOptions {
         interfaces,
-        mode: args.xdp_mode.into(),
+        mode: s.xdp_mode.into(),
         config,
-        max_flows: args.max_pinholes,
+        max_flows: s.max_pinholes,
     })?;
     let log_pump = match datapath.take_logger() {
         Some(logger) => Some(spawn_log_pump(logger).context("reading eBPF logs")?),
         None => None,
     };
     let (flows, counters) = datapath.take_maps()?;
-    let ranges: Vec<String> = args
+    let ranges: Vec<String> = s
         .media_ports
         .iter()
         .map(|r| format!("{}-{}", r.lo, r.hi))
@@ -99,17 +167,19 @@ pub async fn run(args: RunArgs, control: &Path) -> anyhow::Result<()> {
     info!(
         interfaces = ?datapath.interfaces().collect::<Vec<_>>(),
         media_ports = %ranges.join(","),
-        fragments = ?args.fragments,
-        max_flows = args.max_pinholes,
-        default_idle_secs = args.default_idle,
+        fragments = ?s.fragments,
+        max_flows = s.max_pinholes,
+        default_idle_secs = s.default_idle,
         "filter loaded"
     );
 
-    let inline = args.signaling == SignalingArg::Inline;
-    let mut controller_config =
-        ControllerConfig::new(args.max_pinholes as usize, args.default_idle);
+    let inline = s.signaling == SignalingMode::Inline;
+    let metrics = metrics_listener.as_ref().map(|_| Arc::new(Metrics::new()));
+    let mut controller_config = ControllerConfig::new(s.max_pinholes as usize, s.default_idle);
     controller_config.feed = feed.clone();
     controller_config.signaling_inline = inline;
+    controller_config.ng = ng_socket.as_ref().map(|_| s.ng_config());
+    controller_config.metrics = metrics.clone();
     let (handle, mut controller_task) =
         controller::spawn(KernelStore { flows, counters }, controller_config);
 
@@ -120,24 +190,36 @@ pub async fn run(args: RunArgs, control: &Path) -> anyhow::Result<()> {
             interfaces: datapath.interfaces().map(str::to_string).collect(),
             sip_ports: feed.sip_ports.clone(),
             rtsp_ports: feed.rtsp_ports.clone(),
-            queue_num: args.queue_num,
+            queue_num: s.queue_num,
         };
         let queue = QueueOptions {
-            queue_num: args.queue_num,
+            queue_num: s.queue_num,
             max_len: DEFAULT_QUEUE_MAX_LEN,
         };
         let capture = Capture::start(&spec, queue, handle.sink())?;
         info!(
-            sip_ports = ?feed.sip_ports, rtsp_ports = ?feed.rtsp_ports, queue = args.queue_num,
+            sip_ports = ?feed.sip_ports, rtsp_ports = ?feed.rtsp_ports, queue = s.queue_num,
             trusted = ?feed.calls.trusted_signaling.iter().map(ToString::to_string).collect::<Vec<_>>(),
             media_relay = ?feed.calls.media_relay.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            call_idle_secs = args.call_idle, bye_grace_secs = args.bye_grace,
+            call_idle_secs = s.call_idle, bye_grace_secs = s.bye_grace,
             "inline signaling on"
         );
         Some(capture)
     } else {
-        info!("signaling off: only the control API opens pinholes");
+        info!("signaling off: only the control API and the ng protocol open pinholes");
         None
+    };
+    let mut ng_task = ng_socket.map(|socket| {
+        let allow: Vec<String> = s.ng_allow.iter().map(ToString::to_string).collect();
+        info!(listen = ?s.ng_listen, allow = ?allow, "ng protocol listening");
+        spawn_ng(socket, handle.clone())
+    });
+    let mut metrics_task = match (metrics_listener, metrics) {
+        (Some(listener), Some(metrics)) => {
+            info!(listen = ?s.metrics_listen, "metrics at /metrics");
+            Some(spawn_metrics(listener, metrics, handle.clone()))
+        }
+        _ => None,
     };
     let server = ControlServer::bind(control)?;
     info!(control = %control.display(), "ready");
@@ -147,6 +229,8 @@ pub async fn run(args: RunArgs, control: &Path) -> anyhow::Result<()> {
         _ = sigterm.recv() => { info!("SIGTERM received, shutting down"); Ok(()) }
         _ = sigint.recv() => { info!("SIGINT received, shutting down"); Ok(()) }
         () = server.serve(handle) => Err(anyhow::anyhow!("the control server stopped unexpectedly")),
+        e = join(&mut ng_task) => Err(anyhow::anyhow!("the ng listener stopped: {e}")),
+        e = join(&mut metrics_task) => Err(anyhow::anyhow!("the metrics listener stopped: {e}")),
         r = &mut controller_task => {
             controller_done = true;
             Err(anyhow::anyhow!("the controller stopped unexpectedly: {r:?}"))
@@ -155,9 +239,13 @@ pub async fn run(args: RunArgs, control: &Path) -> anyhow::Result<()> {
     if let Err(e) = &outcome {
         error!("{e}");
     }
-    // The serve future is gone (no more connections). Remove the signaling
-    // rules first (nothing more is queued), stop the controller, then remove
-    // the socket and detach.
+    // The serve future is gone (no more connections). Stop the listeners,
+    // remove the signaling rules (nothing more is queued), stop the
+    // controller, then remove the socket and detach.
+    for task in [ng_task, metrics_task].into_iter().flatten() {
+        task.abort();
+        let _ = task.await;
+    }
     drop(capture);
     if !controller_done {
         controller_task.abort();
@@ -182,35 +270,38 @@ mod tests {
         error::{exit_code, EXIT_BAD_INPUT},
     };
 
-    fn run_args(extra: &[&str]) -> RunArgs {
+    fn resolved(extra: &[&str]) -> Result<RunSettings, ConfigError> {
         let args = ["pinhole", "run", "--iface", "lo"].iter().chain(extra);
-        match Cli::try_parse_from(args).unwrap().command {
-            Command::Run(r) => r,
+        let cli = Cli::try_parse_from(args).unwrap();
+        match &cli.command {
+            Command::Run(r) => settings(cli.control.as_deref(), r),
             _ => unreachable!(),
         }
     }
 
     #[test]
-    fn feed_config_maps_the_cli_into_the_call_policy() {
-        let f = feed_config(&run_args(&[
-            "--sip-ports",
-            "5080,5060,5060",
-            "--trusted-signaling",
-            "192.0.2.0/24",
-            "--media-relay",
-            "203.0.113.0/28",
-            "--call-idle",
-            "7",
-            "--bye-grace",
-            "0",
-            "--max-call-lifetime",
-            "60",
-            "--max-pinholes-per-call",
-            "3",
-            "--max-calls-per-peer",
-            "2",
-        ]))
-        .unwrap();
+    fn feed_config_maps_the_settings_into_the_call_policy() {
+        let f = feed_config(
+            &resolved(&[
+                "--sip-ports",
+                "5080,5060",
+                "--trusted-signaling",
+                "192.0.2.0/24",
+                "--media-relay",
+                "203.0.113.0/28",
+                "--call-idle",
+                "7",
+                "--bye-grace",
+                "0",
+                "--max-call-lifetime",
+                "60",
+                "--max-pinholes-per-call",
+                "3",
+                "--max-calls-per-peer",
+                "2",
+            ])
+            .unwrap(),
+        );
         assert_eq!(f.sip_ports, [5060, 5080]);
         assert_eq!(f.rtsp_ports, [554, 7070, 8554]);
         let c = &f.calls;
@@ -220,7 +311,7 @@ mod tests {
         assert_eq!((c.bye_grace.as_secs(), c.max_lifetime.as_secs()), (0, 60));
         assert_eq!((c.max_pairs_per_call, c.max_calls_per_peer), (3, 2));
         // No --trusted-signaling: any.
-        let f = feed_config(&run_args(&[])).unwrap();
+        let f = feed_config(&resolved(&[]).unwrap());
         assert!(f.calls.is_trusted(
             "198.51.100.1".parse().unwrap(),
             "2001:db8::1".parse().unwrap()
@@ -228,21 +319,61 @@ mod tests {
     }
 
     #[test]
-    fn conflicting_ports_are_bad_input() {
+    fn conflicting_settings_are_bad_input() {
         let cases: &[(&[&str], &str)] = &[
             (
                 &["--sip-ports", "5060,554"],
-                "port 554 is both a --sip-ports and an --rtsp-ports port",
+                "invalid configuration: --rtsp-ports or `rtsp_ports` in [signaling]: port 554 is both a SIP and an RTSP port",
             ),
             (
                 &["--sip-ports", "15060"],
-                "signaling port 15060 lies in media port range 10000-20000",
+                "invalid configuration: --sip-ports: SIP port 15060 lies in media port range 10000-20000",
+            ),
+            (
+                &["--sip-ports", "5060,5060", "--ng-listen", "127.0.0.1:0"],
+                "invalid configuration: --sip-ports: port 5060 listed twice; --ng-listen: port 0",
             ),
         ];
         for (extra, want) in cases {
-            let err = anyhow::Error::from(feed_config(&run_args(extra)).unwrap_err());
+            let err = anyhow::Error::from(resolved(extra).unwrap_err());
             assert!(err.to_string().starts_with(want), "{err}");
             assert_eq!(exit_code(&err), EXIT_BAD_INPUT);
         }
+    }
+
+    #[test]
+    fn the_file_is_read_and_flags_override_it() {
+        let dir = std::env::temp_dir().join(format!("pinhole-daemon-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.toml");
+        std::fs::write(
+            &file,
+            "[filter]\ninterfaces = [\"eth9\"]\nmax_pinholes = 1024\n[ng]\nlisten = \"127.0.0.1:2223\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = resolved(&["--config", path, "--max-pinholes", "64"]).unwrap();
+        // --iface lo (from the helper) replaces the file's interfaces.
+        assert_eq!(s.interfaces, ["lo"]);
+        assert_eq!(s.max_pinholes, 64);
+        assert_eq!(s.ng_listen, Some("127.0.0.1:2223".parse().unwrap()));
+        std::fs::write(&file, "[filter]\nmax_pinholes = 1\nfrobnicate = 2\n").unwrap();
+        let err = resolved(&["--config", path]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "invalid configuration: {path}:3:1: unknown key `frobnicate` in [filter]; expected one of \
+                 interfaces, xdp_mode, media_ports, max_pinholes, fragments, default_idle"
+            )
+        );
+        std::fs::write(&file, "[filter]\nmax_pinholes = 1\n").unwrap();
+        let err = resolved(&["--config", path]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "invalid configuration: {path}:2:16: `max_pinholes` in [filter]: 1 out of range (2-16777216 flows)"
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

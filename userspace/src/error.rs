@@ -62,8 +62,13 @@ pub enum ConfigError {
     Capacity { given: u64, min: u64, max: u64 },
     #[error("port {0} is both a --sip-ports and an --rtsp-ports port")]
     SignalingPortTwice(u16),
-    #[error("signaling port {port} lies in media port range {range}; XDP would drop its UDP packets")]
+    #[error(
+        "signaling port {port} lies in media port range {range}; XDP would drop its UDP packets"
+    )]
     SignalingPortInMedia { port: u16, range: String },
+    /// The configuration file or the flags, with every problem found.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
 }
 
 /// Refusals of the pinhole table. None of them changes the table.

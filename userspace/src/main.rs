@@ -3,6 +3,7 @@ use std::{io::IsTerminal, process::ExitCode};
 use clap::{error::ErrorKind, Parser};
 use pinhole::{
     cli::{one_line_clap_error, Cli, Command},
+    config::{LogFormat, RunSettings},
     error::{exit_code, one_line, EXIT_BAD_INPUT},
 };
 use tracing_subscriber::EnvFilter;
@@ -17,7 +18,8 @@ fn main() -> ExitCode {
             }
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
                 eprintln!(
-                    "error: a subcommand is required: run, open, close, list or stats (see pinhole --help)"
+                    "error: a subcommand is required: run, open, close, list, stats, calls or \
+                     check-config (see pinhole --help)"
                 );
                 return ExitCode::from(EXIT_BAD_INPUT as u8);
             }
@@ -28,19 +30,35 @@ fn main() -> ExitCode {
         },
     };
 
-    // The daemon logs at info, the client commands only warnings.
-    let default = if matches!(cli.command, Command::Run(_)) {
-        "info"
-    } else {
-        "warn"
+    // `check-config` touches nothing and logs nothing.
+    if let Command::CheckConfig(args) = &cli.command {
+        return match pinhole::commands::check_config(&args.file) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(lines) => {
+                for line in lines {
+                    eprintln!("error: {line}");
+                }
+                ExitCode::from(EXIT_BAD_INPUT as u8)
+            }
+        };
+    }
+
+    // The daemon's settings (file and flags) decide its log format, so they
+    // are resolved before logging starts.
+    let settings = match &cli.command {
+        Command::Run(args) => match pinhole::daemon::settings(cli.control.as_deref(), args) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_BAD_INPUT as u8);
+            }
+        },
+        _ => None,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
-        )
-        .init();
+    init_logging(settings.as_ref());
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -52,11 +70,34 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(pinhole::commands::dispatch(cli)) {
+    let result = match settings {
+        Some(settings) => runtime.block_on(pinhole::daemon::run(settings)),
+        None => runtime.block_on(pinhole::commands::dispatch(cli)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::from(exit_code(&e) as u8)
         }
+    }
+}
+
+/// Logs to stderr through `tracing`: the daemon at info, the client commands
+/// only warnings (`RUST_LOG` overrides); text, or JSON lines for the daemon
+/// with `--log-format json`.
+fn init_logging(settings: Option<&RunSettings>) {
+    let default = if settings.is_some() { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match settings.map(|s| s.log_format) {
+        Some(LogFormat::Json) => builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        _ => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }

@@ -21,6 +21,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -250,8 +251,18 @@ impl Collector for SnapshotCollector {
 
 /// Serves `GET /metrics` (and `HEAD`) on `listener` until the task is
 /// dropped; any other path gets 404, another method on `/metrics` 405.
-/// Returns only if accepting fails for good.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+/// `refresh` runs before each `GET /metrics` is encoded, so the owner of
+/// the numbers can [`update_from`](Metrics::update_from) first. Returns only
+/// if accepting fails for good.
+pub async fn serve<R, F>(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    refresh: R,
+) -> std::io::Result<()>
+where
+    R: Fn() -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = slots
@@ -271,11 +282,18 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Res
             Err(e) => return Err(e),
         };
         let metrics = metrics.clone();
+        let refresh = refresh.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: Request<Incoming>| {
                 let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
+                let refresh = refresh.clone();
+                async move {
+                    if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                        refresh().await;
+                    }
+                    Ok::<_, Infallible>(respond(&metrics, &req))
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -430,8 +448,20 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = Arc::new(Metrics::new());
-        metrics.update_from(snapshot());
-        let server = tokio::spawn(serve(listener, metrics.clone()));
+        // Each scrape refreshes first: the numbers grow with every GET.
+        let scrapes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let refresh = {
+            let (metrics, scrapes) = (metrics.clone(), scrapes.clone());
+            move || {
+                let n = scrapes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                metrics.update_from(Snapshot {
+                    pinholes_open: n,
+                    ..snapshot()
+                });
+                async {}
+            }
+        };
+        let server = tokio::spawn(serve(listener, metrics.clone(), refresh));
 
         let ok = get(
             addr,
@@ -444,7 +474,14 @@ mod tests {
             "{ok}"
         );
         assert!(ok.contains("\npinhole_flows_capacity 262144\n"), "{ok}");
+        assert!(ok.contains("\npinhole_pinholes_open 1\n"), "{ok}");
         assert!(ok.ends_with("# EOF\n"), "{ok}");
+        let again = get(
+            addr,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(again.contains("\npinhole_pinholes_open 2\n"), "{again}");
 
         // (request line, expected status line)
         let cases = [

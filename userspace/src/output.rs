@@ -2,7 +2,7 @@
 
 use pinhole_common::{Action, Reason};
 
-use crate::proto::{CloseReply, ListReply, OpenReply, StatsReply};
+use crate::proto::{CallsReply, CloseReply, ListReply, OpenReply, StatsReply};
 use crate::table::OpenOutcome;
 
 /// Column alignment.
@@ -177,6 +177,57 @@ pub fn stats(reply: &StatsReply) -> String {
     out
 }
 
+/// `calls` as a table: one row per open media pair, a call without any on a
+/// row of its own.
+pub fn calls(reply: &CallsReply) -> String {
+    if reply.calls.is_empty() {
+        return "no calls\n".into();
+    }
+    use Align::*;
+    let header = [
+        ("KIND", Left),
+        ("CALL", Left),
+        ("TAG", Left),
+        ("STATE", Left),
+        ("AGE", Right),
+        ("STREAM", Left),
+        ("A", Left),
+        ("B", Left),
+        ("PACKETS", Right),
+        ("BYTES", Right),
+    ];
+    let mut rows = Vec::new();
+    for c in &reply.calls {
+        let call = |stream: String, a: String, b: String, packets: u64, bytes: u64| {
+            vec![
+                c.kind.clone(),
+                c.call_id.clone(),
+                c.tag.clone(),
+                c.state.clone(),
+                secs(c.age_secs),
+                stream,
+                a,
+                b,
+                packets.to_string(),
+                bytes.to_string(),
+            ]
+        };
+        if c.streams.is_empty() {
+            rows.push(call("-".into(), "-".into(), "-".into(), 0, 0));
+        }
+        for s in &c.streams {
+            rows.push(call(
+                format!("{}/{}", s.index, s.kind),
+                s.a.to_string(),
+                s.b.to_string(),
+                s.packets,
+                s.bytes,
+            ));
+        }
+    }
+    render_table(&header, &rows)
+}
+
 /// The one line `open` prints.
 pub fn opened(r: &OpenReply) -> String {
     let verb = match r.outcome {
@@ -303,6 +354,58 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
         assert!(text.contains("signaling: inline"), "{text}");
         assert!(text.contains("messages: 7 SIP, 0 RTSP (0 packets, 1 parse errors)"));
         assert!(text.contains("setup latency: 3 samples, p50 120.5 us, p99 480 us"));
+    }
+
+    #[test]
+    fn calls_is_a_table_of_streams() {
+        use crate::proto::{CallEntry, StreamEntry};
+        let stream = |index, kind: &str, a: &str, b: &str, packets| StreamEntry {
+            index,
+            kind: kind.into(),
+            dialog: Some("t2".into()),
+            a: a.parse().unwrap(),
+            b: b.parse().unwrap(),
+            a_to_b: CounterInfo {
+                packets,
+                bytes: packets * 100,
+            },
+            b_to_a: CounterInfo::default(),
+            packets,
+            bytes: packets * 100,
+        };
+        let call = |kind: &str, id: &str, streams: Vec<StreamEntry>| CallEntry {
+            kind: kind.into(),
+            call_id: id.into(),
+            tag: "t1".into(),
+            owner: format!("{kind}:{id};from-tag=t1"),
+            state: "confirmed".into(),
+            age_secs: 7,
+            last_signal_secs: Some(2),
+            packets: streams.iter().map(|s| s.packets).sum(),
+            bytes: streams.iter().map(|s| s.bytes).sum(),
+            streams,
+        };
+        let reply = CallsReply {
+            calls: vec![
+                call(
+                    "ng",
+                    "abc@x",
+                    vec![
+                        stream(0, "rtp", "192.0.2.2:12000", "198.51.100.2:10000", 32),
+                        stream(0, "rtcp", "192.0.2.2:12001", "198.51.100.2:10001", 2),
+                    ],
+                ),
+                call("sip", "q", vec![]),
+            ],
+        };
+        let want = "\
+KIND  CALL   TAG  STATE      AGE  STREAM  A                B                   PACKETS  BYTES
+ng    abc@x  t1   confirmed   7s  0/rtp   192.0.2.2:12000  198.51.100.2:10000       32   3200
+ng    abc@x  t1   confirmed   7s  0/rtcp  192.0.2.2:12001  198.51.100.2:10001        2    200
+sip   q      t1   confirmed   7s  -       -                -                         0      0
+";
+        assert_eq!(calls(&reply), want);
+        assert_eq!(calls(&CallsReply::default()), "no calls\n");
     }
 
     #[test]

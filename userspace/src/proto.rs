@@ -1,10 +1,11 @@
 //! The control protocol: one JSON object per line each way.
 //!
 //! Request: `{"cmd":"open","a":"192.0.2.1:4000","b":"198.51.100.2:10000","rtcp":false,"idle_secs":30}`,
-//! `{"cmd":"close","a":…,"b":…}`, `{"cmd":"list"}`, `{"cmd":"stats"}`.
+//! `{"cmd":"close","a":…,"b":…}`, `{"cmd":"list"}`, `{"cmd":"stats"}`,
+//! `{"cmd":"calls"}`.
 //! Response: `{"ok":true,"result":{…}}` or
 //! `{"ok":false,"error":{"kind":"bad_request"|"runtime","message":"…"}}`.
-//! The `list` and `stats` results are exactly what `--json` prints.
+//! The `list`, `stats` and `calls` results are exactly what `--json` prints.
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
@@ -40,6 +41,7 @@ pub enum Request {
     Close { a: Endpoint, b: Endpoint },
     List,
     Stats,
+    Calls,
 }
 
 /// The daemon's answer to one request.
@@ -148,6 +150,58 @@ pub struct FlowInfo {
     pub bytes: u64,
 }
 
+/// Result of `calls` (and `calls --json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallsReply {
+    pub calls: Vec<CallEntry>,
+}
+
+/// One call in `calls`: a SIP call followed from the wire (`sip`), one a
+/// proxy drives over the ng protocol (`ng`), or an RTSP session (`rtsp`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallEntry {
+    /// `sip`, `ng` or `rtsp`.
+    pub kind: String,
+    /// The SIP Call-ID, or the RTSP Session id.
+    pub call_id: String,
+    /// SIP: the caller's From-tag; RTSP: the server's address.
+    pub tag: String,
+    /// The owner tag its pinholes carry in `list`.
+    pub owner: String,
+    /// SIP: `calling`, `confirmed` or `ending`; RTSP: `active`.
+    pub state: String,
+    /// Seconds since the call (or the session's first pinhole) started.
+    pub age_secs: u64,
+    /// Seconds since its last signaling message or API request (SIP, ng).
+    #[serde(default)]
+    pub last_signal_secs: Option<u64>,
+    /// Over all its streams, both directions.
+    pub packets: u64,
+    pub bytes: u64,
+    /// The open media pairs.
+    pub streams: Vec<StreamEntry>,
+}
+
+/// One open media pair of a call: its tuple and its traffic each way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEntry {
+    /// SIP: index of the `m=` line, from 0; RTSP: order.
+    pub index: usize,
+    /// `rtp`, `rtcp`, or `media` (RTSP, which does not say).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// SIP: the callee's tag of the dialog.
+    #[serde(default)]
+    pub dialog: Option<String>,
+    /// The caller's (client's) end and the callee's (server's) end.
+    pub a: SocketAddr,
+    pub b: SocketAddr,
+    pub a_to_b: CounterInfo,
+    pub b_to_a: CounterInfo,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
 /// Result of `stats` (and `stats --json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatsReply {
@@ -241,6 +295,7 @@ mod tests {
         let table: &[(&str, Option<Request>)] = &[
             (r#"{"cmd":"list"}"#, Some(Request::List)),
             (r#"{"cmd":"stats","extra":1}"#, Some(Request::Stats)),
+            (r#"{"cmd":"calls"}"#, Some(Request::Calls)),
             (
                 r#"{"cmd":"open","a":"192.0.2.1:4000","b":"198.51.100.2:10000"}"#,
                 Some(Request::Open(OpenParams {

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::packet::{PacketError, SignalingPacket, Transport};
 use crate::{
     calls::{CallConfig, Calls, Intent, Refusal, RtspEvent, SipEvent},
+    metrics::SignalingCount,
     signaling::{
         reassembly::{FlowTable, Limits, ReassemblyError, Segment, StreamKey},
         rtsp::{self, RtspFramer},
@@ -64,6 +65,32 @@ pub struct FeedCounters {
     pub streams_refused: u64,
     /// Packets on no configured signaling port (rules and config disagree).
     pub ignored: u64,
+    /// The parse errors that are SIP's (unparsable messages, broken TCP
+    /// streams on a SIP port), RTSP's, and packets the queue could not
+    /// decode at all; they add up to `parse_errors`.
+    pub sip_errors: u64,
+    pub rtsp_errors: u64,
+    pub undecodable: u64,
+}
+
+impl FeedCounters {
+    /// The counters as signaling messages by kind (`sip`, `rtsp`, `packet`)
+    /// and outcome, for metrics.
+    pub fn signaling_counts(&self) -> Vec<SignalingCount> {
+        let c = |kind, outcome, count| SignalingCount {
+            kind,
+            outcome,
+            count,
+        };
+        vec![
+            c("sip", "ok", self.sip_messages),
+            c("sip", "parse_error", self.sip_errors),
+            c("rtsp", "ok", self.rtsp_messages),
+            c("rtsp", "parse_error", self.rtsp_errors),
+            c("packet", "undecodable", self.undecodable),
+            c("packet", "ignored", self.ignored),
+        ]
+    }
 }
 
 /// Logs at most once per interval, remembering how many were suppressed.
@@ -174,6 +201,11 @@ impl Feed {
         &self.calls
     }
 
+    /// The call state, for calls driven over the control API (ng).
+    pub fn calls_mut(&mut self) -> &mut Calls {
+        &mut self.calls
+    }
+
     /// TCP streams tracked now.
     pub fn tcp_streams(&self) -> usize {
         self.streams.len()
@@ -182,6 +214,7 @@ impl Feed {
     /// A packet the queue could not decode: counted, nothing else.
     pub fn on_undecodable(&mut self, err: &PacketError, now: u64) {
         self.counters.packets += 1;
+        self.counters.undecodable += 1;
         self.parse_error("packet", None, &err.to_string(), now);
     }
 
@@ -282,6 +315,7 @@ impl Feed {
         match result {
             Ok(msgs) => msgs,
             Err(e) => {
+                self.count_error(proto);
                 self.parse_error("TCP stream", Some((src, dst)), &e, now);
                 Vec::new()
             }
@@ -305,7 +339,10 @@ impl Feed {
                         self.counters.sip_messages += 1;
                         out.extend(self.calls.on_sip(&ev, now));
                     }
-                    Err(e) => self.parse_error("SIP", Some((src, dst)), &e.to_string(), now),
+                    Err(e) => {
+                        self.count_error(Proto::Sip);
+                        self.parse_error("SIP", Some((src, dst)), &e.to_string(), now)
+                    }
                 }
             }
             Proto::Rtsp => match rtsp::parse(bytes) {
@@ -314,8 +351,18 @@ impl Feed {
                     let ev = RtspEvent::from_message(&m, src, dst);
                     out.extend(self.calls.on_rtsp(&ev, now));
                 }
-                Err(e) => self.parse_error("RTSP", Some((src, dst)), &e.to_string(), now),
+                Err(e) => {
+                    self.count_error(Proto::Rtsp);
+                    self.parse_error("RTSP", Some((src, dst)), &e.to_string(), now)
+                }
             },
+        }
+    }
+
+    fn count_error(&mut self, proto: Proto) {
+        match proto {
+            Proto::Sip => self.counters.sip_errors += 1,
+            Proto::Rtsp => self.counters.rtsp_errors += 1,
         }
     }
 
