@@ -13,7 +13,14 @@ fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    for dir in ["ebpf/src", "ebpf/Cargo.toml", "common/src", "common/Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+    for dir in [
+        "ebpf/src",
+        "ebpf/Cargo.toml",
+        "common/src",
+        "common/Cargo.toml",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-env-changed=PINHOLE_EBPF_FEATURES");
@@ -32,7 +39,17 @@ fn main() {
     // RUSTC_WRAPPER, CARGO_ENCODED_RUSTFLAGS, clippy's workspace wrapper, … which
     // must not leak into the BPF build.
     cmd.env_clear();
-    for keep in ["PATH", "HOME", "CARGO_HOME", "TERM", "http_proxy", "https_proxy", "HTTPS_PROXY", "HTTP_PROXY", "no_proxy"] {
+    for keep in [
+        "PATH",
+        "HOME",
+        "CARGO_HOME",
+        "TERM",
+        "http_proxy",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "no_proxy",
+    ] {
         if let Some(v) = env::var_os(keep) {
             cmd.env(keep, v);
         }
