@@ -361,6 +361,11 @@ impl Daemon {
             .pinholes)
     }
 
+    /// `calls --json`.
+    pub fn calls(&self) -> Result<Vec<Call>> {
+        Ok(self.cli(&["calls", "--json"])?.json::<CallList>()?.calls)
+    }
+
     /// `open a b [extra…]`.
     pub fn open(&self, a: SocketAddr, b: SocketAddr, extra: &[&str]) -> Result<String> {
         let mut args = vec!["open".to_owned(), a.to_string(), b.to_string()];
@@ -540,6 +545,44 @@ impl Pinhole {
     pub fn flow(&self, src: SocketAddr, dst: SocketAddr) -> Option<&Flow> {
         self.flows.iter().find(|f| f.src == src && f.dst == dst)
     }
+}
+
+/// `calls --json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallList {
+    pub calls: Vec<Call>,
+}
+
+/// One call of `calls --json`: SIP, ng (driven by a proxy) or RTSP.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Call {
+    /// `sip`, `ng` or `rtsp`.
+    pub kind: String,
+    pub call_id: String,
+    /// SIP: the caller's From-tag; RTSP: the server.
+    pub tag: String,
+    /// The owner tag of its pinholes in `list --json`.
+    pub owner: String,
+    pub state: String,
+    pub age_secs: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub streams: Vec<CallStream>,
+}
+
+/// One media pair of a call.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct CallStream {
+    pub index: usize,
+    /// `rtp`, `rtcp` or `media`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub a: SocketAddr,
+    pub b: SocketAddr,
+    pub a_to_b: CounterValue,
+    pub b_to_a: CounterValue,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// One direction of a pinhole.

@@ -32,8 +32,8 @@ use std::{
 };
 
 pub use daemon::{
-    pinhole_bin, pinhole_command, run_bounded, CliOutput, CounterValue, Daemon, Flow, FlowUsage,
-    LatencySummary, Pinhole, PinholeList, SignalingStats, Stats,
+    pinhole_bin, pinhole_command, run_bounded, Call, CallList, CallStream, CliOutput, CounterValue,
+    Daemon, Flow, FlowUsage, LatencySummary, Pinhole, PinholeList, SignalingStats, Stats,
 };
 pub use netns::Netns;
 pub use topology::{Family, Topology, XdpMode};

@@ -248,8 +248,16 @@ fn test() -> Result<()> {
     })?;
     steps.run("network namespace integration tests", || {
         proc::run(
-            cargo_cmd(["test", "-p", "pinhole-integration", "--test", "netns*"])
-                .env("PINHOLE_BIN", &bin),
+            cargo_cmd([
+                "test",
+                "-p",
+                "pinhole-integration",
+                "--test",
+                "netns*",
+                "--test",
+                "ng_api",
+            ])
+            .env("PINHOLE_BIN", &bin),
         )
     })?;
     steps.run("benchmark smoke run", || {

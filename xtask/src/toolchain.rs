@@ -44,6 +44,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("bpftool", "bpftool"),
     ("xdp-loader", "xdp-tools"),
+    // The ng protocol test drives the daemon with rtpengine's own client.
+    ("rtpengine-ng-client", "rtpengine-utils"),
 ];
 
 /// Installs the eBPF toolchain when any part of it is missing.

@@ -1,0 +1,391 @@
+//! The ng control protocol (`--ng-listen`) end to end, driven by a real
+//! outside client: Debian's `rtpengine-ng-client` (package
+//! `rtpengine-utils`), as a SIP proxy's rtpengine module would. The daemon
+//! guards the router of the standard topology; the client runs on the
+//! router and talks to the listener over loopback. Offer and answer open
+//! the call's pinholes (they appear in `list --json` with an `ng:` owner and
+//! RTP passes), query reports the map's counters, delete closes them (they
+//! vanish and RTP is dropped again). Hostile datagrams get `result: error`
+//! and a retransmitted request runs once.
+//!
+//! Needs root and `rtpengine-ng-client`. Run with `cargo xtask test`, or
+//! `PINHOLE_BIN=… cargo test -p pinhole-integration --test ng_api`.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    process::Command,
+    time::Duration,
+};
+
+use pinhole_integration::{
+    run_bounded, traffic, wait_for, CliOutput, Daemon, Family, Pinhole, Topology, XdpMode,
+};
+
+/// The ng listener's port on the router's loopback.
+const NG_PORT: u16 = 2223;
+/// The outside caller's RTP port and the inside callee's (both in the
+/// default media range, so both directions are filtered).
+const CALLER_PORT: u16 = 12000;
+const CALLEE_PORT: u16 = 10000;
+/// Datagrams per burst.
+const N: u32 = 16;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+type TestResult = anyhow::Result<()>;
+
+struct Case {
+    daemon: Daemon,
+    topo: Topology,
+    family: Family,
+}
+
+impl Case {
+    fn new(family: Family) -> anyhow::Result<Case> {
+        let client = which("rtpengine-ng-client");
+        anyhow::ensure!(
+            client,
+            "rtpengine-ng-client is missing: install Debian's rtpengine-utils \
+             (cargo xtask test does)"
+        );
+        let topo = Topology::new()?;
+        let listen = format!("127.0.0.1:{NG_PORT}");
+        let daemon = topo.start_daemon(
+            XdpMode::Native,
+            &["--signaling", "off", "--ng-listen", &listen],
+        )?;
+        Ok(Case {
+            daemon,
+            topo,
+            family,
+        })
+    }
+
+    fn caller(&self) -> SocketAddr {
+        SocketAddr::new(self.family.outside(), CALLER_PORT)
+    }
+
+    fn callee(&self) -> SocketAddr {
+        SocketAddr::new(self.family.inside(), CALLEE_PORT)
+    }
+
+    /// `rtpengine-ng-client --proxy-address 127.0.0.1 --proxy-port P args…`
+    /// on the router.
+    fn ng_client(&self, args: &[&str]) -> anyhow::Result<CliOutput> {
+        let mut cmd = self.topo.router.command("rtpengine-ng-client");
+        cmd.args(["--proxy-address", "127.0.0.1", "--proxy-port"])
+            .arg(NG_PORT.to_string())
+            .args(args);
+        Ok(run_bounded(&mut cmd, TIMEOUT)?)
+    }
+
+    /// Like [`ng_client`](Self::ng_client), failing unless it succeeds.
+    fn ng_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.ng_client(args)?;
+        anyhow::ensure!(
+            out.status.success(),
+            "`{}` failed ({}):\n{}{}",
+            out.cmd,
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+        Ok(out.stdout)
+    }
+
+    /// The SDP a side sends: one audio stream at `addr`.
+    fn sdp(&self, addr: SocketAddr) -> String {
+        let (net, ip) = match addr {
+            SocketAddr::V4(a) => ("IP4", a.ip().to_string()),
+            SocketAddr::V6(a) => ("IP6", a.ip().to_string()),
+        };
+        format!(
+            "v=0\r\no=- 1 1 IN {net} {ip}\r\ns=-\r\nc=IN {net} {ip}\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+            addr.port()
+        )
+    }
+
+    fn offer(&self, call: &str) -> anyhow::Result<String> {
+        let sdp = format!("--sdp={}", self.sdp(self.caller()));
+        self.ng_ok(&["--call-id", call, "--from-tag", "caller-tag", "offer", &sdp])
+    }
+
+    fn answer(&self, call: &str) -> anyhow::Result<String> {
+        let sdp = format!("--sdp={}", self.sdp(self.callee()));
+        self.ng_ok(&[
+            "--call-id",
+            call,
+            "--from-tag",
+            "caller-tag",
+            "--to-tag",
+            "callee-tag",
+            "answer",
+            &sdp,
+        ])
+    }
+
+    /// The pinholes `call` holds, by their owner tag.
+    fn pinholes_of(&self, call: &str) -> anyhow::Result<Vec<Pinhole>> {
+        let owner = format!("ng:{call};from-tag=caller-tag");
+        Ok(self
+            .daemon
+            .list()?
+            .into_iter()
+            .filter(|p| p.owner.as_deref() == Some(owner.as_str()))
+            .collect())
+    }
+
+    /// Sends N datagrams each way between caller and callee and asserts all
+    /// of them arrive.
+    fn media_passes(&self) -> TestResult {
+        let caller = self.topo.outside.udp_socket(self.caller())?;
+        let callee = self.topo.inside.udp_socket(self.callee())?;
+        for (tx, rx) in [(&caller, &callee), (&callee, &caller)] {
+            traffic::send(tx, rx.local_addr()?, N)?;
+            let got = traffic::receive(rx, N, TIMEOUT)?;
+            assert_eq!(got.data, N, "{} → {}", tx.local_addr()?, rx.local_addr()?);
+        }
+        Ok(())
+    }
+
+    /// Sends N datagrams caller → callee and asserts the filter drops them
+    /// all (the `miss` counter rises by N, none arrives before a marker the
+    /// router sends afterwards).
+    fn media_dropped(&self) -> TestResult {
+        let caller = self.topo.outside.udp_socket(self.caller())?;
+        let callee = self.topo.inside.udp_socket(self.callee())?;
+        let before = self.daemon.counter("miss")?;
+        traffic::send(&caller, self.callee(), N)?;
+        self.daemon
+            .wait_counter("miss", before + u64::from(N), TIMEOUT)?;
+        let router = self
+            .topo
+            .router
+            .udp_socket(SocketAddr::new(self.family.router_inside(), 0))?;
+        traffic::send_marker(&router, self.callee())?;
+        let got = traffic::receive_until_marker(&callee, TIMEOUT)?;
+        assert_eq!(got.data, 0, "media passed without a pinhole");
+        Ok(())
+    }
+}
+
+fn which(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The first `packets => 'N'` after `RTP => {` in the totals of a Data::Dumper
+/// reply as `rtpengine-ng-client` prints it.
+fn rtp_total_packets(dump: &str) -> Option<u64> {
+    let totals = &dump[dump.find("totals =>")?..];
+    let rtp = &totals[totals.find("RTP =>")?..];
+    let line = rtp
+        .lines()
+        .find(|l| l.trim_start().starts_with("packets =>"))?;
+    line.split('\'').nth(1)?.parse().ok()
+}
+
+fn offer_answer_query_delete(family: Family) -> TestResult {
+    let case = Case::new(family)?;
+    let call = format!("ng-{family:?}@proxy.example.com");
+
+    let pong = case.ng_ok(&["ping"])?;
+    assert!(pong.contains("result => 'pong'"), "{pong}");
+    assert!(case.daemon.list()?.is_empty());
+    case.media_dropped()?;
+
+    // The offer changes nothing in the map; the SDP comes back unchanged.
+    let offered = case.offer(&call)?;
+    let sdp = case.sdp(case.caller());
+    let new_sdp = offered
+        .split("New SDP:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no New SDP in:\n{offered}"));
+    for line in sdp.split("\r\n").filter(|l| !l.is_empty()) {
+        assert!(new_sdp.contains(line), "`{line}` missing in:\n{offered}");
+    }
+    assert!(case.daemon.list()?.is_empty(), "an offer opens nothing");
+
+    // The answer opens RTP and RTCP between the two ends.
+    case.answer(&call)?;
+    let mut pinholes = case.pinholes_of(&call)?;
+    pinholes.sort_by_key(|p| p.a.port());
+    let ends: Vec<(SocketAddr, SocketAddr)> = pinholes.iter().map(|p| (p.a, p.b)).collect();
+    let next = |a: SocketAddr| SocketAddr::new(a.ip(), a.port() + 1);
+    assert_eq!(
+        ends,
+        vec![
+            (case.caller(), case.callee()),
+            (next(case.caller()), next(case.callee()))
+        ]
+    );
+    assert_eq!(case.daemon.stats()?.flows.used, 4, "4 flows in the map");
+
+    case.media_passes()?;
+
+    // query: the map's counters of the call's streams.
+    let q = case.ng_ok(&["--call-id", &call, "query"])?;
+    assert_eq!(rtp_total_packets(&q), Some(2 * u64::from(N)), "{q}");
+    let calls = case.daemon.calls()?;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let c = &calls[0];
+    assert_eq!(
+        (c.kind.as_str(), c.call_id.as_str(), c.tag.as_str()),
+        ("ng", call.as_str(), "caller-tag")
+    );
+    assert_eq!(
+        (c.state.as_str(), c.packets),
+        ("confirmed", 2 * u64::from(N))
+    );
+    let rtp = &c.streams[0];
+    assert_eq!(
+        (rtp.kind.as_str(), rtp.a, rtp.b),
+        ("rtp", case.caller(), case.callee())
+    );
+    assert_eq!(
+        (rtp.a_to_b.packets, rtp.b_to_a.packets),
+        (u64::from(N), u64::from(N))
+    );
+    let listed = case.ng_ok(&["list"])?;
+    assert!(listed.contains(&format!("'{call}'")), "{listed}");
+
+    // delete (no delay): the pinholes vanish from the map, media is dropped.
+    case.ng_ok(&[
+        "--call-id",
+        &call,
+        "--from-tag",
+        "caller-tag",
+        "--delete-delay",
+        "0",
+        "delete",
+    ])?;
+    assert!(case.daemon.list()?.is_empty());
+    assert_eq!(case.daemon.stats()?.flows.used, 0, "flows left in the map");
+    assert!(case.daemon.calls()?.is_empty());
+    case.media_dropped()?;
+
+    // Querying a deleted call is an error the client reports.
+    let gone = case.ng_client(&["--call-id", &call, "query"])?;
+    assert!(!gone.status.success());
+    assert!(gone.stderr.contains("Unknown call-ID"), "{}", gone.stderr);
+    Ok(())
+}
+
+#[test]
+fn offer_answer_query_delete_ipv4() -> TestResult {
+    offer_answer_query_delete(Family::V4)
+}
+
+#[test]
+fn offer_answer_query_delete_ipv6() -> TestResult {
+    offer_answer_query_delete(Family::V6)
+}
+
+#[test]
+fn delete_delay_keeps_the_pinholes_until_it_passes() -> TestResult {
+    let case = Case::new(Family::V4)?;
+    let call = "delayed@proxy.example.com";
+    case.offer(call)?;
+    case.answer(call)?;
+    assert_eq!(case.pinholes_of(call)?.len(), 2);
+    case.ng_ok(&["--call-id", call, "--delete-delay", "1", "delete"])?;
+    // Still open right after the delete…
+    assert_eq!(case.pinholes_of(call)?.len(), 2, "closed before the delay");
+    assert_eq!(case.daemon.calls()?[0].state, "ending");
+    case.media_passes()?;
+    // … and gone once the delay has passed.
+    wait_for("the delayed delete", TIMEOUT, || {
+        Ok(case.daemon.list()?.is_empty().then_some(()))
+    })?;
+    assert_eq!(case.daemon.stats()?.flows.used, 0);
+    case.media_dropped()?;
+    Ok(())
+}
+
+/// Sends `datagram` to the listener from the router; the reply, if one
+/// comes within a short bound.
+fn raw(sock: &UdpSocket, datagram: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+    sock.send_to(datagram, ("127.0.0.1", NG_PORT))?;
+    let mut buf = vec![0u8; 65536];
+    match sock.recv(&mut buf) {
+        Ok(n) => Ok(Some(buf[..n].to_vec())),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[test]
+fn hostile_requests_get_errors_and_retransmissions_run_once() -> TestResult {
+    let case = Case::new(Family::V4)?;
+    // An unknown command through the real client.
+    let bad = case.ng_client(&["frobnicate"])?;
+    assert!(!bad.status.success());
+    assert!(
+        bad.stderr.contains("unknown command `frobnicate`"),
+        "{}",
+        bad.stderr
+    );
+
+    let sock = case
+        .topo
+        .router
+        .udp_socket("127.0.0.1:0".parse().unwrap())?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+    // (datagram, expected reply prefix or None for no reply)
+    let big = {
+        let mut d = b"big d7:command4:ping3:pad40000:".to_vec();
+        d.extend(std::iter::repeat_n(b'x', 40_000));
+        d.push(b'e');
+        d
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"c1 d7:command4:ping".to_vec(), "malformed bencode"),
+        (b"c2 li1ee".to_vec(), "dictionary"),
+        (b"c3 d3:foo3:bare".to_vec(), "command"),
+        (b"c4 {\"command\":".to_vec(), "JSON"),
+        (big, "exceeds"),
+    ];
+    for (datagram, reason) in cases {
+        let cookie = datagram.split(|b| *b == b' ').next().unwrap().to_vec();
+        let reply = raw(&sock, &datagram)?.expect("an error reply");
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        assert!(reply.starts_with(&[&cookie[..], b" "].concat()), "{text}");
+        assert!(
+            text.contains("5:error") || text.contains("\"error\""),
+            "{text}"
+        );
+        assert!(text.contains(reason), "`{reason}` not in {text}");
+    }
+    // No cookie: no reply. The listener is still there afterwards.
+    assert_eq!(raw(&sock, b"nocookie")?, None);
+    let pong = raw(&sock, b"p1 d7:command4:pinge")?.expect("pong");
+    assert_eq!(pong, b"p1 d6:result4:ponge");
+
+    // A retransmitted offer gets the same reply and runs once.
+    let sdp = case.sdp(case.caller());
+    let offer = format!(
+        "r1 d7:command5:offer7:call-id4:re-18:from-tag2:ft3:sdp{}:{sdp}e",
+        sdp.len()
+    );
+    let first = raw(&sock, offer.as_bytes())?.expect("a reply");
+    let again = raw(&sock, offer.as_bytes())?.expect("a reply");
+    assert_eq!(first, again);
+    assert!(String::from_utf8_lossy(&first).contains("6:result2:ok"));
+    let stats: serde_json::Value =
+        serde_json::from_str(&case.daemon.cli_ok(&["stats", "--json"])?)?;
+    let ng = &stats["signaling"]["detail"]["ng"];
+    assert_eq!(ng["retransmissions"], 1, "{ng}");
+    // The five above and the unknown command.
+    assert_eq!(ng["invalid"], 6, "{ng}");
+    assert_eq!(ng["no_cookie"], 1, "{ng}");
+    Ok(())
+}
