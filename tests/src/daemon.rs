@@ -713,6 +713,25 @@ mod tests {
     }
 
     #[test]
+    fn parses_calls_json() {
+        let list: CallList = serde_json::from_str(
+            r#"{"calls":[{"kind":"ng","call_id":"c1","tag":"ft","owner":"ng:c1;from-tag=ft",
+                "state":"confirmed","age_secs":3,"last_signal_secs":1,"packets":32,"bytes":2048,
+                "streams":[{"index":0,"type":"rtp","dialog":"tt","a":"192.0.2.2:12000",
+                "b":"[2001:db8::2]:10000","a_to_b":{"packets":16,"bytes":1024},
+                "b_to_a":{"packets":16,"bytes":1024},"packets":32,"bytes":2048}]}]}"#,
+        )
+        .unwrap();
+        let c = &list.calls[0];
+        assert_eq!((c.kind.as_str(), c.packets, c.streams.len()), ("ng", 32, 1));
+        let s = &c.streams[0];
+        assert_eq!(s.kind, "rtp");
+        assert_eq!(s.b, "[2001:db8::2]:10000".parse().unwrap());
+        assert_eq!((s.a_to_b.packets, s.b_to_a.bytes), (16, 1024));
+        assert!(serde_json::from_str::<CallList>(r#"{"calls":[{"kind":"ng"}]}"#).is_err());
+    }
+
+    #[test]
     fn display_quotes() {
         let mut cmd = Command::new("pinhole");
         cmd.args(["open", "[2001:db8::1]:4000", "two words", ""]);
