@@ -87,6 +87,13 @@ pub enum TableError {
     NotFound { a: SocketAddr, b: SocketAddr },
     #[error("the open plan is stale: the table changed since it was made")]
     StalePlan,
+    #[error("pinhole {id} ({a} <-> {b}) cannot be restored: {why}")]
+    Restore {
+        id: u64,
+        a: SocketAddr,
+        b: SocketAddr,
+        why: String,
+    },
 }
 
 /// A failure of the kernel flow store (the BPF map or a fake of it).

@@ -280,6 +280,85 @@ impl PinholeTable {
             .and_then(|id| self.pinholes.get(id))
     }
 
+    /// Bumped by every change of the pinholes, their owners or their flows
+    /// (not by activity alone).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The id the next new pinhole gets.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Puts back a pinhole an earlier run of the daemon had open, with its
+    /// id, owners, claims and times; its RTCP choice and idle timeout follow
+    /// from the claims. New pinholes get ids above every restored one (and
+    /// above `next_id`, the saved table's counter), so ids are not reused
+    /// across restarts.
+    ///
+    /// Refused, leaving the table unchanged, when the pinhole has no owner,
+    /// its id or endpoint pair is taken, its endpoints cannot form the pair
+    /// its claims ask for, or its flows do not fit.
+    pub fn restore(
+        &mut self,
+        id: PinholeId,
+        (a, b): (Endpoint, Endpoint),
+        claims: BTreeMap<OwnerTag, Claim>,
+        (created_ns, active_ns): (u64, u64),
+        next_id: u64,
+    ) -> Result<PinholeId, TableError> {
+        let refuse = |why: String| TableError::Restore {
+            id: id.0,
+            a: a.addr(),
+            b: b.addr(),
+            why,
+        };
+        if claims.is_empty() {
+            return Err(refuse("it has no owner".into()));
+        }
+        if id.0 == 0 || self.pinholes.contains_key(&id) {
+            return Err(refuse("its id is taken".into()));
+        }
+        let (rtcp, idle_timeout_secs) = effective(&claims);
+        let pair = Pair::new(a, b, rtcp).map_err(|e| refuse(e.to_string()))?;
+        if self.by_pair.contains_key(&pair.key()) {
+            return Err(refuse("another pinhole joins the same endpoints".into()));
+        }
+        let flows = pair.flows();
+        let needed = flows.iter().filter(|f| self.refcount(f) == 0).count();
+        let free = self.capacity.saturating_sub(self.refs.len());
+        if needed > free {
+            return Err(refuse(
+                TableError::Full {
+                    needed,
+                    free,
+                    capacity: self.capacity,
+                }
+                .to_string(),
+            ));
+        }
+        for f in &flows {
+            *self.refs.entry(*f).or_insert(0) += 1;
+        }
+        self.by_pair.insert(pair.key(), id);
+        self.pinholes.insert(
+            id,
+            Pinhole {
+                id,
+                pair,
+                idle_timeout_secs,
+                claims,
+                created_ns,
+                active_ns,
+                flows,
+            },
+        );
+        self.next_id = self.next_id.max(id.0.saturating_add(1)).max(next_id);
+        self.generation += 1;
+        Ok(id)
+    }
+
     /// How many pinholes use `flow`.
     pub fn refcount(&self, flow: &FlowKey) -> u32 {
         self.refs.get(flow).copied().unwrap_or(0)
@@ -1057,5 +1136,130 @@ mod tests {
         assert_eq!(t.iter().next().unwrap().claims.len(), 2);
         assert_eq!(t.flows_used(), 2);
         check_invariants(&t);
+    }
+
+    #[test]
+    fn restore_rebuilds_refcounts_and_keeps_ids_unique() {
+        let claim = |idle, rtcp| Claim {
+            idle_timeout_secs: idle,
+            rtcp,
+        };
+        let manual = |idle, rtcp| BTreeMap::from([(None, claim(idle, rtcp))]);
+        let mut t = PinholeTable::new(6);
+        // With RTCP (4 flows), then a pinhole on its RTCP ports (shares 2).
+        let id = t
+            .restore(
+                PinholeId(7),
+                (ep("192.0.2.1:4000"), ep("198.51.100.2:10000")),
+                manual(30, true),
+                (5 * S, 9 * S),
+                3,
+            )
+            .unwrap();
+        assert_eq!(id, PinholeId(7));
+        let two_owners = BTreeMap::from([
+            (None, claim(0, false)),
+            (Some("sip:c;from-tag=t".to_string()), claim(60, false)),
+        ]);
+        t.restore(
+            PinholeId(3),
+            (ep("192.0.2.1:4001"), ep("198.51.100.2:10001")),
+            two_owners,
+            (6 * S, 6 * S),
+            3,
+        )
+        .unwrap();
+        assert_eq!((t.len(), t.flows_used()), (2, 4));
+        let p = t.get(PinholeId(7)).unwrap();
+        assert_eq!((p.idle_timeout_secs, p.pair.rtcp()), (30, true));
+        assert_eq!((p.created_ns, p.active_ns), (5 * S, 9 * S));
+        // Any owner saying "never" makes the pinhole never idle out.
+        assert_eq!(t.get(PinholeId(3)).unwrap().idle_timeout_secs, 0);
+        check_invariants(&t);
+
+        // Refusals leave the table as it was.
+        type Case = (u64, &'static str, &'static str, bool, &'static str);
+        let cases: &[Case] = &[
+            (
+                7,
+                "192.0.2.9:4000",
+                "198.51.100.9:10000",
+                false,
+                "its id is taken",
+            ),
+            (
+                0,
+                "192.0.2.9:4000",
+                "198.51.100.9:10000",
+                false,
+                "its id is taken",
+            ),
+            (
+                8,
+                "198.51.100.2:10000",
+                "192.0.2.1:4000",
+                false,
+                "same endpoints",
+            ),
+            (8, "192.0.2.9:65535", "198.51.100.9:10000", true, "RTCP"),
+            (
+                8,
+                "192.0.2.9:4000",
+                "198.51.100.9:10000",
+                true,
+                "flow table full",
+            ),
+        ];
+        for (id, a, b, rtcp, want) in cases {
+            let before = (t.len(), t.flows_used(), t.generation());
+            let err = t
+                .restore(PinholeId(*id), (ep(a), ep(b)), manual(30, *rtcp), (S, S), 1)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{id} {a} {b}: {err}");
+            assert_eq!((t.len(), t.flows_used(), t.generation()), before);
+        }
+        let err = t
+            .restore(
+                PinholeId(9),
+                (ep("192.0.2.9:4000"), ep("198.51.100.9:10000")),
+                BTreeMap::new(),
+                (S, S),
+                1,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("no owner"), "{err}");
+
+        // New pinholes continue after the highest id and the saved counter.
+        assert_eq!(t.next_id(), 8);
+        let (id, _, _) = t
+            .open(
+                req("192.0.2.9:4000", "198.51.100.9:10000", false, 30),
+                10 * S,
+            )
+            .unwrap();
+        assert_eq!(id, PinholeId(8));
+        // Now full: a restore that does not fit is refused.
+        let err = t
+            .restore(
+                PinholeId(2),
+                (ep("192.0.2.8:4000"), ep("198.51.100.8:10000")),
+                manual(1, false),
+                (S, S),
+                50,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("flow table full"), "{err}");
+        let mut u = PinholeTable::new(10);
+        u.restore(
+            PinholeId(2),
+            (ep("192.0.2.8:4000"), ep("198.51.100.8:10000")),
+            manual(1, false),
+            (S, S),
+            50,
+        )
+        .unwrap();
+        assert_eq!(u.next_id(), 50);
+        check_invariants(&u);
     }
 }

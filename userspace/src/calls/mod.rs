@@ -44,14 +44,18 @@ use rtsp_sessions::RtspSessions;
 use sip_calls::SipCalls;
 
 /// A SIP call: the Call-ID and the caller's From-tag (shared by all forks).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct CallKey {
     pub call_id: String,
     pub caller_tag: String,
 }
 
 /// An RTSP session: the server's signaling address and its Session id.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SessionKey {
     pub server: SocketAddr,
     pub session: String,
@@ -338,6 +342,11 @@ pub(crate) fn after(now: u64, d: Duration) -> u64 {
     now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// No deadline: the default of the deadlines a snapshot does not keep.
+pub(crate) fn never() -> u64 {
+    u64::MAX
+}
+
 /// `now + d`, or never (`u64::MAX`) when `d` is zero (a disabled limit).
 pub(crate) fn limit(now: u64, d: Duration) -> u64 {
     if d.is_zero() {
@@ -345,6 +354,16 @@ pub(crate) fn limit(now: u64, d: Duration) -> u64 {
     } else {
         after(now, d)
     }
+}
+
+/// The call state as the state file keeps it (see [`Calls::snapshot`]):
+/// every SIP call with its dialogs, negotiated media and open pairs, and
+/// every RTSP session. Times are CLOCK_MONOTONIC nanoseconds, so a snapshot
+/// is only meaningful within the boot that wrote it.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct CallsSnapshot {
+    sip: sip_calls::SipSnapshot,
+    rtsp: rtsp_sessions::RtspSnapshot,
 }
 
 /// SIP calls and RTSP sessions, with their shared policy and counters.
@@ -423,6 +442,23 @@ impl Calls {
         self.sip.tick(&mut ctx);
         self.rtsp.tick(&mut ctx);
         out
+    }
+
+    /// The state a restarted daemon needs to go on following the calls and
+    /// sessions (not the counters, nor SETUPs awaiting their response).
+    pub fn snapshot(&self) -> CallsSnapshot {
+        CallsSnapshot {
+            sip: self.sip.snapshot(),
+            rtsp: self.rtsp.snapshot(),
+        }
+    }
+
+    /// Replaces the calls and sessions with a snapshot's. Their timers run
+    /// from the times the snapshot holds (a BYE grace or lifetime that ended
+    /// meanwhile fires on the next [`tick`](Self::tick)).
+    pub fn restore(&mut self, snapshot: CallsSnapshot) {
+        self.sip.restore(snapshot.sip, &self.cfg);
+        self.rtsp.restore(snapshot.rtsp);
     }
 
     /// The earliest time at which [`tick`](Self::tick) has work, if any.

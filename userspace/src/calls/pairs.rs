@@ -9,7 +9,9 @@ use super::{CallConfig, CloseCause, Ctx, Owner, Refusal};
 
 /// One symmetric pair: `a` is the caller's (client's) end, `b` the callee's
 /// (server's).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) struct Pair {
     pub a: SocketAddr,
     pub b: SocketAddr,
@@ -60,9 +62,12 @@ impl Candidate {
 
 /// The pairs an owner holds open, in the order they were opened, and the
 /// refusals already reported for what it currently asks for.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct PairSet {
     installed: Vec<Pair>,
+    /// Not saved: after a restore, a refusal still asked for is reported
+    /// once more.
+    #[serde(skip)]
     refused: Vec<(Pair, Refusal)>,
 }
 

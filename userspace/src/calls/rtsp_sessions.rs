@@ -87,13 +87,15 @@ struct PendingSetup {
     at: u64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Session {
     client_ip: IpAddr,
     timeout: Duration,
     last_refresh: u64,
     pairs: PairSet,
-    /// Scheduled in `RtspSessions::timers` unless `u64::MAX`.
+    /// Scheduled in `RtspSessions::timers` unless `u64::MAX` (not saved:
+    /// the timers are rebuilt on restore).
+    #[serde(skip, default = "super::never")]
     deadline: u64,
 }
 
@@ -384,5 +386,36 @@ fn effective_timeout(server: Duration, default: Duration) -> Duration {
         default
     } else {
         server
+    }
+}
+
+/// The sessions as the state file keeps them (SETUPs awaiting their
+/// response are not kept: a restart in between loses that stream).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RtspSnapshot {
+    sessions: Vec<(SessionKey, Session)>,
+}
+
+impl RtspSessions {
+    pub fn snapshot(&self) -> RtspSnapshot {
+        let mut sessions: Vec<(SessionKey, Session)> = self
+            .sessions
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        sessions.sort_by(|x, y| x.0.cmp(&y.0));
+        RtspSnapshot { sessions }
+    }
+
+    /// Replaces every session with the snapshot's, rebuilding the timers
+    /// and the per-peer counts.
+    pub fn restore(&mut self, snapshot: RtspSnapshot) {
+        *self = RtspSessions::default();
+        for (key, mut s) in snapshot.sessions {
+            s.deadline = u64::MAX;
+            *self.peers.entry(s.client_ip).or_insert(0) += 1;
+            self.sessions.insert(key.clone(), s);
+            self.reschedule(&key);
+        }
     }
 }

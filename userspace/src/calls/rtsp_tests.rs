@@ -643,3 +643,28 @@ fn ipv6_session() {
         .collect();
     assert_eq!(calls.on_rtsp(&teardown, ms(2)), want);
 }
+
+#[test]
+fn a_restored_session_times_out_and_tears_down() {
+    let calls = run(CallConfig::default(), setup());
+    let json = serde_json::to_string(&calls.snapshot()).unwrap();
+    let mut calls = Calls::new(CallConfig::default());
+    calls.restore(serde_json::from_str(&json).unwrap());
+    assert_eq!(calls.active_sessions(), 1);
+    // The 60 s session timeout counts from the SETUP's response.
+    assert_eq!(calls.next_deadline(), Some(ms(60_001)));
+    let mut again = Calls::new(CallConfig::default());
+    again.restore(calls.snapshot());
+    assert_eq!(
+        again.tick(ms(60_001)),
+        teardown_closes(CloseCause::SessionTimeout)
+    );
+    assert_eq!(
+        calls.on_rtsp(
+            &request(RtspMethod::Teardown, 9, Some("12345678"), None),
+            ms(30_000)
+        ),
+        teardown_closes(CloseCause::Teardown)
+    );
+    assert_eq!(calls.active_sessions(), 0);
+}

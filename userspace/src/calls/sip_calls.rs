@@ -18,7 +18,7 @@ use super::policy::canonical;
 use super::{after, limit, CallConfig, CallKey, CloseCause, Ctx, Owner, Refusal};
 
 /// SIP methods the call state distinguishes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SipMethod {
     Invite,
     Ack,
@@ -42,7 +42,7 @@ pub enum SipStart {
 /// The `a=sendonly`/`recvonly`/`inactive` direction is deliberately absent:
 /// a held stream keeps its pinholes (RTCP keeps flowing), so direction never
 /// changes what is open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Media {
     /// Where this side receives RTP: the effective `c=` address and the
     /// `m=` port. `None` when the port is 0 (stream rejected or disabled) or
@@ -85,14 +85,14 @@ impl SipEvent {
 }
 
 /// A transaction as far as offer/answer goes: CSeq number and method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Txn {
     cseq: u32,
     method: SipMethod,
 }
 
 /// An SDP offer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Offer {
     txn: Txn,
     by_caller: bool,
@@ -106,7 +106,7 @@ struct Offer {
 
 /// The last completed offer/answer exchange of a dialog, kept to recognise
 /// repeats of its messages.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Exchange {
     offer: Offer,
     answer_txn: Txn,
@@ -115,7 +115,7 @@ struct Exchange {
 
 /// One side's receive endpoints for one stream, with the signaling peer that
 /// announced them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Endpoint {
     rtp: Option<SocketAddr>,
     rtcp: Option<SocketAddr>,
@@ -124,13 +124,13 @@ struct Endpoint {
 }
 
 /// The media a dialog negotiated, per side, stream by stream.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Negotiated {
     caller: Vec<Endpoint>,
     callee: Vec<Endpoint>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Dialog {
     /// The callee's tag (To-tag of responses to the caller).
     tag: String,
@@ -345,7 +345,7 @@ fn resolve(media: &[Media], origin: IpAddr, prev: &[Endpoint]) -> Vec<Endpoint> 
         .collect()
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Phase {
     /// INVITE sent, no 2xx yet.
     Calling,
@@ -355,7 +355,7 @@ enum Phase {
     Ending { close_at: u64 },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Call {
     initial_cseq: u32,
     /// The initial INVITE's offer, handed to every early dialog.
@@ -376,7 +376,9 @@ struct Call {
     phase: Phase,
     dialogs: Vec<Dialog>,
     pairs: PairSet,
-    /// Scheduled in `SipCalls::timers` unless `u64::MAX`.
+    /// Scheduled in `SipCalls::timers` unless `u64::MAX` (not saved: the
+    /// timers are rebuilt on restore).
+    #[serde(skip, default = "super::never")]
     deadline: u64,
 }
 
@@ -1150,5 +1152,40 @@ fn api_writable(call: &Call) -> Result<(), ApiError> {
         Err(ApiError::Closing)
     } else {
         Ok(())
+    }
+}
+
+/// The calls as the state file keeps them (closed calls' tombstones are
+/// not kept: a late copy of a closed call's INVITE after a restart starts it
+/// again, as it would after the tombstone's linger).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SipSnapshot {
+    calls: Vec<(CallKey, Call)>,
+}
+
+impl SipCalls {
+    pub fn snapshot(&self) -> SipSnapshot {
+        let mut calls: Vec<(CallKey, Call)> = self
+            .calls
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        calls.sort_by(|x, y| x.0.cmp(&y.0));
+        SipSnapshot { calls }
+    }
+
+    /// Replaces every call with the snapshot's, rebuilding the timers, the
+    /// per-peer counts and the Call-ID index.
+    pub fn restore(&mut self, snapshot: SipSnapshot, cfg: &CallConfig) {
+        *self = SipCalls::default();
+        for (key, mut call) in snapshot.calls {
+            call.deadline = u64::MAX;
+            if let Some(peer) = call.peer {
+                *self.peers.entry(peer).or_insert(0) += 1;
+            }
+            self.index(&key);
+            self.calls.insert(key.clone(), call);
+            self.reschedule(&key, cfg);
+        }
     }
 }

@@ -1272,3 +1272,89 @@ fn counters_serialize_by_name() {
         CloseCause::ALL.len()
     );
 }
+
+/// `calls` saved to JSON (as the state file does) and restored into a fresh
+/// state with the same configuration.
+fn restarted(calls: &Calls) -> Calls {
+    let json = serde_json::to_string(&calls.snapshot()).unwrap();
+    let mut fresh = Calls::new(calls.config().clone());
+    fresh.restore(serde_json::from_str(&json).unwrap());
+    fresh
+}
+
+#[test]
+fn a_restored_call_goes_on_hold_and_closes_on_bye() {
+    let calls = run(CallConfig::default(), established());
+    let mut calls = restarted(&calls);
+    assert_eq!(calls.active_calls(), 1);
+    // The same call: a retransmitted 200 opens nothing new, a hold keeps the
+    // pairs (the negotiated media came back), and the callee's BYE closes
+    // them after the grace.
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let steps = [
+        Sip(
+            5,
+            reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
+            vec![],
+        ),
+        Sip(
+            6_000,
+            caller_req(SipMethod::Invite, 2, "b1", Some(vec![held()])),
+            vec![],
+        ),
+        Sip(
+            6_001,
+            reply(
+                &caller_req(SipMethod::Invite, 2, "b1", None),
+                200,
+                None,
+                Some(vec![audio(B_RTP)]),
+            ),
+            vec![],
+        ),
+        Sip(7_000, callee_req(SipMethod::Bye, 1, "b1", None), vec![]),
+        Tick(8_999, vec![]),
+        Tick(9_000, closes(CloseCause::Bye)),
+    ];
+    for (i, step) in steps.into_iter().enumerate() {
+        match step {
+            Sip(t, ev, want) => assert_eq!(calls.on_sip(&ev, ms(t)), want, "step {i}"),
+            Tick(t, want) => assert_eq!(calls.tick(ms(t)), want, "step {i}"),
+        }
+    }
+    assert_eq!(calls.active_calls(), 0);
+}
+
+#[test]
+fn a_restored_call_keeps_its_timers_and_peer_count() {
+    let cfg = CallConfig {
+        max_lifetime: Duration::from_secs(60),
+        max_calls_per_peer: 1,
+        ..CallConfig::default()
+    };
+    let calls = run(cfg, established());
+    let mut calls = restarted(&calls);
+    // The lifetime counts from the INVITE before the restart.
+    assert_eq!(calls.next_deadline(), Some(ms(60_000)));
+    // The caller's one call still counts against its cap.
+    let other = SipEvent {
+        call_id: "call-2@192.0.2.10".into(),
+        ..invite(Some(vec![audio(A_RTP)]))
+    };
+    let got = calls.on_sip(&other, ms(100));
+    assert!(
+        matches!(
+            got.as_slice(),
+            [Intent::Refused {
+                reason: Refusal::PerPeerCap,
+                ..
+            }]
+        ),
+        "{got:?}"
+    );
+    assert_eq!(calls.tick(ms(60_000)), closes(CloseCause::Lifetime));
+    // Nothing was tracked twice: an empty snapshot restores to nothing.
+    let empty = restarted(&calls);
+    assert_eq!(empty.active_calls(), 0);
+    assert_eq!(empty.next_deadline(), None);
+}
