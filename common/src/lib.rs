@@ -5,8 +5,11 @@
 //! `aya::Pod` and can be used as map keys and values.
 #![no_std]
 
-/// Name of the BPF `HASH` map of open flows (one entry per direction of a pinhole).
-pub const FLOWS_MAP: &str = "PINHOLE_FLOWS";
+/// Name of the BPF `HASH` map of open IPv4 flows, [`FlowKeyV4`] → [`FlowStats`]
+/// (one entry per direction of a pinhole).
+pub const FLOWS_V4_MAP: &str = "PINHOLE_FLOWS4";
+/// Name of the BPF `HASH` map of open IPv6 flows, [`FlowKeyV6`] → [`FlowStats`].
+pub const FLOWS_V6_MAP: &str = "PINHOLE_FLOWS6";
 /// Name of the per-CPU verdict counter array, indexed by [`Reason`].
 pub const COUNTERS_MAP: &str = "PINHOLE_COUNTERS";
 /// Name of the `.rodata` global holding the load-time [`Config`].
@@ -16,7 +19,8 @@ pub const PROGRAM_NAME: &str = "pinhole";
 /// Name of the empty XDP program used as the benchmark baseline.
 pub const BASELINE_PROGRAM_NAME: &str = "pinhole_baseline";
 
-/// Default capacity of [`FLOWS_MAP`] (entries, i.e. directions). Overridden at load.
+/// Default capacity of each of [`FLOWS_V4_MAP`] and [`FLOWS_V6_MAP`] (entries,
+/// i.e. directions). Overridden at load.
 pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
 /// How many media port ranges the program can hold.
 pub const MAX_PORT_RANGES: usize = 8;
@@ -33,9 +37,14 @@ pub const FAMILY_V6: u8 = 6;
 /// IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
 
-/// Exact 5-tuple of one direction of a media flow. IPv4 addresses occupy the
-/// first four bytes of the 16-byte address fields; the rest is zero.
-/// Ports are in host byte order.
+/// Exact 5-tuple of one direction of a media flow, whatever its family: the
+/// userspace identity of a flow (the pinhole table and the controller use it
+/// everywhere). IPv4 addresses occupy the first four bytes of the 16-byte
+/// address fields; the rest is zero. Ports are in host byte order.
+///
+/// It is not a map key: the kernel side keys IPv4 flows by [`FlowKeyV4`] and
+/// IPv6 flows by [`FlowKeyV6`], in two maps, because hashing and comparing this
+/// 40-byte key cost most of a hit. [`FlowKey::to_map_key`] translates.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
@@ -61,11 +70,183 @@ impl FlowKey {
             dst_addr: self.src_addr,
         }
     }
+
+    /// The key of this flow in its family's map, `None` when the family is
+    /// neither [`FAMILY_V4`] nor [`FAMILY_V6`] or the protocol is not UDP
+    /// (the only protocol the program filters), or when an IPv4 key has
+    /// non-zero bytes past its 4-byte addresses (no map key could round-trip
+    /// to it).
+    pub fn to_map_key(&self) -> Option<MapKey> {
+        if self.proto != IPPROTO_UDP {
+            return None;
+        }
+        match self.family {
+            FAMILY_V4 => self.to_v4().map(MapKey::V4),
+            FAMILY_V6 => self.to_v6().map(MapKey::V6),
+            _ => None,
+        }
+    }
+
+    /// The [`FlowKeyV4`] of an IPv4 UDP flow, `None` otherwise.
+    pub fn to_v4(&self) -> Option<FlowKeyV4> {
+        if self.family != FAMILY_V4
+            || self.proto != IPPROTO_UDP
+            || !is_zero(&self.src_addr, 4)
+            || !is_zero(&self.dst_addr, 4)
+        {
+            return None;
+        }
+        Some(FlowKeyV4::new(
+            [
+                self.src_addr[0],
+                self.src_addr[1],
+                self.src_addr[2],
+                self.src_addr[3],
+            ],
+            self.src_port,
+            [
+                self.dst_addr[0],
+                self.dst_addr[1],
+                self.dst_addr[2],
+                self.dst_addr[3],
+            ],
+            self.dst_port,
+        ))
+    }
+
+    /// The [`FlowKeyV6`] of an IPv6 UDP flow, `None` otherwise.
+    pub fn to_v6(&self) -> Option<FlowKeyV6> {
+        if self.family != FAMILY_V6 || self.proto != IPPROTO_UDP {
+            return None;
+        }
+        Some(FlowKeyV6::new(
+            self.src_addr,
+            self.src_port,
+            self.dst_addr,
+            self.dst_port,
+        ))
+    }
 }
 
-/// Per-flow statistics, the value of [`FLOWS_MAP`]. The XDP program adds to
-/// `packets` and `bytes` atomically and stamps `last_seen_ns`
-/// (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC) on every hit.
+/// Whether `bytes[from..]` is all zero.
+const fn is_zero(bytes: &[u8; 16], from: usize) -> bool {
+    let mut i = from;
+    while i < bytes.len() {
+        if bytes[i] != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Key of [`FLOWS_V4_MAP`]: one direction of an IPv4 UDP flow, 12 bytes.
+///
+/// The family is implied by the map and the protocol by the program (only UDP
+/// is subject to filtering), so neither is stored. The layout is the wire's:
+/// the IPv4 source and destination addresses followed by the UDP source and
+/// destination ports, all in network byte order, so the XDP program builds the
+/// key with plain loads and no byte swaps. Build it with [`FlowKeyV4::new`]
+/// or [`FlowKey::to_v4`], which take host-order ports, and read it back with
+/// [`FlowKeyV4::to_flow_key`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKeyV4 {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    /// Network byte order.
+    pub src_port: u16,
+    /// Network byte order.
+    pub dst_port: u16,
+}
+
+impl FlowKeyV4 {
+    /// The key of `src:src_port → dst:dst_port`, ports in host order.
+    pub const fn new(src: [u8; 4], src_port: u16, dst: [u8; 4], dst_port: u16) -> FlowKeyV4 {
+        FlowKeyV4 {
+            src,
+            dst,
+            src_port: src_port.to_be(),
+            dst_port: dst_port.to_be(),
+        }
+    }
+
+    /// The family-independent identity of this flow.
+    pub fn to_flow_key(&self) -> FlowKey {
+        let mut key = FlowKey {
+            family: FAMILY_V4,
+            proto: IPPROTO_UDP,
+            src_port: u16::from_be(self.src_port),
+            dst_port: u16::from_be(self.dst_port),
+            ..FlowKey::default()
+        };
+        key.src_addr[..4].copy_from_slice(&self.src);
+        key.dst_addr[..4].copy_from_slice(&self.dst);
+        key
+    }
+}
+
+/// Key of [`FLOWS_V6_MAP`]: one direction of an IPv6 UDP flow, 36 bytes.
+///
+/// Family and protocol are implied as for [`FlowKeyV4`]. Addresses, then the
+/// UDP source and destination ports, all in network byte order, as on the
+/// wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKeyV6 {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Network byte order.
+    pub src_port: u16,
+    /// Network byte order.
+    pub dst_port: u16,
+}
+
+impl FlowKeyV6 {
+    /// The key of `src:src_port → dst:dst_port`, ports in host order.
+    pub const fn new(src: [u8; 16], src_port: u16, dst: [u8; 16], dst_port: u16) -> FlowKeyV6 {
+        FlowKeyV6 {
+            src,
+            dst,
+            src_port: src_port.to_be(),
+            dst_port: dst_port.to_be(),
+        }
+    }
+
+    /// The family-independent identity of this flow.
+    pub fn to_flow_key(&self) -> FlowKey {
+        FlowKey {
+            family: FAMILY_V6,
+            proto: IPPROTO_UDP,
+            _pad: [0; 2],
+            src_port: u16::from_be(self.src_port),
+            dst_port: u16::from_be(self.dst_port),
+            src_addr: self.src,
+            dst_addr: self.dst,
+        }
+    }
+}
+
+/// A flow's key in the map of its family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapKey {
+    V4(FlowKeyV4),
+    V6(FlowKeyV6),
+}
+
+impl MapKey {
+    /// The family-independent identity of this flow.
+    pub fn to_flow_key(&self) -> FlowKey {
+        match self {
+            MapKey::V4(k) => k.to_flow_key(),
+            MapKey::V6(k) => k.to_flow_key(),
+        }
+    }
+}
+
+/// Per-flow statistics, the value of [`FLOWS_V4_MAP`] and [`FLOWS_V6_MAP`].
+/// The XDP program adds to `packets` and `bytes` atomically and stamps
+/// `last_seen_ns` (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC) on every hit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -235,6 +416,8 @@ mod pod {
     // SAFETY: all of these are #[repr(C)], contain only integers and arrays of
     // integers, and have no implicit padding (checked by the size asserts below).
     unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowKeyV4 {}
+    unsafe impl aya::Pod for super::FlowKeyV6 {}
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::PortRange {}
@@ -243,6 +426,8 @@ mod pod {
 
 // Layout is ABI: fail the build if a field change introduces implicit padding.
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowKeyV4>() == 12);
+const _: () = assert!(core::mem::size_of::<FlowKeyV6>() == 36);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 24);
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<PortRange>() == 4);
@@ -269,10 +454,90 @@ mod tests {
         assert_eq!(r.reversed(), k);
     }
 
+    fn v4(src: [u8; 4], src_port: u16, dst: [u8; 4], dst_port: u16) -> FlowKey {
+        let mut k = FlowKey {
+            family: FAMILY_V4,
+            proto: IPPROTO_UDP,
+            src_port,
+            dst_port,
+            ..FlowKey::default()
+        };
+        k.src_addr[..4].copy_from_slice(&src);
+        k.dst_addr[..4].copy_from_slice(&dst);
+        k
+    }
+
+    #[test]
+    fn map_keys_have_the_wire_layout() {
+        // 192.0.2.1:4000 -> 198.51.100.2:10000 as the IPv4 source/destination
+        // fields followed by the UDP ports, all big-endian.
+        let k = v4([192, 0, 2, 1], 4000, [198, 51, 100, 2], 10000)
+            .to_v4()
+            .unwrap();
+        // SAFETY: FlowKeyV4 is 12 bytes of plain integers without padding.
+        let bytes: [u8; 12] = unsafe { core::mem::transmute(k) };
+        assert_eq!(
+            bytes,
+            [192, 0, 2, 1, 198, 51, 100, 2, 0x0f, 0xa0, 0x27, 0x10]
+        );
+
+        let mut src = [0; 16];
+        src[0] = 0x20;
+        src[15] = 1;
+        let dst = [0xff; 16];
+        let k = FlowKeyV6::new(src, 4000, dst, 10000);
+        // SAFETY: FlowKeyV6 is 36 bytes of plain integers without padding.
+        let bytes: [u8; 36] = unsafe { core::mem::transmute(k) };
+        assert_eq!(bytes[..16], src);
+        assert_eq!(bytes[16..32], dst);
+        assert_eq!(bytes[32..], [0x0f, 0xa0, 0x27, 0x10]);
+    }
+
+    #[test]
+    fn map_key_round_trips_and_rejects_what_no_map_holds() {
+        let k4 = v4([192, 0, 2, 1], 4000, [198, 51, 100, 2], 65535);
+        let k6 = FlowKey {
+            family: FAMILY_V6,
+            proto: IPPROTO_UDP,
+            _pad: [0; 2],
+            src_port: 1,
+            dst_port: 10000,
+            src_addr: [0x20; 16],
+            dst_addr: [0x30; 16],
+        };
+        for k in [k4, k6, k4.reversed(), k6.reversed()] {
+            let m = k.to_map_key().unwrap_or_else(|| panic!("{k:?}"));
+            assert_eq!(m.to_flow_key(), k);
+        }
+        assert!(matches!(k4.to_map_key(), Some(MapKey::V4(_))));
+        assert!(matches!(k6.to_map_key(), Some(MapKey::V6(_))));
+        assert_eq!(k4.to_v6(), None);
+        assert_eq!(k6.to_v4(), None);
+
+        let mut stray = k4;
+        stray.dst_addr[4] = 1;
+        let mut stray_src = k4;
+        stray_src.src_addr[15] = 1;
+        let rejected = [
+            FlowKey { proto: 6, ..k4 },
+            FlowKey { proto: 6, ..k6 },
+            FlowKey { family: 0, ..k4 },
+            FlowKey { family: 9, ..k6 },
+            stray,
+            stray_src,
+        ];
+        for k in rejected {
+            assert_eq!(k.to_map_key(), None, "{k:?}");
+        }
+    }
+
     #[test]
     fn media_port_ranges_are_inclusive_and_bounded_by_n_ranges() {
         let mut c = Config::EMPTY;
-        c.ranges[0] = PortRange { lo: 10000, hi: 20000 };
+        c.ranges[0] = PortRange {
+            lo: 10000,
+            hi: 20000,
+        };
         c.ranges[1] = PortRange { lo: 6970, hi: 7170 };
         c.ranges[2] = PortRange { lo: 1, hi: 65535 };
         c.n_ranges = 2;

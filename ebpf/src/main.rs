@@ -20,12 +20,22 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
     programs::XdpContext,
 };
-use pinhole_common::{Action, Config, Counter, FlowKey, FlowStats, Reason, DEFAULT_MAX_FLOWS};
+use pinhole_common::{
+    Action, Config, Counter, FlowKeyV4, FlowKeyV6, FlowStats, Reason, DEFAULT_MAX_FLOWS,
+};
 
-/// Open flows, one entry per direction. Capacity is set at load time.
-/// A plain (preallocated) HASH, never LRU: eviction would silently cut a live call.
-#[map(name = "PINHOLE_FLOWS")]
-static PINHOLE_FLOWS: HashMap<FlowKey, FlowStats> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+/// Open IPv4 flows, one entry per direction. Capacity is set at load time.
+/// A plain (preallocated) HASH, never LRU: eviction would silently cut a live
+/// call. The families have a map each so that an IPv4 lookup hashes and
+/// compares a 12-byte key rather than a 40-byte one.
+#[map(name = "PINHOLE_FLOWS4")]
+static PINHOLE_FLOWS4: HashMap<FlowKeyV4, FlowStats> =
+    HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// Open IPv6 flows, as [`PINHOLE_FLOWS4`].
+#[map(name = "PINHOLE_FLOWS6")]
+static PINHOLE_FLOWS6: HashMap<FlowKeyV6, FlowStats> =
+    HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
 /// Per-CPU packet and byte counters, indexed by [`Reason`].
 #[map(name = "PINHOLE_COUNTERS")]
@@ -39,7 +49,7 @@ static PINHOLE_CONFIG: Config = Config::EMPTY;
 #[xdp]
 pub fn pinhole(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let reason = parse::classify(&ctx, config(), |key| flow_hit(key, len));
+    let reason = parse::classify(&ctx, config(), Hit { len });
     count(reason, len);
     match reason.action() {
         Action::Pass => xdp_action::XDP_PASS,
@@ -78,11 +88,29 @@ fn config() -> &'static Config {
     unsafe { &*cfg }
 }
 
-/// Looks `key` up; on a hit adds the packet to the flow's stats. Returns whether
-/// the flow is open. This is the only map lookup a media packet costs.
+/// The flow lookups, for a packet of `len` bytes.
+struct Hit {
+    len: u64,
+}
+
+impl parse::Flows for Hit {
+    #[inline(always)]
+    fn hit_v4(self, key: &FlowKeyV4) -> bool {
+        account(PINHOLE_FLOWS4.get_ptr_mut(key), self.len)
+    }
+
+    #[inline(always)]
+    fn hit_v6(self, key: &FlowKeyV6) -> bool {
+        account(PINHOLE_FLOWS6.get_ptr_mut(key), self.len)
+    }
+}
+
+/// On a hit (`stats` is the flow's entry) adds the packet to the flow's stats.
+/// Returns whether the flow is open. The lookup behind `stats` is the only
+/// map lookup a media packet costs.
 #[inline(always)]
-fn flow_hit(key: &FlowKey, len: u64) -> bool {
-    let Some(stats) = PINHOLE_FLOWS.get_ptr_mut(key) else {
+fn account(stats: Option<*mut FlowStats>, len: u64) -> bool {
+    let Some(stats) = stats else {
         return false;
     };
     // Several CPUs may hit the same flow: add atomically.

@@ -1,7 +1,8 @@
 //! Frame classification: Ethernet → up to two VLAN tags → IPv4 (IHL, options,
 //! fragments) or IPv6 (extension headers, fragment header) → UDP → media port
-//! check → exact 5-tuple lookup. Returns the [`Reason`] the packet is counted
-//! under; [`Reason::action`] turns it into a verdict.
+//! check → exact 5-tuple lookup in the map of the packet's family. Returns the
+//! [`Reason`] the packet is counted under; [`Reason::action`] turns it into a
+//! verdict.
 //!
 //! Cost matters here: the flow key is only built once a packet is known to be
 //! UDP to a media port, so traffic the filter does not protect pays for the
@@ -10,8 +11,8 @@
 use core::mem::size_of;
 
 use pinhole_common::{
-    Config, FlowKey, FragmentPolicy, Reason, FAMILY_V4, FAMILY_V6, IPPROTO_UDP,
-    MAX_IPV6_EXT_HEADERS, MAX_PORT_RANGES, MAX_VLAN_TAGS,
+    Config, FlowKeyV4, FlowKeyV6, FragmentPolicy, Reason, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS,
+    MAX_PORT_RANGES, MAX_VLAN_TAGS,
 };
 
 use crate::cursor::{Cursor, Truncated};
@@ -24,27 +25,26 @@ impl From<Truncated> for Reason {
     }
 }
 
-/// Classifies the frame in `ctx`. `lookup` is called once, and only for UDP to a
-/// media port, with the packet's exact 5-tuple; it returns whether that flow is open.
+/// The open flows, one lookup per family. Each method returns whether the flow
+/// is open (and accounts the packet to it).
+pub trait Flows {
+    fn hit_v4(self, key: &FlowKeyV4) -> bool;
+    fn hit_v6(self, key: &FlowKeyV6) -> bool;
+}
+
+/// Classifies the frame in `ctx`. `flows` is asked once, and only for UDP to a
+/// media port, with the packet's exact 5-tuple in its family's key.
 #[inline(always)]
-pub fn classify(
-    ctx: &aya_ebpf::programs::XdpContext,
-    cfg: &Config,
-    lookup: impl FnOnce(&FlowKey) -> bool,
-) -> Reason {
+pub fn classify(ctx: &aya_ebpf::programs::XdpContext, cfg: &Config, flows: impl Flows) -> Reason {
     let mut c = Cursor::new(ctx.data(), ctx.data_end());
     // Ok and Err both carry the reason; Err only ends the walk early (`?`).
-    match l3(&mut c, cfg, lookup) {
+    match l3(&mut c, cfg, flows) {
         Ok(r) | Err(r) => r,
     }
 }
 
 #[inline(always)]
-fn l3(
-    c: &mut Cursor,
-    cfg: &Config,
-    lookup: impl FnOnce(&FlowKey) -> bool,
-) -> Result<Reason, Reason> {
+fn l3(c: &mut Cursor, cfg: &Config, flows: impl Flows) -> Result<Reason, Reason> {
     // A runt frame without an EtherType cannot be IP.
     let Ok(eth) = c.take::<Ethernet>() else {
         return Ok(Reason::NotIp);
@@ -54,8 +54,8 @@ fn l3(
     let mut tags = 0;
     loop {
         match ethertype {
-            ETH_P_IPV4 => return ipv4(c, cfg, lookup),
-            ETH_P_IPV6 => return ipv6(c, cfg, lookup),
+            ETH_P_IPV4 => return ipv4(c, cfg, flows),
+            ETH_P_IPV6 => return ipv6(c, cfg, flows),
             ETH_P_8021Q | ETH_P_8021AD => {
                 // A third tag: the kernel could still strip it and deliver
                 // IP, which we cannot see. Fail closed.
@@ -71,11 +71,7 @@ fn l3(
 }
 
 #[inline(always)]
-fn ipv4(
-    c: &mut Cursor,
-    cfg: &Config,
-    lookup: impl FnOnce(&FlowKey) -> bool,
-) -> Result<Reason, Reason> {
+fn ipv4(c: &mut Cursor, cfg: &Config, flows: impl Flows) -> Result<Reason, Reason> {
     let frame_left = c.remaining();
     let ip = c.take::<Ipv4>()?;
     // Nearly every packet is version 4 with no options (0x45): one compare.
@@ -103,20 +99,13 @@ fn ipv4(
     if total < ihl + size_of::<Udp>() {
         return Err(Reason::Malformed);
     }
-    let (src_port, dst_port) = udp(c, cfg)?;
-    // An IPv4 address fills the first 4 bytes of its 16-byte key field.
-    let src = u32::from_ne_bytes(ip.src) as u64;
-    let dst = u32::from_ne_bytes(ip.dst) as u64;
-    let key = Key::new(FAMILY_V4, src_port, dst_port, [src, 0], [dst, 0]);
-    Ok(verdict(lookup, key.get()))
+    let ports = udp(c, cfg)?;
+    let key = KeyV4::new(ip, ports);
+    Ok(verdict(flows.hit_v4(key.get())))
 }
 
 #[inline(always)]
-fn ipv6(
-    c: &mut Cursor,
-    cfg: &Config,
-    lookup: impl FnOnce(&FlowKey) -> bool,
-) -> Result<Reason, Reason> {
+fn ipv6(c: &mut Cursor, cfg: &Config, flows: impl Flows) -> Result<Reason, Reason> {
     let ip = c.take::<Ipv6>()?;
     if ip.version_class_flow[0] >> 4 != 6 {
         return Err(Reason::Malformed);
@@ -174,15 +163,9 @@ fn ipv6(
     if c.remaining() < trailer + size_of::<Udp>() {
         return Err(Reason::Malformed);
     }
-    let (src_port, dst_port) = udp(c, cfg)?;
-    let key = Key::new(
-        FAMILY_V6,
-        src_port,
-        dst_port,
-        words(&ip.src),
-        words(&ip.dst),
-    );
-    Ok(verdict(lookup, key.get()))
+    let ports = udp(c, cfg)?;
+    let key = KeyV6::new(ip, ports);
+    Ok(verdict(flows.hit_v6(key.get())))
 }
 
 #[inline(always)]
@@ -202,9 +185,10 @@ fn fragment(cfg: &Config) -> Reason {
     }
 }
 
-/// Reads the UDP header and returns its (source, destination) ports when the
-/// destination is a media port; otherwise ends classification with
-/// `NotMediaPort`.
+/// Reads the UDP header and, when its destination is a media port, returns
+/// its source and destination ports as one word in memory (network) order:
+/// the last four bytes of both flow keys, taken with one load and no byte
+/// swap. Otherwise ends classification with `NotMediaPort`.
 ///
 /// Callers first check that the header ends inside the IP datagram, not just
 /// inside the frame: the kernel trims bytes past the datagram before UDP sees
@@ -212,52 +196,92 @@ fn fragment(cfg: &Config) -> Reason {
 /// port arrive in a later fragment, which carries no port to filter on (the
 /// tiny-fragment evasion).
 #[inline(always)]
-fn udp(c: &mut Cursor, cfg: &Config) -> Result<(u16, u16), Reason> {
+fn udp(c: &mut Cursor, cfg: &Config) -> Result<u32, Reason> {
     let udp = c.take::<Udp>()?;
-    let dst = be16(udp.dst);
-    if !is_media_port(cfg, dst) {
+    let ports = u32::from_ne_bytes([udp.src[0], udp.src[1], udp.dst[0], udp.dst[1]]);
+    let [_, _, d0, d1] = ports.to_ne_bytes();
+    if !is_media_port(cfg, u16::from_be_bytes([d0, d1])) {
         return Err(Reason::NotMediaPort);
     }
-    Ok((be16(udp.src), dst))
+    Ok(ports)
 }
 
-/// A [`FlowKey`] built as the five 64-bit words it occupies, so that filling
-/// it costs five aligned stores. Built field by field, LLVM emits `memset`
-/// calls for the zero parts of IPv4 keys, and (with misaligned access allowed,
-/// see .cargo/config.toml) it merges stores into misaligned stack writes,
-/// which the verifier rejects. The 8-byte alignment rules out both.
+/// A [`FlowKeyV4`] built on the stack as one 64-bit and one 32-bit store.
+/// Field by field, LLVM (with misaligned access allowed, see
+/// .cargo/config.toml) merges stores into misaligned stack writes, which the
+/// verifier rejects; the 8-byte alignment rules that out.
 #[repr(C, align(8))]
-union Key {
-    key: FlowKey,
-    words: [u64; 5],
+struct KeyV4 {
+    /// Source then destination address, as on the wire.
+    addrs: u64,
+    /// Source then destination port, as on the wire.
+    ports: u32,
 }
 
-// Word 0 packs family, proto, padding and the ports in memory order, which
-// is only right on a little-endian target (bpfel).
-const _: () = assert!(cfg!(target_endian = "little"));
-const _: () = assert!(size_of::<FlowKey>() == size_of::<[u64; 5]>());
-
-impl Key {
+impl KeyV4 {
     #[inline(always)]
-    fn new(family: u8, src_port: u16, dst_port: u16, src: [u64; 2], dst: [u64; 2]) -> Key {
-        // FlowKey: family @0, proto @1, _pad @2..4, src_port @4, dst_port @6,
-        // src_addr @8..24, dst_addr @24..40.
-        let head = family as u64
-            | (IPPROTO_UDP as u64) << 8
-            | (src_port as u64) << 32
-            | (dst_port as u64) << 48;
-        Key {
-            words: [head, src[0], src[1], dst[0], dst[1]],
+    fn new(ip: &Ipv4, ports: u32) -> KeyV4 {
+        let a = ip.src;
+        let b = ip.dst;
+        KeyV4 {
+            addrs: u64::from_ne_bytes([a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]),
+            ports,
         }
     }
 
     #[inline(always)]
-    fn get(&self) -> &FlowKey {
-        // SAFETY: FlowKey is plain integers without padding (size asserted
-        // above), so every bit pattern of the words is a valid FlowKey.
-        unsafe { &self.key }
+    fn get(&self) -> &FlowKeyV4 {
+        // SAFETY: the first 12 bytes of KeyV4 are FlowKeyV4's fields in order
+        // (offsets asserted below), FlowKeyV4 is plain integers without
+        // padding, and KeyV4 is at least as aligned.
+        unsafe { &*(self as *const KeyV4 as *const FlowKeyV4) }
     }
 }
+
+/// A [`FlowKeyV6`] built on the stack as four 64-bit and one 32-bit store
+/// (see [`KeyV4`] for why).
+#[repr(C, align(8))]
+struct KeyV6 {
+    /// Source then destination address, as on the wire.
+    addrs: [u64; 4],
+    /// Source then destination port, as on the wire.
+    ports: u32,
+}
+
+impl KeyV6 {
+    #[inline(always)]
+    fn new(ip: &Ipv6, ports: u32) -> KeyV6 {
+        let [s0, s1] = words(&ip.src);
+        let [d0, d1] = words(&ip.dst);
+        KeyV6 {
+            addrs: [s0, s1, d0, d1],
+            ports,
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self) -> &FlowKeyV6 {
+        // SAFETY: as for KeyV4::get.
+        unsafe { &*(self as *const KeyV6 as *const FlowKeyV6) }
+    }
+}
+
+// The stack images must match the map keys byte for byte.
+const _: () = {
+    use core::mem::{align_of, offset_of};
+    assert!(offset_of!(FlowKeyV4, src) == offset_of!(KeyV4, addrs));
+    assert!(offset_of!(FlowKeyV4, dst) == offset_of!(KeyV4, addrs) + 4);
+    assert!(offset_of!(FlowKeyV4, src_port) == offset_of!(KeyV4, ports));
+    assert!(offset_of!(FlowKeyV4, dst_port) == offset_of!(KeyV4, ports) + 2);
+    assert!(size_of::<FlowKeyV4>() == offset_of!(KeyV4, ports) + 4);
+    assert!(align_of::<FlowKeyV4>() <= align_of::<KeyV4>());
+    assert!(offset_of!(FlowKeyV6, src) == offset_of!(KeyV6, addrs));
+    assert!(offset_of!(FlowKeyV6, dst) == offset_of!(KeyV6, addrs) + 16);
+    assert!(offset_of!(FlowKeyV6, src_port) == offset_of!(KeyV6, ports));
+    assert!(offset_of!(FlowKeyV6, dst_port) == offset_of!(KeyV6, ports) + 2);
+    assert!(size_of::<FlowKeyV6>() == offset_of!(KeyV6, ports) + 4);
+    assert!(align_of::<FlowKeyV6>() <= align_of::<KeyV6>());
+};
 
 /// A 16-byte address as two words in memory order.
 #[inline(always)]
@@ -292,8 +316,8 @@ fn is_media_port(cfg: &Config, port: u16) -> bool {
 }
 
 #[inline(always)]
-fn verdict(lookup: impl FnOnce(&FlowKey) -> bool, key: &FlowKey) -> Reason {
-    if lookup(key) {
+fn verdict(open: bool) -> Reason {
+    if open {
         Reason::Hit
     } else {
         Reason::Miss

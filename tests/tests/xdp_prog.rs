@@ -10,13 +10,15 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{MapData, PerCpuArray},
     programs::{TestRunOptions, Xdp},
     Ebpf, EbpfLoader, TestRun,
 };
+use pinhole::maps::{FlowMap, Inserted};
 use pinhole_common::{
     Action, Config, Counter, FlowKey, FlowStats, FragmentPolicy, PortRange, Reason, CONFIG_GLOBAL,
-    COUNTERS_MAP, FAMILY_V4, FAMILY_V6, FLOWS_MAP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, PROGRAM_NAME,
+    COUNTERS_MAP, FAMILY_V4, FAMILY_V6, FLOWS_V4_MAP, FLOWS_V6_MAP, IPPROTO_UDP,
+    MAX_IPV6_EXT_HEADERS, PROGRAM_NAME,
 };
 use pinhole_integration::frames::{
     arp, ipv6_no_next_header, Built, Ext, Frame, HeaderKind, L4, TPID_8021AD, TPID_8021Q,
@@ -106,7 +108,9 @@ fn monotonic_ns() -> u64 {
 /// One loaded copy of the program with its maps.
 struct Prog {
     ebpf: Ebpf,
-    flows: HashMap<MapData, FlowKey, FlowStats>,
+    /// The daemon's own view of both flow maps, so the tests also check that
+    /// it keys each family the way the program does.
+    flows: FlowMap,
     counters: PerCpuArray<MapData, Counter>,
 }
 
@@ -115,7 +119,8 @@ impl Prog {
         let cfg = config(policy);
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &cfg, true)
-            .map_max_entries(FLOWS_MAP, 1024)
+            .map_max_entries(FLOWS_V4_MAP, 1024)
+            .map_max_entries(FLOWS_V6_MAP, 1024)
             .load(pinhole::ebpf::OBJECT)
             .unwrap_or_else(|e| {
                 panic!(
@@ -131,8 +136,7 @@ impl Prog {
         if let Err(e) = prog.load() {
             panic!("the verifier or the kernel refused the pinhole program (need root): {e}");
         }
-        let flows = HashMap::try_from(ebpf.take_map(FLOWS_MAP).expect("flows map"))
-            .expect("flows map has FlowKey/FlowStats layout");
+        let flows = FlowMap::take(&mut ebpf).expect("both flow maps, with the map key layouts");
         let counters = PerCpuArray::try_from(ebpf.take_map(COUNTERS_MAP).expect("counters map"))
             .expect("counters map has Counter layout");
         Prog {
@@ -153,12 +157,14 @@ impl Prog {
     /// Opens (or resets the statistics of) the flow `src -> dst`.
     fn open(&mut self, src: SocketAddr, dst: SocketAddr) {
         self.flows
-            .insert(key(src, dst), FlowStats::default(), 0)
+            .insert(&key(src, dst), FlowStats::default())
             .unwrap_or_else(|e| panic!("inserting flow {src} -> {dst}: {e}"));
     }
 
     fn stats(&self, k: &FlowKey) -> Option<FlowStats> {
-        self.flows.get(k, 0).ok()
+        self.flows
+            .get(k)
+            .unwrap_or_else(|e| panic!("reading flow {k:?}: {e}"))
     }
 
     /// Every reason's counter, summed over CPUs.
@@ -297,7 +303,7 @@ fn run_table(policy: FragmentPolicy, open: &[(SocketAddr, SocketAddr)], cases: V
     for c in cases {
         if let Some(k) = c.flow {
             p.flows
-                .insert(k, FlowStats::default(), 0)
+                .insert(&k, FlowStats::default())
                 .expect("reset flow stats");
         }
         p.check(&c.name, &c.frame, c.want, c.flow);
@@ -393,6 +399,11 @@ fn classification_table() {
             case(
                 format!("{fam} miss, other source port"),
                 Frame::udp(port(a, 12002), b).build(),
+                Reason::Miss,
+            ),
+            case(
+                format!("{fam} miss, other destination address"),
+                Frame::udp(a, SocketAddr::new(c.ip(), b.port())).build(),
                 Reason::Miss,
             ),
             case(
@@ -1069,7 +1080,7 @@ fn truncation_at_every_length() {
             } else {
                 Reason::Malformed
             };
-            p.flows.insert(k, FlowStats::default(), 0).unwrap();
+            p.flows.insert(&k, FlowStats::default()).unwrap();
             p.check(
                 &format!("{name}: raw cut at {len}/{full}"),
                 &raw,
@@ -1095,7 +1106,7 @@ fn truncation_at_every_length() {
                 // keep the frame as valid as the cut allows.
                 fixed[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
             }
-            p.flows.insert(k, FlowStats::default(), 0).unwrap();
+            p.flows.insert(&k, FlowStats::default()).unwrap();
             p.check(
                 &format!("{name}: fixed cut at {len}/{full}"),
                 &fixed,
@@ -1105,7 +1116,7 @@ fn truncation_at_every_length() {
 
             let mut trailer = built.bytes.clone();
             trailer[..len].copy_from_slice(&fixed);
-            p.flows.insert(k, FlowStats::default(), 0).unwrap();
+            p.flows.insert(&k, FlowStats::default()).unwrap();
             p.check(
                 &format!("{name}: trailer cut at {len}/{full}"),
                 &trailer,
@@ -1159,4 +1170,69 @@ fn repeat_counts_every_run() {
     assert_eq!(after.bytes - before.bytes, 1000 * frame.len() as u64);
     let s = p.stats(&key(a4(), b4())).unwrap();
     assert_eq!((s.packets, s.bytes), (1000, 1000 * frame.len() as u64));
+}
+
+/// The daemon's [`FlowMap`] keeps each family in its own kernel map behind
+/// one API: what it inserts the program hits, what it removes the program
+/// misses, and its iteration sees both maps.
+#[test]
+fn flow_map_serves_both_families() {
+    let mut p = Prog::load(FragmentPolicy::Pass);
+    let flows = [(a4(), b4()), (b4(), a4()), (a6(), b6()), (b6(), a6())];
+    assert!(p.flows.is_empty().unwrap());
+    for (s, d) in flows {
+        assert_eq!(p.flows.insert_new(&key(s, d)).unwrap(), Inserted::New);
+    }
+    assert_eq!(p.flows.len().unwrap(), flows.len());
+    assert!(!p.flows.is_empty().unwrap());
+
+    for (s, d) in flows {
+        let frame = Frame::udp(s, d).build().bytes;
+        p.check(
+            &format!("{s} -> {d} open"),
+            &frame,
+            Reason::Hit,
+            Some(key(s, d)),
+        );
+        // An existing flow keeps its counters.
+        assert_eq!(p.flows.insert_new(&key(s, d)).unwrap(), Inserted::Existed);
+        assert_eq!(p.stats(&key(s, d)).unwrap().packets, 1, "{s} -> {d}");
+    }
+    let mut seen: Vec<(FlowKey, u64)> = p
+        .flows
+        .entries()
+        .map(|e| e.map(|(k, v)| (k, v.packets)))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    seen.sort();
+    let mut want: Vec<(FlowKey, u64)> = flows.iter().map(|(s, d)| (key(*s, *d), 1)).collect();
+    want.sort();
+    assert_eq!(seen, want);
+
+    // Close one direction per family; the other stays open.
+    for (s, d) in [(a4(), b4()), (a6(), b6())] {
+        assert!(p.flows.remove(&key(s, d)).unwrap());
+        assert!(!p.flows.remove(&key(s, d)).unwrap());
+        assert_eq!(p.stats(&key(s, d)), None);
+        let frame = Frame::udp(s, d).build().bytes;
+        p.check(&format!("{s} -> {d} closed"), &frame, Reason::Miss, None);
+        // Zeroed stats, so the stamp must move within this coarse-clock tick.
+        p.flows.insert(&key(d, s), FlowStats::default()).unwrap();
+        let frame = Frame::udp(d, s).build().bytes;
+        p.check(
+            &format!("{d} -> {s} still open"),
+            &frame,
+            Reason::Hit,
+            Some(key(d, s)),
+        );
+    }
+    assert_eq!(p.flows.len().unwrap(), 2);
+
+    // A key no map can hold is refused, not silently stored elsewhere.
+    let tcp = FlowKey {
+        proto: 6,
+        ..key(a4(), b4())
+    };
+    assert!(p.flows.insert_new(&tcp).is_err());
+    assert_eq!(p.flows.len().unwrap(), 2);
 }

@@ -8,7 +8,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use pinhole_common::{
-    Config, FragmentPolicy, PortRange, CONFIG_GLOBAL, FLOWS_MAP, MAX_PORT_RANGES, PROGRAM_NAME,
+    Config, FragmentPolicy, PortRange, CONFIG_GLOBAL, FLOWS_V4_MAP, FLOWS_V6_MAP, MAX_PORT_RANGES,
+    PROGRAM_NAME,
 };
 use tracing::{error, info, warn};
 
@@ -119,7 +120,7 @@ pub struct LoadOptions {
     pub interfaces: Vec<(String, u32)>,
     pub mode: XdpMode,
     pub config: Config,
-    /// Capacity of the flow map, in flows.
+    /// Capacity of the flow maps, in flows (each family's map gets all of it).
     pub max_flows: u32,
 }
 
@@ -176,7 +177,10 @@ impl Datapath {
     pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &opts.config, true)
-            .map_max_entries(FLOWS_MAP, opts.max_flows)
+            // Each family's map can take every flow: the pinhole table
+            // enforces the total.
+            .map_max_entries(FLOWS_V4_MAP, opts.max_flows)
+            .map_max_entries(FLOWS_V6_MAP, opts.max_flows)
             .load(crate::ebpf::OBJECT)
             .map_err(|e| {
                 if is_permission(&e) {

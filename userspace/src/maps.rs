@@ -5,7 +5,10 @@ use aya::{
     maps::{HashMap, Map, MapData, MapError, PerCpuArray},
     Ebpf,
 };
-use pinhole_common::{Counter, FlowKey, FlowStats, Reason, COUNTERS_MAP, FLOWS_MAP};
+use pinhole_common::{
+    Counter, FlowKey, FlowKeyV4, FlowKeyV6, FlowStats, MapKey, Reason, COUNTERS_MAP, FLOWS_V4_MAP,
+    FLOWS_V6_MAP,
+};
 
 use crate::error::{LoadError, StoreError};
 
@@ -36,26 +39,48 @@ pub enum Inserted {
     Existed,
 }
 
-/// The open-flow hash map ([`FLOWS_MAP`]).
+/// The open flows: two hash maps, [`FLOWS_V4_MAP`] keyed by [`FlowKeyV4`] and
+/// [`FLOWS_V6_MAP`] keyed by [`FlowKeyV6`], behind one API in terms of the
+/// family-independent [`FlowKey`]. Each key goes to the map of its family.
 pub struct FlowMap {
-    map: HashMap<MapData, FlowKey, FlowStats>,
+    v4: HashMap<MapData, FlowKeyV4, FlowStats>,
+    v6: HashMap<MapData, FlowKeyV6, FlowStats>,
+}
+
+/// The map key of `key`, or an error for a key the program could never match
+/// (not UDP, unknown family, stray bytes after an IPv4 address).
+fn map_key(op: &'static str, key: &FlowKey) -> Result<MapKey, StoreError> {
+    key.to_map_key().ok_or_else(|| StoreError::Other {
+        op,
+        message: format!("no flow map holds {key:?}"),
+    })
+}
+
+fn hash_map<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<HashMap<MapData, K, FlowStats>, LoadError> {
+    HashMap::try_from(take(ebpf, name)?).map_err(|source| LoadError::MapType { name, source })
 }
 
 impl FlowMap {
-    /// Takes the map out of a loaded object.
+    /// Takes both maps out of a loaded object.
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
-        let map = take(ebpf, FLOWS_MAP)?;
-        let map = HashMap::try_from(map).map_err(|source| LoadError::MapType {
-            name: FLOWS_MAP,
-            source,
-        })?;
-        Ok(FlowMap { map })
+        Ok(FlowMap {
+            v4: hash_map(ebpf, FLOWS_V4_MAP)?,
+            v6: hash_map(ebpf, FLOWS_V6_MAP)?,
+        })
     }
 
     /// Adds `key` with zeroed stats unless it exists (`BPF_NOEXIST`), so a
     /// flow's counters are never reset behind the XDP program's back.
     pub fn insert_new(&mut self, key: &FlowKey) -> Result<Inserted, StoreError> {
-        match self.map.insert(key, FlowStats::default(), BPF_NOEXIST) {
+        let zero = FlowStats::default();
+        let r = match map_key("insert", key)? {
+            MapKey::V4(k) => self.v4.insert(k, zero, BPF_NOEXIST),
+            MapKey::V6(k) => self.v6.insert(k, zero, BPF_NOEXIST),
+        };
+        match r {
             Ok(()) => Ok(Inserted::New),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(Inserted::Existed),
             Err(e) => Err(map_err("insert", e)),
@@ -64,14 +89,20 @@ impl FlowMap {
 
     /// Creates or overwrites `key` (`BPF_ANY`).
     pub fn insert(&mut self, key: &FlowKey, stats: FlowStats) -> Result<(), StoreError> {
-        self.map
-            .insert(key, stats, BPF_ANY)
-            .map_err(|e| map_err("insert", e))
+        match map_key("insert", key)? {
+            MapKey::V4(k) => self.v4.insert(k, stats, BPF_ANY),
+            MapKey::V6(k) => self.v6.insert(k, stats, BPF_ANY),
+        }
+        .map_err(|e| map_err("insert", e))
     }
 
     /// Removes `key`. Returns whether it was there.
     pub fn remove(&mut self, key: &FlowKey) -> Result<bool, StoreError> {
-        match self.map.remove(key) {
+        let r = match map_key("remove", key)? {
+            MapKey::V4(k) => self.v4.remove(&k),
+            MapKey::V6(k) => self.v6.remove(&k),
+        };
+        match r {
             Ok(()) => Ok(true),
             Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(map_err("remove", e)),
@@ -80,37 +111,48 @@ impl FlowMap {
 
     /// The stats of `key`, `None` when absent.
     pub fn get(&self, key: &FlowKey) -> Result<Option<FlowStats>, StoreError> {
-        match self.map.get(key, 0) {
+        let r = match map_key("lookup", key)? {
+            MapKey::V4(k) => self.v4.get(&k, 0),
+            MapKey::V6(k) => self.v6.get(&k, 0),
+        };
+        match r {
             Ok(v) => Ok(Some(v)),
             Err(MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(map_err("lookup", e)),
         }
     }
 
-    /// Every entry. Entries removed concurrently may be skipped.
+    /// Every entry, IPv4 first. Entries removed concurrently may be skipped.
     pub fn entries(&self) -> impl Iterator<Item = Result<(FlowKey, FlowStats), StoreError>> + '_ {
-        self.map
-            .iter()
-            .map(|r| r.map_err(|e| map_err("iterate", e)))
+        let v4 = self.v4.iter().map(|r| r.map(|(k, v)| (k.to_flow_key(), v)));
+        let v6 = self.v6.iter().map(|r| r.map(|(k, v)| (k.to_flow_key(), v)));
+        v4.chain(v6).map(|r| r.map_err(|e| map_err("iterate", e)))
     }
 
-    /// How many entries the map holds (walks the keys: O(n) syscalls).
+    /// How many entries the maps hold (walks the keys: O(n) syscalls).
     pub fn len(&self) -> Result<usize, StoreError> {
         let mut n = 0;
-        for k in self.map.keys() {
+        for k in self
+            .v4
+            .keys()
+            .map(|k| k.map(drop))
+            .chain(self.v6.keys().map(|k| k.map(drop)))
+        {
             k.map_err(|e| map_err("iterate", e))?;
             n += 1;
         }
         Ok(n)
     }
 
-    /// Whether the map is empty.
+    /// Whether both maps are empty.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
-        match self.map.keys().next() {
+        let first = |k: Option<Result<(), MapError>>| match k {
             None => Ok(true),
-            Some(Ok(_)) => Ok(false),
+            Some(Ok(())) => Ok(false),
             Some(Err(e)) => Err(map_err("iterate", e)),
-        }
+        };
+        Ok(first(self.v4.keys().next().map(|k| k.map(drop)))?
+            && first(self.v6.keys().next().map(|k| k.map(drop)))?)
     }
 }
 

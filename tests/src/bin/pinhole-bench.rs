@@ -11,6 +11,8 @@
 //!
 //! One frame replayed keeps its hash bucket in cache, so the pinhole count
 //! shows the cost of a larger table, not of cache misses under real traffic.
+//! Synthetic pinholes alternate families, so each family's map (capacity:
+//! every flow, as the daemon loads it) holds half of them.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -20,14 +22,14 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use aya::{
-    maps::HashMap,
     programs::{TestRunOptions, Xdp},
     Ebpf, EbpfLoader, TestRun,
 };
 use clap::Parser;
+use pinhole::maps::FlowMap;
 use pinhole_common::{
     Config, FlowKey, FlowStats, FragmentPolicy, PortRange, BASELINE_PROGRAM_NAME, CONFIG_GLOBAL,
-    FAMILY_V4, FAMILY_V6, FLOWS_MAP, IPPROTO_UDP, PROGRAM_NAME,
+    FAMILY_V4, FAMILY_V6, FLOWS_V4_MAP, FLOWS_V6_MAP, IPPROTO_UDP, PROGRAM_NAME,
 };
 use pinhole_integration::frames::Frame;
 
@@ -184,6 +186,8 @@ fn synthetic(i: u32) -> FlowKey {
 
 struct Loaded {
     ebpf: Ebpf,
+    /// The filled maps (the loaded program holds them too).
+    _flows: FlowMap,
     fill_secs: f64,
     flows: usize,
 }
@@ -199,7 +203,9 @@ fn load(pinholes: u32) -> Result<Loaded> {
     let capacity = pinholes.checked_mul(2).context("pinhole count too large")?;
     let mut ebpf = EbpfLoader::new()
         .override_global(CONFIG_GLOBAL, &cfg, true)
-        .map_max_entries(FLOWS_MAP, capacity)
+        // As the daemon does: each family's map can hold every flow.
+        .map_max_entries(FLOWS_V4_MAP, capacity)
+        .map_max_entries(FLOWS_V6_MAP, capacity)
         .load(pinhole::ebpf::OBJECT)
         .context("loading the eBPF object (needs root)")?;
     for name in [PROGRAM_NAME, BASELINE_PROGRAM_NAME] {
@@ -211,9 +217,9 @@ fn load(pinholes: u32) -> Result<Loaded> {
     }
 
     // Fill: the benchmark's own pinholes (both families) plus synthetic ones,
-    // both directions each, as the daemon installs them.
-    let mut map: HashMap<_, FlowKey, FlowStats> =
-        HashMap::try_from(ebpf.map_mut(FLOWS_MAP).context("no flows map")?)?;
+    // both directions each, as the daemon installs them, through the
+    // daemon's own flow map API.
+    let mut map = FlowMap::take(&mut ebpf)?;
     let mut keys = Vec::with_capacity(capacity as usize);
     for fam in [Family::V4, Family::V6] {
         let (a, b, _) = fam.endpoints();
@@ -224,12 +230,13 @@ fn load(pinholes: u32) -> Result<Loaded> {
     let pairs: Vec<FlowKey> = keys.iter().flat_map(|k| [*k, k.reversed()]).collect();
     let start = Instant::now();
     for k in &pairs {
-        map.insert(k, FlowStats::default(), 0)
+        map.insert(k, FlowStats::default())
             .with_context(|| format!("inserting flow {} of {capacity}", pairs.len()))?;
     }
     let fill_secs = start.elapsed().as_secs_f64();
     Ok(Loaded {
         ebpf,
+        _flows: map,
         fill_secs,
         flows: pairs.len(),
     })
