@@ -5,6 +5,7 @@
 //! root to get going.
 
 mod demo;
+mod fuzz;
 mod proc;
 mod toolchain;
 
@@ -52,7 +53,7 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Everything CI checks, in order, stopping at the first failure: rustfmt,
-    /// clippy (host and eBPF), unit tests, BPF_PROG_TEST_RUN tests, network
+    /// clippy (host and eBPF), unit tests, a fuzz smoke run, BPF_PROG_TEST_RUN tests, network
     /// namespace integration tests and a benchmark smoke run. Needs root.
     Test,
     /// A real SIP call through pinhole in a veth lab, with a report (installs
@@ -61,6 +62,17 @@ enum Task {
         /// Arguments passed to `pinhole-demo` (try `-- --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
+    },
+    /// Run every cargo-fuzz target in fuzz/ (or one) for a fixed time and
+    /// print executions and crashes per target (installs cargo-fuzz and
+    /// rustup's nightly if missing).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (default: all of `cargo fuzz list`).
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Run the benchmark (`pinhole-bench`) in release mode with the given arguments.
     Bench {
@@ -78,6 +90,7 @@ fn main() -> ExitCode {
         Task::Run { release, args } => run(release, &args),
         Task::Test => test(),
         Task::Demo { args } => demo::run(&args),
+        Task::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
         Task::Bench { args } => bench(&args),
     };
     match result {
@@ -232,6 +245,9 @@ fn test() -> Result<()> {
             "--doc",
         ]))
     })?;
+    // Not fuzzing (that is `cargo xtask fuzz`): every target still builds
+    // and runs clean from its corpus and regression inputs.
+    steps.run("fuzz smoke run (10 s per target)", || fuzz::run(10, None))?;
     steps.run("XDP program tests (BPF_PROG_TEST_RUN)", || {
         proc::run(&mut cargo_cmd([
             "test",
