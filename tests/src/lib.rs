@@ -13,12 +13,14 @@
 //! Everything needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF) and fails with
 //! a clear message without it. Every wait is a bounded poll.
 
+pub mod flood;
 pub mod frames;
 
 mod daemon;
 pub mod lab;
 mod netns;
 pub mod rtsp_peer;
+pub mod sip_craft;
 pub mod sipp;
 mod topology;
 pub mod traffic;
