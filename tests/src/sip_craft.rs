@@ -144,14 +144,24 @@ impl Dialog {
         self.in_dialog("BYE", cseq)
     }
 
+    /// A re-INVITE from the caller with CSeq `cseq` offering `sdp`.
+    pub fn reinvite(&self, cseq: u32, sdp: &Sdp) -> String {
+        self.request("INVITE", cseq, Some(sdp))
+    }
+
     fn in_dialog(&self, method: &str, cseq: u32) -> String {
+        self.request(method, cseq, None)
+    }
+
+    /// A request from the caller within the dialog.
+    fn request(&self, method: &str, cseq: u32, sdp: Option<&Sdp>) -> String {
         self.message(
             &format!("{method} sip:callee@{} SIP/2.0", host(self.callee.ip())),
             self.caller,
             true,
             cseq,
             method,
-            None,
+            sdp,
         )
     }
 
@@ -293,6 +303,22 @@ pub fn deliver(tx: &SipPeer, rx: &SipPeer, msg: &str, timeout: Duration) -> Resu
     rx.expect(msg, tx.addr(), timeout)
 }
 
+/// A call set up from `caller` to `callee`: INVITE with `offer`, 200 OK
+/// with `answer`, ACK, each delivered before the next is sent.
+pub fn establish(
+    caller: &SipPeer,
+    callee: &SipPeer,
+    d: &Dialog,
+    offer: &Sdp,
+    answer: &Sdp,
+    timeout: Duration,
+) -> Result<()> {
+    deliver(caller, callee, &d.invite(1, Some(offer)), timeout)?;
+    let ok = d.response(200, "OK", 1, "INVITE", Some(answer));
+    deliver(callee, caller, &ok, timeout)?;
+    deliver(caller, callee, &d.ack(1), timeout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +382,14 @@ mod tests {
                 SipMethod::Bye,
                 true,
                 None,
+            ),
+            (
+                d.reinvite(3, &offer),
+                invite,
+                3,
+                SipMethod::Invite,
+                true,
+                Some(offer),
             ),
         ];
         for (text, start, cseq, method, to_tag, sdp) in cases {

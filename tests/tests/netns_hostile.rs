@@ -27,7 +27,7 @@ use std::{
 use pinhole_integration::{
     flood::{self, RawSender, Tuples},
     lab::{self, detail_deltas, Host, Lab, Owner, TIMEOUT},
-    sip_craft::{deliver, Dialog, Sdp, SipPeer, SIP_PORT},
+    sip_craft::{self, deliver, Dialog, Sdp, SipPeer, SIP_PORT},
     traffic, wait_for, Family, SignalingStats, Topology,
 };
 
@@ -73,15 +73,9 @@ fn establish(
     offer: &Sdp,
     answer: &Sdp,
 ) -> anyhow::Result<()> {
-    deliver(caller, callee, &d.invite(1, Some(offer)), TIMEOUT)?;
-    deliver(
-        callee,
-        caller,
-        &d.response(200, "OK", 1, "INVITE", Some(answer)),
-        TIMEOUT,
-    )?;
-    deliver(caller, callee, &d.ack(1), TIMEOUT)?;
-    Ok(())
+    Ok(sip_craft::establish(
+        caller, callee, d, offer, answer, TIMEOUT,
+    )?)
 }
 
 /// The two flows of the pair `a` ↔ `b`.
