@@ -15,6 +15,7 @@
 
 pub mod flood;
 pub mod frames;
+pub mod xdp;
 
 mod daemon;
 pub mod lab;

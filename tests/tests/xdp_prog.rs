@@ -7,27 +7,20 @@
 //! Needs root (CAP_BPF + CAP_NET_ADMIN). It never skips: without the
 //! privileges it fails with a message saying so.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
-use aya::{
-    maps::{MapData, PerCpuArray},
-    programs::{TestRunOptions, Xdp},
-    Ebpf, EbpfLoader, TestRun,
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    ops::{Deref, DerefMut},
 };
-use pinhole::maps::{FlowMap, Inserted};
+
+use aya::{programs::TestRunOptions, TestRun};
+use pinhole::maps::Inserted;
 use pinhole_common::{
-    Action, Config, Counter, FlowKey, FlowStats, FragmentPolicy, PortRange, Reason, CONFIG_GLOBAL,
-    COUNTERS_MAP, FAMILY_V4, FAMILY_V6, FLOWS_V4_MAP, FLOWS_V6_MAP, IPPROTO_UDP,
-    MAX_IPV6_EXT_HEADERS, PROGRAM_NAME,
+    Config, FlowKey, FlowStats, FragmentPolicy, PortRange, Reason, MAX_IPV6_EXT_HEADERS,
 };
 use pinhole_integration::frames::{
     arp, ipv6_no_next_header, Built, Ext, Frame, HeaderKind, L4, TPID_8021AD, TPID_8021Q,
 };
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-/// The kernel refuses test frames shorter than an Ethernet header.
-const ETH_HLEN: usize = 14;
+use pinhole_integration::xdp::{flow_key as key, xdp_action, TestProg, ETH_HLEN, XDP_PASS};
 /// How far `bpf_ktime_get_coarse_ns` may trail CLOCK_MONOTONIC: one tick
 /// (10 ms at HZ=100, the slowest common setting), with margin.
 const COARSE_CLOCK_LAG_NS: u64 = 20_000_000;
@@ -71,29 +64,6 @@ fn port(mut s: SocketAddr, p: u16) -> SocketAddr {
     s
 }
 
-fn key(src: SocketAddr, dst: SocketAddr) -> FlowKey {
-    let mut k = FlowKey {
-        proto: IPPROTO_UDP,
-        src_port: src.port(),
-        dst_port: dst.port(),
-        ..FlowKey::default()
-    };
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            k.family = FAMILY_V4;
-            k.src_addr[..4].copy_from_slice(&s.octets());
-            k.dst_addr[..4].copy_from_slice(&d.octets());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            k.family = FAMILY_V6;
-            k.src_addr = s.octets();
-            k.dst_addr = d.octets();
-        }
-        _ => panic!("mixed families in {src} -> {dst}"),
-    }
-    k
-}
-
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -105,94 +75,25 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// One loaded copy of the program with its maps.
-struct Prog {
-    ebpf: Ebpf,
-    /// The daemon's own view of both flow maps, so the tests also check that
-    /// it keys each family the way the program does.
-    flows: FlowMap,
-    counters: PerCpuArray<MapData, Counter>,
+/// The program loaded with [`config`], plus the per-case check.
+struct Prog(TestProg);
+
+impl Deref for Prog {
+    type Target = TestProg;
+    fn deref(&self) -> &TestProg {
+        &self.0
+    }
+}
+
+impl DerefMut for Prog {
+    fn deref_mut(&mut self) -> &mut TestProg {
+        &mut self.0
+    }
 }
 
 impl Prog {
     fn load(policy: FragmentPolicy) -> Prog {
-        let cfg = config(policy);
-        let mut ebpf = EbpfLoader::new()
-            .override_global(CONFIG_GLOBAL, &cfg, true)
-            .map_max_entries(FLOWS_V4_MAP, 1024)
-            .map_max_entries(FLOWS_V6_MAP, 1024)
-            .load(pinhole::ebpf::OBJECT)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "loading the pinhole eBPF object failed: {e}. These tests need root \
-                     (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); run them as root."
-                )
-            });
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .expect("object has the pinhole program")
-            .try_into()
-            .expect("pinhole is an XDP program");
-        if let Err(e) = prog.load() {
-            panic!("the verifier or the kernel refused the pinhole program (need root): {e}");
-        }
-        let flows = FlowMap::take(&mut ebpf).expect("both flow maps, with the map key layouts");
-        let counters = PerCpuArray::try_from(ebpf.take_map(COUNTERS_MAP).expect("counters map"))
-            .expect("counters map has Counter layout");
-        Prog {
-            ebpf,
-            flows,
-            counters,
-        }
-    }
-
-    fn xdp(&self) -> &Xdp {
-        self.ebpf
-            .program(PROGRAM_NAME)
-            .expect("pinhole program")
-            .try_into()
-            .expect("XDP program")
-    }
-
-    /// Opens (or resets the statistics of) the flow `src -> dst`.
-    fn open(&mut self, src: SocketAddr, dst: SocketAddr) {
-        self.flows
-            .insert(&key(src, dst), FlowStats::default())
-            .unwrap_or_else(|e| panic!("inserting flow {src} -> {dst}: {e}"));
-    }
-
-    fn stats(&self, k: &FlowKey) -> Option<FlowStats> {
-        self.flows
-            .get(k)
-            .unwrap_or_else(|e| panic!("reading flow {k:?}: {e}"))
-    }
-
-    /// Every reason's counter, summed over CPUs.
-    fn counters(&self) -> Vec<Counter> {
-        Reason::ALL
-            .iter()
-            .map(|r| {
-                let per_cpu = self
-                    .counters
-                    .get(&(*r as u32), 0)
-                    .unwrap_or_else(|e| panic!("reading counter {}: {e}", r.name()));
-                per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                    packets: acc.packets + c.packets,
-                    bytes: acc.bytes + c.bytes,
-                })
-            })
-            .collect()
-    }
-
-    fn run(&self, frame: &[u8]) -> u32 {
-        self.xdp()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                repeat: 1,
-                ..Default::default()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()))
-            .return_value
+        Prog(TestProg::load(&config(policy), 1024))
     }
 
     /// Runs `frame` once and checks the action, the counters and, for hits,
@@ -205,10 +106,7 @@ impl Prog {
         let t1 = monotonic_ns();
         let after = self.counters();
 
-        let want_action = match want.action() {
-            Action::Pass => XDP_PASS,
-            Action::Drop => XDP_DROP,
-        };
+        let want_action = xdp_action(want);
         let got: Vec<&str> = Reason::ALL
             .iter()
             .filter(|r| after[**r as usize] != before[**r as usize])

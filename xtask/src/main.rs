@@ -257,6 +257,16 @@ fn test() -> Result<()> {
             "xdp_prog",
         ]))
     })?;
+    // Seeded: a failure prints the seed to replay (PINHOLE_PROPTEST_SEED).
+    steps.run("XDP property test (random, mutated frames)", || {
+        proc::run(&mut cargo_cmd([
+            "test",
+            "-p",
+            "pinhole-integration",
+            "--test",
+            "xdp_property",
+        ]))
+    })?;
     let mut bin = PathBuf::new();
     steps.run("build pinhole (release)", || {
         bin = build_pinhole(true)?;
