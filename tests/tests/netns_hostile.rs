@@ -252,10 +252,6 @@ fn forged_answer_while_ringing_opens_nothing_for_a_third_party() -> TestResult {
 /// letting it move the media would only let a forger cut a call's media
 /// without either party noticing.
 #[test]
-#[ignore = "daemon bug (calls/sip_calls.rs, Dialog::offer_answer): a repeated answer from \
-            another signaling peer replaces the committed media, so the call's pair is \
-            closed as `renegotiated`; run with --ignored once the repeat is bound to the \
-            answer's origin"]
 fn forged_answer_repeat_leaves_the_established_call_alone() -> TestResult {
     let t = AnswerCase::new("repeat")?;
     establish(&t.caller, &t.callee, &t.d, &t.offer, &t.answer)?;

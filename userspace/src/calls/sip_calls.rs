@@ -111,6 +111,11 @@ struct Exchange {
     offer: Offer,
     answer_txn: Txn,
     answer_in_response: bool,
+    /// Who sent the answer. Only that peer may repeat it with other media: a
+    /// copy from elsewhere carries the dialog's identifiers, not its origin.
+    /// `None` only in state written before this field existed.
+    #[serde(default)]
+    answer_origin: Option<IpAddr>,
 }
 
 /// One side's receive endpoints for one stream, with the signaling peer that
@@ -184,6 +189,11 @@ impl Dialog {
                 && x.answer_in_response == is_response
                 && x.offer.by_caller != sender_is_caller
             {
+                // A repeat from another host is a forgery (or a stray copy):
+                // it must not move or cut the committed media.
+                if x.answer_origin.is_some_and(|o| o != origin) {
+                    return;
+                }
                 let offer = x.offer.clone();
                 self.commit(&offer, media, origin);
                 return;
@@ -208,6 +218,7 @@ impl Dialog {
                     offer,
                     answer_txn: txn,
                     answer_in_response: is_response,
+                    answer_origin: Some(origin),
                 });
                 return;
             }
@@ -977,6 +988,7 @@ impl SipCalls {
                 answer_txn: offer.txn,
                 offer,
                 answer_in_response: true,
+                answer_origin: Some(API_ORIGIN),
             });
         } else if let Some(offer) = dialog
             .last

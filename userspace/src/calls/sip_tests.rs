@@ -330,6 +330,44 @@ fn early_media_answer_changed_by_200_moves_the_pairs() {
 }
 
 #[test]
+fn repeated_answer_from_another_host_changes_nothing() {
+    // A forger that knows the dialog's identifiers repeats the 200 from its
+    // own address with media of its own: the committed pairs stay, and the
+    // real callee can still change its answer.
+    let inv = invite(Some(vec![audio(A_RTP)]));
+    let forged = SipEvent {
+        src: sa("198.51.100.66:5060"),
+        ..reply(
+            &inv,
+            200,
+            Some("b1"),
+            Some(vec![audio("198.51.100.66:10000")]),
+        )
+    };
+    let mut steps = established();
+    steps.extend([
+        Sip(5, forged.clone(), vec![]),
+        Sip(6, forged, vec![]),
+        Sip(
+            7,
+            reply(
+                &inv,
+                200,
+                Some("b1"),
+                Some(vec![audio("198.51.100.20:10008")]),
+            ),
+            vec![
+                close(A_RTP, B_RTP, CloseCause::Renegotiated),
+                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
+                open(A_RTP, "198.51.100.20:10008"),
+                open(A_RTCP, "198.51.100.20:10009"),
+            ],
+        ),
+    ]);
+    run(CallConfig::default(), steps);
+}
+
+#[test]
 fn forking_three_branches_losers_close_when_one_answers() {
     let inv = invite(Some(vec![audio(A_RTP)]));
     // Each branch answers from its own address with its own media.
