@@ -1,0 +1,212 @@
+//! The bench lab: the harness's outside → router → inside [`Topology`], with
+//! one of the filters under comparison active on the router.
+
+use std::{
+    net::{IpAddr, SocketAddr, UdpSocket},
+    sync::atomic::AtomicBool,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use pinhole_integration::{Daemon, Family, Topology, XdpMode};
+use serde::{Deserialize, Serialize};
+
+use super::{nft, pingpong, sip, sys};
+
+/// The media port range every filter protects.
+pub const MEDIA_LO: u16 = 10_000;
+pub const MEDIA_HI: u16 = 20_000;
+/// The caller's and callee's RTP ports of the call each data-plane case opens.
+pub const CALLER_RTP: u16 = 16_000;
+pub const CALLEE_RTP: u16 = 12_000;
+
+/// What sits on the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Filter {
+    /// pinhole, XDP in the driver (veth native mode).
+    PinholeNative,
+    /// pinhole, generic (skb) XDP.
+    PinholeSkb,
+    /// nftables with the conntrack SIP helper.
+    Nft,
+    /// Plain forwarding.
+    Unfiltered,
+}
+
+impl Filter {
+    pub const ALL: [Filter; 4] = [
+        Filter::PinholeNative,
+        Filter::PinholeSkb,
+        Filter::Nft,
+        Filter::Unfiltered,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Filter::PinholeNative => "pinhole native",
+            Filter::PinholeSkb => "pinhole skb",
+            Filter::Nft => "nftables + SIP helper",
+            Filter::Unfiltered => "no filter",
+        }
+    }
+}
+
+/// The daemon flags of every pinhole case: the bench's media range, and a
+/// per-peer call cap high enough that a load test from one caller address is
+/// not refused by policy.
+pub const DAEMON_ARGS: &[&str] = &[
+    "--media-ports",
+    "10000-20000",
+    "--max-calls-per-peer",
+    "1000000",
+];
+
+/// The lab: topology plus the MACs the generator needs.
+pub struct BenchLab {
+    pub topo: Topology,
+    /// The outside host's MAC (the generator's source).
+    pub outside_mac: [u8; 6],
+    /// The router's outside MAC (the generator's destination).
+    pub router_mac: [u8; 6],
+}
+
+/// A filter in place on the router; removed on drop.
+pub enum Active<'a> {
+    Pinhole(Box<Daemon>),
+    Nft(nft::Peer<'a>),
+    Unfiltered,
+}
+
+impl BenchLab {
+    pub fn new() -> Result<BenchLab> {
+        let topo = Topology::new().context("building the veth lab")?;
+        let outside_mac = sys::mac(&topo.outside, Topology::OUTSIDE_IF)?;
+        let router_mac = sys::mac(&topo.router, Topology::ROUTER_OUTSIDE_IF)?;
+        Ok(BenchLab {
+            topo,
+            outside_mac,
+            router_mac,
+        })
+    }
+
+    /// Puts `filter` on the router. pinhole runs with inline signaling (the
+    /// default) plus [`DAEMON_ARGS`] and `extra`.
+    pub fn start(&self, filter: Filter, extra: &[&str]) -> Result<Active<'_>> {
+        let mode = match filter {
+            Filter::PinholeNative => XdpMode::Native,
+            Filter::PinholeSkb => XdpMode::Skb,
+            Filter::Nft => {
+                return Ok(Active::Nft(nft::Peer::load(
+                    &self.topo.router,
+                    MEDIA_LO,
+                    MEDIA_HI,
+                )?))
+            }
+            Filter::Unfiltered => return Ok(Active::Unfiltered),
+        };
+        let mut args = DAEMON_ARGS.to_vec();
+        args.extend_from_slice(extra);
+        let daemon = self
+            .topo
+            .start_daemon(mode, &args)
+            .context("starting pinhole")?;
+        Ok(Active::Pinhole(Box::new(daemon)))
+    }
+
+    pub fn ip(&self, outside: bool) -> IpAddr {
+        if outside {
+            Family::V4.outside()
+        } else {
+            Family::V4.inside()
+        }
+    }
+
+    /// A UDP socket on the outside (`true`) or inside host.
+    pub fn udp(&self, outside: bool, port: u16) -> Result<UdpSocket> {
+        let ns = if outside {
+            &self.topo.outside
+        } else {
+            &self.topo.inside
+        };
+        Ok(ns.udp_socket(SocketAddr::new(self.ip(outside), port))?)
+    }
+
+    /// Sets up a call through the router (INVITE/200/ACK between the SIP
+    /// agents on 5060) whose media is caller `CALLER_RTP` ↔ callee
+    /// `CALLEE_RTP`, then checks the media path with a few pings. A pinhole
+    /// daemon that opened nothing from the call (`--signaling off`) gets the
+    /// pinhole through its CLI instead.
+    pub fn open_call(&self, active: &Active<'_>, call_id: &str) -> Result<()> {
+        let uac = self.udp(true, sip::SIP_PORT)?;
+        let uas = self.udp(false, sip::SIP_PORT)?;
+        sip::establish(
+            &uac,
+            &uas,
+            call_id,
+            SocketAddr::new(self.ip(true), CALLER_RTP),
+            SocketAddr::new(self.ip(false), CALLEE_RTP),
+        )?;
+        if let Some(d) = active.daemon() {
+            if d.stats()?.pinholes == 0 {
+                d.open(
+                    SocketAddr::new(self.ip(true), CALLER_RTP),
+                    SocketAddr::new(self.ip(false), CALLEE_RTP),
+                    &["--with-rtcp"],
+                )?;
+            }
+        }
+        let (pinger, echo) = self.media_sockets()?;
+        let stop = AtomicBool::new(false);
+        let report = std::thread::scope(|s| {
+            let e = s.spawn(|| pingpong::echo(&echo, &stop));
+            let r = pingpong::ping(
+                &pinger,
+                &pingpong::PingOpts {
+                    payload: 158,
+                    count: 10,
+                    timeout: Duration::from_millis(500),
+                    ..Default::default()
+                },
+            );
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let echoed = e.join().expect("echo thread");
+            r.and_then(|r| echoed.map(|()| r))
+        })?;
+        if report.lost != 0 {
+            bail!(
+                "the media path of call {call_id} is not open: {} of {} pings lost",
+                report.lost,
+                report.sent
+            );
+        }
+        Ok(())
+    }
+
+    /// The pinger (outside, `CALLER_RTP`, connected to the callee's RTP
+    /// address) and the echo socket (inside, `CALLEE_RTP`).
+    pub fn media_sockets(&self) -> Result<(UdpSocket, UdpSocket)> {
+        let pinger = self.udp(true, CALLER_RTP)?;
+        pinger.connect(SocketAddr::new(self.ip(false), CALLEE_RTP))?;
+        let echo = self.udp(false, CALLEE_RTP)?;
+        Ok((pinger, echo))
+    }
+}
+
+impl Active<'_> {
+    /// Media packets the filter has dropped so far (0 without a filter).
+    pub fn dropped(&self) -> Result<u64> {
+        match self {
+            Active::Pinhole(d) => Ok(d.counter("miss")?),
+            Active::Nft(p) => p.dropped(),
+            Active::Unfiltered => Ok(0),
+        }
+    }
+
+    pub fn daemon(&self) -> Option<&Daemon> {
+        match self {
+            Active::Pinhole(d) => Some(d),
+            _ => None,
+        }
+    }
+}
