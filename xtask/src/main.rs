@@ -4,6 +4,7 @@
 //! so a fresh clone on a bare Debian 12 machine needs only rustup's cargo and
 //! root to get going.
 
+mod bench;
 mod demo;
 mod fuzz;
 mod proc;
@@ -74,12 +75,11 @@ enum Task {
         #[arg(long)]
         target: Option<String>,
     },
-    /// Run the benchmark (`pinhole-bench`) in release mode with the given arguments.
-    Bench {
-        /// Arguments passed to `pinhole-bench` (try `-- --help`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<OsString>,
-    },
+    /// Benchmarks (needs root): the XDP program's per-packet cost
+    /// (`pinhole-bench`), then pinhole against nftables + the conntrack SIP
+    /// helper in a veth lab (`pinhole-labbench`); writes a Markdown table
+    /// and a plot to bench/results/.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::Demo { args } => demo::run(&args),
         Task::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
-        Task::Bench { args } => bench(&args),
+        Task::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,23 +187,6 @@ fn run(release: bool, args: &[OsString]) -> Result<()> {
     eprintln!("+ {}", proc::display(&cmd));
     let err = cmd.exec();
     Err(err).with_context(|| format!("cannot execute {}", bin.display()))
-}
-
-fn bench(args: &[OsString]) -> Result<()> {
-    ensure_toolchain()?;
-    ensure_test_tools()?;
-    proc::run(
-        cargo_cmd([
-            "run",
-            "--release",
-            "-p",
-            "pinhole-integration",
-            "--bin",
-            "pinhole-bench",
-            "--",
-        ])
-        .args(args),
-    )
 }
 
 fn test() -> Result<()> {
