@@ -59,6 +59,9 @@ pub struct CallSample {
     pub exit_code: Option<i32>,
     /// Wall time of the caller's run.
     pub secs: f64,
+    /// pinhole's `stats --json` → `signaling` after the run.
+    #[serde(default)]
+    pub signaling: Option<serde_json::Value>,
 }
 
 impl CallSample {
@@ -146,6 +149,13 @@ fn one(filter: Filter, rate: u32, round: usize, secs: f64) -> Result<CallSample>
             MEDIA_BASE.to_string(),
             "-m".to_owned(),
             calls.to_string(),
+            // No throttling by sipp's own limit on simultaneous calls.
+            "-l".to_owned(),
+            "100000".to_owned(),
+            // A call whose next message does not come in 3 s fails then,
+            // not after SIP's 32 s transaction timeout.
+            "-recv_timeout".to_owned(),
+            "3000".to_owned(),
             "-nostdin".to_owned(),
             "-timeout".to_owned(),
             format!("{}s", (calls as f64 / f64::from(rate)) as u64 + 30),
@@ -184,6 +194,14 @@ fn one(filter: Filter, rate: u32, round: usize, secs: f64) -> Result<CallSample>
         );
     };
     let media_dropped = active.dropped()?;
+    let signaling = match active.daemon() {
+        Some(d) => d
+            .cli_ok(&["stats", "--json"])
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("signaling").cloned()),
+        None => None,
+    };
     let media_delivered = no_ports()? - delivered_before;
     Ok(CallSample {
         filter,
@@ -197,6 +215,7 @@ fn one(filter: Filter, rate: u32, round: usize, secs: f64) -> Result<CallSample>
         media_delivered,
         exit_code,
         secs: wall,
+        signaling,
     })
 }
 

@@ -47,6 +47,8 @@ pub struct Config {
     pub gen_cpu: Option<usize>,
     /// More `pinhole run` arguments.
     pub daemon_args: Vec<String>,
+    /// Also measure the media path with [`Filter::MEDIA_REFERENCES`].
+    pub references: bool,
 }
 
 /// One flood measurement.
@@ -199,7 +201,7 @@ fn flood(
     })?;
     let (out1, in1) = links(lab)?;
     let absorbed = match active {
-        Active::Unfiltered => in1.tx_packets - in0.tx_packets,
+        Active::Unfiltered | Active::Xdp { .. } => in1.tx_packets - in0.tx_packets,
         _ => active.dropped()? - dropped0,
     };
     Ok(FloodSample {
@@ -249,8 +251,13 @@ fn media(lab: &BenchLab, cfg: &Config, filter: Filter, round: usize) -> Result<M
 pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Results> {
     let lab = BenchLab::new()?;
     let mut results = Results::default();
+    let mut filters = Filter::ALL.to_vec();
+    if cfg.media && cfg.references {
+        filters.extend(Filter::MEDIA_REFERENCES);
+    }
     for round in 0..cfg.rounds {
-        for filter in Filter::ALL {
+        for &filter in &filters {
+            let reference = Filter::MEDIA_REFERENCES.contains(&filter);
             let extra: Vec<&str> = cfg.daemon_args.iter().map(String::as_str).collect();
             let active = lab
                 .start(filter, &extra)
@@ -258,7 +265,7 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Results> {
             let call_id = format!("dp-{}-{round}-{filter:?}", std::process::id());
             lab.open_call(&active, &call_id)
                 .with_context(|| format!("{}: opening the call's media path", filter.label()))?;
-            if cfg.flood {
+            if cfg.flood && !reference {
                 let f = flood(&lab, &active, cfg, filter, round)
                     .with_context(|| format!("flood, {}", filter.label()))?;
                 progress(&format!(

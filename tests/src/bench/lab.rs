@@ -8,6 +8,11 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use aya::{
+    programs::{Xdp, XdpMode as AyaXdpMode},
+    Ebpf, EbpfLoader,
+};
+use pinhole_common::BASELINE_PROGRAM_NAME;
 use pinhole_integration::{Daemon, Family, Topology, XdpMode};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +37,13 @@ pub enum Filter {
     Nft,
     /// Plain forwarding.
     Unfiltered,
+    /// Reference for the media path: pinhole native without its signaling
+    /// capture (no NFQUEUE rules; the call's pinhole opened by the CLI).
+    PinholeNoSignaling,
+    /// Reference for the media path: an empty XDP program (`XDP_PASS`) in
+    /// native mode on both router interfaces, i.e. veth's XDP receive path
+    /// without any filtering.
+    XdpEmpty,
 }
 
 impl Filter {
@@ -42,12 +54,17 @@ impl Filter {
         Filter::Unfiltered,
     ];
 
+    /// References measured on the media path only.
+    pub const MEDIA_REFERENCES: [Filter; 2] = [Filter::PinholeNoSignaling, Filter::XdpEmpty];
+
     pub fn label(self) -> &'static str {
         match self {
             Filter::PinholeNative => "pinhole native",
             Filter::PinholeSkb => "pinhole skb",
             Filter::Nft => "nftables + SIP helper",
             Filter::Unfiltered => "no filter",
+            Filter::PinholeNoSignaling => "(ref) pinhole native, signaling off",
+            Filter::XdpEmpty => "(ref) empty XDP program, native",
         }
     }
 }
@@ -75,6 +92,10 @@ pub struct BenchLab {
 pub enum Active<'a> {
     Pinhole(Box<Daemon>),
     Nft(nft::Peer<'a>),
+    /// The object whose empty program is attached (detached on drop).
+    Xdp {
+        _object: Box<Ebpf>,
+    },
     Unfiltered,
 }
 
@@ -93,9 +114,19 @@ impl BenchLab {
     /// Puts `filter` on the router. pinhole runs with inline signaling (the
     /// default) plus [`DAEMON_ARGS`] and `extra`.
     pub fn start(&self, filter: Filter, extra: &[&str]) -> Result<Active<'_>> {
+        let mut args = DAEMON_ARGS.to_vec();
         let mode = match filter {
             Filter::PinholeNative => XdpMode::Native,
             Filter::PinholeSkb => XdpMode::Skb,
+            Filter::PinholeNoSignaling => {
+                args.extend_from_slice(&["--signaling", "off"]);
+                XdpMode::Native
+            }
+            Filter::XdpEmpty => {
+                return Ok(Active::Xdp {
+                    _object: Box::new(self.attach_empty_xdp()?),
+                })
+            }
             Filter::Nft => {
                 return Ok(Active::Nft(nft::Peer::load(
                     &self.topo.router,
@@ -105,13 +136,34 @@ impl BenchLab {
             }
             Filter::Unfiltered => return Ok(Active::Unfiltered),
         };
-        let mut args = DAEMON_ARGS.to_vec();
         args.extend_from_slice(extra);
         let daemon = self
             .topo
             .start_daemon(mode, &args)
             .context("starting pinhole")?;
         Ok(Active::Pinhole(Box::new(daemon)))
+    }
+
+    /// Loads pinhole's object and attaches its empty program
+    /// (`pinhole_baseline`, `XDP_PASS`) in native mode to both router
+    /// interfaces.
+    fn attach_empty_xdp(&self) -> Result<Ebpf> {
+        let mut ebpf = EbpfLoader::new()
+            .load(pinhole::ebpf::OBJECT)
+            .context("loading pinhole's eBPF object")?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(BASELINE_PROGRAM_NAME)
+            .with_context(|| format!("no program {BASELINE_PROGRAM_NAME}"))?
+            .try_into()?;
+        prog.load()?;
+        self.topo.router.run_in(|| -> Result<()> {
+            for iface in [Topology::ROUTER_OUTSIDE_IF, Topology::ROUTER_INSIDE_IF] {
+                prog.attach(iface, AyaXdpMode::Driver)
+                    .with_context(|| format!("attaching the empty program to {iface}"))?;
+            }
+            Ok(())
+        })??;
+        Ok(ebpf)
     }
 
     pub fn ip(&self, outside: bool) -> IpAddr {
@@ -199,7 +251,7 @@ impl Active<'_> {
         match self {
             Active::Pinhole(d) => Ok(d.counter("miss")?),
             Active::Nft(p) => p.dropped(),
-            Active::Unfiltered => Ok(0),
+            Active::Xdp { .. } | Active::Unfiltered => Ok(0),
         }
     }
 

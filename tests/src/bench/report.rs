@@ -231,7 +231,7 @@ fn media_section(out: &mut String, samples: &[MediaSample], sum: &mut Summary) {
     let p = |q: f64| move |s: &MediaSample| s.rtt.rtt_us.quantile(q).unwrap_or(f64::NAN);
     let none50 = by_round(samples, Filter::Unfiltered, media_key, p(0.5));
     let none99 = by_round(samples, Filter::Unfiltered, media_key, p(0.99));
-    for filter in Filter::ALL {
+    for filter in Filter::ALL.into_iter().chain(Filter::MEDIA_REFERENCES) {
         let wall = by_round(samples, filter, media_key, MediaSample::delivered_pps);
         if wall.is_empty() {
             continue;
@@ -269,8 +269,12 @@ fn calls_section(out: &mut String, samples: &[CallSample], sum: &mut Summary) {
         out,
         "### 3. Call setup with RTP (sipp), increasing rate\n\n\
          {rounds} round(s); each rate runs for a few seconds in a fresh lab. Each call: \
-         INVITE/200/ACK, 5 RTP packets each way from the ACK on, BYE. A filter's ramp stops \
-         at its first rate with a failed call or a dropped media packet.\n\n\
+         INVITE/200/ACK, 5 RTP packets each way from the ACK on, BYE; every call on fresh \
+         media ports. A filter's ramp stops at its first rate with a failed call or a media \
+         packet dropped by the filter (its drop counter). *media delivered*: media packets \
+         that reached the other host, counted as UDP to a port nobody listens on (sipp keeps \
+         a socket on the first call's media port, so that call's 10 packets are not \
+         counted).\n\n\
          | filter | calls/s | rounds lossless | calls | failed | media dropped | media delivered |\n\
          |---|---:|---:|---:|---:|---:|---:|"
     );
@@ -299,7 +303,7 @@ fn calls_section(out: &mut String, samples: &[CallSample], sum: &mut Summary) {
         );
     }
     sum.calls_run = !samples.is_empty();
-    for filter in [Filter::PinholeNative, Filter::Nft] {
+    for filter in [Filter::PinholeNative, Filter::Nft, Filter::Unfiltered] {
         // The highest rate lossless in every round that ran it, below the
         // first rate that lost in any round.
         let mut best = None;
@@ -320,10 +324,17 @@ fn calls_section(out: &mut String, samples: &[CallSample], sum: &mut Summary) {
     let tested = keys.iter().map(|k| k.1).max().unwrap_or(0);
     let _ = writeln!(
         out,
-        "\nHighest lossless rate (of those tested, up to {tested} calls/s): pinhole {}, nftables {}.\n",
-        sum.max_lossless[&Filter::PinholeNative].map_or("none".into(), |r| format!("{r} calls/s")),
-        sum.max_lossless[&Filter::Nft].map_or("none".into(), |r| format!("{r} calls/s")),
+        "\nHighest lossless rate (of those tested, up to {tested} calls/s): pinhole {}, nftables {}, \
+         no filter {} (the control: a rate no filter passes cleanly is within what sipp and \
+         the lab can drive).\n",
+        show_rate(sum.max_lossless[&Filter::PinholeNative]),
+        show_rate(sum.max_lossless[&Filter::Nft]),
+        show_rate(sum.max_lossless[&Filter::Unfiltered]),
     );
+}
+
+fn show_rate(r: Option<u32>) -> String {
+    r.map_or("none".into(), |r| format!("{r} calls/s"))
 }
 
 fn latency_section(out: &mut String, samples: &[LatencySample]) {
@@ -701,13 +712,18 @@ fn color(f: Filter) -> plotters::style::RGBColor {
         Filter::PinholeSkb => RGBColor(0x6d, 0xb8, 0x7c),
         Filter::Nft => RGBColor(0xd9, 0x6c, 0x1e),
         Filter::Unfiltered => RGBColor(0x9a, 0x9a, 0x9a),
+        Filter::PinholeNoSignaling => RGBColor(0x3f, 0x9a, 0x5c),
+        Filter::XdpEmpty => RGBColor(0x6f, 0x6f, 0x9f),
     }
 }
 
 /// The plot: flood absorbed, flood CPU per packet and media delivered, one
 /// bar per filter (median, whiskers min–max over rounds).
 pub fn plot(all: &AllResults, path: &Path) -> Result<bool> {
-    use plotters::prelude::*;
+    use plotters::{
+        prelude::*,
+        style::text_anchor::{HPos, Pos, VPos},
+    };
     let Some(dp) = &all.dataplane else {
         return Ok(false);
     };
@@ -755,11 +771,14 @@ pub fn plot(all: &AllResults, path: &Path) -> Result<bool> {
                 .margin(12)
                 .x_label_area_size(52)
                 .y_label_area_size(56)
-                .build_cartesian_2d((0..n as i32).into_segmented(), 0.0..top.max(1e-9))?;
+                .build_cartesian_2d((0..n as i32 - 1).into_segmented(), 0.0..top.max(1e-9))?;
             let labels: Vec<&str> = data.iter().map(|b| short(b.0)).collect();
             chart
                 .configure_mesh()
                 .disable_x_mesh()
+                .light_line_style(TRANSPARENT)
+                .y_labels(6)
+                .y_label_formatter(&|v| format!("{v:.0}"))
                 .y_desc(*ylabel)
                 .x_labels(n)
                 .x_label_formatter(&|v| match v {
@@ -794,7 +813,10 @@ pub fn plot(all: &AllResults, path: &Path) -> Result<bool> {
                 Text::new(
                     format!("{:.0}", b.1),
                     (SegmentValue::CenterOf(i as i32), b.3.max(b.1) + top * 0.02),
-                    ("sans-serif", 13).into_font().color(&BLACK),
+                    ("sans-serif", 13)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
                 )
             }))?;
         }
@@ -811,6 +833,8 @@ fn short(f: Filter) -> &'static str {
         Filter::PinholeSkb => "pinhole skb",
         Filter::Nft => "nftables",
         Filter::Unfiltered => "no filter",
+        Filter::PinholeNoSignaling => "pinhole, no sig.",
+        Filter::XdpEmpty => "empty XDP",
     }
 }
 

@@ -62,6 +62,10 @@ struct Args {
     /// `--daemon-arg=--signaling --daemon-arg=off`), for experiments.
     #[arg(long, allow_hyphen_values = true)]
     daemon_arg: Vec<String>,
+    /// Skip the reference cases of the media part (pinhole without
+    /// signaling capture, an empty XDP program).
+    #[arg(long)]
+    no_references: bool,
     /// Markdown output of `pinhole-bench` to fold into the report.
     #[arg(long)]
     per_packet: Option<PathBuf>,
@@ -160,6 +164,7 @@ fn run(args: Args) -> Result<()> {
             media: has(Part::Media),
             gen_cpu,
             daemon_args: args.daemon_arg.clone(),
+            references: !args.no_references,
         };
         all.dataplane = Some(dataplane::run(&cfg, &mut progress).context("flood/media parts")?);
     }
@@ -195,11 +200,11 @@ fn run(args: Args) -> Result<()> {
                 if quick {
                     vec![20, 100]
                 } else {
-                    vec![20, 50, 100, 200, 400]
+                    vec![20, 50, 100, 200, 400, 800]
                 }
             }),
-            secs: if quick { 1.0 } else { 3.0 },
-            filters: vec![Filter::PinholeNative, Filter::Nft],
+            secs: if quick { 1.0 } else { 2.0 },
+            filters: vec![Filter::PinholeNative, Filter::Nft, Filter::Unfiltered],
         };
         all.calls = Some(calls::run(&cfg, &mut progress).context("call-setup part")?);
     }
