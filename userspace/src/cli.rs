@@ -62,6 +62,24 @@ pub enum Command {
     /// Validate a configuration file without touching the kernel: every
     /// error with its line, exit 2 on errors, a summary and exit 0 when valid.
     CheckConfig(CheckConfigArgs),
+    /// Remove a filter left pinned (`run --keep-pinned`): detach it from
+    /// every interface, unpin its program and maps and remove the state
+    /// file. Refused while a daemon runs on the pin directory.
+    Detach(DetachArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// Read `pin_dir` and `state_file` from this configuration file (flags
+    /// override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// bpffs directory of the pinned filter [default: /sys/fs/bpf/pinhole].
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
+    /// The daemon's state file [default: /run/pinhole/state.json].
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +206,24 @@ pub struct RunArgs {
     /// [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// bpffs directory where the program, its maps and links are pinned;
+    /// bpffs is mounted on /sys/fs/bpf if missing [default:
+    /// /sys/fs/bpf/pinhole].
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
+
+    /// On SIGINT/SIGTERM leave the filter attached and its maps pinned,
+    /// with the state file, so that the next `pinhole run` takes over with
+    /// no gap (`pinhole detach` removes it all).
+    #[arg(long)]
+    pub keep_pinned: bool,
+
+    /// The pinhole and call state, rewritten atomically as it changes and
+    /// read when a pinned filter is taken over [default:
+    /// /run/pinhole/state.json].
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -217,9 +253,9 @@ impl RunArgs {
             ng_listen: self.ng_listen,
             ng_allow: list(&self.ng_allow),
             metrics_listen: self.metrics_listen,
-            pin_dir: None,
-            keep_pinned: None,
-            state_file: None,
+            pin_dir: self.pin_dir.clone(),
+            keep_pinned: self.keep_pinned.then_some(true),
+            state_file: self.state_file.clone(),
         }
     }
 }
@@ -397,6 +433,36 @@ mod tests {
             panic!()
         };
         assert_eq!(c.file, PathBuf::from("x.toml"));
+    }
+
+    #[test]
+    fn pinned_state_options_parse() {
+        let r = settings(&["run", "--iface", "a"]);
+        assert_eq!(r.pin_dir, PathBuf::from("/sys/fs/bpf/pinhole"));
+        assert_eq!(r.state_file, PathBuf::from("/run/pinhole/state.json"));
+        assert!(!r.keep_pinned);
+        let r = settings(&[
+            "run",
+            "--iface",
+            "a",
+            "--pin-dir",
+            "/sys/fs/bpf/ph-1",
+            "--keep-pinned",
+            "--state-file",
+            "/tmp/s.json",
+        ]);
+        assert_eq!(r.pin_dir, PathBuf::from("/sys/fs/bpf/ph-1"));
+        assert_eq!(r.state_file, PathBuf::from("/tmp/s.json"));
+        assert!(r.keep_pinned);
+        let Command::Detach(d) = parse(&["detach", "--pin-dir", "/sys/fs/bpf/x"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(d.pin_dir, Some(PathBuf::from("/sys/fs/bpf/x")));
+        assert_eq!((d.state_file, d.config), (None, None));
+        assert!(parse(&["run", "--iface", "a", "--keep-pinned=no"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What each subcommand does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     addr::Pair,
-    cli::{Cli, Command, OutputArgs},
+    cli::{Cli, Command, DetachArgs, OutputArgs},
     config,
     control::request,
     error::ConfigError,
@@ -60,7 +60,36 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Calls(out) => {
             show::<CallsReply>(control, Request::Calls, &out, output::calls).await
         }
+        Command::Detach(args) => {
+            let (pin_dir, state_file) = detach_paths(&args)?;
+            let done = crate::pin::detach(&pin_dir, &state_file)?;
+            println!("{done}");
+            Ok(())
+        }
     }
+}
+
+/// The pin directory and state file `pinhole detach` works on: the flags,
+/// else the configuration file's `[state]`, else the defaults.
+fn detach_paths(args: &DetachArgs) -> Result<(PathBuf, PathBuf), ConfigError> {
+    let file = match &args.config {
+        Some(path) => {
+            config::load(path)
+                .map_err(|errors| {
+                    ConfigError::Invalid(config::render(path, &errors).replace('\n', "; "))
+                })?
+                .options
+        }
+        None => config::RunOptions::default(),
+    };
+    let d = config::RunSettings::default();
+    Ok((
+        args.pin_dir.clone().or(file.pin_dir).unwrap_or(d.pin_dir),
+        args.state_file
+            .clone()
+            .or(file.state_file)
+            .unwrap_or(d.state_file),
+    ))
 }
 
 /// `pinhole check-config FILE`: the one-line summary of a valid file, or

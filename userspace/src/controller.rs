@@ -45,6 +45,10 @@ use crate::{
     table::{owner_name, MapOp, OpenOutcome, OpenRequest, Pinhole, PinholeId, PinholeTable},
 };
 
+mod persist;
+
+pub use persist::RestoreReport;
+
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// Commands waiting for the controller before senders have to wait.
 const CHANNEL_DEPTH: usize = 256;
@@ -66,6 +70,8 @@ pub trait FlowStore: Send + 'static {
     fn get(&self, key: &FlowKey) -> Result<Option<FlowStats>, StoreError>;
     /// The verdict counters summed over CPUs, indexed by [`Reason`].
     fn counters(&self) -> Result<[Counter; Reason::COUNT as usize], StoreError>;
+    /// Every key in the store.
+    fn keys(&self) -> Result<Vec<FlowKey>, StoreError>;
 }
 
 /// The kernel's maps.
@@ -90,6 +96,10 @@ impl FlowStore for KernelStore {
     fn counters(&self) -> Result<[Counter; Reason::COUNT as usize], StoreError> {
         self.counters.totals()
     }
+
+    fn keys(&self) -> Result<Vec<FlowKey>, StoreError> {
+        self.flows.entries().map(|e| e.map(|(k, _)| k)).collect()
+    }
 }
 
 /// A clock in CLOCK_MONOTONIC nanoseconds (replaceable in tests).
@@ -113,6 +123,9 @@ pub struct ControllerConfig {
     pub ng: Option<NgConfig>,
     /// The registry `--metrics-listen` serves, fed by the controller.
     pub metrics: Option<Arc<Metrics>>,
+    /// Writes the state file (`--state-file`), kept in step with the
+    /// table and the calls.
+    pub state_writer: Option<Arc<crate::state::StateWriter>>,
 }
 
 impl ControllerConfig {
@@ -126,6 +139,7 @@ impl ControllerConfig {
             signaling_inline: false,
             ng: None,
             metrics: None,
+            state_writer: None,
         }
     }
 }
@@ -169,6 +183,11 @@ pub enum Command {
     /// Stores the current numbers in the metrics registry.
     RefreshMetrics {
         done: oneshot::Sender<()>,
+    },
+    /// Hands the current state to the state writer now; the reply is the
+    /// snapshot's sequence number for [`crate::state::StateWriter::wait`].
+    SaveState {
+        reply: oneshot::Sender<u64>,
     },
 }
 
@@ -251,6 +270,16 @@ impl ControllerHandle {
         rx.await.map_err(|_| CommandError::Stopped)
     }
 
+    /// Has the controller save its state now (see [`Command::SaveState`]).
+    pub async fn save_state(&self) -> Result<u64, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SaveState { reply })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)
+    }
+
     /// A [`Sink`] for the queue reader thread (blocking, not for async code).
     pub fn sink(&self) -> QueueSink {
         QueueSink {
@@ -283,8 +312,12 @@ pub fn spawn<S: FlowStore>(
     store: S,
     config: ControllerConfig,
 ) -> (ControllerHandle, JoinHandle<()>) {
+    start(Controller::new(store, config))
+}
+
+/// Starts the task of a controller built (and restored) beforehand.
+pub fn start<S: FlowStore>(controller: Controller<S>) -> (ControllerHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-    let controller = Controller::new(store, config);
     let task = tokio::spawn(controller.run(rx));
     (ControllerHandle { tx }, task)
 }
@@ -322,6 +355,7 @@ pub struct Controller<S> {
     latency: Histogram,
     ng: Option<NgService>,
     metrics: Option<Arc<Metrics>>,
+    persist: Option<persist::Persist>,
 }
 
 /// The pinhole table, the flow store and what keeps them in step.
@@ -355,6 +389,7 @@ impl<S: FlowStore> Controller<S> {
             latency: Histogram::default(),
             ng: config.ng.clone().map(NgService::new),
             metrics: config.metrics.clone(),
+            persist: config.state_writer.clone().map(persist::Persist::new),
             core: Core {
                 table: PinholeTable::new(config.capacity),
                 store,
@@ -396,6 +431,7 @@ impl<S: FlowStore> Controller<S> {
         loop {
             let deadline = self.feed.next_deadline().filter(|d| fired != Some(*d));
             let timer = deadline.map(|d| self.instant_of(d));
+            let save = self.persist.as_ref().and_then(|p| p.due());
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
@@ -409,7 +445,11 @@ impl<S: FlowStore> Controller<S> {
                     fired = deadline;
                     self.call_timers();
                 }
+                _ = tokio::time::sleep_until(save.unwrap_or_else(Instant::now)), if save.is_some() => {
+                    self.save_state();
+                }
             }
+            self.note_changes();
         }
         debug!("controller stopped");
     }
@@ -458,6 +498,9 @@ impl<S: FlowStore> Controller<S> {
             Command::RefreshMetrics { done } => {
                 self.refresh_metrics();
                 let _ = done.send(());
+            }
+            Command::SaveState { reply } => {
+                let _ = reply.send(self.save_state());
             }
         }
     }
@@ -1257,6 +1300,10 @@ impl FlowStore for FakeStore {
 
     fn counters(&self) -> Result<[Counter; Reason::COUNT as usize], StoreError> {
         Ok(self.counters)
+    }
+
+    fn keys(&self) -> Result<Vec<FlowKey>, StoreError> {
+        Ok(self.flows.keys().copied().collect())
     }
 }
 

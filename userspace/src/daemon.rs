@@ -1,8 +1,10 @@
-//! `pinhole run`: load and attach, serve the control socket (and, when
+//! `pinhole run`: load and attach (taking over a pinned filter and the
+//! state file of an earlier daemon), serve the control socket (and, when
 //! configured, the ng protocol and the metrics endpoint), and on
-//! SIGINT/SIGTERM detach and clean up.
+//! SIGINT/SIGTERM detach and clean up, or with `--keep-pinned` leave the
+//! filter in place for the next daemon.
 
-use std::{net::SocketAddr, path::Path, sync::Arc};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::{
@@ -22,12 +24,50 @@ use crate::{
     cli::RunArgs,
     config::{self, RunSettings, SignalingMode},
     control::{ensure_not_running, ControlServer},
-    controller::{self, ControllerConfig, ControllerHandle, KernelStore},
+    controller::{self, Controller, ControllerConfig, ControllerHandle, KernelStore},
     error::ConfigError,
     loader::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
     metrics::{self, Metrics},
     ng,
+    pin::{PinDir, Pinned},
+    state::{self, State, StateWriter},
 };
+
+/// How long the final write of the state file may take on exit.
+const FINAL_SAVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Locks the pin directory and reads the state file, before anything is
+/// loaded. A state file that cannot be used while a filter is pinned is an
+/// error: that filter and its maps stay as they are. Without pins a state
+/// file means nothing (a reboot, or `pinhole detach` of the pins only) and
+/// is ignored.
+fn take_over(s: &RunSettings) -> anyhow::Result<(PinDir, bool, Option<State>)> {
+    let pins = PinDir::create(&s.pin_dir, s.keep_pinned)?;
+    let pinned = pins
+        .entries()?
+        .iter()
+        .any(|p| matches!(p, Pinned::Map { .. } | Pinned::Link { .. }));
+    let state = match state::load(&s.state_file) {
+        Ok(state) => state,
+        Err(e) if pinned => return Err(e.into()),
+        Err(e) => {
+            warn!(
+                "{e}; ignored, as nothing is pinned in {}",
+                s.pin_dir.display()
+            );
+            None
+        }
+    };
+    let state = match state {
+        Some(_) if !pinned => {
+            warn!(state_file = %s.state_file.display(), pin_dir = %s.pin_dir.display(),
+                "the state file is ignored: nothing is pinned to go with it");
+            None
+        }
+        other => other,
+    };
+    Ok((pins, pinned, state))
+}
 
 /// The settings `pinhole run` runs with: the `--config` file (if any) with
 /// the flags over it, validated. Every problem is reported, on one line:
@@ -131,9 +171,6 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     let feed = feed_config(&s);
     let interfaces = resolve_interfaces(&s.interfaces)?;
     ensure_not_running(control)?;
-    if s.keep_pinned {
-        warn!("keep_pinned is not supported yet: the filter is removed on exit");
-    }
     // The listeners next, so a busy port fails before the filter is loaded.
     let ng_socket = match s.ng_listen {
         Some(addr) => Some(bind_udp(addr).await?),
@@ -148,12 +185,18 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let mut datapath = Datapath::load(&LoadOptions {
-        interfaces,
-        mode: s.xdp_mode.into(),
-        config,
-        max_flows: s.max_pinholes,
-    })?;
+    let (pins, pinned, saved) = take_over(&s)?;
+    let writer =
+        Arc::new(StateWriter::start(&s.state_file).context("starting the state file writer")?);
+    let mut datapath = Datapath::load(
+        &LoadOptions {
+            interfaces,
+            mode: s.xdp_mode,
+            config,
+            max_flows: s.max_pinholes,
+        },
+        Some(pins),
+    )?;
     let log_pump = match datapath.take_logger() {
         Some(logger) => Some(spawn_log_pump(logger).context("reading eBPF logs")?),
         None => None,
@@ -180,8 +223,31 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     controller_config.signaling_inline = inline;
     controller_config.ng = ng_socket.as_ref().map(|_| s.ng_config());
     controller_config.metrics = metrics.clone();
-    let (handle, mut controller_task) =
-        controller::spawn(KernelStore { flows, counters }, controller_config);
+    controller_config.state_writer = Some(writer.clone());
+    let mut controller = Controller::new(KernelStore { flows, counters }, controller_config);
+    let adoption = datapath.adoption().clone();
+    // A pinned filter's state is taken over before its links get the new
+    // program: the maps then already hold what the new program expects.
+    if pinned && (saved.is_some() || adoption.adopted()) {
+        let saved = saved.unwrap_or_else(|| {
+            warn!(state_file = %s.state_file.display(),
+                "pinned maps without a state file: their flows are removed (their pinholes are unknown)");
+            State::new(1, Vec::new(), Default::default())
+        });
+        let r = controller.restore(saved);
+        info!(
+            pinholes = r.pinholes, refused = r.refused, calls = r.calls, rtsp_sessions = r.sessions,
+            flows_reinserted = r.reinserted, orphan_flows_removed = r.orphans_removed, failed = r.failed,
+            maps_adopted = ?adoption.maps, maps_replaced = ?adoption.replaced.iter().map(|m| &m.name).collect::<Vec<_>>(),
+            "state taken over from the previous daemon"
+        );
+    }
+    datapath.attach()?;
+    let adoption = datapath.adoption().clone();
+    if adoption.links.is_empty() && pinned {
+        warn!("no pinned link was taken over: the interfaces were unfiltered until now");
+    }
+    let (handle, mut controller_task) = controller::start(controller);
 
     // Signaling is queued to us before we are ready, so that a test (or an
     // operator) that sees the control socket also sees calls being followed.
@@ -222,13 +288,19 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         _ => None,
     };
     let server = ControlServer::bind(control)?;
-    info!(control = %control.display(), "ready");
+    info!(
+        control = %control.display(),
+        pin_dir = %s.pin_dir.display(),
+        state_file = %s.state_file.display(),
+        keep_pinned = s.keep_pinned,
+        "ready"
+    );
 
     let mut controller_done = false;
     let outcome = tokio::select! {
         _ = sigterm.recv() => { info!("SIGTERM received, shutting down"); Ok(()) }
         _ = sigint.recv() => { info!("SIGINT received, shutting down"); Ok(()) }
-        () = server.serve(handle) => Err(anyhow::anyhow!("the control server stopped unexpectedly")),
+        () = server.serve(handle.clone()) => Err(anyhow::anyhow!("the control server stopped unexpectedly")),
         e = join(&mut ng_task) => Err(anyhow::anyhow!("the ng listener stopped: {e}")),
         e = join(&mut metrics_task) => Err(anyhow::anyhow!("the metrics listener stopped: {e}")),
         r = &mut controller_task => {
@@ -247,6 +319,24 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         let _ = task.await;
     }
     drop(capture);
+    // Kept pinned: the next daemon takes over from the state as of now.
+    let keep = s.keep_pinned && outcome.is_ok();
+    if keep && !controller_done {
+        match handle.save_state().await {
+            Ok(seq) => {
+                let w = writer.clone();
+                let saved =
+                    tokio::task::spawn_blocking(move || w.wait(seq, FINAL_SAVE_TIMEOUT)).await;
+                match saved {
+                    Ok(Ok(())) => info!(state_file = %s.state_file.display(), "state saved"),
+                    Ok(Err(e)) => error!("{e}"),
+                    Err(e) => error!("saving the state: {e}"),
+                }
+            }
+            Err(e) => error!("saving the state: {e}"),
+        }
+    }
+    drop(handle);
     if !controller_done {
         controller_task.abort();
         let _ = controller_task.await;
@@ -255,7 +345,24 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         pump.abort();
     }
     drop(server);
-    drop(datapath);
+    // The writer thread ends after its last write, so a removed file stays
+    // removed.
+    drop(writer);
+    // A failure keeps a filter that was taken over, with its state (see
+    // Datapath); a clean exit keeps them only with --keep-pinned.
+    let (released, remove_state) = match outcome {
+        Err(_) => {
+            drop(datapath);
+            (Ok(()), !adoption.adopted())
+        }
+        Ok(()) => (datapath.release(keep), !keep),
+    };
+    if remove_state {
+        if let Err(e) = state::remove(&s.state_file) {
+            error!("{e}");
+        }
+    }
+    released?;
     info!("stopped");
     outcome
 }

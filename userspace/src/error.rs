@@ -147,6 +147,20 @@ pub enum LoadError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error(transparent)]
+    PinDir(#[from] crate::pin::PinDirError),
+    #[error("pinning {what} at {path}: {message}")]
+    Pin {
+        what: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error(
+        "taking over the pinned link {path}: {message} (the old filter stays attached;          `pinhole detach` removes it)"
+    )]
+    Adopt { path: PathBuf, message: String },
+    #[error("reading the eBPF object's maps: {0}")]
+    ObjectMaps(String),
 }
 
 /// Failures of the control socket, on either side.

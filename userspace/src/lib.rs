@@ -28,6 +28,8 @@ pub mod maps;
 pub mod metrics;
 pub mod ng;
 pub mod output;
+pub mod pin;
 pub mod proto;
 pub mod signaling;
+pub mod state;
 pub mod table;

@@ -1,10 +1,20 @@
-//! Loading the XDP program with its configuration and attaching it to the
-//! interfaces. Dropping the [`Datapath`] detaches it everywhere.
+//! Loading the XDP program with its configuration, its maps (reusing
+//! pinned ones) and attaching it to the interfaces (taking over pinned
+//! links), see [`Datapath`].
 
-use std::{ffi::CString, io};
+use std::{
+    ffi::CString,
+    io,
+    path::{Path, PathBuf},
+};
 
 use aya::{
-    programs::{ProgramError, Xdp, XdpMode},
+    maps::MapInfo,
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        ProgramError, Xdp, XdpMode,
+    },
     Ebpf, EbpfLoader,
 };
 use pinhole_common::{
@@ -16,6 +26,7 @@ use tracing::{error, info, warn};
 use crate::{
     error::{ConfigError, LoadError},
     maps::{CounterMap, FlowMap},
+    pin::{PinDir, Pinned},
 };
 
 /// Name of aya-log's ring buffer, present only when the program was built
@@ -118,34 +129,100 @@ pub fn resolve_interfaces(names: &[String]) -> anyhow::Result<Vec<(String, u32)>
 pub struct LoadOptions {
     /// Interfaces by name and index (see [`resolve_interfaces`]).
     pub interfaces: Vec<(String, u32)>,
-    pub mode: XdpMode,
+    pub mode: crate::config::XdpMode,
     pub config: Config,
     /// Capacity of the flow maps, in flows (each family's map gets all of it).
     pub max_flows: u32,
 }
 
-/// One attachment; detaches (and says so) when dropped.
-struct Attachment {
-    iface: String,
-    link: Option<aya::programs::xdp::XdpLink>,
+/// How the program is attached to one interface.
+enum Link {
+    /// Pinned: stays attached after the process ends until the pin is
+    /// removed. Holds the link's fd.
+    Pinned { fd: FdLink, path: PathBuf },
+    /// Not pinned (no pin directory, or a netlink attachment on a kernel
+    /// without bpf_link): dropping it detaches.
+    Owned(XdpLink),
 }
 
-impl Drop for Attachment {
-    fn drop(&mut self) {
-        if let Some(link) = self.link.take() {
-            drop(link);
-            info!(iface = %self.iface, "XDP program detached");
+/// One attachment.
+struct Attachment {
+    iface: String,
+    link: Option<Link>,
+}
+
+impl Attachment {
+    /// Lets go of the link: `keep` leaves a pinned one attached, else it is
+    /// unpinned and detached.
+    fn release(&mut self, keep: bool) {
+        match self.link.take() {
+            Some(Link::Pinned { fd, path }) if keep => {
+                drop(fd);
+                info!(iface = %self.iface, pin = %path.display(), "XDP program left attached (pinned)");
+            }
+            Some(Link::Pinned { fd, path }) => {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        error!(iface = %self.iface, pin = %path.display(), "unpinning the XDP link failed, it stays attached: {e}");
+                    }
+                }
+                drop(fd);
+                info!(iface = %self.iface, "XDP program detached");
+            }
+            Some(Link::Owned(link)) => {
+                drop(link);
+                info!(iface = %self.iface, "XDP program detached");
+            }
+            None => {}
         }
     }
 }
 
-/// The loaded program, attached to every interface.
+/// A pinned map that cannot be reused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapMismatch {
+    pub name: String,
+    /// What differs, e.g. `max_entries 1024, expected 262144`.
+    pub detail: String,
+}
+
+/// What loading found in the pin directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Adoption {
+    /// Pinned maps taken over (their entries are kept).
+    pub maps: Vec<String>,
+    /// Pinned maps that did not match the program's definitions and were
+    /// replaced by new, empty ones.
+    pub replaced: Vec<MapMismatch>,
+    /// Pinned links whose program was swapped for the new one (no gap).
+    pub links: Vec<String>,
+}
+
+impl Adoption {
+    /// Whether a running filter's state was taken over.
+    pub fn adopted(&self) -> bool {
+        !self.maps.is_empty() || !self.links.is_empty()
+    }
+}
+
+/// The loaded program, attached to every interface (after
+/// [`Datapath::attach`]), its maps and links pinned when it has a pin
+/// directory.
+///
+/// Dropping it without [`Datapath::release`] keeps what it adopted (a
+/// daemon that fails after taking over a running filter leaves the filter
+/// to the next one) and removes what it created.
 pub struct Datapath {
     // Field order is drop order: detach before the object (and its program
     // fd) goes away.
     attachments: Vec<Attachment>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     ebpf: Ebpf,
+    pins: Option<PinDir>,
+    adoption: Adoption,
+    mode: crate::config::XdpMode,
+    interfaces: Vec<(String, u32)>,
+    released: bool,
 }
 
 /// The errno of the first OS error in `err`'s chain.
@@ -171,24 +248,179 @@ fn is_permission(err: &(dyn std::error::Error + 'static)) -> bool {
     matches!(errno(err), Some(libc::EPERM | libc::EACCES))
 }
 
+/// A map of the object, as the kernel will create it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MapSpec {
+    name: String,
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+}
+
+/// `BPF_MAP_TYPE_PERF_EVENT_ARRAY` and `BPF_MAP_TYPE_RINGBUF`.
+const PERF_EVENT_ARRAY: u32 = 4;
+const RINGBUF: u32 = 27;
+
+/// A ring buffer's size as aya creates it: a power-of-two number of pages.
+fn ringbuf_size(bytes: u32, page: u32) -> u32 {
+    if bytes == 0 || page == 0 {
+        return bytes;
+    }
+    page.saturating_mul(bytes.div_ceil(page).next_power_of_two())
+}
+
+/// The object's maps that are pinned: those of its map sections (not its
+/// globals, perf event arrays, nor the log ring buffer of tracing builds),
+/// as the kernel will create them (the loader's `max_entries` overrides
+/// applied, ring buffers sized as aya sizes them).
+fn pinned_map_specs(object: &[u8], overrides: &[(&str, u32)]) -> Result<Vec<MapSpec>, LoadError> {
+    use aya_obj::EbpfSectionKind;
+    let obj = aya_obj::Object::parse(object).map_err(|e| LoadError::ObjectMaps(e.to_string()))?;
+    // SAFETY: sysconf has no preconditions.
+    let page = u32::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let mut specs: Vec<MapSpec> = obj
+        .maps
+        .iter()
+        .filter(|(name, m)| {
+            matches!(
+                m.section_kind(),
+                EbpfSectionKind::Maps | EbpfSectionKind::BtfMaps
+            ) && name.as_str() != AYA_LOGS_MAP
+                && m.map_type() != PERF_EVENT_ARRAY
+        })
+        .map(|(name, m)| {
+            let max_entries = overrides
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(m.max_entries(), |(_, v)| *v);
+            let ringbuf = m.map_type() == RINGBUF;
+            MapSpec {
+                name: name.clone(),
+                map_type: m.map_type(),
+                key_size: m.key_size(),
+                value_size: if ringbuf { 0 } else { m.value_size() },
+                max_entries: if ringbuf {
+                    ringbuf_size(max_entries, page)
+                } else {
+                    max_entries
+                },
+                flags: m.map_flags(),
+            }
+        })
+        .collect();
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(specs)
+}
+
+/// How a pinned map differs from `spec`, `None` when it can be reused.
+fn map_mismatch(spec: &MapSpec, path: &Path) -> Option<String> {
+    let info = match MapInfo::from_pin(path) {
+        Ok(i) => i,
+        Err(e) => return Some(format!("unreadable: {e}")),
+    };
+    let map_type = info.map_type().map(|t| t as u32).unwrap_or(u32::MAX);
+    let fields = [
+        ("type", map_type, spec.map_type),
+        ("key_size", info.key_size(), spec.key_size),
+        ("value_size", info.value_size(), spec.value_size),
+        ("max_entries", info.max_entries(), spec.max_entries),
+        ("flags", info.map_flags(), spec.flags),
+    ];
+    let diffs: Vec<String> = fields
+        .iter()
+        .filter(|(_, got, want)| got != want)
+        .map(|(what, got, want)| format!("{what} {got}, expected {want}"))
+        .collect();
+    (!diffs.is_empty()).then(|| diffs.join(", "))
+}
+
 impl Datapath {
-    /// Loads the program and attaches it to every interface. On failure
-    /// everything attached so far is detached again.
-    pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
-        let mut ebpf = EbpfLoader::new()
-            .override_global(CONFIG_GLOBAL, &opts.config, true)
+    /// Loads the program and its maps without attaching anything.
+    ///
+    /// With a pin directory, every map pinned there that matches the
+    /// program's definition (type, key and value sizes, capacity, flags) is
+    /// reused, entries and all; a mismatched one (e.g. another
+    /// `--max-pinholes`) is replaced by a new, empty map, and pins of maps
+    /// the program no longer has are removed. Every map ends up pinned.
+    pub fn load(opts: &LoadOptions, pins: Option<PinDir>) -> Result<Self, LoadError> {
+        let overrides = [
             // Each family's map can take every flow: the pinhole table
             // enforces the total.
-            .map_max_entries(FLOWS_V4_MAP, opts.max_flows)
-            .map_max_entries(FLOWS_V6_MAP, opts.max_flows)
-            .load(crate::ebpf::OBJECT)
-            .map_err(|e| {
-                if is_permission(&e) {
-                    LoadError::PermissionDenied
-                } else {
-                    LoadError::Object(e)
+            (FLOWS_V4_MAP, opts.max_flows),
+            (FLOWS_V6_MAP, opts.max_flows),
+        ];
+        let mut adoption = Adoption::default();
+        let mut fresh: Vec<String> = Vec::new();
+        let specs = match &pins {
+            Some(_) => pinned_map_specs(crate::ebpf::OBJECT, &overrides)?,
+            None => Vec::new(),
+        };
+        let mut loader = EbpfLoader::new();
+        loader.override_global(CONFIG_GLOBAL, &opts.config, true);
+        for (name, max) in overrides {
+            loader.map_max_entries(name, max);
+        }
+        if let Some(pins) = &pins {
+            for spec in &specs {
+                let path = pins.pin_path(&Pinned::Map {
+                    name: spec.name.clone(),
+                });
+                if !path.exists() {
+                    fresh.push(spec.name.clone());
+                    continue;
                 }
-            })?;
+                match map_mismatch(spec, &path) {
+                    None => {
+                        loader.map_pin_path(spec.name.as_str(), path);
+                        adoption.maps.push(spec.name.clone());
+                    }
+                    Some(detail) => {
+                        warn!(map = %spec.name, pin = %path.display(), %detail,
+                            "the pinned map does not match the program; replacing it with a new, empty one");
+                        adoption.replaced.push(MapMismatch {
+                            name: spec.name.clone(),
+                            detail,
+                        });
+                        fresh.push(spec.name.clone());
+                    }
+                }
+            }
+        }
+        let mut ebpf = loader.load(crate::ebpf::OBJECT).map_err(|e| {
+            if is_permission(&e) {
+                LoadError::PermissionDenied
+            } else {
+                LoadError::Object(e)
+            }
+        })?;
+
+        if let Some(pins) = &pins {
+            for name in &fresh {
+                let pin = Pinned::Map { name: name.clone() };
+                let path = pins.pin_path(&pin);
+                pins.remove(&pin)?;
+                let map = ebpf.map(name).ok_or_else(|| LoadError::Pin {
+                    what: format!("map {name}"),
+                    path: path.clone(),
+                    message: "the loaded object lacks it".into(),
+                })?;
+                map.pin(&path).map_err(|e| LoadError::Pin {
+                    what: format!("map {name}"),
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            }
+            for pin in pins.entries()? {
+                if let Pinned::Map { name } = &pin {
+                    if !specs.iter().any(|s| &s.name == name) {
+                        info!(map = %name, "removing the pin of a map the program no longer has");
+                        pins.remove(&pin)?;
+                    }
+                }
+            }
+        }
 
         // Only a tracing build of the program has the log ring buffer.
         let logger = if ebpf.map(AYA_LOGS_MAP).is_some() {
@@ -208,14 +440,7 @@ impl Datapath {
             None
         };
 
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(LoadError::Missing {
-                what: "program",
-                name: PROGRAM_NAME,
-            })?
-            .try_into()
-            .map_err(LoadError::Program)?;
+        let program = program_mut(&mut ebpf)?;
         program.load().map_err(|e| match e {
             ProgramError::LoadError {
                 io_error,
@@ -231,25 +456,140 @@ impl Datapath {
             e if is_permission(&e) => LoadError::PermissionDenied,
             e => LoadError::Program(e),
         })?;
+        Ok(Datapath {
+            attachments: Vec::new(),
+            logger,
+            ebpf,
+            pins,
+            adoption,
+            mode: opts.mode,
+            interfaces: opts.interfaces.clone(),
+            released: false,
+        })
+    }
 
-        let mut attachments: Vec<Attachment> = Vec::with_capacity(opts.interfaces.len());
-        for (iface, index) in &opts.interfaces {
+    /// Attaches the program to every interface. With a pin directory, a
+    /// link already pinned for the interface in the same mode gets the new
+    /// program atomically (`BPF_LINK_UPDATE`: the old program filters until
+    /// the new one does), other interfaces get a new pinned link, and links
+    /// pinned for interfaces not in the list (or in the other mode) are
+    /// removed. Finally the program itself is pinned (for bpftool).
+    pub fn attach(&mut self) -> Result<(), LoadError> {
+        let Datapath {
+            attachments,
+            ebpf,
+            pins,
+            adoption,
+            mode,
+            interfaces,
+            ..
+        } = self;
+        let program = program_mut(ebpf)?;
+        let aya_mode: XdpMode = (*mode).into();
+        let pinned: Vec<Pinned> = match pins {
+            Some(p) => p.entries()?,
+            None => Vec::new(),
+        };
+        for (iface, index) in interfaces.iter() {
+            let want = Pinned::Link {
+                mode: *mode,
+                iface: iface.clone(),
+            };
+            if let Some(pins) = pins.as_ref() {
+                // A link in the other mode cannot coexist with ours: the
+                // one gap a restart can have (logged).
+                for other in pinned.iter().filter(
+                    |p| matches!(p, Pinned::Link { iface: i, mode: m } if i == iface && m != mode),
+                ) {
+                    warn!(iface = %iface, pin = %pins.pin_path(other).display(),
+                        "a link pinned in the other XDP mode is removed: the interface is unfiltered until the new one is attached");
+                    pins.remove(other)?;
+                }
+                let path = pins.pin_path(&want);
+                if pinned.contains(&want) {
+                    match adopt_link(program, &path, *index) {
+                        Ok(Some(fd)) => {
+                            info!(iface = %iface, ifindex = index, mode = ?mode, pin = %path.display(),
+                                "pinned XDP link taken over, program replaced atomically");
+                            adoption.links.push(iface.clone());
+                            attachments.push(Attachment {
+                                iface: iface.clone(),
+                                link: Some(Link::Pinned { fd, path }),
+                            });
+                            continue;
+                        }
+                        Ok(None) => {
+                            warn!(iface = %iface, pin = %path.display(),
+                                "the pinned link is defunct or on another interface; replacing it");
+                            pins.remove(&want)?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
             let id = program
-                .attach_to_if_index(*index, opts.mode)
-                .map_err(|e| attach_error(iface, opts.mode, e))?;
-            // Owning the link makes its drop the detach (bpf_link or netlink).
+                .attach_to_if_index(*index, aya_mode)
+                .map_err(|e| attach_error(iface, aya_mode, e))?;
             let link = program.take_link(id).map_err(LoadError::Program)?;
+            let link = match pins.as_ref() {
+                Some(pins) => pin_link(link, pins.pin_path(&want), iface)?,
+                None => Link::Owned(link),
+            };
             attachments.push(Attachment {
                 iface: iface.clone(),
                 link: Some(link),
             });
-            info!(iface = %iface, ifindex = index, mode = ?opts.mode, "XDP program attached");
+            info!(iface = %iface, ifindex = index, mode = ?mode, "XDP program attached");
         }
-        Ok(Datapath {
-            attachments,
-            logger,
-            ebpf,
-        })
+        if let Some(pins) = pins.as_ref() {
+            for stale in pinned.iter().filter(|p| match p {
+                Pinned::Link { iface, .. } => !interfaces.iter().any(|(i, _)| i == iface),
+                _ => false,
+            }) {
+                info!(pin = %pins.pin_path(stale).display(), "removing the pinned link of an interface no longer filtered");
+                pins.remove(stale)?;
+            }
+            let path = pins.pin_path(&Pinned::Prog);
+            pins.remove(&Pinned::Prog)?;
+            program.pin(&path).map_err(|e| LoadError::Pin {
+                what: "the XDP program".into(),
+                path,
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// What was taken over from the pin directory.
+    pub fn adoption(&self) -> &Adoption {
+        &self.adoption
+    }
+
+    /// The pin directory, if the program is pinned.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pins.as_ref().map(PinDir::path)
+    }
+
+    /// Ends the datapath: `keep` leaves the program attached and its maps
+    /// pinned for a later daemon; otherwise every interface is detached and
+    /// the pin directory removed.
+    pub fn release(mut self, keep: bool) -> Result<(), LoadError> {
+        self.released = true;
+        for a in &mut self.attachments {
+            a.release(keep);
+        }
+        if keep {
+            if let Some(pins) = &self.pins {
+                info!(pin_dir = %pins.path().display(), "filter and maps left pinned");
+            }
+            return Ok(());
+        }
+        if let Some(pins) = self.pins.take() {
+            let path = pins.path().to_path_buf();
+            pins.clear()?;
+            info!(pin_dir = %path.display(), "pins removed");
+        }
+        Ok(())
     }
 
     /// Takes the flow and counter maps (once).
@@ -265,9 +605,86 @@ impl Datapath {
         self.logger.take()
     }
 
-    /// Names of the interfaces the program is attached to.
+    /// Names of the interfaces the program is (to be) attached to.
     pub fn interfaces(&self) -> impl Iterator<Item = &str> {
-        self.attachments.iter().map(|a| a.iface.as_str())
+        self.interfaces.iter().map(|(i, _)| i.as_str())
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // Not released: a failure. Keep a filter that was taken over (and
+        // the maps with it), remove one this daemon created.
+        let keep = self.adoption.adopted();
+        for a in &mut self.attachments {
+            a.release(keep);
+        }
+        if !keep {
+            if let Some(pins) = self.pins.take() {
+                if let Err(e) = pins.clear() {
+                    error!("removing the pins: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+    ebpf.program_mut(PROGRAM_NAME)
+        .ok_or(LoadError::Missing {
+            what: "program",
+            name: PROGRAM_NAME,
+        })?
+        .try_into()
+        .map_err(LoadError::Program)
+}
+
+/// Swaps the program of the link pinned at `path` for `program`, if the
+/// link is an XDP link still attached to `ifindex`; `None` when it is not
+/// (defunct, or another interface now has that name).
+fn adopt_link(program: &mut Xdp, path: &Path, ifindex: u32) -> Result<Option<FdLink>, LoadError> {
+    let adopt = |message: String| LoadError::Adopt {
+        path: path.into(),
+        message,
+    };
+    let info = crate::pin::link_info(path).map_err(|e| adopt(e.to_string()))?;
+    if info.link_type != crate::pin::BPF_LINK_TYPE_XDP || info.ifindex != ifindex {
+        return Ok(None);
+    }
+    let pinned = PinnedLink::from_pin(path).map_err(|e| adopt(e.to_string()))?;
+    let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| adopt(e.to_string()))?;
+    let id = program
+        .attach_to_link(link)
+        .map_err(|e| adopt(format!("replacing its program: {e}")))?;
+    let link = program.take_link(id).map_err(LoadError::Program)?;
+    FdLink::try_from(link)
+        .map(Some)
+        .map_err(|e| adopt(e.to_string()))
+}
+
+/// Pins a new link. A netlink attachment (kernels before 5.9, without XDP
+/// bpf_link) cannot be pinned: refused.
+fn pin_link(link: XdpLink, path: PathBuf, iface: &str) -> Result<Link, LoadError> {
+    match FdLink::try_from(link) {
+        Ok(fd) => {
+            let pinned = fd.pin(&path).map_err(|e| LoadError::Pin {
+                what: format!("the XDP link of {iface}"),
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            Ok(Link::Pinned {
+                fd: pinned.into(),
+                path,
+            })
+        }
+        Err(e) => Err(LoadError::Pin {
+            what: format!("the XDP link of {iface}"),
+            path,
+            message: format!("{e} (a netlink attachment: this kernel lacks XDP bpf_link)"),
+        }),
     }
 }
 
@@ -315,6 +732,28 @@ pub fn spawn_log_pump(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pinned_maps_are_the_programs_own() {
+        let specs = pinned_map_specs(crate::ebpf::OBJECT, &[(FLOWS_V4_MAP, 1024)]).unwrap();
+        let v4 = specs.iter().find(|s| s.name == FLOWS_V4_MAP).unwrap();
+        assert_eq!((v4.max_entries, v4.key_size), (1024, 12));
+        assert!(specs.iter().any(|s| s.name == FLOWS_V6_MAP));
+        assert!(specs.iter().any(|s| s.name == pinhole_common::COUNTERS_MAP));
+        assert!(
+            specs.iter().all(|s| !s.name.starts_with('.')),
+            "no globals: {specs:?}"
+        );
+        for (bytes, want) in [
+            (0, 0),
+            (1, 4096),
+            (4096, 4096),
+            (4097, 8192),
+            (12288, 16384),
+        ] {
+            assert_eq!(ringbuf_size(bytes, 4096), want, "{bytes}");
+        }
+    }
 
     #[test]
     fn port_range_parsing_table() {

@@ -18,8 +18,8 @@ fn main() -> ExitCode {
             }
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
                 eprintln!(
-                    "error: a subcommand is required: run, open, close, list, stats, calls or \
-                     check-config (see pinhole --help)"
+                    "error: a subcommand is required: run, open, close, list, stats, calls, \
+                     check-config or detach (see pinhole --help)"
                 );
                 return ExitCode::from(EXIT_BAD_INPUT as u8);
             }

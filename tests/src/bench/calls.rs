@@ -37,12 +37,19 @@ pub struct Config {
     pub rates: Vec<u32>,
     /// Seconds of calls per rate.
     pub secs: f64,
-    pub filters: Vec<Filter>,
+    /// Filters, each with all calls on one SIP flow (`false`: sipp `-t u1`,
+    /// as between two proxies) or a SIP flow of its own per call (`true`:
+    /// `-t un`).
+    pub cases: Vec<(Filter, bool)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CallSample {
     pub filter: Filter,
+    /// Each call from its own caller SIP port (sipp `-t un`) instead of all
+    /// calls on one 5060 ↔ 5060 flow.
+    #[serde(default)]
+    pub flow_per_call: bool,
     pub round: usize,
     pub rate: u32,
     pub calls: u64,
@@ -129,16 +136,30 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> Result<Optio
     }
 }
 
-fn one(filter: Filter, rate: u32, round: usize, secs: f64) -> Result<CallSample> {
+/// A case's label.
+pub fn label(filter: Filter, flow_per_call: bool) -> String {
+    if flow_per_call {
+        format!("{}, a SIP flow per call", filter.label())
+    } else {
+        filter.label().to_owned()
+    }
+}
+
+fn one(
+    (filter, flow_per_call): (Filter, bool),
+    rate: u32,
+    round: usize,
+    secs: f64,
+) -> Result<CallSample> {
     let lab = BenchLab::new()?;
     let active = lab.start(filter, &[])?;
     let dir = scratch()?;
     let calls = ((f64::from(rate) * secs).round() as u64).max(1);
     let (caller, callee) = (Family::V4.outside(), Family::V4.inside());
-    let common = |ip: std::net::IpAddr| {
+    let common = |ip: std::net::IpAddr, transport: &str| {
         vec![
             "-t".to_owned(),
-            "u1".to_owned(),
+            transport.to_owned(),
             "-i".to_owned(),
             ip.to_string(),
             "-p".to_owned(),
@@ -152,6 +173,9 @@ fn one(filter: Filter, rate: u32, round: usize, secs: f64) -> Result<CallSample>
             // No throttling by sipp's own limit on simultaneous calls.
             "-l".to_owned(),
             "100000".to_owned(),
+            // One socket per call with `-t un`: stay below the fd limit.
+            "-max_socket".to_owned(),
+            "4096".to_owned(),
             // A call whose next message does not come in 3 s fails then,
             // not after SIP's 32 s transaction timeout.
             "-recv_timeout".to_owned(),
@@ -162,7 +186,7 @@ fn one(filter: Filter, rate: u32, round: usize, secs: f64) -> Result<CallSample>
         ]
     };
     let mut uas_args = vec!["-sf".to_owned(), "uas_load.xml".to_owned()];
-    uas_args.extend(common(callee));
+    uas_args.extend(common(callee, "u1"));
     let no_ports = || -> Result<u64> {
         Ok(sys::udp_no_ports(&lab.topo.outside)? + sys::udp_no_ports(&lab.topo.inside)?)
     };
@@ -179,7 +203,7 @@ fn one(filter: Filter, rate: u32, round: usize, secs: f64) -> Result<CallSample>
         "-r".to_owned(),
         rate.to_string(),
     ];
-    uac_args.extend(common(caller));
+    uac_args.extend(common(caller, if flow_per_call { "un" } else { "u1" }));
     let start = Instant::now();
     let mut uac = sipp(&lab.topo.outside, dir.path(), "uac.log", &uac_args)?;
     let limit = Duration::from_secs_f64(calls as f64 / f64::from(rate) + 40.0);
@@ -205,6 +229,7 @@ fn one(filter: Filter, rate: u32, round: usize, secs: f64) -> Result<CallSample>
     let media_delivered = no_ports()? - delivered_before;
     Ok(CallSample {
         filter,
+        flow_per_call,
         round,
         rate,
         calls,
@@ -222,19 +247,20 @@ fn one(filter: Filter, rate: u32, round: usize, secs: f64) -> Result<CallSample>
 pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Vec<CallSample>> {
     let mut out = Vec::new();
     for round in 0..cfg.rounds {
-        let mut stopped: Vec<Filter> = Vec::new();
+        let mut stopped: Vec<(Filter, bool)> = Vec::new();
         for &rate in &cfg.rates {
-            for &filter in &cfg.filters {
-                if stopped.contains(&filter) {
+            for &case in &cfg.cases {
+                if stopped.contains(&case) {
                     continue;
                 }
-                let s = one(filter, rate, round, cfg.secs)
-                    .with_context(|| format!("call setup at {rate} cps, {}", filter.label()))?;
+                let name = label(case.0, case.1);
+                let s = one(case, rate, round, cfg.secs)
+                    .with_context(|| format!("call setup at {rate} cps, {name}"))?;
                 progress(&format!(
                     "round {} {:<22} {:>4} cps: {}/{} calls ok, {} failed, {} of {} media packets \
                      dropped, {} delivered",
                     round + 1,
-                    filter.label(),
+                    name,
                     rate,
                     s.successful,
                     s.calls,
@@ -244,7 +270,7 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Vec<CallSampl
                     s.media_delivered
                 ));
                 if !s.lossless() {
-                    stopped.push(filter);
+                    stopped.push(case);
                 }
                 out.push(s);
             }

@@ -155,6 +155,13 @@ fn run(args: Args) -> Result<()> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         );
     }
+    // A part that fails is reported and the others still run: a long run
+    // keeps what it measured.
+    let failed = |part: &str, e: anyhow::Error| {
+        eprintln!("error: {part} part: {e:#}");
+        format!("{part}: {e:#}")
+    };
+    let mut errors = Vec::new();
     if has(Part::Flood) || has(Part::Media) {
         let cfg = dataplane::Config {
             rounds,
@@ -166,7 +173,10 @@ fn run(args: Args) -> Result<()> {
             daemon_args: args.daemon_arg.clone(),
             references: !args.no_references,
         };
-        all.dataplane = Some(dataplane::run(&cfg, &mut progress).context("flood/media parts")?);
+        match dataplane::run(&cfg, &mut progress) {
+            Ok(r) => all.dataplane = Some(r),
+            Err(e) => errors.push(failed("flood/media", e)),
+        }
     }
     if has(Part::Scale) {
         let sizes = args.scale.clone().unwrap_or_else(|| {
@@ -176,7 +186,10 @@ fn run(args: Args) -> Result<()> {
                 vec![1_000, 100_000, 1_000_000]
             }
         });
-        all.scale = Some(scale::run(&sizes, &mut progress).context("scale part")?);
+        match scale::run(&sizes, &mut progress) {
+            Ok(r) => all.scale = Some(r),
+            Err(e) => errors.push(failed("scale", e)),
+        }
     }
     if has(Part::Latency) {
         let cfg = latency::Config {
@@ -191,7 +204,10 @@ fn run(args: Args) -> Result<()> {
             secs: if quick { 0.5 } else { 2.0 },
             filters: vec![Filter::PinholeNative, Filter::Nft, Filter::Unfiltered],
         };
-        all.latency = Some(latency::run(&cfg, &mut progress).context("latency part")?);
+        match latency::run(&cfg, &mut progress) {
+            Ok(r) => all.latency = Some(r),
+            Err(e) => errors.push(failed("latency", e)),
+        }
     }
     if has(Part::Calls) {
         let cfg = calls::Config {
@@ -204,10 +220,19 @@ fn run(args: Args) -> Result<()> {
                 }
             }),
             secs: if quick { 1.0 } else { 2.0 },
-            filters: vec![Filter::PinholeNative, Filter::Nft, Filter::Unfiltered],
+            cases: vec![
+                (Filter::PinholeNative, false),
+                (Filter::Nft, false),
+                (Filter::Nft, true),
+                (Filter::Unfiltered, false),
+            ],
         };
-        all.calls = Some(calls::run(&cfg, &mut progress).context("call-setup part")?);
+        match calls::run(&cfg, &mut progress) {
+            Ok(r) => all.calls = Some(r),
+            Err(e) => errors.push(failed("call-setup", e)),
+        }
     }
+    all.errors = errors;
     all.wall_secs = started.elapsed().as_secs_f64();
     let json = out.join("lab-results.json");
     std::fs::write(&json, serde_json::to_string_pretty(&all)?)
@@ -220,6 +245,13 @@ fn run(args: Args) -> Result<()> {
         json.display(),
         all.wall_secs
     );
+    if !all.errors.is_empty() {
+        anyhow::bail!(
+            "{} part(s) failed: {}",
+            all.errors.len(),
+            all.errors.join("; ")
+        );
+    }
     Ok(())
 }
 
