@@ -221,7 +221,10 @@ fn media_section(out: &mut String, samples: &[MediaSample], sum: &mut Summary) {
          host per second at the generator's full rate, of wall time and of sending-CPU time \
          (as in part 1). *RTT*: UDP ping-pong of 200-byte frames through the router, both \
          directions on the call's flow, no load; *added*: median over rounds of the \
-         difference to no filter in the same round.\n\n\
+         difference to no filter in the same round. The *(ref)* rows split pinhole's cost: \
+         an empty XDP program in native mode is veth's XDP receive path alone; pinhole \
+         without signaling capture adds the program; pinhole adds its NFQUEUE rules for \
+         SIP/RTSP (iptables mangle, evaluated for every forwarded packet).\n\n\
          | filter | delivered kpps | delivered kpps per CPU-s | × nftables | router CPU ms/Mpkt | RTT p50 µs | RTT p99 µs | added p50 µs | added p99 µs |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
@@ -487,7 +490,7 @@ fn scale_section(
          makes one BPF_MAP_UPDATE_ELEM per flow (aya 0.14 has no batched update).\n"
     );
     let mut header =
-        "| pinholes | flow capacity | maps MiB | daemon RSS MiB | install s | pinholes/s |"
+        "| pinholes | flow capacity per family | maps MiB | daemon RSS MiB | install s | pinholes/s |"
             .to_owned();
     let mut rule = "|---:|---:|---:|---:|---:|---:|".to_owned();
     for f in &families {
