@@ -345,6 +345,9 @@ impl Datapath {
     /// `--max-pinholes`) is replaced by a new, empty map, and pins of maps
     /// the program no longer has are removed. Every map ends up pinned.
     pub fn load(opts: &LoadOptions, pins: Option<PinDir>) -> Result<Self, LoadError> {
+        // Every `max_entries` override belongs here, not on the loader
+        // alone: pinned maps are checked against these sizes, and a map
+        // that differs is replaced (emptied) on every restart.
         let overrides = [
             // Each family's map can take every flow: the pinhole table
             // enforces the total.
@@ -597,23 +600,6 @@ impl Datapath {
         Ok((
             FlowMap::take(&mut self.ebpf)?,
             CounterMap::take(&mut self.ebpf)?,
-        ))
-    }
-
-    /// Takes the latch maps and the latch event ring buffer (once; for
-    /// `--latching`).
-    pub fn take_latch_maps(
-        &mut self,
-    ) -> Result<
-        (
-            crate::latch::LatchMap,
-            aya::maps::RingBuf<aya::maps::MapData>,
-        ),
-        LoadError,
-    > {
-        Ok((
-            crate::latch::LatchMap::take(&mut self.ebpf)?,
-            crate::latch::take_events(&mut self.ebpf)?,
         ))
     }
 
