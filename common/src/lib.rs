@@ -255,6 +255,144 @@ pub struct FlowStats {
     pub last_seen_ns: u64,
 }
 
+/// Name of the BPF `HASH` map of IPv4 half-open latches, [`LatchKeyV4`] →
+/// [`LatchValue`] (bounded latching, see [`Config::latching`]).
+pub const LATCH_V4_MAP: &str = "PINHOLE_LATCH4";
+/// Name of the BPF `HASH` map of IPv6 half-open latches, [`LatchKeyV6`] →
+/// [`LatchValue`].
+pub const LATCH_V6_MAP: &str = "PINHOLE_LATCH6";
+/// Name of the BPF ring buffer through which the program reports each latch
+/// it completes (or fails to complete) as a [`LatchEvent`].
+pub const EVENTS_MAP: &str = "PINHOLE_EVENTS";
+/// Capacity of each latch map, in half-open entries.
+pub const MAX_LATCHES: u32 = 16_384;
+/// Size of [`EVENTS_MAP`] in bytes (a power-of-two multiple of the page
+/// size): about 1300 undelivered events.
+pub const EVENTS_BYTES: u32 = 64 * 1024;
+
+/// Key of [`LATCH_V4_MAP`]: a half-open pinhole that the first packet from
+/// `src` (any source port) to `dst:dst_port` completes. 12 bytes, the layout
+/// of [`FlowKeyV4`] with the source port always zero, so the program builds
+/// it from a packet's flow key by clearing one field. Network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LatchKeyV4 {
+    /// The remote's signaling address: the only source that may latch.
+    pub src: [u8; 4],
+    /// The local media address.
+    pub dst: [u8; 4],
+    /// Always zero: any source port.
+    pub any_port: u16,
+    /// The local media port, network byte order.
+    pub dst_port: u16,
+}
+
+impl LatchKeyV4 {
+    /// The half-open entry for packets from `src` to `dst:dst_port` (host
+    /// order).
+    pub const fn new(src: [u8; 4], dst: [u8; 4], dst_port: u16) -> LatchKeyV4 {
+        LatchKeyV4 {
+            src,
+            dst,
+            any_port: 0,
+            dst_port: dst_port.to_be(),
+        }
+    }
+
+    /// The entry a packet with flow key `key` would complete.
+    #[inline(always)]
+    pub const fn of(key: &FlowKeyV4) -> LatchKeyV4 {
+        LatchKeyV4 {
+            src: key.src,
+            dst: key.dst,
+            any_port: 0,
+            dst_port: key.dst_port,
+        }
+    }
+}
+
+/// Key of [`LATCH_V6_MAP`]: as [`LatchKeyV4`] for IPv6, 36 bytes, the layout
+/// of [`FlowKeyV6`] with the source port zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LatchKeyV6 {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Always zero: any source port.
+    pub any_port: u16,
+    /// Network byte order.
+    pub dst_port: u16,
+}
+
+impl LatchKeyV6 {
+    /// The half-open entry for packets from `src` to `dst:dst_port` (host
+    /// order).
+    pub const fn new(src: [u8; 16], dst: [u8; 16], dst_port: u16) -> LatchKeyV6 {
+        LatchKeyV6 {
+            src,
+            dst,
+            any_port: 0,
+            dst_port: dst_port.to_be(),
+        }
+    }
+
+    /// The entry a packet with flow key `key` would complete.
+    #[inline(always)]
+    pub const fn of(key: &FlowKeyV6) -> LatchKeyV6 {
+        LatchKeyV6 {
+            src: key.src,
+            dst: key.dst,
+            any_port: 0,
+            dst_port: key.dst_port,
+        }
+    }
+}
+
+/// Value of both latch maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatchValue {
+    /// CLOCK_MONOTONIC nanoseconds after which the entry no longer latches
+    /// (packets that match it are dropped as [`Reason::LatchExpired`] until
+    /// the controller removes it).
+    pub deadline_ns: u64,
+    /// Chosen by the controller; echoed in the [`LatchEvent`].
+    pub cookie: u64,
+}
+
+/// [`LatchEvent::status`]: the exact pair is in the flow map.
+pub const LATCH_INSTALLED: u8 = 0;
+/// [`LatchEvent::status`]: the flow map refused the pair (full). The packet
+/// was dropped and the half-open entry put back, so a later packet retries.
+pub const LATCH_FLOWS_FULL: u8 = 1;
+
+/// One record of [`EVENTS_MAP`]: the program claimed a half-open entry for
+/// the packet `src:src_port → dst:dst_port` and installed (or could not
+/// install) the flows of that exact pair in both directions.
+///
+/// A record is reserved in the ring buffer *before* the entry is claimed,
+/// so every claim is reported: the controller never loses track of flows
+/// the program inserted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatchEvent {
+    /// [`LatchValue::cookie`] of the claimed entry.
+    pub cookie: u64,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// [`LATCH_INSTALLED`] or [`LATCH_FLOWS_FULL`].
+    pub status: u8,
+    pub _pad: [u8; 2],
+    /// Network byte order.
+    pub src_port: u16,
+    /// Network byte order.
+    pub dst_port: u16,
+    /// The packet's source (IPv4 in the first four bytes, rest zero).
+    pub src: [u8; 16],
+    /// The packet's destination, the local media address.
+    pub dst: [u8; 16],
+}
+
 /// One inclusive range of UDP destination ports that the filter protects.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -286,6 +424,13 @@ pub struct Config {
     pub n_ranges: u32,
     /// A [`FragmentPolicy`] as `u32`.
     pub fragment_policy: u32,
+    /// Non-zero: bounded latching is on. A packet to a media port that
+    /// misses the flow map is looked up in the latch maps
+    /// ([`LATCH_V4_MAP`], [`LATCH_V6_MAP`]) by (source address, destination
+    /// address and port); a live entry is claimed and turned into the
+    /// exact pair. Zero: the latch maps are never read, and the verifier
+    /// removes that code.
+    pub latching: u32,
 }
 
 impl Config {
@@ -294,6 +439,7 @@ impl Config {
         ranges: [PortRange { lo: 0, hi: 0 }; MAX_PORT_RANGES],
         n_ranges: 0,
         fragment_policy: FragmentPolicy::Pass as u32,
+        latching: 0,
     };
 
     /// True when `port` lies in one of the configured ranges.
@@ -362,11 +508,23 @@ pub enum Reason {
     Malformed = 7,
     /// More IPv6 extension headers than [`MAX_IPV6_EXT_HEADERS`]. Drop.
     ExtHeaderLimit = 8,
+    /// A miss that claimed a live half-open entry (bounded latching): the
+    /// packet's exact pair was installed and reported. Pass, counted in the
+    /// new flow.
+    Latched = 9,
+    /// A miss that matched a half-open entry whose window has passed (the
+    /// controller removes it shortly). Drop.
+    LatchExpired = 10,
+    /// A miss that matched a live half-open entry but could not complete it:
+    /// the flow map is full (the entry is put back and the failure
+    /// reported) or the event ring buffer is (the entry is left alone).
+    /// Drop.
+    LatchFailed = 11,
 }
 
 impl Reason {
     /// Number of reasons, i.e. the size of [`COUNTERS_MAP`].
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 12;
     /// Every reason, in index order.
     pub const ALL: [Reason; Reason::COUNT as usize] = [
         Reason::NotIp,
@@ -378,6 +536,9 @@ impl Reason {
         Reason::FragmentDrop,
         Reason::Malformed,
         Reason::ExtHeaderLimit,
+        Reason::Latched,
+        Reason::LatchExpired,
+        Reason::LatchFailed,
     ];
 
     /// The verdict policy, in one place.
@@ -388,10 +549,14 @@ impl Reason {
             | Reason::NotUdp
             | Reason::NotMediaPort
             | Reason::Hit
-            | Reason::FragmentPass => Action::Pass,
-            Reason::Miss | Reason::FragmentDrop | Reason::Malformed | Reason::ExtHeaderLimit => {
-                Action::Drop
-            }
+            | Reason::FragmentPass
+            | Reason::Latched => Action::Pass,
+            Reason::Miss
+            | Reason::FragmentDrop
+            | Reason::Malformed
+            | Reason::ExtHeaderLimit
+            | Reason::LatchExpired
+            | Reason::LatchFailed => Action::Drop,
         }
     }
 
@@ -407,6 +572,9 @@ impl Reason {
             Reason::FragmentDrop => "fragment_drop",
             Reason::Malformed => "malformed",
             Reason::ExtHeaderLimit => "ext_header_limit",
+            Reason::Latched => "latched",
+            Reason::LatchExpired => "latch_expired",
+            Reason::LatchFailed => "latch_failed",
         }
     }
 }
@@ -422,6 +590,10 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::PortRange {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::LatchKeyV4 {}
+    unsafe impl aya::Pod for super::LatchKeyV6 {}
+    unsafe impl aya::Pod for super::LatchValue {}
+    unsafe impl aya::Pod for super::LatchEvent {}
 }
 
 // Layout is ABI: fail the build if a field change introduces implicit padding.
@@ -431,7 +603,24 @@ const _: () = assert!(core::mem::size_of::<FlowKeyV6>() == 36);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 24);
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<PortRange>() == 4);
-const _: () = assert!(core::mem::size_of::<Config>() == 4 * MAX_PORT_RANGES + 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 4 * MAX_PORT_RANGES + 12);
+const _: () = assert!(core::mem::size_of::<LatchKeyV4>() == 12);
+const _: () = assert!(core::mem::size_of::<LatchKeyV6>() == 36);
+const _: () = assert!(core::mem::size_of::<LatchValue>() == 16);
+const _: () = assert!(core::mem::size_of::<LatchEvent>() == 48);
+const _: () = assert!(core::mem::align_of::<LatchEvent>() == 8);
+// A latch key is its flow key with the source port cleared: same layout.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(LatchKeyV4, src) == offset_of!(FlowKeyV4, src));
+    assert!(offset_of!(LatchKeyV4, dst) == offset_of!(FlowKeyV4, dst));
+    assert!(offset_of!(LatchKeyV4, any_port) == offset_of!(FlowKeyV4, src_port));
+    assert!(offset_of!(LatchKeyV4, dst_port) == offset_of!(FlowKeyV4, dst_port));
+    assert!(offset_of!(LatchKeyV6, src) == offset_of!(FlowKeyV6, src));
+    assert!(offset_of!(LatchKeyV6, dst) == offset_of!(FlowKeyV6, dst));
+    assert!(offset_of!(LatchKeyV6, any_port) == offset_of!(FlowKeyV6, src_port));
+    assert!(offset_of!(LatchKeyV6, dst_port) == offset_of!(FlowKeyV6, dst_port));
+};
 
 #[cfg(test)]
 mod tests {
@@ -563,5 +752,43 @@ mod tests {
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
         }
+        assert_eq!(Reason::ALL.len(), Reason::COUNT as usize);
+        for (i, a) in Reason::ALL.iter().enumerate() {
+            for b in &Reason::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+        }
+    }
+
+    #[test]
+    fn latch_keys_are_flow_keys_without_the_source_port() {
+        let f = FlowKeyV4::new([192, 0, 2, 2], 40000, [198, 51, 100, 2], 12000);
+        let l = LatchKeyV4::of(&f);
+        assert_eq!(l, LatchKeyV4::new([192, 0, 2, 2], [198, 51, 100, 2], 12000));
+        // SAFETY: both are 12 bytes of plain integers without padding.
+        let fb = unsafe { core::mem::transmute::<FlowKeyV4, [u8; 12]>(f) };
+        // SAFETY: as above.
+        let lb = unsafe { core::mem::transmute::<LatchKeyV4, [u8; 12]>(l) };
+        assert_eq!(lb[..8], fb[..8]);
+        assert_eq!(lb[8..10], [0, 0]);
+        assert_eq!(lb[10..], fb[10..]);
+
+        let f6 = FlowKeyV6::new([0x20; 16], 40000, [0x30; 16], 12000);
+        let l6 = LatchKeyV6::of(&f6);
+        assert_eq!(l6, LatchKeyV6::new([0x20; 16], [0x30; 16], 12000));
+        assert_eq!(l6.any_port, 0);
+    }
+
+    #[test]
+    fn latching_passes_and_its_failures_drop() {
+        let table = [
+            (Reason::Latched, Action::Pass, "latched"),
+            (Reason::LatchExpired, Action::Drop, "latch_expired"),
+            (Reason::LatchFailed, Action::Drop, "latch_failed"),
+        ];
+        for (r, action, name) in table {
+            assert_eq!((r.action(), r.name()), (action, name));
+        }
+        assert_eq!(Config::EMPTY.latching, 0);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The entry point only classifies the frame ([`parse::classify`]), counts the
 //! verdict reason and maps it to an XDP action through the single policy table
-//! [`Reason::action`]. Parsing lives in [`parse`], bounds checks in [`cursor`].
+//! [`Reason::action`]. Parsing lives in [`parse`], bounds checks in [`cursor`],
+//! bounded latching (the miss path, when configured) in [`latch`].
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // BPF's atomic add has no stable spelling: core exposes no atomic RMW on this
@@ -12,6 +13,7 @@
 
 mod cursor;
 mod headers;
+mod latch;
 mod parse;
 
 use aya_ebpf::{
@@ -95,24 +97,29 @@ struct Hit {
 
 impl parse::Flows for Hit {
     #[inline(always)]
-    fn hit_v4(self, key: &FlowKeyV4) -> bool {
-        account(PINHOLE_FLOWS4.get_ptr_mut(key), self.len)
+    fn hit_v4(self, key: &parse::KeyV4) -> Reason {
+        match PINHOLE_FLOWS4.get_ptr_mut(key.get()) {
+            Some(stats) => account(stats, self.len),
+            None if config().latching != 0 => latch::v4(&PINHOLE_FLOWS4, key, self.len),
+            None => Reason::Miss,
+        }
     }
 
     #[inline(always)]
-    fn hit_v6(self, key: &FlowKeyV6) -> bool {
-        account(PINHOLE_FLOWS6.get_ptr_mut(key), self.len)
+    fn hit_v6(self, key: &parse::KeyV6) -> Reason {
+        match PINHOLE_FLOWS6.get_ptr_mut(key.get()) {
+            Some(stats) => account(stats, self.len),
+            None if config().latching != 0 => latch::v6(&PINHOLE_FLOWS6, key, self.len),
+            None => Reason::Miss,
+        }
     }
 }
 
-/// On a hit (`stats` is the flow's entry) adds the packet to the flow's stats.
-/// Returns whether the flow is open. The lookup behind `stats` is the only
-/// map lookup a media packet costs.
+/// On a hit (`stats` is the flow's entry) adds the packet to the flow's
+/// stats. The lookup behind `stats` is the only map lookup a media packet
+/// costs; only a miss, with latching on, looks further ([`latch`]).
 #[inline(always)]
-fn account(stats: Option<*mut FlowStats>, len: u64) -> bool {
-    let Some(stats) = stats else {
-        return false;
-    };
+fn account(stats: *mut FlowStats, len: u64) -> Reason {
     // Several CPUs may hit the same flow: add atomically.
     unsafe {
         atomic_add(core::ptr::addr_of_mut!((*stats).packets), 1);
@@ -122,7 +129,7 @@ fn account(stats: Option<*mut FlowStats>, len: u64) -> bool {
             aya_ebpf::helpers::bpf_ktime_get_coarse_ns(),
         );
     }
-    true
+    Reason::Hit
 }
 
 /// `*ptr += val` as one BPF atomic instruction (`BPF_ATOMIC | BPF_ADD`, the

@@ -25,11 +25,13 @@ impl From<Truncated> for Reason {
     }
 }
 
-/// The open flows, one lookup per family. Each method returns whether the flow
-/// is open (and accounts the packet to it).
+/// The open flows, one lookup per family. Each method returns the packet's
+/// reason: [`Reason::Hit`] when the flow is open (and accounts the packet to
+/// it), otherwise what the miss path decided ([`Reason::Miss`], or a latch
+/// reason).
 pub trait Flows {
-    fn hit_v4(self, key: &FlowKeyV4) -> bool;
-    fn hit_v6(self, key: &FlowKeyV6) -> bool;
+    fn hit_v4(self, key: &KeyV4) -> Reason;
+    fn hit_v6(self, key: &KeyV6) -> Reason;
 }
 
 /// Classifies the frame in `ctx`. `flows` is asked once, and only for UDP to a
@@ -101,7 +103,7 @@ fn ipv4(c: &mut Cursor, cfg: &Config, flows: impl Flows) -> Result<Reason, Reaso
     }
     let ports = udp(c, cfg)?;
     let key = KeyV4::new(ip, ports);
-    Ok(verdict(flows.hit_v4(key.get())))
+    Ok(flows.hit_v4(&key))
 }
 
 #[inline(always)]
@@ -165,7 +167,7 @@ fn ipv6(c: &mut Cursor, cfg: &Config, flows: impl Flows) -> Result<Reason, Reaso
     }
     let ports = udp(c, cfg)?;
     let key = KeyV6::new(ip, ports);
-    Ok(verdict(flows.hit_v6(key.get())))
+    Ok(flows.hit_v6(&key))
 }
 
 #[inline(always)]
@@ -211,11 +213,11 @@ fn udp(c: &mut Cursor, cfg: &Config) -> Result<u32, Reason> {
 /// .cargo/config.toml) merges stores into misaligned stack writes, which the
 /// verifier rejects; the 8-byte alignment rules that out.
 #[repr(C, align(8))]
-struct KeyV4 {
+pub struct KeyV4 {
     /// Source then destination address, as on the wire.
-    addrs: u64,
+    pub addrs: u64,
     /// Source then destination port, as on the wire.
-    ports: u32,
+    pub ports: u32,
 }
 
 impl KeyV4 {
@@ -230,7 +232,7 @@ impl KeyV4 {
     }
 
     #[inline(always)]
-    fn get(&self) -> &FlowKeyV4 {
+    pub fn get(&self) -> &FlowKeyV4 {
         // SAFETY: the first 12 bytes of KeyV4 are FlowKeyV4's fields in order
         // (offsets asserted below), FlowKeyV4 is plain integers without
         // padding, and KeyV4 is at least as aligned.
@@ -241,11 +243,11 @@ impl KeyV4 {
 /// A [`FlowKeyV6`] built on the stack as four 64-bit and one 32-bit store
 /// (see [`KeyV4`] for why).
 #[repr(C, align(8))]
-struct KeyV6 {
+pub struct KeyV6 {
     /// Source then destination address, as on the wire.
-    addrs: [u64; 4],
+    pub addrs: [u64; 4],
     /// Source then destination port, as on the wire.
-    ports: u32,
+    pub ports: u32,
 }
 
 impl KeyV6 {
@@ -260,7 +262,7 @@ impl KeyV6 {
     }
 
     #[inline(always)]
-    fn get(&self) -> &FlowKeyV6 {
+    pub fn get(&self) -> &FlowKeyV6 {
         // SAFETY: as for KeyV4::get.
         unsafe { &*(self as *const KeyV6 as *const FlowKeyV6) }
     }
@@ -313,13 +315,4 @@ fn is_media_port(cfg: &Config, port: u16) -> bool {
     const _: () = assert!(MAX_PORT_RANGES == 8);
     check!(0 1 2 3 4 5 6 7);
     false
-}
-
-#[inline(always)]
-fn verdict(open: bool) -> Reason {
-    if open {
-        Reason::Hit
-    } else {
-        Reason::Miss
-    }
 }

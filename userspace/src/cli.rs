@@ -186,6 +186,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_calls_per_peer: Option<u32>,
 
+    /// Media behind NAT: a stream whose remote end announced an address
+    /// other than its signaling address opens half-open, and the first
+    /// packet from that signaling address within SECS seconds latches the
+    /// exact pair (0 = strict: refused as third-party media) [default: 0].
+    #[arg(long, value_name = "SECS")]
+    pub latching: Option<u64>,
+
     /// Serve rtpengine's ng control protocol on this UDP address (e.g.
     /// 127.0.0.1:2223), for SIP proxies (default: off).
     #[arg(long, value_name = "ADDR")]
@@ -250,6 +257,7 @@ impl RunArgs {
             call_idle: self.call_idle,
             max_pinholes_per_call: self.max_pinholes_per_call,
             max_calls_per_peer: self.max_calls_per_peer,
+            latching: self.latching,
             ng_listen: self.ng_listen,
             ng_allow: list(&self.ng_allow),
             metrics_listen: self.metrics_listen,

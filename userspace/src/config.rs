@@ -38,6 +38,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/pinhole/pinhole.toml";
 
 /// Largest config file read (a complete one is a few KiB).
 pub const MAX_FILE_SIZE: u64 = 1 << 20;
+/// Longest latching window (`--latching`): latching is bounded.
+pub const MAX_LATCHING_SECS: u64 = 300;
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
@@ -340,6 +342,8 @@ settings! {
     max_pinholes_per_call: u32, wire u32, file ("signaling", "max_pinholes_per_call"), flag "--max-pinholes-per-call";
     /// Calls (and RTSP sessions) per signaling peer.
     max_calls_per_peer: u32, wire u32, file ("signaling", "max_calls_per_peer"), flag "--max-calls-per-peer";
+    /// Latching window for media behind NAT, seconds; 0 = strict.
+    latching: u64, wire u64, file ("signaling", "latching"), flag "--latching";
     /// ng listener address.
     ng_listen: SocketAddr, wire SocketAddr, file ("ng", "listen"), flag "--ng-listen";
     /// Networks allowed to use the ng listener.
@@ -397,6 +401,11 @@ pub struct RunSettings {
     pub max_pinholes_per_call: u32,
     /// Default 256.
     pub max_calls_per_peer: u32,
+    /// Seconds a half-open pinhole for media behind NAT waits for the first
+    /// packet from the remote's signaling address (at most
+    /// [`MAX_LATCHING_SECS`]); 0 = strict: such media is refused as
+    /// third-party. Default 0.
+    pub latching: u64,
     /// ng protocol listener (UDP). Default: off.
     pub ng_listen: Option<SocketAddr>,
     /// Who may use the ng listener. Default loopback (`127.0.0.0/8`,
@@ -440,6 +449,7 @@ impl Default for RunSettings {
             call_idle: 60,
             max_pinholes_per_call: 16,
             max_calls_per_peer: 256,
+            latching: 0,
             ng_listen: None,
             ng_allow: NgConfig::default().allow,
             metrics_listen: None,
@@ -466,6 +476,7 @@ impl RunSettings {
             bye_grace: Duration::from_secs(self.bye_grace),
             max_lifetime: Duration::from_secs(self.max_call_lifetime),
             idle_timeout: Duration::from_secs(self.call_idle),
+            latching: Duration::from_secs(self.latching),
             ..d
         }
     }
@@ -696,6 +707,7 @@ pub fn resolve(
         call_idle: o.call_idle.unwrap_or(d.call_idle),
         max_pinholes_per_call: o.max_pinholes_per_call.unwrap_or(d.max_pinholes_per_call),
         max_calls_per_peer: o.max_calls_per_peer.unwrap_or(d.max_calls_per_peer),
+        latching: o.latching.unwrap_or(d.latching),
         ng_listen: o.ng_listen.or(d.ng_listen),
         ng_allow: o.ng_allow.unwrap_or(d.ng_allow),
         metrics_listen: o.metrics_listen.or(d.metrics_listen),
@@ -814,6 +826,15 @@ fn validate(s: &RunSettings, locate: &Locate<'_>, errors: &mut Vec<ConfigError>)
     }
     if s.max_calls_per_peer == 0 {
         err("max_calls_per_peer", "must be at least 1".into());
+    }
+    if s.latching > MAX_LATCHING_SECS {
+        err(
+            "latching",
+            format!(
+                "{} s is not bounded latching; at most {MAX_LATCHING_SECS} s (0 = strict)",
+                s.latching
+            ),
+        );
     }
 
     for field in ["ng_listen", "metrics_listen"] {

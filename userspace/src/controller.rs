@@ -9,14 +9,18 @@
 //! each scrape). A periodic tick expires idle pinholes; call timers (BYE
 //! grace, delete delays, lifetimes) run at their deadline.
 
+mod latching;
+
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use pinhole_common::{Counter, FlowKey, FlowStats, Reason};
+use pinhole_common::{
+    Counter, FlowKey, FlowStats, LatchValue, Reason, FAMILY_V4, FAMILY_V6, IPPROTO_UDP,
+};
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,
@@ -33,7 +37,8 @@ use crate::{
         nfqueue::Sink,
         PacketError, SignalingPacket,
     },
-    error::{CommandError, StoreError, TableError},
+    error::{AddrError, CommandError, StoreError, TableError},
+    latch::{LatchKey, LatchMap, Latched},
     maps::{CounterMap, FlowMap, Inserted},
     metrics::{Metrics, SignalingCount, Snapshot},
     ng::{call_stats, CallsBackend, NgConfig, NgService, Pinholes, Totals},
@@ -60,6 +65,8 @@ pub const NG_OWNER_PREFIX: &str = "ng:";
 /// Prefix of the owner tags of RTSP sessions.
 const RTSP_OWNER_PREFIX: &str = "rtsp:";
 
+pub use latching::LatchCounters;
+
 /// Where the flows live: the kernel map, or a fake in tests.
 pub trait FlowStore: Send + 'static {
     /// Adds `key` with zeroed stats, leaving an existing entry alone.
@@ -72,12 +79,28 @@ pub trait FlowStore: Send + 'static {
     fn counters(&self) -> Result<[Counter; Reason::COUNT as usize], StoreError>;
     /// Every key in the store.
     fn keys(&self) -> Result<Vec<FlowKey>, StoreError>;
+    /// Arms the half-open entry `key` (creates or replaces it).
+    fn arm_latch(&mut self, key: &LatchKey, value: LatchValue) -> Result<(), StoreError>;
+    /// Removes the half-open entry `key`; `Ok(false)` when it was not there
+    /// (the XDP program claimed it).
+    fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError>;
 }
 
 /// The kernel's maps.
 pub struct KernelStore {
     pub flows: FlowMap,
     pub counters: CounterMap,
+    /// The latch maps, when latching is on.
+    pub latches: Option<LatchMap>,
+}
+
+impl KernelStore {
+    fn latch_map(&mut self, op: &'static str) -> Result<&mut LatchMap, StoreError> {
+        self.latches.as_mut().ok_or(StoreError::Other {
+            op,
+            message: "latching is off (--latching 0)".into(),
+        })
+    }
 }
 
 impl FlowStore for KernelStore {
@@ -99,6 +122,14 @@ impl FlowStore for KernelStore {
 
     fn keys(&self) -> Result<Vec<FlowKey>, StoreError> {
         self.flows.entries().map(|e| e.map(|(k, _)| k)).collect()
+    }
+
+    fn arm_latch(&mut self, key: &LatchKey, value: LatchValue) -> Result<(), StoreError> {
+        self.latch_map("latch arm")?.arm(key, value)
+    }
+
+    fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError> {
+        self.latch_map("latch disarm")?.disarm(key)
     }
 }
 
@@ -189,6 +220,12 @@ pub enum Command {
     SaveState {
         reply: oneshot::Sender<u64>,
     },
+    /// Latches the XDP program made (read from its event ring buffer), in
+    /// order; `done` fires once they are adopted.
+    Latched {
+        events: Vec<Latched>,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// A cheap, cloneable way to talk to the controller.
@@ -275,6 +312,17 @@ impl ControllerHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::SaveState { reply })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// Hands the XDP program's latch reports over and waits until they are
+    /// applied.
+    pub async fn latched(&self, events: Vec<Latched>) -> Result<(), CommandError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Latched { events, done })
             .await
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)
@@ -369,6 +417,8 @@ struct Core<S> {
     applied: ApplyCounters,
     full_log: RateLimit,
     fail_log: RateLimit,
+    /// Half-open pinholes (bounded latching).
+    latches: latching::Latches,
 }
 
 /// The owner tag of a call's pinholes: `sip:…`/`rtsp:…` for observed
@@ -398,6 +448,7 @@ impl<S: FlowStore> Controller<S> {
                 applied: ApplyCounters::default(),
                 full_log: RateLimit::default(),
                 fail_log: RateLimit::default(),
+                latches: latching::Latches::default(),
             },
         }
     }
@@ -502,7 +553,24 @@ impl<S: FlowStore> Controller<S> {
             Command::SaveState { reply } => {
                 let _ = reply.send(self.save_state());
             }
+            Command::Latched { events, done } => {
+                self.on_latched(events);
+                let _ = done.send(());
+            }
         }
+    }
+
+    /// Adopts the pairs the XDP program latched (or counts why it could
+    /// not).
+    pub fn on_latched(&mut self, events: Vec<Latched>) {
+        for ev in events {
+            self.core.on_latched(ev);
+        }
+    }
+
+    /// Counters of bounded latching.
+    pub fn latch_counters(&self) -> &LatchCounters {
+        self.core.latches.counters()
     }
 
     /// Opens (or refreshes) a pinhole for the operator (or the owner the
@@ -583,6 +651,7 @@ impl<S: FlowStore> Controller<S> {
     pub fn tick(&mut self) {
         self.core.expire();
         self.call_timers();
+        self.core.expire_latches();
         self.core.retry_removals();
     }
 
@@ -675,6 +744,7 @@ impl<S: FlowStore> Controller<S> {
                 "streams_refused": feed.streams_refused,
                 "ignored_packets": feed.ignored,
                 "apply_failed": self.core.applied.failed,
+                "latching": self.core.latch_stats(),
                 "ng": ng,
             }),
         }
@@ -711,16 +781,17 @@ impl<S: FlowStore> Controller<S> {
         let core = &self.core;
         let mut calls = Vec::new();
         for info in self.feed.calls().sip_calls() {
-            let stats = call_stats(
-                std::slice::from_ref(&info),
-                |s, d| core.flow_totals(s, d),
-                |t| t,
-            );
             let source = if info.api {
                 Source::Ng
             } else {
                 Source::Observed
             };
+            let tag = owner_tag(&Owner::Sip(info.key.clone()), source);
+            let stats = call_stats(
+                std::slice::from_ref(&info),
+                |s, d| core.signaled_flow_totals(&tag, s, d),
+                |t| t,
+            );
             let streams = stats
                 .streams
                 .iter()
@@ -925,6 +996,17 @@ impl<S: FlowStore> Core<S> {
     /// refuses an insert, the flows this open already inserted are removed
     /// again and the table is left unchanged.
     fn open_request(&mut self, req: OpenRequest) -> Result<(PinholeId, OpenOutcome), CommandError> {
+        self.open_request_with(req, &[])
+    }
+
+    /// [`open_request`](Self::open_request) for a pair whose flows
+    /// `installed` are in the map already (the XDP program latched them):
+    /// finding them there is expected.
+    fn open_request_with(
+        &mut self,
+        req: OpenRequest,
+        installed: &[FlowKey],
+    ) -> Result<(PinholeId, OpenOutcome), CommandError> {
         let pair = req.pair;
         let who = req.owner.clone();
         let now = self.now();
@@ -946,7 +1028,7 @@ impl<S: FlowStore> Core<S> {
             match self.store.insert(key) {
                 Ok(Inserted::New) => inserted.push(*key),
                 Ok(Inserted::Existed) => {
-                    if !self.pending_removals.contains(key) {
+                    if !self.pending_removals.contains(key) && !installed.contains(key) {
                         warn!(flow = %FlowDisplay(key), "flow was already in the map");
                     }
                     inserted.push(*key);
@@ -1019,6 +1101,24 @@ impl<S: FlowStore> Core<S> {
                         }
                     }
                 }
+                Intent::Latch {
+                    owner,
+                    a,
+                    b,
+                    side,
+                    from,
+                    window,
+                    idle_timeout,
+                } => {
+                    let tag = owner_tag(&owner, source);
+                    match self.latch_signaled(&tag, a, b, side, from, window, idle_timeout) {
+                        Ok(()) => out.opened += 1,
+                        Err(e) => {
+                            out.failures.push(e.to_string());
+                            self.open_failed(&tag, a, b, e);
+                        }
+                    }
+                }
                 Intent::Close { owner, a, b, cause } => self.close_signaled(&owner, a, b, cause),
                 // Counted and logged by the feed.
                 Intent::Refused { .. } => {}
@@ -1049,7 +1149,8 @@ impl<S: FlowStore> Core<S> {
         let now = self.now();
         let full = matches!(
             e,
-            CommandError::Table(TableError::Full { .. }) | CommandError::Store(StoreError::MapFull)
+            CommandError::Table(TableError::Full { .. })
+                | CommandError::Store(StoreError::MapFull | StoreError::LatchMapFull)
         );
         if full {
             self.applied.map_full += 1;
@@ -1069,6 +1170,14 @@ impl<S: FlowStore> Core<S> {
     /// Releases `owner`'s claim; the pinhole carries the owner's `sip:` or,
     /// for a call a proxy drives, its `ng:` tag.
     fn close_signaled(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, cause: CloseCause) {
+        let claim = latching::ClaimKey {
+            owner: owner_tag(owner, Source::Observed),
+            a,
+            b,
+        };
+        if self.latch_release(&claim, cause) {
+            return;
+        }
         let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
             return;
         };
@@ -1252,6 +1361,10 @@ pub struct FakeStore {
     pub fail_inserts_after: Option<usize>,
     pub fail_removes: bool,
     pub counters: [Counter; Reason::COUNT as usize],
+    /// The latch maps.
+    pub latches: std::collections::HashMap<LatchKey, LatchValue>,
+    /// Arming fails (latch map full) when this many entries are armed.
+    pub latch_capacity: Option<usize>,
 }
 
 impl FakeStore {
@@ -1304,6 +1417,66 @@ impl FlowStore for FakeStore {
 
     fn keys(&self) -> Result<Vec<FlowKey>, StoreError> {
         Ok(self.flows.keys().copied().collect())
+    }
+
+    fn arm_latch(&mut self, key: &LatchKey, value: LatchValue) -> Result<(), StoreError> {
+        if self
+            .latch_capacity
+            .is_some_and(|cap| self.latches.len() >= cap && !self.latches.contains_key(key))
+        {
+            return Err(StoreError::LatchMapFull);
+        }
+        self.latches.insert(*key, value);
+        Ok(())
+    }
+
+    fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError> {
+        Ok(self.latches.remove(key).is_some())
+    }
+}
+
+impl FakeStore {
+    /// What the XDP program does with a packet `src → dst` that misses the
+    /// flow map at `now`: claims a live half-open entry for (`src` address,
+    /// `dst`) and installs the pair (its report is returned), or reports
+    /// that the flow map is full (putting the entry back); `None` when no
+    /// live entry matches (the packet is dropped).
+    pub fn kernel_latch(&mut self, src: SocketAddr, dst: SocketAddr, now: u64) -> Option<Latched> {
+        let key = LatchKey {
+            from: src.ip(),
+            local: dst,
+        };
+        let value = *self.latches.get(&key)?;
+        if now > value.deadline_ns {
+            return None;
+        }
+        self.latches.remove(&key);
+        let (s, d) = (Endpoint::new(src).ok()?, Endpoint::new(dst).ok()?);
+        let mut installed = true;
+        let mut added = Vec::new();
+        for k in [flow_key(s, d), flow_key(d, s)] {
+            if self.flows.contains_key(&k) {
+                continue;
+            }
+            if self.flows.len() >= self.capacity {
+                installed = false;
+                break;
+            }
+            self.flows.insert(k, FlowStats::default());
+            added.push(k);
+        }
+        if !installed {
+            for k in added {
+                self.flows.remove(&k);
+            }
+            self.latches.insert(key, value);
+        }
+        Some(Latched {
+            cookie: value.cookie,
+            key,
+            remote: src,
+            installed,
+        })
     }
 }
 

@@ -26,6 +26,7 @@ use crate::{
     control::{ensure_not_running, ControlServer},
     controller::{self, Controller, ControllerConfig, ControllerHandle, KernelStore},
     error::ConfigError,
+    latch,
     loader::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
     metrics::{self, Metrics},
     ng,
@@ -167,7 +168,8 @@ async fn join(task: &mut Option<JoinHandle<std::io::Result<()>>>) -> String {
 pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // Everything that can be checked without privileges first.
     let control = s.control.as_path();
-    let config = build_config(&s.media_ports, s.fragments.into())?;
+    let mut config = build_config(&s.media_ports, s.fragments.into())?;
+    config.latching = u32::from(s.latching > 0);
     let feed = feed_config(&s);
     let interfaces = resolve_interfaces(&s.interfaces)?;
     ensure_not_running(control)?;
@@ -202,6 +204,22 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         None => None,
     };
     let (flows, counters) = datapath.take_maps()?;
+    // Half-open entries in latch maps adopted from an earlier daemon belong
+    // to calls this one cannot complete (which calls asked for them is not
+    // saved): remove them, latching on or off.
+    let (mut latch_map, latch_ring) = datapath.take_latch_maps()?;
+    let stale = latch_map.clear()?;
+    if stale > 0 {
+        info!(
+            stale,
+            "removed the half-open pinholes a previous daemon left in the latch maps"
+        );
+    }
+    let (latches, latch_events) = if s.latching > 0 {
+        (Some(latch_map), Some(latch_ring))
+    } else {
+        (None, None)
+    };
     let ranges: Vec<String> = s
         .media_ports
         .iter()
@@ -224,7 +242,14 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     controller_config.ng = ng_socket.as_ref().map(|_| s.ng_config());
     controller_config.metrics = metrics.clone();
     controller_config.state_writer = Some(writer.clone());
-    let mut controller = Controller::new(KernelStore { flows, counters }, controller_config);
+    let mut controller = Controller::new(
+        KernelStore {
+            flows,
+            counters,
+            latches,
+        },
+        controller_config,
+    );
     let adoption = datapath.adoption().clone();
     // A pinned filter's state is taken over before its links get the new
     // program: the maps then already hold what the new program expects.
@@ -248,6 +273,12 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         warn!("no pinned link was taken over: the interfaces were unfiltered until now");
     }
     let (handle, mut controller_task) = controller::start(controller);
+    let latch_reader = match latch_events {
+        Some(ring) => {
+            Some(latch::spawn_reader(ring, handle.clone()).context("reading latch events")?)
+        }
+        None => None,
+    };
 
     // Signaling is queued to us before we are ready, so that a test (or an
     // operator) that sees the control socket also sees calls being followed.
@@ -267,7 +298,7 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
             sip_ports = ?feed.sip_ports, rtsp_ports = ?feed.rtsp_ports, queue = s.queue_num,
             trusted = ?feed.calls.trusted_signaling.iter().map(ToString::to_string).collect::<Vec<_>>(),
             media_relay = ?feed.calls.media_relay.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            call_idle_secs = s.call_idle, bye_grace_secs = s.bye_grace,
+            call_idle_secs = s.call_idle, bye_grace_secs = s.bye_grace, latching_secs = s.latching,
             "inline signaling on"
         );
         Some(capture)
@@ -343,6 +374,9 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     }
     if let Some(pump) = log_pump {
         pump.abort();
+    }
+    if let Some(reader) = latch_reader {
+        reader.abort();
     }
     drop(server);
     // The writer thread ends after its last write, so a removed file stays

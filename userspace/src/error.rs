@@ -101,6 +101,8 @@ pub enum TableError {
 pub enum StoreError {
     #[error("the flow map is full (E2BIG)")]
     MapFull,
+    #[error("the latch map is full (E2BIG): too many half-open pinholes waiting")]
+    LatchMapFull,
     #[error("flow map {op} failed: {source}")]
     Map {
         op: &'static str,

@@ -23,6 +23,7 @@ pub mod controller;
 pub mod daemon;
 pub mod ebpf;
 pub mod error;
+pub mod latch;
 pub mod loader;
 pub mod maps;
 pub mod metrics;

@@ -603,6 +603,23 @@ impl Datapath {
         ))
     }
 
+    /// Takes the latch maps and the latch event ring buffer (once; for
+    /// `--latching`).
+    pub fn take_latch_maps(
+        &mut self,
+    ) -> Result<
+        (
+            crate::latch::LatchMap,
+            aya::maps::RingBuf<aya::maps::MapData>,
+        ),
+        LoadError,
+    > {
+        Ok((
+            crate::latch::LatchMap::take(&mut self.ebpf)?,
+            crate::latch::take_events(&mut self.ebpf)?,
+        ))
+    }
+
     /// Takes the eBPF log reader, if the program logs.
     pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
         self.logger.take()

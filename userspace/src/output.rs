@@ -348,7 +348,7 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
         }
         assert!(lines[4].contains("hit") && lines[4].contains("pass"));
         assert!(lines[5].contains("miss") && lines[5].contains("drop"));
-        assert!(lines[10].starts_with("future_reason"));
+        assert!(lines[Reason::COUNT as usize + 1].starts_with("future_reason"));
         assert!(text.contains("flows: 4 of 262144 used"));
         assert!(text.contains("refused (table full): 1"));
         assert!(text.contains("signaling: inline"), "{text}");

@@ -218,6 +218,9 @@ pub struct PinholeTable {
     generation: u64,
     rejected_full: u64,
     expired: u64,
+    /// Flows set aside (for half-open pinholes the XDP program may complete
+    /// at any time); counted against the capacity.
+    reserved: usize,
 }
 
 impl PinholeTable {
@@ -232,7 +235,43 @@ impl PinholeTable {
             generation: 0,
             rejected_full: 0,
             expired: 0,
+            reserved: 0,
         }
+    }
+
+    /// Sets `flows` aside: opens can no longer use them until
+    /// [`unreserve`](Self::unreserve)d. Refused (and counted) like an open
+    /// when they are not free.
+    pub fn reserve(&mut self, flows: usize) -> Result<(), TableError> {
+        let free = self.free();
+        if flows > free {
+            self.rejected_full += 1;
+            return Err(TableError::Full {
+                needed: flows,
+                free,
+                capacity: self.capacity,
+            });
+        }
+        self.reserved += flows;
+        Ok(())
+    }
+
+    /// Returns reserved flows.
+    pub fn unreserve(&mut self, flows: usize) {
+        debug_assert!(flows <= self.reserved, "unreserving more than reserved");
+        self.reserved = self.reserved.saturating_sub(flows);
+    }
+
+    /// Flows set aside by [`reserve`](Self::reserve).
+    pub fn reserved(&self) -> usize {
+        self.reserved
+    }
+
+    /// Flows neither used nor reserved.
+    fn free(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.refs.len())
+            .saturating_sub(self.reserved)
     }
 
     /// Capacity in flows.
@@ -425,7 +464,7 @@ impl PinholeTable {
             }
         }
         let needed = ops.len();
-        let free = self.capacity.saturating_sub(self.refs.len());
+        let free = self.free();
         if needed > free {
             self.rejected_full += 1;
             return Err(TableError::Full {

@@ -24,18 +24,21 @@ mod sip_calls;
 #[cfg(test)]
 mod api_tests;
 #[cfg(test)]
+mod latch_tests;
+#[cfg(test)]
 mod rtsp_tests;
 #[cfg(test)]
 mod sip_tests;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 pub use adapt::media_of;
 pub use api::{ApiError, CallInfo, CallState, StreamInfo};
+pub use pairs::Latch;
 pub use policy::CallConfig;
 pub use rtsp_sessions::{PortPair, RtspEvent, RtspMethod, RtspStart, RtspTransport};
 pub use sip_calls::{Media, SipEvent, SipMethod, SipStart};
@@ -77,6 +80,15 @@ impl fmt::Display for Owner {
     }
 }
 
+/// One end of a pair: `a` (the caller's, the client's) or `b`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Side {
+    A,
+    B,
+}
+
 /// What the controller should do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Intent {
@@ -89,7 +101,25 @@ pub enum Intent {
         /// Passed through from [`CallConfig::idle_timeout`]; zero = never.
         idle_timeout: Duration,
     },
-    /// Close a pair this owner opened earlier (same `a` and `b`).
+    /// Open the pair `a` ↔ `b` by latching ([`CallConfig::latching`]): the
+    /// `side` end announced an address its packets will not come from (it
+    /// is behind NAT). Arm a half-open pinhole that the first packet from
+    /// `from` (that end's signaling address, any port) to the other end
+    /// within `window` completes into the exact pair (packet source ↔ the
+    /// other end); nothing else opens it. Closed like an opened pair, by an
+    /// [`Intent::Close`] naming the same `a` and `b`.
+    Latch {
+        owner: Owner,
+        a: SocketAddr,
+        b: SocketAddr,
+        side: Side,
+        from: IpAddr,
+        /// [`CallConfig::latching`].
+        window: Duration,
+        /// Passed through from [`CallConfig::idle_timeout`]; zero = never.
+        idle_timeout: Duration,
+    },
+    /// Close a pair this owner opened (or latched) earlier (same `a` and `b`).
     Close {
         owner: Owner,
         a: SocketAddr,
@@ -220,8 +250,10 @@ pub struct Counters {
     pub sessions_opened: u64,
     /// Calls and sessions that ended, by cause.
     pub calls_closed: [u64; CloseCause::ALL.len()],
-    /// Open intents emitted.
+    /// Open intents emitted, latching ones included.
     pub pairs_opened: u64,
+    /// Of those, [`Intent::Latch`]es (media behind NAT, latching on).
+    pub pairs_latching: u64,
     /// Close intents emitted, by cause.
     pub pairs_closed: [u64; CloseCause::ALL.len()],
     /// SIP messages that matched no tracked call or dialog.
@@ -279,11 +311,12 @@ impl Serialize for Counters {
             name: CloseCause::name,
             values: &self.pairs_closed,
         };
-        let mut m = s.serialize_map(Some(9))?;
+        let mut m = s.serialize_map(Some(10))?;
         m.serialize_entry("calls_opened", &self.calls_opened)?;
         m.serialize_entry("sessions_opened", &self.sessions_opened)?;
         m.serialize_entry("calls_closed", &calls_closed)?;
         m.serialize_entry("pairs_opened", &self.pairs_opened)?;
+        m.serialize_entry("pairs_latching", &self.pairs_latching)?;
         m.serialize_entry("pairs_closed", &pairs_closed)?;
         m.serialize_entry("refused", &refused)?;
         m.serialize_entry("sip_unmatched", &self.sip_unmatched)?;
@@ -308,6 +341,20 @@ impl Ctx<'_> {
             owner: owner.clone(),
             a,
             b,
+            idle_timeout: self.cfg.idle_timeout,
+        });
+    }
+
+    fn latch(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, latch: Latch) {
+        self.counters.pairs_opened += 1;
+        self.counters.pairs_latching += 1;
+        self.out.push(Intent::Latch {
+            owner: owner.clone(),
+            a,
+            b,
+            side: latch.side,
+            from: latch.from,
+            window: self.cfg.latching,
             idle_timeout: self.cfg.idle_timeout,
         });
     }

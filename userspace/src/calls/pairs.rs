@@ -5,16 +5,31 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
 use super::policy::usable_endpoint;
-use super::{CallConfig, CloseCause, Ctx, Owner, Refusal};
+use super::{CallConfig, CloseCause, Ctx, Owner, Refusal, Side};
+
+/// How a pair whose `side` end is behind NAT opens: by latching on the first
+/// packet from `from`, that end's signaling address (see
+/// [`super::Intent::Latch`]).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Latch {
+    pub side: Side,
+    pub from: IpAddr,
+}
 
 /// One symmetric pair: `a` is the caller's (client's) end, `b` the callee's
-/// (server's).
+/// (server's). `latch` is set when it opens by latching; the same ends
+/// with and without latching are different pairs (renegotiating from one
+/// to the other closes and reopens).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub(crate) struct Pair {
     pub a: SocketAddr,
     pub b: SocketAddr,
+    #[serde(default)]
+    pub latch: Option<Latch>,
 }
 
 /// A pair the signaling asks for, with the policy's verdict on it.
@@ -26,7 +41,9 @@ pub(crate) struct Candidate {
 
 impl Candidate {
     /// Checks the pair `a` ↔ `b`, where `a` was announced by the signaling
-    /// peer `a_origin` and `b` by `b_origin`.
+    /// peer `a_origin` and `b` by `b_origin`. One end that fails the media
+    /// origin check makes the pair a latching one when the configuration
+    /// allows it ([`CallConfig::latch`]), else third-party media.
     pub fn check(
         cfg: &CallConfig,
         a: SocketAddr,
@@ -35,10 +52,21 @@ impl Candidate {
         b_origin: IpAddr,
     ) -> Candidate {
         let mut c = Candidate::check_vouched(a, b);
-        if c.verdict.is_ok()
-            && (!cfg.media_allowed(a.ip(), a_origin) || !cfg.media_allowed(b.ip(), b_origin))
-        {
-            c.verdict = Err(Refusal::ThirdPartyMedia);
+        if c.verdict.is_err() {
+            return c;
+        }
+        let latch = match (
+            cfg.media_allowed(a.ip(), a_origin),
+            cfg.media_allowed(b.ip(), b_origin),
+        ) {
+            (true, true) => return c,
+            (false, true) => cfg.latch(Side::A, a_origin, b),
+            (true, false) => cfg.latch(Side::B, b_origin, a),
+            (false, false) => None,
+        };
+        match latch {
+            Some(l) => c.pair.latch = Some(l),
+            None => c.verdict = Err(Refusal::ThirdPartyMedia),
         }
         c
     }
@@ -54,7 +82,7 @@ impl Candidate {
             Ok(())
         };
         Candidate {
-            pair: Pair { a, b },
+            pair: Pair { a, b, latch: None },
             verdict,
         }
     }
@@ -129,7 +157,10 @@ impl PairSet {
             ctx.close(owner, p.a, p.b, cause);
         }
         for p in opens {
-            ctx.open(owner, p.a, p.b);
+            match p.latch {
+                Some(l) => ctx.latch(owner, p.a, p.b, l),
+                None => ctx.open(owner, p.a, p.b),
+            }
         }
         let before: HashSet<&(Pair, Refusal)> = self.refused.iter().collect();
         for r @ &(p, reason) in &refused {

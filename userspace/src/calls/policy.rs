@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use super::{Latch, Side};
+
 /// Limits, timers and trust policy for SIP calls and RTSP sessions.
 ///
 /// A duration of zero disables the limit it names, except `bye_grace`, where
@@ -43,6 +45,16 @@ pub struct CallConfig {
     /// How long a closed call is remembered so that a late duplicate of its
     /// INVITE does not revive it (64·T1 as in RFC 3261).
     pub closed_linger: Duration,
+    /// Bounded latching for media behind NAT (zero, the default: off,
+    /// strict). When on, a stream whose one end announced an address other
+    /// than its signaling peer's (and outside `media_relay`) is not refused
+    /// as third-party media: it becomes an [`Intent::Latch`], a half-open
+    /// pinhole the first packet from that peer's address completes within
+    /// this window. The other end must pass the check; both failing is
+    /// still refused.
+    ///
+    /// [`Intent::Latch`]: super::Intent::Latch
+    pub latching: Duration,
 }
 
 impl Default for CallConfig {
@@ -63,6 +75,7 @@ impl Default for CallConfig {
             setup_timeout: Duration::from_secs(180),
             rtsp_session_timeout: Duration::from_secs(60),
             closed_linger: Duration::from_secs(32),
+            latching: Duration::ZERO,
         }
     }
 }
@@ -81,6 +94,19 @@ impl CallConfig {
     pub fn media_allowed(&self, media: IpAddr, origin: IpAddr) -> bool {
         let (media, origin) = (media.to_canonical(), origin.to_canonical());
         media == origin || self.media_relay.iter().any(|net| net.contains(&media))
+    }
+
+    /// The latch for a pair whose `side` end failed [`media_allowed`]
+    /// (announced by `origin`) while its other end, `local`, passed: `None`
+    /// when latching is off or `origin` cannot source media towards `local`
+    /// (another family, not unicast).
+    ///
+    /// [`media_allowed`]: Self::media_allowed
+    pub fn latch(&self, side: Side, origin: IpAddr, local: SocketAddr) -> Option<Latch> {
+        let from = origin.to_canonical();
+        let usable = usable_endpoint(SocketAddr::new(from, 1));
+        let same_family = from.is_ipv4() == local.ip().to_canonical().is_ipv4();
+        (!self.latching.is_zero() && usable && same_family).then_some(Latch { side, from })
     }
 }
 

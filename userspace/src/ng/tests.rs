@@ -46,6 +46,9 @@ impl Pinholes for Table {
                     self.flows.remove(&(b, a));
                 }
                 Intent::Refused { .. } => {}
+                l @ Intent::Latch { .. } => {
+                    panic!("API calls are vouched for and never latch: {l:?}")
+                }
             }
         }
         self.warn.clone()

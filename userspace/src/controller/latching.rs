@@ -1,0 +1,854 @@
+//! Half-open pinholes (bounded latching, see [`crate::latch`]): the
+//! controller's side.
+//!
+//! A [`Intent::Latch`] arms an entry in the latch map (one per (remote
+//! signaling address, local media endpoint), shared by every call that asks
+//! for it) and sets aside the two flows its pair will need, so that the
+//! table can always adopt what the program installs. Each claimant is the
+//! pair as the call named it (SDP addresses), so the call's later
+//! [`Intent::Close`] finds it.
+//!
+//! Every claim the program makes is reported ([`Latched`]), and every report
+//! ends with the program's flows either adopted into the table (one claim
+//! per claimant, with the call's owner tag) or removed again: the kernel
+//! never holds a flow the table does not know. An entry whose window passed,
+//! or whose last claimant left, is removed from the map on the next tick;
+//! when the removal finds it gone, the program claimed it and its report is
+//! on its way.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::*;
+use crate::{
+    calls::Side,
+    latch::{LatchKey, Latched},
+};
+use pinhole_common::LatchValue;
+
+/// Flows set aside per armed entry: the two directions of its pair.
+const FLOWS_PER_LATCH: usize = 2;
+/// How long a claimed entry may wait for its report before the controller
+/// gives up on it. Cannot happen (the program reserves the report before it
+/// claims); logged as an error if it does.
+const LOST_REPORT_NS: u64 = 10 * NS_PER_SEC;
+
+/// One claimant: the call (owner tag) and the pair as it signaled it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct ClaimKey {
+    pub owner: String,
+    pub a: SocketAddr,
+    pub b: SocketAddr,
+}
+
+/// Where a claim stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting for the first packet on this entry.
+    Waiting(LatchKey),
+    /// Latched: the claimant holds the pinhole of this pair.
+    Latched(Pair),
+    /// The window passed, or the latched pair could not be adopted.
+    Lapsed,
+}
+
+#[derive(Clone, Debug)]
+struct Claim {
+    /// Which end of the signaled pair latches (the other is local).
+    side: Side,
+    idle_timeout_secs: u64,
+    state: State,
+}
+
+/// An armed latch map entry.
+#[derive(Clone, Debug)]
+struct Entry {
+    cookie: u64,
+    deadline: u64,
+    claimants: BTreeSet<ClaimKey>,
+    /// The program claimed it (a removal found it gone) at this time; its
+    /// report is on its way.
+    claimed_at: Option<u64>,
+}
+
+/// What the controller knows about half-open pinholes.
+#[derive(Debug, Default)]
+pub(super) struct Latches {
+    entries: HashMap<LatchKey, Entry>,
+    claims: HashMap<ClaimKey, Claim>,
+    next_cookie: u64,
+    counters: LatchCounters,
+    log: RateLimit,
+}
+
+/// Counters of bounded latching (`stats --json` → `signaling.detail.latching`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LatchCounters {
+    /// Entries put in the latch map.
+    pub armed: u64,
+    /// Entries the program completed into an exact pair.
+    pub latched: u64,
+    /// Entries whose window passed without a packet from the remote's
+    /// signaling address.
+    pub expired: u64,
+    /// Entries removed because every call that asked for them closed (or
+    /// renegotiated) first.
+    pub withdrawn: u64,
+    /// Completions the flow map refused: the program dropped the packet and
+    /// put the entry back.
+    pub flows_full: u64,
+    /// Half-open pinholes refused: flow table or latch map full.
+    pub refused_full: u64,
+    /// Latched pairs no call claimed any more, removed from the flow map.
+    pub orphaned: u64,
+}
+
+impl Latches {
+    pub fn counters(&self) -> &LatchCounters {
+        &self.counters
+    }
+
+    /// Entries armed and not yet completed or removed.
+    pub fn pending(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The pinhole a claim latched, if it did.
+    pub fn latched_pair(&self, claim: &ClaimKey) -> Option<Pair> {
+        match self.claims.get(claim)?.state {
+            State::Latched(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// `d` in whole seconds, rounded up (a sub-second timeout must not become
+/// "never").
+fn secs_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl<S: FlowStore> Core<S> {
+    /// Arms (or joins) the half-open pinhole for the signaled pair `a` ↔
+    /// `b`, whose `side` end latches from `from`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn latch_signaled(
+        &mut self,
+        owner: &str,
+        a: SocketAddr,
+        b: SocketAddr,
+        side: Side,
+        from: IpAddr,
+        window: Duration,
+        idle: Duration,
+    ) -> Result<(), CommandError> {
+        // The signaled pair must be one a pinhole could join.
+        Pair::new(Endpoint::new(a)?, Endpoint::new(b)?, false)?;
+        let local = match side {
+            Side::A => b,
+            Side::B => a,
+        };
+        Endpoint::new(SocketAddr::new(from, 1))?;
+        let key = LatchKey { from, local };
+        if key.to_map_key().is_none() {
+            return Err(AddrError::FamilyMix {
+                a: SocketAddr::new(from, 0),
+                b: local,
+            }
+            .into());
+        }
+        let claim = ClaimKey {
+            owner: owner.to_string(),
+            a,
+            b,
+        };
+        if self.latches.claims.contains_key(&claim) {
+            return Ok(());
+        }
+        let now = self.now();
+        let latches = &mut self.latches;
+        if let Some(e) = latches.entries.get_mut(&key) {
+            e.claimants.insert(claim.clone());
+        } else {
+            if let Err(e) = self.table.reserve(FLOWS_PER_LATCH) {
+                latches.counters.refused_full += 1;
+                return Err(e.into());
+            }
+            latches.next_cookie += 1;
+            let value = LatchValue {
+                deadline_ns: now
+                    .saturating_add(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
+                cookie: latches.next_cookie,
+            };
+            if let Err(e) = self.store.arm_latch(&key, value) {
+                self.table.unreserve(FLOWS_PER_LATCH);
+                if matches!(e, StoreError::LatchMapFull) {
+                    latches.counters.refused_full += 1;
+                }
+                return Err(e.into());
+            }
+            latches.counters.armed += 1;
+            latches.entries.insert(
+                key,
+                Entry {
+                    cookie: value.cookie,
+                    deadline: value.deadline_ns,
+                    claimants: BTreeSet::from([claim.clone()]),
+                    claimed_at: None,
+                },
+            );
+            info!(%key, owner, window_secs = window.as_secs(), cookie = value.cookie, "half-open pinhole armed");
+        }
+        latches.claims.insert(
+            claim,
+            Claim {
+                side,
+                idle_timeout_secs: secs_up(idle),
+                state: State::Waiting(key),
+            },
+        );
+        Ok(())
+    }
+
+    /// Releases `claim` if it is a latching one (whatever its state);
+    /// returns whether it was.
+    pub(super) fn latch_release(&mut self, claim: &ClaimKey, cause: CloseCause) -> bool {
+        let Some(c) = self.latches.claims.remove(claim) else {
+            return false;
+        };
+        match c.state {
+            State::Waiting(key) => {
+                let now = self.now();
+                if let Some(e) = self.latches.entries.get_mut(&key) {
+                    e.claimants.remove(claim);
+                    if e.claimants.is_empty() && e.claimed_at.is_none() {
+                        self.disarm(key, now);
+                    }
+                }
+            }
+            State::Latched(pair) => {
+                let tag = Some(claim.owner.clone());
+                match self.table.release(pair.a(), pair.b(), &tag) {
+                    Ok(r) => {
+                        let removed = self.apply_removes(&r.ops);
+                        info!(id = %r.pinhole.id, a = %pair.a(), b = %pair.b(), owner = claim.owner,
+                            cause = cause.name(), closed = r.closed, flows_removed = removed,
+                            "latched pinhole released");
+                    }
+                    Err(e) => debug!(
+                        owner = claim.owner,
+                        cause = cause.name(),
+                        "latched close: {e}"
+                    ),
+                }
+            }
+            State::Lapsed => {}
+        }
+        true
+    }
+
+    /// Removes the entry `key` from the map: its window passed or nobody
+    /// wants it any more. When the program claimed it meanwhile, waits for
+    /// the report instead.
+    fn disarm(&mut self, key: LatchKey, now: u64) {
+        match self.store.disarm_latch(&key) {
+            Ok(true) => {
+                let e = self.latches.entries.remove(&key).expect("caller checked");
+                self.table.unreserve(FLOWS_PER_LATCH);
+                if e.claimants.is_empty() {
+                    self.latches.counters.withdrawn += 1;
+                    debug!(%key, "half-open pinhole withdrawn");
+                } else {
+                    self.latches.counters.expired += 1;
+                    for c in &e.claimants {
+                        if let Some(claim) = self.latches.claims.get_mut(c) {
+                            claim.state = State::Lapsed;
+                        }
+                    }
+                    info!(%key, claimants = e.claimants.len(), "half-open pinhole expired unlatched");
+                }
+            }
+            Ok(false) => {
+                if let Some(e) = self.latches.entries.get_mut(&key) {
+                    e.claimed_at = Some(now);
+                }
+            }
+            Err(err) => {
+                if let Some(n) = self.latches.log.allow(now) {
+                    warn!(%key, suppressed = n, "removing a half-open pinhole failed, will retry: {err}");
+                }
+            }
+        }
+    }
+
+    /// Removes entries whose window passed or whose claimants all left;
+    /// gives up on claimed entries whose report never came.
+    pub(super) fn expire_latches(&mut self) {
+        let now = self.now();
+        let due: Vec<LatchKey> = self
+            .latches
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.claimed_at.is_none() && (e.claimants.is_empty() || e.deadline <= now)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            self.disarm(key, now);
+        }
+        let lost: Vec<LatchKey> = self
+            .latches
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.claimed_at
+                    .is_some_and(|t| now.saturating_sub(t) > LOST_REPORT_NS)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in lost {
+            let e = self.latches.entries.remove(&key).expect("just listed");
+            self.table.unreserve(FLOWS_PER_LATCH);
+            for c in &e.claimants {
+                if let Some(claim) = self.latches.claims.get_mut(c) {
+                    claim.state = State::Lapsed;
+                }
+            }
+            error!(%key, cookie = e.cookie, "a claimed half-open pinhole was never reported; its flows may be left in the map");
+        }
+    }
+
+    /// One report from the program.
+    pub(super) fn on_latched(&mut self, ev: Latched) {
+        let now = self.now();
+        let fwd = flow_key_of(ev.remote, ev.key.local);
+        let rev = flow_key_of(ev.key.local, ev.remote);
+        if !ev.installed {
+            // The program dropped the packet and put the entry back.
+            self.latches.counters.flows_full += 1;
+            self.applied.map_full += 1;
+            if let Some(e) = self.latches.entries.get_mut(&ev.key) {
+                e.claimed_at = None;
+            }
+            if let Some(n) = self.full_log.allow(now) {
+                error!(key = %ev.key, remote = %ev.remote, map_full_total = self.applied.map_full, suppressed = n,
+                    "LATCH REFUSED, flow map full (raise --max-pinholes)");
+            }
+            return;
+        }
+        self.latches.counters.latched += 1;
+        let claimants = match self.latches.entries.remove(&ev.key) {
+            Some(e) => {
+                self.table.unreserve(FLOWS_PER_LATCH);
+                if e.cookie != ev.cookie {
+                    debug!(key = %ev.key, armed = e.cookie, reported = ev.cookie, "latch re-armed while it was claimed");
+                }
+                e.claimants
+            }
+            None => BTreeSet::new(),
+        };
+        let mut adopted = 0;
+        for claim in claimants {
+            let Some(c) = self.latches.claims.get(&claim).cloned() else {
+                continue;
+            };
+            let (a, b) = match c.side {
+                Side::A => (ev.remote, ev.key.local),
+                Side::B => (ev.key.local, ev.remote),
+            };
+            let state = match self.adopt(&claim.owner, a, b, c.idle_timeout_secs, &[fwd, rev]) {
+                Ok(pair) => {
+                    adopted += 1;
+                    info!(owner = claim.owner, %a, %b, signaled_a = %claim.a, signaled_b = %claim.b,
+                        "pinhole latched");
+                    State::Latched(pair)
+                }
+                Err(e) => {
+                    self.open_failed(&claim.owner, a, b, e);
+                    State::Lapsed
+                }
+            };
+            if let Some(c) = self.latches.claims.get_mut(&claim) {
+                c.state = state;
+            }
+        }
+        if adopted == 0 {
+            // Nobody wants the pair any more: take the program's flows out.
+            self.latches.counters.orphaned += 1;
+            for k in [fwd, rev] {
+                if self.table.refcount(&k) == 0 {
+                    self.remove_flow(&k);
+                }
+            }
+            debug!(key = %ev.key, remote = %ev.remote, "latched pair orphaned, removed");
+        }
+    }
+
+    /// Records the pair the program installed as `owner`'s pinhole.
+    fn adopt(
+        &mut self,
+        owner: &str,
+        a: SocketAddr,
+        b: SocketAddr,
+        idle_timeout_secs: u64,
+        installed: &[FlowKey],
+    ) -> Result<Pair, CommandError> {
+        let pair = Pair::new(Endpoint::new(a)?, Endpoint::new(b)?, false)?;
+        self.open_request_with(
+            OpenRequest {
+                pair,
+                idle_timeout_secs,
+                owner: Some(owner.to_string()),
+            },
+            installed,
+        )?;
+        Ok(pair)
+    }
+
+    /// Packets and bytes of the flow `src → dst` of a pair `owner`
+    /// signaled: when that pair latched, of the corresponding flow of the
+    /// latched pair (whose remote end has the NAT's address and port).
+    pub(super) fn signaled_flow_totals(
+        &self,
+        owner: &str,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Totals {
+        let claim = |a, b| ClaimKey {
+            owner: owner.to_string(),
+            a,
+            b,
+        };
+        if let Some(p) = self.latches.latched_pair(&claim(src, dst)) {
+            return self.flow_totals(p.a().addr(), p.b().addr());
+        }
+        if let Some(p) = self.latches.latched_pair(&claim(dst, src)) {
+            return self.flow_totals(p.b().addr(), p.a().addr());
+        }
+        self.flow_totals(src, dst)
+    }
+
+    /// `signaling.detail.latching` of `stats --json`.
+    pub(super) fn latch_stats(&self) -> serde_json::Value {
+        serde_json::json!({
+            "counters": self.latches.counters(),
+            "pending": self.latches.pending(),
+            "reserved_flows": self.table.reserved(),
+        })
+    }
+}
+
+/// The flow `src → dst` (both valid endpoints of one family, as reported by
+/// the program).
+fn flow_key_of(src: SocketAddr, dst: SocketAddr) -> FlowKey {
+    match (Endpoint::new(src), Endpoint::new(dst)) {
+        (Ok(s), Ok(d)) => flow_key(s, d),
+        // The program only reports packets it parsed as unicast UDP; keep
+        // the raw key so the removal still names the right entry.
+        _ => {
+            let mut k = FlowKey {
+                family: if src.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 },
+                proto: IPPROTO_UDP,
+                src_port: src.port(),
+                dst_port: dst.port(),
+                ..FlowKey::default()
+            };
+            let put = |ip: IpAddr, out: &mut [u8; 16]| match ip {
+                IpAddr::V4(v4) => out[..4].copy_from_slice(&v4.octets()),
+                IpAddr::V6(v6) => *out = v6.octets(),
+            };
+            put(src.ip(), &mut k.src_addr);
+            put(dst.ip(), &mut k.dst_addr);
+            k
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::calls::CallKey;
+
+    const S: u64 = NS_PER_SEC;
+    const WINDOW: Duration = Duration::from_secs(5);
+    /// The caller's SDP address behind NAT, its signaling address, the
+    /// port its NAT picks, and the callee's media endpoint.
+    const SDP: &str = "203.0.113.5:30000";
+    const SIGNALING: &str = "192.0.2.10";
+    const NAT: &str = "192.0.2.10:40000";
+    const LOCAL: &str = "198.51.100.20:10000";
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn owner(call: &str) -> Owner {
+        Owner::Sip(CallKey {
+            call_id: call.into(),
+            caller_tag: "t".into(),
+        })
+    }
+
+    fn tag(call: &str) -> String {
+        owner(call).to_string()
+    }
+
+    fn latch_pair(call: &str, a: &str, b: &str, side: Side, from: &str) -> Intent {
+        Intent::Latch {
+            owner: owner(call),
+            a: sa(a),
+            b: sa(b),
+            side,
+            from: from.parse().unwrap(),
+            window: WINDOW,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn latch(call: &str) -> Intent {
+        latch_pair(call, SDP, LOCAL, Side::A, SIGNALING)
+    }
+
+    fn close_pair(call: &str, a: &str, b: &str) -> Intent {
+        Intent::Close {
+            owner: owner(call),
+            a: sa(a),
+            b: sa(b),
+            cause: CloseCause::Bye,
+        }
+    }
+
+    fn close(call: &str) -> Intent {
+        close_pair(call, SDP, LOCAL)
+    }
+
+    struct Fx {
+        now: Arc<AtomicU64>,
+        c: Controller<FakeStore>,
+    }
+
+    impl Fx {
+        /// A controller whose table holds `capacity` flows and whose flow
+        /// map holds `store_capacity`.
+        fn new(capacity: usize, store_capacity: usize) -> Fx {
+            let now = Arc::new(AtomicU64::new(1_000 * S));
+            let clock = now.clone();
+            let mut config = ControllerConfig::new(capacity, 30);
+            config.clock = Arc::new(move || clock.load(Ordering::SeqCst));
+            Fx {
+                now,
+                c: Controller::new(FakeStore::new(store_capacity), config),
+            }
+        }
+
+        fn at(&self) -> u64 {
+            self.now.load(Ordering::SeqCst)
+        }
+
+        fn advance(&self, d: u64) {
+            self.now.fetch_add(d, Ordering::SeqCst);
+        }
+
+        fn apply(&mut self, intents: Vec<Intent>) -> Applied {
+            self.c.core.apply(intents, Source::Observed)
+        }
+
+        /// A packet `src → LOCAL` reaching the program.
+        fn packet(&mut self, src: &str) -> Option<Latched> {
+            let now = self.at();
+            self.c.core.store.kernel_latch(sa(src), sa(LOCAL), now)
+        }
+
+        fn counters(&self) -> LatchCounters {
+            *self.c.latch_counters()
+        }
+
+        /// (pinhole a, b, owners) of every pinhole.
+        fn pinholes(&self) -> Vec<(SocketAddr, SocketAddr, Vec<String>)> {
+            self.c
+                .table()
+                .iter()
+                .map(|p| {
+                    (
+                        p.pair.a().addr(),
+                        p.pair.b().addr(),
+                        p.owner_names().map(str::to_string).collect(),
+                    )
+                })
+                .collect()
+        }
+
+        /// The flow map holds exactly the table's flows, and nothing is
+        /// reserved unless an entry is pending.
+        fn assert_consistent(&self) {
+            let mut want: Vec<FlowKey> = self
+                .c
+                .table()
+                .iter()
+                .flat_map(|p| p.flows.clone())
+                .collect();
+            want.sort();
+            want.dedup();
+            let mut have: Vec<FlowKey> = self.c.store().flows.keys().copied().collect();
+            have.sort();
+            assert_eq!(have, want, "flow map and table agree");
+            let pending = self.c.core.latches.pending();
+            assert_eq!(self.c.table().reserved(), 2 * pending, "reservations");
+            assert_eq!(self.c.store().latches.len(), pending, "latch map entries");
+        }
+    }
+
+    fn flows(src: &str, dst: &str) -> [FlowKey; 2] {
+        let (s, d) = (
+            Endpoint::new(sa(src)).unwrap(),
+            Endpoint::new(sa(dst)).unwrap(),
+        );
+        [flow_key(s, d), flow_key(d, s)]
+    }
+
+    #[test]
+    fn the_first_packet_latches_the_exact_pair_for_the_call() {
+        let mut fx = Fx::new(64, 64);
+        let r = fx.apply(vec![latch("c1")]);
+        assert_eq!((r.opened, r.failures.len()), (1, 0));
+        assert_eq!(fx.c.table().reserved(), 2);
+        assert!(fx.pinholes().is_empty());
+        fx.assert_consistent();
+
+        // Another host cannot claim it; the signaling address can, once.
+        assert_eq!(fx.packet("192.0.2.99:40000"), None);
+        let ev = fx.packet(NAT).expect("latched");
+        assert!(ev.installed);
+        assert_eq!(
+            fx.packet("192.0.2.10:40002"),
+            None,
+            "strict after the latch"
+        );
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(
+            fx.pinholes(),
+            vec![(sa(NAT), sa(LOCAL), vec![tag("c1")])],
+            "the latched pair, in the signaled orientation, owned by the call"
+        );
+        let p = fx.c.table().iter().next().unwrap();
+        assert_eq!(p.idle_timeout_secs, 60);
+        // The call's streams are the signaled pair; their traffic is the
+        // latched pair's.
+        let [fwd, _] = flows(NAT, LOCAL);
+        fx.c.core.store.flows.get_mut(&fwd).unwrap().packets = 7;
+        let totals = |s: &str, d: &str| {
+            fx.c.core
+                .signaled_flow_totals(&tag("c1"), sa(s), sa(d))
+                .packets
+        };
+        assert_eq!((totals(SDP, LOCAL), totals(LOCAL, SDP)), (7, 0));
+        fx.assert_consistent();
+        let c = fx.counters();
+        assert_eq!((c.armed, c.latched, c.orphaned), (1, 1, 0));
+        let stats = fx.c.stats().unwrap();
+        assert_eq!(stats.signaling.detail["latching"]["counters"]["latched"], 1);
+        assert_eq!(stats.signaling.detail["latching"]["pending"], 0);
+
+        // The call's close names the signaled pair.
+        fx.apply(vec![close("c1")]);
+        assert!(fx.pinholes().is_empty());
+        fx.assert_consistent();
+        assert!(fx.c.store().flows.is_empty());
+    }
+
+    #[test]
+    fn an_unlatched_entry_expires_on_the_tick_after_its_window() {
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![latch("c1")]);
+        fx.advance(WINDOW.as_nanos() as u64 - 1);
+        fx.c.tick();
+        assert_eq!(fx.counters().expired, 0, "still inside the window");
+        fx.advance(1);
+        fx.c.tick();
+        assert_eq!(fx.counters().expired, 1);
+        fx.assert_consistent();
+        assert_eq!(fx.packet(NAT), None, "gone from the map");
+        // Its close finds nothing to do.
+        fx.apply(vec![close("c1")]);
+        fx.assert_consistent();
+        assert!(fx.pinholes().is_empty());
+    }
+
+    #[test]
+    fn closing_before_the_latch_withdraws_the_entry() {
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![latch("c1"), close("c1")]);
+        assert_eq!(fx.counters().withdrawn, 1);
+        fx.assert_consistent();
+        assert_eq!(fx.packet(NAT), None);
+    }
+
+    #[test]
+    fn a_latch_reported_after_its_call_closed_is_removed_again() {
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![latch("c1")]);
+        let ev = fx.packet(NAT).expect("latched");
+        // The call closes while the report is on its way: the removal finds
+        // the entry claimed, so the controller waits for the report.
+        fx.apply(vec![close("c1")]);
+        assert_eq!(fx.c.core.latches.pending(), 1);
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(fx.counters().orphaned, 1);
+        assert!(fx.pinholes().is_empty());
+        fx.assert_consistent();
+        assert!(
+            fx.c.store().flows.is_empty(),
+            "the program's flows are removed"
+        );
+    }
+
+    #[test]
+    fn a_latch_claimed_just_before_its_deadline_is_still_adopted() {
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![latch("c1")]);
+        let ev = fx.packet(NAT).expect("latched");
+        fx.advance(WINDOW.as_nanos() as u64 + S);
+        fx.c.tick();
+        assert_eq!(fx.counters().expired, 0, "claimed, not expired");
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(fx.pinholes().len(), 1);
+        fx.assert_consistent();
+    }
+
+    #[test]
+    fn calls_sharing_an_entry_share_the_latched_pinhole() {
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![latch("c1"), latch("c2")]);
+        assert_eq!(fx.counters().armed, 1, "one entry");
+        assert_eq!(fx.c.table().reserved(), 2);
+        let ev = fx.packet(NAT).unwrap();
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(
+            fx.pinholes(),
+            vec![(sa(NAT), sa(LOCAL), vec![tag("c1"), tag("c2")])]
+        );
+        fx.apply(vec![close("c1")]);
+        assert_eq!(fx.pinholes().len(), 1, "c2 still holds it");
+        fx.apply(vec![close("c2")]);
+        assert!(fx.pinholes().is_empty());
+        fx.assert_consistent();
+    }
+
+    #[test]
+    fn reservations_keep_room_for_the_latch_and_full_maps_are_counted() {
+        // A table of 4 flows: one manual pinhole (2) and one half-open (2).
+        let mut fx = Fx::new(4, 64);
+        fx.c.open(crate::proto::OpenParams {
+            a: "192.0.2.1:4000".parse().unwrap(),
+            b: "198.51.100.2:10000".parse().unwrap(),
+            rtcp: false,
+            idle_secs: None,
+            owner: None,
+        })
+        .unwrap();
+        assert_eq!(fx.apply(vec![latch("c1")]).opened, 1);
+        // No room for another half-open, nor for a manual open.
+        let other = latch_pair("c2", SDP, "198.51.100.20:10002", Side::A, SIGNALING);
+        assert_eq!(fx.apply(vec![other]).failures.len(), 1);
+        assert_eq!(fx.counters().refused_full, 1);
+        assert_eq!(fx.c.applied().map_full, 1);
+        let manual = fx.c.open(crate::proto::OpenParams {
+            a: "192.0.2.1:4002".parse().unwrap(),
+            b: "198.51.100.2:10002".parse().unwrap(),
+            rtcp: false,
+            idle_secs: None,
+            owner: None,
+        });
+        assert!(manual.is_err(), "the reserved flows are not free");
+        // The reserved room is there for the latch.
+        let ev = fx.packet(NAT).unwrap();
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(fx.pinholes().len(), 2);
+        fx.assert_consistent();
+
+        // A full latch map refuses the half-open, counted.
+        let mut fx = Fx::new(64, 64);
+        fx.c.core.store.latch_capacity = Some(0);
+        assert_eq!(fx.apply(vec![latch("c1")]).failures.len(), 1);
+        assert_eq!(fx.counters().refused_full, 1);
+        assert_eq!(fx.c.applied().map_full, 1);
+        fx.assert_consistent();
+    }
+
+    #[test]
+    fn a_full_flow_map_fails_the_latch_and_keeps_the_entry() {
+        // The kernel map is smaller than the table (as if something else
+        // filled it): the program reports the failure and puts the entry
+        // back.
+        let mut fx = Fx::new(64, 1);
+        fx.apply(vec![latch("c1")]);
+        let ev = fx.packet(NAT).unwrap();
+        assert!(!ev.installed);
+        fx.c.on_latched(vec![ev]);
+        let c = fx.counters();
+        assert_eq!((c.flows_full, c.latched), (1, 0));
+        assert_eq!(fx.c.applied().map_full, 1);
+        assert!(fx.pinholes().is_empty());
+        fx.assert_consistent();
+        // Room again: the next packet latches.
+        fx.c.core.store.capacity = 64;
+        let ev = fx.packet(NAT).unwrap();
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(fx.pinholes().len(), 1);
+        fx.assert_consistent();
+    }
+
+    #[test]
+    fn the_callee_side_latches_in_its_orientation() {
+        let mut fx = Fx::new(64, 64);
+        let intent = latch_pair("c1", LOCAL, SDP, Side::B, SIGNALING);
+        fx.apply(vec![intent]);
+        let ev = fx.packet(NAT).unwrap();
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(fx.pinholes(), vec![(sa(LOCAL), sa(NAT), vec![tag("c1")])]);
+        let [fwd, rev] = flows(NAT, LOCAL);
+        assert!(fx.c.store().flows.contains_key(&fwd) && fx.c.store().flows.contains_key(&rev));
+        fx.apply(vec![close_pair("c1", LOCAL, SDP)]);
+        assert!(fx.pinholes().is_empty());
+        fx.assert_consistent();
+    }
+
+    #[test]
+    fn bad_latches_are_refused() {
+        let mut fx = Fx::new(64, 64);
+        let cases = [
+            latch_pair("c1", SDP, LOCAL, Side::A, "2001:db8::1"),
+            latch_pair("c1", SDP, LOCAL, Side::A, "224.0.0.1"),
+            latch_pair("c1", SDP, SDP, Side::A, SIGNALING),
+        ];
+        for intent in cases {
+            let r = fx.apply(vec![intent.clone()]);
+            assert_eq!(r.failures.len(), 1, "{intent:?}");
+        }
+        assert_eq!(fx.c.applied().failed, 3);
+        fx.assert_consistent();
+    }
+
+    #[tokio::test]
+    async fn reports_reach_the_task() {
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![latch("c1")]);
+        let ev = fx.packet(NAT).unwrap();
+        let (handle, task) = {
+            let (tx, rx) = mpsc::channel(4);
+            let c = std::mem::replace(
+                &mut fx.c,
+                Controller::new(FakeStore::new(1), ControllerConfig::new(1, 0)),
+            );
+            (ControllerHandle { tx }, tokio::spawn(c.run(rx)))
+        };
+        handle.latched(vec![ev]).await.unwrap();
+        let list = handle.list().await.unwrap();
+        assert_eq!(list.pinholes.len(), 1);
+        assert_eq!(list.pinholes[0].owner, tag("c1"));
+        drop(handle);
+        task.await.unwrap();
+    }
+}
