@@ -13,6 +13,15 @@
 //! shows the cost of a larger table, not of cache misses under real traffic.
 //! Synthetic pinholes alternate families, so each family's map (capacity:
 //! every flow, as the daemon loads it) holds half of them.
+//!
+//! A second table measures bounded latching (`--latching`) on a program
+//! loaded with it on: hit and miss per packet as above (the hit path must
+//! not change; a miss pays one latch-map lookup), and the first packet of a
+//! NAT'd stream, which claims a half-open entry and installs its pair. A
+//! latch happens once per entry, so it cannot be replayed: each sample is
+//! one `BPF_PROG_TEST_RUN` of one packet (the kernel's whole-ns time of that
+//! run), the entry re-armed and the pair removed in between, interleaved
+//! with single-packet hits measured the same way.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -26,10 +35,13 @@ use aya::{
     Ebpf, EbpfLoader, TestRun,
 };
 use clap::Parser;
-use pinhole::maps::FlowMap;
+use pinhole::{
+    latch::{take_events, LatchKey, LatchMap},
+    maps::FlowMap,
+};
 use pinhole_common::{
-    Config, FlowKey, FlowStats, FragmentPolicy, PortRange, BASELINE_PROGRAM_NAME, CONFIG_GLOBAL,
-    FAMILY_V4, FAMILY_V6, FLOWS_V4_MAP, FLOWS_V6_MAP, IPPROTO_UDP, PROGRAM_NAME,
+    Config, FlowKey, FlowStats, FragmentPolicy, LatchValue, PortRange, BASELINE_PROGRAM_NAME,
+    CONFIG_GLOBAL, FAMILY_V4, FAMILY_V6, FLOWS_V4_MAP, FLOWS_V6_MAP, IPPROTO_UDP, PROGRAM_NAME,
 };
 use pinhole_integration::frames::Frame;
 
@@ -187,12 +199,12 @@ fn synthetic(i: u32) -> FlowKey {
 struct Loaded {
     ebpf: Ebpf,
     /// The filled maps (the loaded program holds them too).
-    _flows: FlowMap,
+    flows_map: FlowMap,
     fill_secs: f64,
     flows: usize,
 }
 
-fn load(pinholes: u32) -> Result<Loaded> {
+fn load(pinholes: u32, latching: bool) -> Result<Loaded> {
     let mut cfg = Config::EMPTY;
     cfg.ranges[0] = PortRange {
         lo: 10000,
@@ -200,6 +212,7 @@ fn load(pinholes: u32) -> Result<Loaded> {
     };
     cfg.n_ranges = 1;
     cfg.fragment_policy = FragmentPolicy::Pass as u32;
+    cfg.latching = u32::from(latching);
     let capacity = pinholes.checked_mul(2).context("pinhole count too large")?;
     let mut ebpf = EbpfLoader::new()
         .override_global(CONFIG_GLOBAL, &cfg, true)
@@ -236,7 +249,7 @@ fn load(pinholes: u32) -> Result<Loaded> {
     let fill_secs = start.elapsed().as_secs_f64();
     Ok(Loaded {
         ebpf,
-        _flows: map,
+        flows_map: map,
         fill_secs,
         flows: pairs.len(),
     })
@@ -376,7 +389,7 @@ fn run(args: &Args) -> Result<bool> {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     for &pinholes in &sizes {
-        let loaded = load(pinholes)?;
+        let loaded = load(pinholes, false)?;
         if args.dump {
             return dump(&loaded.ebpf).map(|()| true);
         }
@@ -476,7 +489,127 @@ fn run(args: &Args) -> Result<bool> {
         NOT_SUBJECT_TARGET,
         &|r| r.case == Case::NotSubject,
     );
+
+    let smallest = *sizes.iter().min().expect("sizes is not empty");
+    let samples = if args.quick { 300 } else { 3000 };
+    latching(&rows, smallest, repeat, rounds, samples)?;
     Ok(all_met)
+}
+
+/// One run of `frame` on the filter: (verdict, the kernel's ns for it).
+fn once(ebpf: &Ebpf, frame: &[u8]) -> Result<(u32, f64)> {
+    let prog: &Xdp = ebpf.program(PROGRAM_NAME).context("program")?.try_into()?;
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat: 1,
+            ..Default::default()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+    Ok((r.return_value, r.duration.as_nanos() as f64))
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i]
+}
+
+/// The latching table (see the module docs), with `pinholes` installed.
+fn latching(
+    rows_off: &[Row],
+    pinholes: u32,
+    repeat: u32,
+    rounds: usize,
+    samples: usize,
+) -> Result<()> {
+    let mut loaded = load(pinholes, true)?;
+    let mut latches = LatchMap::take(&mut loaded.ebpf)?;
+    let mut events = take_events(&mut loaded.ebpf)?;
+    println!(
+        "\n## Bounded latching (`--latching`), {} pinholes\n",
+        human(pinholes)
+    );
+    println!(
+        "Per packet, {rounds} rounds of {repeat} runs as above, on a program loaded with \
+         latching on (latching off: the first table). First packet: median (p90) over \
+         {samples} single-packet runs of the kernel's whole-ns time; a latch claims a \
+         half-open entry, inserts both flows of its pair and reports it through the \
+         ring buffer.\n"
+    );
+    println!("| family | hit, off | hit, on | miss, off | miss, on | first packet: hit | first packet: latch | latch extra |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for fam in [Family::V4, Family::V6] {
+        let off = |case| {
+            rows_off
+                .iter()
+                .find(|r| r.family == fam && r.case == case && r.pinholes == pinholes)
+                .map_or(f64::NAN, |r| r.ns)
+        };
+        let (hit_frame, miss_frame) = (fam.frame(Case::Hit), fam.frame(Case::Miss));
+        let mut hit = Vec::new();
+        let mut miss = Vec::new();
+        for _ in 0..rounds {
+            hit.push(time(&loaded.ebpf, Case::Hit, &hit_frame, repeat)?.cpu_ns);
+            miss.push(time(&loaded.ebpf, Case::Miss, &miss_frame, repeat)?.cpu_ns);
+        }
+        // The stranger C latches to B: C's address is the remote's.
+        let (_, b, c) = fam.endpoints();
+        let latch_key = LatchKey {
+            from: c.ip(),
+            local: b,
+        };
+        let pair = [key(c, b), key(b, c)];
+        let mut single_hit = Vec::with_capacity(samples);
+        let mut single_latch = Vec::with_capacity(samples);
+        for i in 0..samples {
+            let deadline_ns = pinhole::clock::monotonic_ns() + 60_000_000_000;
+            latches.arm(
+                &latch_key,
+                LatchValue {
+                    deadline_ns,
+                    cookie: i as u64,
+                },
+            )?;
+            let (verdict, ns) = once(&loaded.ebpf, &miss_frame)?;
+            if verdict != XDP_PASS {
+                bail!("{}: the latching packet was not passed", fam.name());
+            }
+            single_latch.push(ns);
+            let mut reported = 0;
+            while events.next().is_some() {
+                reported += 1;
+            }
+            if reported != 1 {
+                bail!("{}: {reported} latch reports for one latch", fam.name());
+            }
+            for k in &pair {
+                if !loaded.flows_map.remove(k)? {
+                    bail!("{}: the latch did not install its pair", fam.name());
+                }
+            }
+            let (verdict, ns) = once(&loaded.ebpf, &hit_frame)?;
+            if verdict != XDP_PASS {
+                bail!("{}: a hit was not passed", fam.name());
+            }
+            single_hit.push(ns);
+        }
+        let (h50, l50) = (median(single_hit.clone()), median(single_latch.clone()));
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} ({:.0}) | {:.0} ({:.0}) | {:.0} ns |",
+            fam.name(),
+            off(Case::Hit),
+            median(hit),
+            off(Case::Miss),
+            median(miss),
+            h50,
+            percentile(single_hit, 0.9),
+            l50,
+            percentile(single_latch, 0.9),
+            l50 - h50,
+        );
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
