@@ -8,6 +8,7 @@
 //! HTAB continues the previous header (folding), and is joined with one SP.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 
 /// Largest SIP or RTSP message (start line, headers and body) accepted, in bytes.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -227,6 +228,170 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Head, MessageError> {
         headers,
         body_offset: end,
     })
+}
+
+/// Defines a protocol's method enum from one table of `Variant = "TOKEN"`
+/// pairs, plus `Other(String)` for any other token. `from_token`, `as_str`
+/// and `Display` are generated from that table, so the two directions of the
+/// mapping are written once and cannot disagree.
+macro_rules! method_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $token:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )*
+            /// Any other token.
+            Other(String),
+        }
+
+        impl $name {
+            /// Maps a method token (case-sensitive) to a method.
+            pub fn from_token(s: &str) -> $name {
+                match s {
+                    $( $token => $name::$variant, )*
+                    other => $name::Other(other.to_string()),
+                }
+            }
+
+            /// The method token.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $( $name::$variant => $token, )*
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use method_enum;
+
+/// True when `s` starts with `prefix`, ASCII case-insensitively (`SIP/`, `RTSP/`).
+pub(crate) fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+/// A Status-Line `version SP code SP reason`, split but not yet judged.
+#[derive(Debug)]
+pub(crate) struct StatusLine<'a> {
+    /// The protocol version as written.
+    pub version: &'a str,
+    /// The status code, `None` unless it is exactly three digits within the
+    /// protocol's range.
+    pub code: Option<u16>,
+    /// The reason phrase (empty when absent).
+    pub reason: &'a str,
+}
+
+/// Splits a Status-Line; `None` when it has no SP after the version.
+pub(crate) fn split_status_line(line: &str, codes: RangeInclusive<u64>) -> Option<StatusLine<'_>> {
+    let (version, rest) = line.split_once(' ')?;
+    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    let code = (code.len() == 3)
+        .then(|| parse_decimal(code, 3))
+        .flatten()
+        .filter(|c| codes.contains(c))
+        .and_then(|c| u16::try_from(c).ok());
+    Some(StatusLine {
+        version,
+        code,
+        reason,
+    })
+}
+
+/// Splits a Request-Line into exactly three SP-separated fields
+/// `[method, uri, version]` (any of them may be empty).
+pub(crate) fn split_request_line(line: &str) -> Option<[&str; 3]> {
+    let mut parts = line.splitn(4, ' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(method), Some(uri), Some(version), None) => Some([method, uri, version]),
+        _ => None,
+    }
+}
+
+/// A complete message taken apart: the protocol's parsed start line, the
+/// header fields and the body `Content-Length` delimits.
+#[derive(Debug)]
+pub(crate) struct Parts<S> {
+    /// The start line, as the protocol parsed it.
+    pub start_line: S,
+    /// Header fields in order (unfolded).
+    pub headers: Vec<Header>,
+    /// `Content-Length`, when present.
+    pub content_length: Option<usize>,
+    /// `Content-Length` bytes after the header section, or all of them
+    /// without `Content-Length`.
+    pub body: Vec<u8>,
+}
+
+/// The protocol-independent steps of parsing one complete SIP or RTSP
+/// message, in this order: the [`MAX_MESSAGE_SIZE`] limit, leading line
+/// breaks skipped, the header section, the start line (`parse_start_line`),
+/// the single `Content-Length` (names recognised by `is_content_length`) and
+/// the body. Bytes after `Content-Length` are ignored; a `Content-Length`
+/// larger than what follows the headers is an error.
+pub(crate) fn parse_parts<S, E: From<MessageError>>(
+    data: &[u8],
+    is_content_length: impl Fn(&str) -> bool,
+    parse_start_line: impl FnOnce(&str) -> Result<S, E>,
+) -> Result<Parts<S>, E> {
+    if data.len() > MAX_MESSAGE_SIZE {
+        return Err(MessageError::TooLarge {
+            size: data.len(),
+            max: MAX_MESSAGE_SIZE,
+        }
+        .into());
+    }
+    let data = &data[leading_line_breaks(data)..];
+    if data.is_empty() {
+        return Err(MessageError::Empty.into());
+    }
+    let head = parse_head(data)?;
+    let start_line = parse_start_line(&head.start_line)?;
+    let content_length = content_length(&head.headers, is_content_length)?;
+    let rest = data.get(head.body_offset..).unwrap_or_default();
+    let body = match content_length {
+        Some(cl) => rest
+            .get(..cl)
+            .ok_or(MessageError::ContentLengthExceedsMessage {
+                declared: cl,
+                available: rest.len(),
+            })?
+            .to_vec(),
+        None => rest.to_vec(),
+    };
+    Ok(Parts {
+        start_line,
+        headers: head.headers,
+        content_length,
+        body,
+    })
+}
+
+/// The value of the header that `is_name` recognises, which may appear at
+/// most once: `Err(count)` when it appears `count` (more than one) times.
+pub(crate) fn single(
+    headers: &[Header],
+    is_name: impl Fn(&str) -> bool,
+) -> Result<Option<&str>, usize> {
+    let mut it = headers.iter().filter(|h| is_name(&h.name));
+    let first = it.next();
+    let extra = it.count();
+    if extra > 0 {
+        return Err(extra + 1);
+    }
+    Ok(first.map(|h| h.value.as_str()))
 }
 
 /// Parses a `Content-Length` value: decimal digits only (no sign), at most 10 digits.

@@ -18,14 +18,14 @@
 //! assert_eq!((info.client_rtp, info.server_rtcp), (Some(4588), Some(6257)));
 //! ```
 
-use std::fmt;
 use std::net::IpAddr;
 
 use super::message::{
-    self, find_param, is_scheme, is_token, is_wsp, parse_decimal, parse_head, parse_param,
-    parse_quoted, split_outside, truncate, FramingRules, GrammarError, StreamFramer,
+    self, find_param, is_scheme, is_token, is_wsp, method_enum, parse_decimal, parse_param,
+    parse_quoted, split_outside, split_request_line, split_status_line, starts_with_ignore_case,
+    truncate, FramingRules, GrammarError, StreamFramer,
 };
-use super::{Header, MessageError, Param, MAX_MESSAGE_SIZE};
+use super::{Header, MessageError, Param};
 
 /// Largest number of comma-separated specs accepted in one `Transport` header.
 pub const MAX_TRANSPORT_SPECS: usize = 16;
@@ -99,80 +99,33 @@ impl Version {
     }
 }
 
-/// An RTSP method (case-sensitive).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// DESCRIBE
-    Describe,
-    /// ANNOUNCE (1.0)
-    Announce,
-    /// GET_PARAMETER
-    GetParameter,
-    /// OPTIONS
-    Options,
-    /// PAUSE
-    Pause,
-    /// PLAY
-    Play,
-    /// PLAY_NOTIFY (2.0)
-    PlayNotify,
-    /// RECORD (1.0)
-    Record,
-    /// REDIRECT
-    Redirect,
-    /// SETUP
-    Setup,
-    /// SET_PARAMETER
-    SetParameter,
-    /// TEARDOWN
-    Teardown,
-    /// Any other token.
-    Other(String),
-}
-
-impl Method {
-    /// Maps a method token to a `Method`.
-    pub fn from_token(s: &str) -> Method {
-        match s {
-            "DESCRIBE" => Method::Describe,
-            "ANNOUNCE" => Method::Announce,
-            "GET_PARAMETER" => Method::GetParameter,
-            "OPTIONS" => Method::Options,
-            "PAUSE" => Method::Pause,
-            "PLAY" => Method::Play,
-            "PLAY_NOTIFY" => Method::PlayNotify,
-            "RECORD" => Method::Record,
-            "REDIRECT" => Method::Redirect,
-            "SETUP" => Method::Setup,
-            "SET_PARAMETER" => Method::SetParameter,
-            "TEARDOWN" => Method::Teardown,
-            other => Method::Other(other.to_string()),
-        }
-    }
-
-    /// The method token.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Method::Describe => "DESCRIBE",
-            Method::Announce => "ANNOUNCE",
-            Method::GetParameter => "GET_PARAMETER",
-            Method::Options => "OPTIONS",
-            Method::Pause => "PAUSE",
-            Method::Play => "PLAY",
-            Method::PlayNotify => "PLAY_NOTIFY",
-            Method::Record => "RECORD",
-            Method::Redirect => "REDIRECT",
-            Method::Setup => "SETUP",
-            Method::SetParameter => "SET_PARAMETER",
-            Method::Teardown => "TEARDOWN",
-            Method::Other(s) => s,
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+method_enum! {
+    /// An RTSP method (case-sensitive).
+    pub enum Method {
+        /// DESCRIBE
+        Describe = "DESCRIBE",
+        /// ANNOUNCE (1.0)
+        Announce = "ANNOUNCE",
+        /// GET_PARAMETER
+        GetParameter = "GET_PARAMETER",
+        /// OPTIONS
+        Options = "OPTIONS",
+        /// PAUSE
+        Pause = "PAUSE",
+        /// PLAY
+        Play = "PLAY",
+        /// PLAY_NOTIFY (2.0)
+        PlayNotify = "PLAY_NOTIFY",
+        /// RECORD (1.0)
+        Record = "RECORD",
+        /// REDIRECT
+        Redirect = "REDIRECT",
+        /// SETUP
+        Setup = "SETUP",
+        /// SET_PARAMETER
+        SetParameter = "SET_PARAMETER",
+        /// TEARDOWN
+        Teardown = "TEARDOWN",
     }
 }
 
@@ -351,49 +304,21 @@ impl RtspMessage {
     }
 }
 
+/// The value of a header that must appear at most once.
 fn single<'a>(headers: &'a [Header], name: &'static str) -> Result<Option<&'a str>, RtspError> {
-    let mut it = headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
-    let first = it.next();
-    let extra = it.count();
-    if extra > 0 {
-        return Err(RtspError::DuplicateHeader {
-            name,
-            count: extra + 1,
-        });
-    }
-    Ok(first.map(|h| h.value.as_str()))
+    message::single(headers, |n| n.eq_ignore_ascii_case(name))
+        .map_err(|count| RtspError::DuplicateHeader { name, count })
 }
 
 /// Parses one complete RTSP message. Without `Content-Length` the body is
 /// whatever follows the headers (normally nothing).
 pub fn parse(data: &[u8]) -> Result<RtspMessage, RtspError> {
-    if data.len() > MAX_MESSAGE_SIZE {
-        return Err(MessageError::TooLarge {
-            size: data.len(),
-            max: MAX_MESSAGE_SIZE,
-        }
-        .into());
-    }
-    let data = &data[message::leading_line_breaks(data)..];
-    if data.is_empty() {
-        return Err(MessageError::Empty.into());
-    }
-    let head = parse_head(data)?;
-    let start_line = parse_start_line(&head.start_line)?;
-    let headers = head.headers;
-    let content_length =
-        message::content_length(&headers, |n| n.eq_ignore_ascii_case("content-length"))?;
-    let rest = data.get(head.body_offset..).unwrap_or_default();
-    let body = match content_length {
-        Some(cl) => rest
-            .get(..cl)
-            .ok_or(MessageError::ContentLengthExceedsMessage {
-                declared: cl,
-                available: rest.len(),
-            })?
-            .to_vec(),
-        None => rest.to_vec(),
-    };
+    let message::Parts {
+        start_line,
+        headers,
+        content_length,
+        body,
+    } = message::parse_parts(data, is_content_length, parse_start_line)?;
     let cseq = single(&headers, "CSeq")?.ok_or(RtspError::MissingHeader("CSeq"))?;
     let cseq = parse_decimal(cseq.trim(), 10)
         .and_then(|n| u32::try_from(n).ok())
@@ -440,30 +365,26 @@ pub fn parse(data: &[u8]) -> Result<RtspMessage, RtspError> {
     })
 }
 
+fn is_content_length(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length")
+}
+
 fn parse_start_line(line: &str) -> Result<StartLine, RtspError> {
-    if line
-        .get(..5)
-        .is_some_and(|p| p.eq_ignore_ascii_case("RTSP/"))
-    {
-        let (version, rest) = line
-            .split_once(' ')
+    if starts_with_ignore_case(line, "RTSP/") {
+        let status = split_status_line(line, 100..=599)
             .ok_or_else(|| RtspError::InvalidStatusLine(truncate(line)))?;
-        let version = Version::parse(version)
-            .ok_or_else(|| RtspError::UnsupportedVersion(truncate(version)))?;
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-        let code = (code.len() == 3)
-            .then(|| parse_decimal(code, 3))
-            .flatten()
-            .filter(|c| (100..=599).contains(c))
+        let version = Version::parse(status.version)
+            .ok_or_else(|| RtspError::UnsupportedVersion(truncate(status.version)))?;
+        let code = status
+            .code
             .ok_or_else(|| RtspError::InvalidStatusLine(truncate(line)))?;
         return Ok(StartLine::Response {
             version,
-            code: code as u16,
-            reason: reason.to_string(),
+            code,
+            reason: status.reason.to_string(),
         });
     }
-    let parts: Vec<&str> = line.splitn(4, ' ').collect();
-    let [method, uri, version] = parts[..] else {
+    let Some([method, uri, version]) = split_request_line(line) else {
         return Err(RtspError::InvalidRequestLine(truncate(line)));
     };
     if !is_token(method) || uri.is_empty() {
@@ -835,8 +756,8 @@ pub fn setup_info(request: &RtspMessage, response: &RtspMessage) -> Result<Setup
 /// means no body). Interleaved binary frames (`$`, channel, 16-bit length,
 /// data — RFC 2326 §10.12, RFC 7826 §14) between messages are skipped without
 /// being buffered, and counted. Buffered data never exceeds
-/// [`MAX_MESSAGE_SIZE`]; after an error the framer is poisoned until
-/// [`RtspFramer::reset`].
+/// [`MAX_MESSAGE_SIZE`](super::MAX_MESSAGE_SIZE); after an error the framer
+/// is poisoned until [`RtspFramer::reset`].
 #[derive(Debug)]
 pub struct RtspFramer {
     inner: StreamFramer,
@@ -855,7 +776,7 @@ impl RtspFramer {
             inner: StreamFramer::new(FramingRules {
                 require_content_length: false,
                 interleaved: true,
-                is_content_length: |n| n.eq_ignore_ascii_case("content-length"),
+                is_content_length,
             }),
         }
     }

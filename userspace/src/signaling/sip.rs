@@ -28,12 +28,12 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::message::{
-    self, find_param, is_scheme, is_token, is_wsp, parse_decimal, parse_head, parse_params,
-    parse_quoted, split_outside, truncate, FramingRules, GrammarError, StreamFramer,
-    MAX_LIST_ITEMS,
+    self, find_param, is_scheme, is_token, is_wsp, method_enum, parse_decimal, parse_head,
+    parse_params, parse_quoted, split_outside, split_request_line, split_status_line,
+    starts_with_ignore_case, truncate, FramingRules, GrammarError, StreamFramer, MAX_LIST_ITEMS,
 };
 use super::sdp::{self, SdpError, SessionDescription};
-use super::{Header, MessageError, Param, MAX_MESSAGE_SIZE};
+use super::{Header, MessageError, Param};
 
 /// Largest `CSeq` sequence number (RFC 3261 §8.1.1.5: less than 2**31).
 pub const MAX_CSEQ: u32 = (1 << 31) - 1;
@@ -122,88 +122,37 @@ fn grammar(name: &'static str) -> impl Fn(GrammarError) -> SipError {
     move |e| invalid(name, e.0)
 }
 
-/// A SIP method. Methods are case-sensitive (RFC 3261 §7.1).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// INVITE
-    Invite,
-    /// ACK
-    Ack,
-    /// BYE
-    Bye,
-    /// CANCEL
-    Cancel,
-    /// OPTIONS
-    Options,
-    /// REGISTER
-    Register,
-    /// PRACK (RFC 3262)
-    Prack,
-    /// UPDATE (RFC 3311)
-    Update,
-    /// INFO (RFC 6086)
-    Info,
-    /// SUBSCRIBE (RFC 6665)
-    Subscribe,
-    /// NOTIFY (RFC 6665)
-    Notify,
-    /// REFER (RFC 3515)
-    Refer,
-    /// MESSAGE (RFC 3428)
-    Message,
-    /// PUBLISH (RFC 3903)
-    Publish,
-    /// Any other token.
-    Other(String),
-}
-
-impl Method {
-    /// Maps a method token (case-sensitive) to a `Method`.
-    pub fn from_token(s: &str) -> Method {
-        match s {
-            "INVITE" => Method::Invite,
-            "ACK" => Method::Ack,
-            "BYE" => Method::Bye,
-            "CANCEL" => Method::Cancel,
-            "OPTIONS" => Method::Options,
-            "REGISTER" => Method::Register,
-            "PRACK" => Method::Prack,
-            "UPDATE" => Method::Update,
-            "INFO" => Method::Info,
-            "SUBSCRIBE" => Method::Subscribe,
-            "NOTIFY" => Method::Notify,
-            "REFER" => Method::Refer,
-            "MESSAGE" => Method::Message,
-            "PUBLISH" => Method::Publish,
-            other => Method::Other(other.to_string()),
-        }
-    }
-
-    /// The method token.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Method::Invite => "INVITE",
-            Method::Ack => "ACK",
-            Method::Bye => "BYE",
-            Method::Cancel => "CANCEL",
-            Method::Options => "OPTIONS",
-            Method::Register => "REGISTER",
-            Method::Prack => "PRACK",
-            Method::Update => "UPDATE",
-            Method::Info => "INFO",
-            Method::Subscribe => "SUBSCRIBE",
-            Method::Notify => "NOTIFY",
-            Method::Refer => "REFER",
-            Method::Message => "MESSAGE",
-            Method::Publish => "PUBLISH",
-            Method::Other(s) => s,
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+method_enum! {
+    /// A SIP method. Methods are case-sensitive (RFC 3261 §7.1).
+    pub enum Method {
+        /// INVITE
+        Invite = "INVITE",
+        /// ACK
+        Ack = "ACK",
+        /// BYE
+        Bye = "BYE",
+        /// CANCEL
+        Cancel = "CANCEL",
+        /// OPTIONS
+        Options = "OPTIONS",
+        /// REGISTER
+        Register = "REGISTER",
+        /// PRACK (RFC 3262)
+        Prack = "PRACK",
+        /// UPDATE (RFC 3311)
+        Update = "UPDATE",
+        /// INFO (RFC 6086)
+        Info = "INFO",
+        /// SUBSCRIBE (RFC 6665)
+        Subscribe = "SUBSCRIBE",
+        /// NOTIFY (RFC 6665)
+        Notify = "NOTIFY",
+        /// REFER (RFC 3515)
+        Refer = "REFER",
+        /// MESSAGE (RFC 3428)
+        Message = "MESSAGE",
+        /// PUBLISH (RFC 3903)
+        Publish = "PUBLISH",
     }
 }
 
@@ -473,33 +422,12 @@ fn is_content_length(name: &str) -> bool {
 /// a `Content-Length` larger than what follows the headers is an error.
 /// Without it, the body is the rest of the input.
 pub fn parse(data: &[u8]) -> Result<SipMessage, SipError> {
-    if data.len() > MAX_MESSAGE_SIZE {
-        return Err(MessageError::TooLarge {
-            size: data.len(),
-            max: MAX_MESSAGE_SIZE,
-        }
-        .into());
-    }
-    let data = &data[message::leading_line_breaks(data)..];
-    if data.is_empty() {
-        return Err(MessageError::Empty.into());
-    }
-    let head = parse_head(data)?;
-    let start_line = parse_start_line(&head.start_line)?;
-    let headers = head.headers;
-
-    let content_length = message::content_length(&headers, is_content_length)?;
-    let rest = data.get(head.body_offset..).unwrap_or_default();
-    let body = match content_length {
-        Some(cl) => rest
-            .get(..cl)
-            .ok_or(MessageError::ContentLengthExceedsMessage {
-                declared: cl,
-                available: rest.len(),
-            })?
-            .to_vec(),
-        None => rest.to_vec(),
-    };
+    let message::Parts {
+        start_line,
+        headers,
+        content_length,
+        body,
+    } = message::parse_parts(data, is_content_length, parse_start_line)?;
 
     let call_id = single(&headers, "Call-ID")?.ok_or(SipError::MissingHeader("Call-ID"))?;
     if call_id.is_empty() || call_id.contains(char::is_whitespace) {
@@ -581,48 +509,33 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, SipError> {
 
 /// The value of a header that must appear at most once.
 fn single<'a>(headers: &'a [Header], name: &'static str) -> Result<Option<&'a str>, SipError> {
-    let mut it = headers
-        .iter()
-        .filter(|h| header_name_matches(&h.name, name));
-    let first = it.next();
-    let extra = it.count();
-    if extra > 0 {
-        return Err(SipError::DuplicateHeader {
-            name,
-            count: extra + 1,
-        });
-    }
-    Ok(first.map(|h| h.value.as_str()))
+    message::single(headers, |n| header_name_matches(n, name))
+        .map_err(|count| SipError::DuplicateHeader { name, count })
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
-    if starts_with_sip_slash(line) {
-        let (version, rest) = line
-            .split_once(' ')
+    if starts_with_ignore_case(line, "SIP/") {
+        let status = split_status_line(line, 100..=699)
             .ok_or_else(|| SipError::InvalidStatusLine(truncate(line)))?;
-        if !version.eq_ignore_ascii_case("SIP/2.0") {
-            return Err(SipError::UnsupportedVersion(truncate(version)));
+        if !status.version.eq_ignore_ascii_case("SIP/2.0") {
+            return Err(SipError::UnsupportedVersion(truncate(status.version)));
         }
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-        let code = (code.len() == 3)
-            .then(|| parse_decimal(code, 3))
-            .flatten()
-            .filter(|c| (100..=699).contains(c))
+        let code = status
+            .code
             .ok_or_else(|| SipError::InvalidStatusLine(truncate(line)))?;
         return Ok(StartLine::Response {
-            code: code as u16,
-            reason: reason.to_string(),
+            code,
+            reason: status.reason.to_string(),
         });
     }
-    let parts: Vec<&str> = line.splitn(4, ' ').collect();
-    let [method, uri, version] = parts[..] else {
+    let Some([method, uri, version]) = split_request_line(line) else {
         return Err(SipError::InvalidRequestLine(truncate(line)));
     };
     if method.is_empty() || uri.is_empty() || version.is_empty() {
         return Err(SipError::InvalidRequestLine(truncate(line)));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        return Err(if starts_with_sip_slash(version) {
+        return Err(if starts_with_ignore_case(version, "SIP/") {
             SipError::UnsupportedVersion(truncate(version))
         } else {
             SipError::InvalidRequestLine(truncate(line))
@@ -636,10 +549,6 @@ fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
         method: Method::from_token(method),
         uri: uri.to_string(),
     })
-}
-
-fn starts_with_sip_slash(s: &str) -> bool {
-    s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
 }
 
 fn validate_request_uri(uri: &str) -> Result<(), SipError> {
@@ -1147,10 +1056,11 @@ fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, 
 ///
 /// CRLF keep-alives between messages (RFC 5626 §3.5.1) are skipped and
 /// counted. Incomplete data is kept until more arrives; buffered data never
-/// exceeds [`MAX_MESSAGE_SIZE`]. After an error (oversized message, missing
-/// `Content-Length`, malformed header block) the stream has lost message
-/// boundaries: the framer is poisoned and every later [`SipFramer::push`]
-/// fails with [`MessageError::Poisoned`] until [`SipFramer::reset`].
+/// exceeds [`MAX_MESSAGE_SIZE`](super::MAX_MESSAGE_SIZE). After an error
+/// (oversized message, missing `Content-Length`, malformed header block) the
+/// stream has lost message boundaries: the framer is poisoned and every later
+/// [`SipFramer::push`] fails with [`MessageError::Poisoned`] until
+/// [`SipFramer::reset`].
 ///
 /// ```
 /// use pinhole::signaling::sip::SipFramer;
