@@ -1,38 +1,15 @@
 //! API-driven (ng) call flows; every step asserts the exact intents.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::test_support::*;
 use super::*;
 
 const CALL: &str = "api-call-1@proxy";
 const A_TAG: &str = "caller-tag";
 const B_TAG: &str = "callee-tag";
-// Media addresses unrelated to any signaling peer: the API vouches for them.
-const A_RTP: &str = "192.0.2.10:4000";
-const A_RTCP: &str = "192.0.2.10:4001";
-const B_RTP: &str = "198.51.100.20:10000";
-const B_RTCP: &str = "198.51.100.20:10001";
-const IDLE: Duration = Duration::from_secs(300);
-const T0: u64 = 5_000_000_000_000;
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn ms(t: u64) -> u64 {
-    T0 + t * 1_000_000
-}
-
-fn audio(rtp: &str) -> Media {
-    let rtp = sa(rtp);
-    Media {
-        rtp: Some(rtp),
-        rtcp: Some(SocketAddr::new(rtp.ip(), rtp.port() + 1)),
-        rtcp_mux: false,
-        hold: false,
-    }
-}
+// Media addresses (A_RTP, B_RTP, …) need not match any signaling peer: the
+// API vouches for them.
 
 fn muxed(rtp: &str) -> Media {
     Media {
@@ -41,33 +18,16 @@ fn muxed(rtp: &str) -> Media {
     }
 }
 
-fn owner_of(call_id: &str, tag: &str) -> Owner {
-    Owner::Sip(CallKey {
-        call_id: call_id.into(),
-        caller_tag: tag.into(),
-    })
-}
-
 fn owner() -> Owner {
-    owner_of(CALL, A_TAG)
+    sip_owner(CALL, A_TAG)
 }
 
 fn open(a: &str, b: &str) -> Intent {
-    Intent::Open {
-        owner: owner(),
-        a: sa(a),
-        b: sa(b),
-        idle_timeout: IDLE,
-    }
+    opened(owner(), a, b)
 }
 
 fn close(a: &str, b: &str, cause: CloseCause) -> Intent {
-    Intent::Close {
-        owner: owner(),
-        a: sa(a),
-        b: sa(b),
-        cause,
-    }
+    closed(owner(), a, b, cause)
 }
 
 fn calls() -> Calls {

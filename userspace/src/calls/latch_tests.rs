@@ -1,45 +1,18 @@
 //! Bounded latching in the call layer: which streams become half-open
 //! ([`Intent::Latch`]) instead of third-party refusals, and how they close.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::test_support::*;
 use super::*;
 
-const CALLER: &str = "192.0.2.10:5060";
-const CALLEE: &str = "198.51.100.20:5060";
 /// The caller's SDP address behind its NAT.
 const NAT_RTP: &str = "203.0.113.5:30000";
 const NAT_RTCP: &str = "203.0.113.5:30001";
-const B_RTP: &str = "198.51.100.20:10000";
-const B_RTCP: &str = "198.51.100.20:10001";
-const IDLE: Duration = Duration::from_secs(300);
 const WINDOW: Duration = Duration::from_secs(5);
-const T0: u64 = 1_000_000_000_000;
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn audio(rtp: &str) -> Media {
-    let rtp = sa(rtp);
-    Media {
-        rtp: Some(rtp),
-        rtcp: Some(SocketAddr::new(rtp.ip(), rtp.port() + 1)),
-        rtcp_mux: false,
-        hold: false,
-    }
-}
 
 fn owner() -> Owner {
-    Owner::Sip(CallKey {
-        call_id: "nat-1@192.0.2.10".into(),
-        caller_tag: "caller-tag".into(),
-    })
+    sip_owner("nat-1@192.0.2.10", "caller-tag")
 }
 
 fn latching() -> CallConfig {
@@ -98,21 +71,11 @@ fn latch(a: &str, b: &str, side: Side, from: &str) -> Intent {
 }
 
 fn open(a: &str, b: &str) -> Intent {
-    Intent::Open {
-        owner: owner(),
-        a: sa(a),
-        b: sa(b),
-        idle_timeout: IDLE,
-    }
+    opened(owner(), a, b)
 }
 
 fn close(a: &str, b: &str, cause: CloseCause) -> Intent {
-    Intent::Close {
-        owner: owner(),
-        a: sa(a),
-        b: sa(b),
-        cause,
-    }
+    closed(owner(), a, b, cause)
 }
 
 fn refused(a: &str, b: &str) -> Intent {

@@ -29,6 +29,8 @@ mod latch_tests;
 mod rtsp_tests;
 #[cfg(test)]
 mod sip_tests;
+#[cfg(test)]
+mod test_support;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

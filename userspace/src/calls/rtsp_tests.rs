@@ -1,59 +1,29 @@
 //! RTSP session flows with hand-built events; every step asserts the exact
 //! intents.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use super::test_support::Step::{Rtsp, Tick};
+use super::test_support::*;
 use super::*;
 
 const CLIENT: &str = "192.0.2.10:50000";
 const SERVER: &str = "198.51.100.20:554";
-const IDLE: Duration = Duration::from_secs(300);
-const T0: u64 = 1_000_000_000_000;
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn ms(t: u64) -> u64 {
-    T0 + t * 1_000_000
-}
 
 fn ports(rtp: u16, rtcp: Option<u16>) -> Option<PortPair> {
     Some(PortPair { rtp, rtcp })
 }
 
-fn owner_at(server: &str, session: &str) -> Owner {
-    Owner::Rtsp(SessionKey {
-        server: sa(server),
-        session: session.into(),
-    })
-}
-
 fn owner() -> Owner {
-    owner_at(SERVER, "12345678")
+    rtsp_owner(SERVER, "12345678")
 }
 
 fn open(a: &str, b: &str) -> Intent {
-    Intent::Open {
-        owner: owner(),
-        a: sa(a),
-        b: sa(b),
-        idle_timeout: IDLE,
-    }
+    opened(owner(), a, b)
 }
 
 fn close(a: &str, b: &str, cause: CloseCause) -> Intent {
-    Intent::Close {
-        owner: owner(),
-        a: sa(a),
-        b: sa(b),
-        cause,
-    }
+    closed(owner(), a, b, cause)
 }
 
 /// A request from the client to the server.
@@ -107,30 +77,6 @@ fn server_transport() -> RtspTransport {
         server_port: ports(6000, Some(6001)),
         ..client_transport()
     }
-}
-
-enum Step {
-    Rtsp(u64, RtspEvent, Vec<Intent>),
-    Tick(u64, Vec<Intent>),
-}
-
-use Step::{Rtsp, Tick};
-
-fn run(cfg: CallConfig, steps: Vec<Step>) -> Calls {
-    let mut calls = Calls::new(cfg);
-    for (i, step) in steps.into_iter().enumerate() {
-        match step {
-            Rtsp(t, ev, want) => {
-                let got = calls.on_rtsp(&ev, ms(t));
-                assert_eq!(got, want, "step {i}: {:?} at {t} ms", ev.start);
-            }
-            Tick(t, want) => {
-                let got = calls.tick(ms(t));
-                assert_eq!(got, want, "step {i}: tick at {t} ms");
-            }
-        }
-    }
-    calls
 }
 
 /// SETUP and its 200 (Session 12345678, timeout 60): RTP and RTCP open.
@@ -555,7 +501,7 @@ fn untrusted_and_caps() {
             3,
             response(&second, 200, Some("other"), None, Some(server_transport())),
             vec![Intent::Refused {
-                owner: Some(owner_at(SERVER, "other")),
+                owner: Some(rtsp_owner(SERVER, "other")),
                 reason: Refusal::PerPeerCap,
                 pair: None,
             }],
@@ -606,7 +552,7 @@ fn ipv6_session() {
         ..request(RtspMethod::Setup, 2, None, Some(client_transport()))
     };
     let resp = response(&req, 200, Some("abc"), None, Some(server_transport()));
-    let owner = owner_at("[2001:db8:1::20]:8554", "abc");
+    let owner = rtsp_owner("[2001:db8:1::20]:8554", "abc");
     let pair = |a: &str, b: &str| (sa(a), sa(b));
     let rtp = pair("[2001:db8::10]:5000", "[2001:db8:1::20]:6000");
     let rtcp = pair("[2001:db8::10]:5001", "[2001:db8:1::20]:6001");

@@ -1,39 +1,11 @@
 //! SIP call flows with hand-built events; every step asserts the exact
 //! intents.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::test_support::Step::{Sip, Tick};
+use super::test_support::*;
 use super::*;
-
-/// Caller and callee signaling and media (documentation addresses).
-const CALLER: &str = "192.0.2.10:5060";
-const CALLEE: &str = "198.51.100.20:5060";
-const A_RTP: &str = "192.0.2.10:4000";
-const A_RTCP: &str = "192.0.2.10:4001";
-const B_RTP: &str = "198.51.100.20:10000";
-const B_RTCP: &str = "198.51.100.20:10001";
-const IDLE: Duration = Duration::from_secs(300);
-const T0: u64 = 1_000_000_000_000;
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn ms(t: u64) -> u64 {
-    T0 + t * 1_000_000
-}
-
-/// Audio stream at `rtp`, RTCP on the next port.
-fn audio(rtp: &str) -> Media {
-    let rtp = sa(rtp);
-    Media {
-        rtp: Some(rtp),
-        rtcp: Some(SocketAddr::new(rtp.ip(), rtp.port() + 1)),
-        rtcp_mux: false,
-        hold: false,
-    }
-}
 
 fn rejected() -> Media {
     Media {
@@ -54,33 +26,16 @@ fn held() -> Media {
     }
 }
 
-fn key(call_id: &str, tag: &str) -> Owner {
-    Owner::Sip(CallKey {
-        call_id: call_id.into(),
-        caller_tag: tag.into(),
-    })
-}
-
 fn owner() -> Owner {
-    key("call-1@192.0.2.10", "caller-tag")
+    sip_owner("call-1@192.0.2.10", "caller-tag")
 }
 
 fn open(a: &str, b: &str) -> Intent {
-    Intent::Open {
-        owner: owner(),
-        a: sa(a),
-        b: sa(b),
-        idle_timeout: IDLE,
-    }
+    opened(owner(), a, b)
 }
 
 fn close(a: &str, b: &str, cause: CloseCause) -> Intent {
-    Intent::Close {
-        owner: owner(),
-        a: sa(a),
-        b: sa(b),
-        cause,
-    }
+    closed(owner(), a, b, cause)
 }
 
 fn refused(reason: Refusal, pair: Option<(&str, &str)>) -> Intent {
@@ -151,32 +106,6 @@ fn cancel() -> SipEvent {
         cseq_method: SipMethod::Cancel,
         ..invite(None)
     }
-}
-
-enum Step {
-    /// A message at a time (ms after T0) and the exact intents it yields.
-    Sip(u64, SipEvent, Vec<Intent>),
-    /// A tick at a time (ms) and the exact intents it yields.
-    Tick(u64, Vec<Intent>),
-}
-
-use Step::{Sip, Tick};
-
-fn run(cfg: CallConfig, steps: Vec<Step>) -> Calls {
-    let mut calls = Calls::new(cfg);
-    for (i, step) in steps.into_iter().enumerate() {
-        match step {
-            Sip(t, ev, want) => {
-                let got = calls.on_sip(&ev, ms(t));
-                assert_eq!(got, want, "step {i}: {:?} at {t} ms", ev.start);
-            }
-            Tick(t, want) => {
-                let got = calls.tick(ms(t));
-                assert_eq!(got, want, "step {i}: tick at {t} ms");
-            }
-        }
-    }
-    calls
 }
 
 /// INVITE with offer, 100, 180, 200 with answer, ACK: an established call.
@@ -1138,7 +1067,7 @@ fn per_peer_and_table_caps_refuse_new_calls() {
         ..CallConfig::default()
     };
     let refuse = |n: u32, reason| Intent::Refused {
-        owner: Some(key(&format!("other-{n}"), "caller-tag")),
+        owner: Some(sip_owner(&format!("other-{n}"), "caller-tag")),
         reason,
         pair: None,
     };
@@ -1354,12 +1283,7 @@ fn a_restored_call_goes_on_hold_and_closes_on_bye() {
         Tick(8_999, vec![]),
         Tick(9_000, closes(CloseCause::Bye)),
     ];
-    for (i, step) in steps.into_iter().enumerate() {
-        match step {
-            Sip(t, ev, want) => assert_eq!(calls.on_sip(&ev, ms(t)), want, "step {i}"),
-            Tick(t, want) => assert_eq!(calls.tick(ms(t)), want, "step {i}"),
-        }
-    }
+    play(&mut calls, steps);
     assert_eq!(calls.active_calls(), 0);
 }
 
