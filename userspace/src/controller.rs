@@ -22,7 +22,7 @@ use pinhole_common::{
     Counter, FlowKey, FlowStats, LatchValue, Reason, FAMILY_V4, FAMILY_V6, IPPROTO_UDP,
 };
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
     task::JoinHandle,
     time::{Instant, MissedTickBehavior},
 };
@@ -43,9 +43,9 @@ use crate::{
     metrics::{Metrics, SignalingCount, Snapshot},
     ng::{call_stats, CallsBackend, NgConfig, NgService, Pinholes, Totals},
     proto::{
-        CallEntry, CallsReply, CloseReply, CounterInfo, FlowInfo, FlowUsage, LatencyStats,
-        ListReply, OpenParams, OpenReply, PinholeInfo, RefusedStats, SignalingStats, StatsReply,
-        StreamEntry, MAX_OWNER_LEN,
+        CallEntry, CallsReply, CloseReply, CounterInfo, FlowInfo, FlowUsage, InterfaceStatus,
+        LatencyStats, ListReply, OpenParams, OpenReply, PinholeInfo, RefusedStats, SignalingStats,
+        StatsReply, StreamEntry, MAX_OWNER_LEN,
     },
     table::{owner_name, MapOp, OpenOutcome, OpenRequest, Pinhole, PinholeId, PinholeTable},
 };
@@ -157,6 +157,9 @@ pub struct ControllerConfig {
     /// Writes the state file (`--state-file`), kept in step with the
     /// table and the calls.
     pub state_writer: Option<Arc<crate::state::StateWriter>>,
+    /// The attached interfaces' state, published by the link tracker
+    /// ([`crate::links`]); for `stats` and the metrics.
+    pub interfaces: Option<watch::Receiver<Vec<InterfaceStatus>>>,
 }
 
 impl ControllerConfig {
@@ -171,6 +174,7 @@ impl ControllerConfig {
             ng: None,
             metrics: None,
             state_writer: None,
+            interfaces: None,
         }
     }
 }
@@ -692,7 +696,18 @@ impl<S: FlowStore> Controller<S> {
             rejected_full: table.rejected_full(),
             expired: table.expired(),
             signaling: self.signaling_stats(),
+            interfaces: self.interfaces(),
         })
+    }
+
+    /// The attached interfaces' state as last published.
+    fn interfaces(&self) -> Vec<InterfaceStatus> {
+        self.core
+            .config
+            .interfaces
+            .as_ref()
+            .map(|rx| rx.borrow().clone())
+            .unwrap_or_default()
     }
 
     fn signaling_stats(&self) -> SignalingStats {
@@ -760,6 +775,11 @@ impl<S: FlowStore> Controller<S> {
         Snapshot {
             calls_active: calls.active_calls() as u64,
             rtsp_sessions_active: calls.active_sessions() as u64,
+            interfaces: self
+                .interfaces()
+                .into_iter()
+                .map(|i| (i.name, i.mode, i.state == "attached"))
+                .collect(),
             ..self
                 .core
                 .snapshot(signaling, refusals(calls.counters(), &self.core.applied))
@@ -1263,6 +1283,7 @@ impl<S: FlowStore> Core<S> {
             flows_capacity: self.table.capacity() as u64,
             signaling,
             refusals,
+            interfaces: Vec::new(),
         }
     }
 

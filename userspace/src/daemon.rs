@@ -27,6 +27,7 @@ use crate::{
     controller::{self, Controller, ControllerConfig, ControllerHandle, KernelStore},
     error::ConfigError,
     latch,
+    links::{LinkTask, Watcher},
     loader::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
     metrics::{self, Metrics},
     ng,
@@ -186,6 +187,9 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // Before ready: a signal right after the socket appears must not kill us.
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    // Interfaces that go away and come back (see links.rs).
+    let link_watcher = Watcher::open().context("subscribing to link changes (rtnetlink)")?;
+    let (iface_status, iface_status_rx) = tokio::sync::watch::channel(Vec::new());
 
     let (pins, pinned, saved) = take_over(&s)?;
     let writer =
@@ -242,6 +246,7 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     controller_config.ng = ng_socket.as_ref().map(|_| s.ng_config());
     controller_config.metrics = metrics.clone();
     controller_config.state_writer = Some(writer.clone());
+    controller_config.interfaces = Some(iface_status_rx);
     let mut controller = Controller::new(
         KernelStore {
             flows,
@@ -272,6 +277,7 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     if adoption.links.is_empty() && pinned {
         warn!("no pinned link was taken over: the interfaces were unfiltered until now");
     }
+    let links = LinkTask::start(link_watcher, datapath, s.xdp_mode, iface_status);
     let (handle, mut controller_task) = controller::start(controller);
     let latch_reader = match latch_events {
         Some(ring) => {
@@ -284,7 +290,7 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // operator) that sees the control socket also sees calls being followed.
     let capture = if inline {
         let spec = RuleSpec {
-            interfaces: datapath.interfaces().map(str::to_string).collect(),
+            interfaces: s.interfaces.clone(),
             sip_ports: feed.sip_ports.clone(),
             rtsp_ports: feed.rtsp_ports.clone(),
             queue_num: s.queue_num,
@@ -382,14 +388,21 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // The writer thread ends after its last write, so a removed file stays
     // removed.
     drop(writer);
+    let datapath = links.stop().await;
     // A failure keeps a filter that was taken over, with its state (see
     // Datapath); a clean exit keeps them only with --keep-pinned.
-    let (released, remove_state) = match outcome {
-        Err(_) => {
+    let (released, remove_state) = match (&outcome, datapath) {
+        (Err(_), datapath) => {
             drop(datapath);
             (Ok(()), !adoption.adopted())
         }
-        Ok(()) => (datapath.release(keep), !keep),
+        (Ok(()), Some(datapath)) => (datapath.release(keep).map_err(Into::into), !keep),
+        (Ok(()), None) => (
+            Err(anyhow::anyhow!(
+                "the link tracker failed; the filter was left as after a failure"
+            )),
+            !adoption.adopted(),
+        ),
     };
     if remove_state {
         if let Err(e) = state::remove(&s.state_file) {

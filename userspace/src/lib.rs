@@ -9,7 +9,8 @@
 //!   reader, packet decoding, the signaling feed);
 //! - [`calls`] and [`signaling`]: call state and signaling parsers;
 //! - [`control`] and [`proto`]: the JSON-lines control socket;
-//! - [`loader`] and [`maps`]: the kernel side;
+//! - [`loader`] and [`maps`]: the kernel side; [`links`]: interfaces that
+//!   go down, go away and come back;
 //! - [`cli`], [`commands`], [`daemon`], [`output`]: the `pinhole` binary.
 pub mod addr;
 pub mod calls;
@@ -24,6 +25,7 @@ pub mod daemon;
 pub mod ebpf;
 pub mod error;
 pub mod latch;
+pub mod links;
 pub mod loader;
 pub mod maps;
 pub mod metrics;

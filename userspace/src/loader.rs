@@ -563,6 +563,80 @@ impl Datapath {
         Ok(())
     }
 
+    /// Attaches the program to `iface`, which (re)appeared at `ifindex`,
+    /// in the configured mode, after letting go of the link it had (see
+    /// [`Datapath::drop_link`]). With a pin directory the new link is
+    /// pinned in the old one's place.
+    pub fn reattach(&mut self, iface: &str, ifindex: u32) -> Result<(), LoadError> {
+        self.drop_link(iface);
+        let Datapath {
+            attachments,
+            ebpf,
+            pins,
+            mode,
+            interfaces,
+            ..
+        } = self;
+        let program = program_mut(ebpf)?;
+        let aya_mode: XdpMode = (*mode).into();
+        let want = Pinned::Link {
+            mode: *mode,
+            iface: iface.to_string(),
+        };
+        if let Some(pins) = pins.as_ref() {
+            pins.remove(&want)?;
+        }
+        let id = program
+            .attach_to_if_index(ifindex, aya_mode)
+            .map_err(|e| attach_error(iface, aya_mode, e))?;
+        let link = program.take_link(id).map_err(LoadError::Program)?;
+        let link = match pins.as_ref() {
+            Some(pins) => pin_link(link, pins.pin_path(&want), iface)?,
+            None => Link::Owned(link),
+        };
+        match attachments.iter_mut().find(|a| a.iface == iface) {
+            Some(a) => a.link = Some(link),
+            None => attachments.push(Attachment {
+                iface: iface.to_string(),
+                link: Some(link),
+            }),
+        }
+        if let Some(entry) = interfaces.iter_mut().find(|(name, _)| name == iface) {
+            entry.1 = ifindex;
+        }
+        Ok(())
+    }
+
+    /// Lets go of the link of `iface`, whose interface was deleted (the
+    /// link is defunct) or renamed (it is detached from it): unpinned and
+    /// closed. False when it had none.
+    pub fn drop_link(&mut self, iface: &str) -> bool {
+        let Some(a) = self.attachments.iter_mut().find(|a| a.iface == iface) else {
+            return false;
+        };
+        match a.link.take() {
+            Some(Link::Pinned { fd, path }) => {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        error!(iface = %iface, pin = %path.display(), "unpinning the XDP link failed: {e}");
+                    }
+                }
+                drop(fd);
+                true
+            }
+            Some(Link::Owned(link)) => {
+                drop(link);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The interfaces with the index each was last attached to.
+    pub fn attached_interfaces(&self) -> Vec<(String, u32)> {
+        self.interfaces.clone()
+    }
+
     /// What was taken over from the pin directory.
     pub fn adoption(&self) -> &Adoption {
         &self.adoption

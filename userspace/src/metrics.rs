@@ -17,7 +17,9 @@
 //! - `pinhole_signaling_messages_total{kind, outcome}`;
 //! - `pinhole_signaling_refusals_total{reason}`;
 //! - `pinhole_setup_latency_seconds`: signaling packet received → flow map
-//!   updated, buckets 10 µs to 100 ms.
+//!   updated, buckets 10 µs to 100 ms;
+//! - `pinhole_interface_attached{iface, mode}`: 1 while the program is
+//!   attached to the configured interface, 0 while it is gone.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -85,6 +87,9 @@ pub struct Snapshot {
     pub signaling: Vec<SignalingCount>,
     /// Refused calls, sessions or pairs by reason (`Refusal::name`).
     pub refusals: Vec<(&'static str, u64)>,
+    /// Configured interfaces: name, XDP mode, whether the program is
+    /// attached to it now.
+    pub interfaces: Vec<(String, String, bool)>,
 }
 
 /// The metrics registry. See the module documentation.
@@ -245,6 +250,18 @@ impl Collector for SnapshotCollector {
             let labels = [("reason", *reason)];
             ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
         }
+
+        let mut family = encoder.encode_descriptor(
+            "interface_attached",
+            "Whether the XDP program is attached to the configured interface (1) or not (0: \
+             the interface is gone, or attaching to it failed)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (iface, mode, attached) in &s.interfaces {
+            let labels = [("iface", iface.as_str()), ("mode", mode.as_str())];
+            ConstGauge::new(i64::from(*attached)).encode(family.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }
@@ -385,6 +402,10 @@ mod tests {
                 },
             ],
             refusals: vec![("untrusted_signaling", 5)],
+            interfaces: vec![
+                ("r-out".into(), "native".into(), true),
+                ("r-in".into(), "native".into(), false),
+            ],
         }
     }
 
@@ -412,6 +433,9 @@ mod tests {
             "pinhole_signaling_messages_total{kind=\"sip\",outcome=\"ok\"} 7",
             "pinhole_signaling_messages_total{kind=\"sip\",outcome=\"parse_error\"} 1",
             "pinhole_signaling_refusals_total{reason=\"untrusted_signaling\"} 5",
+            "# TYPE pinhole_interface_attached gauge",
+            "pinhole_interface_attached{iface=\"r-out\",mode=\"native\"} 1",
+            "pinhole_interface_attached{iface=\"r-in\",mode=\"native\"} 0",
             "# TYPE pinhole_setup_latency_seconds histogram",
             "# UNIT pinhole_setup_latency_seconds seconds",
             "pinhole_setup_latency_seconds_bucket{le=\"0.00001\"} 0",

@@ -174,6 +174,19 @@ pub fn stats(reply: &StatsReply) -> String {
         l.p99,
         l.max
     ));
+    if !reply.interfaces.is_empty() {
+        let ifaces: Vec<String> = reply
+            .interfaces
+            .iter()
+            .map(|i| match (i.state.as_str(), i.ifindex) {
+                ("absent", _) | (_, None) => format!("{} {}", i.name, i.state),
+                (state, Some(index)) => {
+                    format!("{} {state} ({}, ifindex {index})", i.name, i.mode)
+                }
+            })
+            .collect();
+        out.push_str(&format!("\ninterfaces: {}\n", ifaces.join(", ")));
+    }
     out
 }
 
@@ -339,6 +352,21 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
                 },
                 ..Default::default()
             },
+            interfaces: vec![
+                crate::proto::InterfaceStatus {
+                    name: "r-out".into(),
+                    state: "attached".into(),
+                    mode: "skb".into(),
+                    ifindex: Some(7),
+                    ..Default::default()
+                },
+                crate::proto::InterfaceStatus {
+                    name: "r-in".into(),
+                    state: "absent".into(),
+                    mode: "skb".into(),
+                    ..Default::default()
+                },
+            ],
         };
         let text = stats(&reply);
         let lines: Vec<&str> = text.lines().collect();
@@ -354,6 +382,10 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
         assert!(text.contains("signaling: inline"), "{text}");
         assert!(text.contains("messages: 7 SIP, 0 RTSP (0 packets, 1 parse errors)"));
         assert!(text.contains("setup latency: 3 samples, p50 120.5 us, p99 480 us"));
+        assert!(
+            text.contains("interfaces: r-out attached (skb, ifindex 7), r-in absent"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -217,6 +217,30 @@ pub struct StatsReply {
     /// Signaling observed inline (zeros with `--signaling off`).
     #[serde(default)]
     pub signaling: SignalingStats,
+    /// The configured interfaces and whether the program is attached to
+    /// them (interfaces can go away and come back while the daemon runs).
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceStatus>,
+}
+
+/// One configured interface in `stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// `attached`; `absent` (no interface has the name now); `failed` (it
+    /// is there but attaching failed, see `error`; retried on its next
+    /// link change).
+    pub state: String,
+    /// The XDP mode: `native` or `skb`.
+    pub mode: String,
+    /// The interface's index; null when absent.
+    pub ifindex: Option<u32>,
+    /// Up administratively and with carrier; null when not known yet.
+    pub up: Option<bool>,
+    /// Times the program was attached again to a re-created interface.
+    pub reattached: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The `signaling` object of `stats`.
