@@ -461,9 +461,39 @@ pub struct Stats {
     /// that do not report them).
     #[serde(default)]
     pub signaling: Option<SignalingStats>,
+    /// The configured interfaces' attach state.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceState>,
+}
+
+/// `stats --json` → `interfaces[]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct InterfaceState {
+    pub name: String,
+    /// `attached`, `absent` or `failed`.
+    pub state: String,
+    pub mode: String,
+    pub ifindex: Option<u32>,
+    pub up: Option<bool>,
+    pub reattached: u64,
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 impl Stats {
+    /// The state of interface `name`; an error if the daemon does not report it.
+    pub fn interface(&self, name: &str) -> Result<&InterfaceState> {
+        self.interfaces
+            .iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| {
+                Error::Setup(format!(
+                    "stats has no interface `{name}` (has {:?})",
+                    self.interfaces
+                ))
+            })
+    }
+
     /// Packets counted under `reason`; an error if the daemon does not report it.
     pub fn packets(&self, reason: &str) -> Result<u64> {
         self.counters.get(reason).map(|c| c.packets).ok_or_else(|| {

@@ -36,7 +36,8 @@ use std::{
 
 pub use daemon::{
     pinhole_bin, pinhole_command, run_bounded, Call, CallList, CallStream, CliOutput, CounterValue,
-    Daemon, Flow, FlowUsage, LatencySummary, Pinhole, PinholeList, SignalingStats, Stats,
+    Daemon, Flow, FlowUsage, InterfaceState, LatencySummary, Pinhole, PinholeList, SignalingStats,
+    Stats,
 };
 pub use netns::Netns;
 pub use topology::{Family, Topology, XdpMode};

@@ -165,6 +165,35 @@ impl Topology {
         Ok(())
     }
 
+    /// Checks with a UDP round trip per family that outside and inside reach
+    /// each other (resolving the neighbours on the path again).
+    pub fn check_forwarding(&self) -> Result<()> {
+        for f in Family::ALL {
+            self.round_trip(f)?;
+        }
+        Ok(())
+    }
+
+    /// Wires the router's outside veth again after it was deleted (its
+    /// peer, the outside host's interface, went with it), as
+    /// [`Topology::new`] does: same names, the peer in the outside
+    /// namespace, the addresses and the outside host's default routes; then
+    /// checks forwarding. The new interface gets a new ifindex.
+    pub fn rewire_router_outside(&self) -> Result<()> {
+        self.router
+            .add_veth(Self::ROUTER_OUTSIDE_IF, &self.outside, Self::OUTSIDE_IF)?;
+        for f in Family::ALL {
+            let cidr = |ip: IpAddr| format!("{ip}/{}", f.prefix_len());
+            self.outside
+                .add_addr(Self::OUTSIDE_IF, &cidr(f.outside()))?;
+            self.router
+                .add_addr(Self::ROUTER_OUTSIDE_IF, &cidr(f.router_outside()))?;
+            self.outside
+                .add_route("default", &f.router_outside().to_string())?;
+        }
+        self.check_forwarding()
+    }
+
     /// Starts `pinhole run` in the router namespace on both router interfaces
     /// in `mode`, with `extra` arguments.
     pub fn start_daemon(&self, mode: XdpMode, extra: &[&str]) -> Result<Daemon> {
