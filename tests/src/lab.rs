@@ -107,6 +107,38 @@ pub fn detail_deltas(
         .collect()
 }
 
+/// What a test predicts for the call-layer counters at `paths`, in the form
+/// [`detail_deltas`] returns: the deltas in `nonzero`, zero for every other
+/// path. Panics when `nonzero` names a path outside `paths` (a typo in the
+/// test would otherwise go unchecked).
+pub fn expected_deltas<P: AsRef<str>>(paths: &[&str], nonzero: &[(P, u64)]) -> Vec<(String, u64)> {
+    for (path, _) in nonzero {
+        let path = path.as_ref();
+        assert!(paths.contains(&path), "{path} is not among {paths:?}");
+    }
+    paths
+        .iter()
+        .map(|&path| {
+            let n = nonzero
+                .iter()
+                .find(|(p, _)| p.as_ref() == path)
+                .map_or(0, |(_, n)| *n);
+            (path.to_owned(), n)
+        })
+        .collect()
+}
+
+/// The nonzero call-layer deltas of one SIP call or RTSP session with one
+/// media stream (an RTP and an RTCP pair) that `cause` closed
+/// (`"bye"`, `"teardown"`, …), for [`expected_deltas`].
+pub fn one_stream_closed_by(cause: &str) -> Vec<(String, u64)> {
+    vec![
+        (format!("calls.calls_closed.{cause}"), 1),
+        ("calls.pairs_opened".to_owned(), 2),
+        (format!("calls.pairs_closed.{cause}"), 2),
+    ]
+}
+
 /// A socket address with the port moved by `delta` (RTCP is RTP + 1).
 pub fn port_plus(addr: SocketAddr, delta: u16) -> SocketAddr {
     SocketAddr::new(addr.ip(), addr.port() + delta)
@@ -353,6 +385,42 @@ mod tests {
             ]
         );
         assert!(detail_deltas(&before, &after, &["nope"]).is_err());
+    }
+
+    #[test]
+    fn expected_detail() {
+        let paths = [
+            "calls.pairs_opened",
+            "calls.calls_closed.bye",
+            "apply_failed",
+        ];
+        assert_eq!(
+            expected_deltas(&paths, &[("calls.pairs_opened", 4)]),
+            [
+                ("calls.pairs_opened".to_owned(), 4),
+                ("calls.calls_closed.bye".to_owned(), 0),
+                ("apply_failed".to_owned(), 0)
+            ]
+        );
+        let paths = [
+            "calls.calls_closed.bye",
+            "calls.pairs_opened",
+            "calls.pairs_closed.bye",
+        ];
+        assert_eq!(
+            expected_deltas(&paths, &one_stream_closed_by("bye")),
+            [
+                ("calls.calls_closed.bye".to_owned(), 1),
+                ("calls.pairs_opened".to_owned(), 2),
+                ("calls.pairs_closed.bye".to_owned(), 2)
+            ]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "calls.pairs_opend is not among")]
+    fn expected_detail_refuses_unknown_paths() {
+        expected_deltas(&["calls.pairs_opened"], &[("calls.pairs_opend", 1)]);
     }
 
     #[test]

@@ -48,34 +48,12 @@ const DETAIL: [&str; 8] = [
     "apply_failed",
 ];
 
-/// The deltas of [`DETAIL`] a case expects: `nonzero`, zero elsewhere.
-fn expect(nonzero: &[(&str, u64)]) -> Vec<(String, u64)> {
-    for (path, _) in nonzero {
-        assert!(DETAIL.contains(path), "{path} is not in DETAIL");
-    }
-    DETAIL
-        .iter()
-        .map(|&path| {
-            let n = nonzero
-                .iter()
-                .find(|(p, _)| *p == path)
-                .map_or(0, |(_, n)| *n);
-            (path.to_owned(), n)
-        })
-        .collect()
-}
-
 /// The call-layer counters of a session closed by `cause` (`teardown` or
 /// `session_timeout`) after one UDP SETUP.
 fn closed_by(cause: &str) -> Vec<(String, u64)> {
-    let calls = format!("calls.calls_closed.{cause}");
-    let pairs = format!("calls.pairs_closed.{cause}");
-    expect(&[
-        ("calls.sessions_opened", 1),
-        ("calls.pairs_opened", 2),
-        (&calls, 1),
-        (&pairs, 2),
-    ])
+    let mut nonzero = lab::one_stream_closed_by(cause);
+    nonzero.push(("calls.sessions_opened".to_owned(), 1));
+    lab::expected_deltas(&DETAIL, &nonzero)
 }
 
 /// One session's world. Field order matters: the server thread and the
@@ -369,7 +347,7 @@ fn interleaved_opens_nothing(family: Family) -> TestResult {
     assert_eq!(after.parse_errors, t.before.parse_errors, "parse errors");
     assert_eq!(
         lab::detail_deltas(&t.before, &after, &DETAIL)?,
-        expect(&[("calls.rtsp_interleaved", 1)]),
+        lab::expected_deltas(&DETAIL, &[("calls.rtsp_interleaved", 1)]),
         "call-layer counters"
     );
     Ok(())

@@ -60,23 +60,6 @@ const DETAIL: [&str; 13] = [
     "streams_refused",
 ];
 
-/// The deltas of [`DETAIL`] a case expects: `nonzero`, zero elsewhere.
-fn expect(nonzero: &[(&str, u64)]) -> Vec<(String, u64)> {
-    for (path, _) in nonzero {
-        assert!(DETAIL.contains(path), "{path} is not in DETAIL");
-    }
-    DETAIL
-        .iter()
-        .map(|&path| {
-            let n = nonzero
-                .iter()
-                .find(|(p, _)| *p == path)
-                .map_or(0, |(_, n)| *n);
-            (path.to_owned(), n)
-        })
-        .collect()
-}
-
 /// One call's world: the lab, the scenario files, the call and the test's
 /// sockets on the RTCP ports of the call's first stream (sipp leaves them
 /// free).
@@ -181,9 +164,9 @@ impl Case {
 
     /// After the call: its pinholes are gone, the RTCP pair drops again, and
     /// the signaling counters saw exactly one call open and close, without
-    /// parse errors, with the call layer's counters as `expected` (see
-    /// [`expect`]).
-    fn assert_closed(&self, why: &str, expected: &[(&str, u64)]) -> TestResult {
+    /// parse errors, with the call layer's counters as `expected` (the
+    /// nonzero deltas, see [`lab::expected_deltas`]).
+    fn assert_closed(&self, why: &str, expected: &[(impl AsRef<str>, u64)]) -> TestResult {
         self.ctx(
             self.lab
                 .wait_gone(self.owner(), lab::TIMEOUT + BYE_GRACE, why),
@@ -220,7 +203,7 @@ impl Case {
         );
         assert_eq!(
             lab::detail_deltas(before, &after, &DETAIL)?,
-            expect(expected),
+            lab::expected_deltas(&DETAIL, expected),
             "{why}: call-layer counters"
         );
         Ok(())
@@ -251,14 +234,7 @@ fn plain_call(family: Family, transport: Transport) -> TestResult {
         assert!(still_open, "the pinholes must stay for the BYE grace");
     }
     t.call.uas.wait(CALL_TIMEOUT)?;
-    t.assert_closed(
-        "BYE",
-        &[
-            ("calls.calls_closed.bye", 1),
-            ("calls.pairs_opened", 2),
-            ("calls.pairs_closed.bye", 2),
-        ],
-    )
+    t.assert_closed("BYE", &lab::one_stream_closed_by("bye"))
 }
 
 /// 183 with SDP opens the pinholes before the answer; RTP flows early; the
@@ -278,14 +254,7 @@ fn early_media(family: Family, transport: Transport) -> TestResult {
 
     t.trigger_caller()?; // BYE
     t.call.wait(CALL_TIMEOUT)?;
-    t.assert_closed(
-        "BYE after early media",
-        &[
-            ("calls.calls_closed.bye", 1),
-            ("calls.pairs_opened", 2),
-            ("calls.pairs_closed.bye", 2),
-        ],
-    )
+    t.assert_closed("BYE after early media", &lab::one_stream_closed_by("bye"))
 }
 
 /// A re-INVITE whose answer moves the callee to another port: the new
@@ -388,11 +357,7 @@ fn hold_keeps_media(family: Family, transport: Transport, hold: Hold) -> TestRes
     t.call.wait(CALL_TIMEOUT)?;
     t.assert_closed(
         &format!("BYE after hold ({hold:?})"),
-        &[
-            ("calls.calls_closed.bye", 1),
-            ("calls.pairs_opened", 2),
-            ("calls.pairs_closed.bye", 2),
-        ],
+        &lab::one_stream_closed_by("bye"),
     )
 }
 
@@ -417,14 +382,7 @@ fn cancel_closes(family: Family, transport: Transport) -> TestResult {
 
     t.trigger_caller()?; // CANCEL
     t.call.wait(CALL_TIMEOUT)?;
-    t.assert_closed(
-        "CANCEL",
-        &[
-            ("calls.calls_closed.cancel", 1),
-            ("calls.pairs_opened", 2),
-            ("calls.pairs_closed.cancel", 2),
-        ],
-    )
+    t.assert_closed("CANCEL", &lab::one_stream_closed_by("cancel"))
 }
 
 /// 486 Busy Here after early media: the pinholes close.
@@ -436,14 +394,7 @@ fn failed_call_closes(family: Family, transport: Transport) -> TestResult {
 
     t.trigger_callee()?; // 486
     t.call.wait(CALL_TIMEOUT)?;
-    t.assert_closed(
-        "486",
-        &[
-            ("calls.calls_closed.failed", 1),
-            ("calls.pairs_opened", 2),
-            ("calls.pairs_closed.failed", 2),
-        ],
-    )
+    t.assert_closed("486", &lab::one_stream_closed_by("failed"))
 }
 
 /// Two early dialogs (distinct To-tags, different ports) each open
@@ -514,14 +465,7 @@ fn lifetime_closes_without_bye(family: Family, transport: Transport) -> TestResu
 
     t.trigger_caller()?; // the BYE nobody waits for any more
     t.call.wait(CALL_TIMEOUT)?;
-    t.assert_closed(
-        "max lifetime",
-        &[
-            ("calls.calls_closed.lifetime", 1),
-            ("calls.pairs_opened", 2),
-            ("calls.pairs_closed.lifetime", 2),
-        ],
-    )
+    t.assert_closed("max lifetime", &lab::one_stream_closed_by("lifetime"))
 }
 
 /// Signaled pinholes expire after `--call-idle` without media, while the
@@ -633,11 +577,7 @@ fn media_relay_allowed(transport: Transport) -> TestResult {
     t.call.wait(CALL_TIMEOUT)?;
     t.assert_closed(
         "BYE, media via a relay address",
-        &[
-            ("calls.calls_closed.bye", 1),
-            ("calls.pairs_opened", 2),
-            ("calls.pairs_closed.bye", 2),
-        ],
+        &lab::one_stream_closed_by("bye"),
     )
 }
 
