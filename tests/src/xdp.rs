@@ -1,8 +1,10 @@
 //! The XDP program loaded for `BPF_PROG_TEST_RUN`, with its flow and counter
-//! maps, as the XDP tests (`xdp_prog`, `xdp_property`) use it.
+//! maps, as the XDP tests (`xdp_prog`, `xdp_property`, `xdp_latch`) and
+//! `pinhole-bench` use it.
 //!
-//! Loading needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); without it the
-//! load panics with a message saying so. Nothing is attached to an interface.
+//! Loading needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); without it
+//! [`load_object`] fails and [`TestProg::load`] panics, with a message saying
+//! so. Nothing is attached to an interface.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,11 +12,16 @@ use aya::{
     programs::{TestRunOptions, Xdp},
     Ebpf, EbpfLoader, TestRun,
 };
-use pinhole::maps::{CounterMap, FlowMap};
-use pinhole_common::{
-    Action, Config, Counter, FlowKey, FlowStats, Reason, CONFIG_GLOBAL, FAMILY_V4, FAMILY_V6,
-    FLOWS_V4_MAP, FLOWS_V6_MAP, IPPROTO_UDP, PROGRAM_NAME,
+use pinhole::{
+    loader::build_config,
+    maps::{CounterMap, FlowMap},
 };
+use pinhole_common::{
+    Action, Config, Counter, FlowKey, FlowStats, FragmentPolicy, PortRange, Reason, CONFIG_GLOBAL,
+    FAMILY_V4, FAMILY_V6, FLOWS_V4_MAP, FLOWS_V6_MAP, IPPROTO_UDP, PROGRAM_NAME,
+};
+
+use crate::{Error, Result};
 
 /// `XDP_DROP`.
 pub const XDP_DROP: u32 = 1;
@@ -55,6 +62,59 @@ pub fn flow_key(src: SocketAddr, dst: SocketAddr) -> FlowKey {
     k
 }
 
+/// The program's load-time configuration: media ports `ranges` (`(lo, hi)`,
+/// inclusive) and the fragment policy, built as the daemon builds it.
+/// Latching is off.
+pub fn config(ranges: &[(u16, u16)], fragments: FragmentPolicy) -> Config {
+    let ranges: Vec<PortRange> = ranges
+        .iter()
+        .map(|&(lo, hi)| PortRange { lo, hi })
+        .collect();
+    build_config(&ranges, fragments).unwrap_or_else(|e| panic!("media ranges {ranges:?}: {e}"))
+}
+
+/// Loads the embedded object with `cfg` and room for `max_flows` flows in
+/// each family's flow map, then the XDP programs named `programs` into the
+/// kernel (verifier included).
+pub fn load_object(cfg: &Config, max_flows: u32, programs: &[&str]) -> Result<Ebpf> {
+    let mut ebpf = EbpfLoader::new()
+        .override_global(CONFIG_GLOBAL, cfg, true)
+        .map_max_entries(FLOWS_V4_MAP, max_flows)
+        .map_max_entries(FLOWS_V6_MAP, max_flows)
+        .load(pinhole::ebpf::OBJECT)
+        .map_err(|e| {
+            Error::Setup(format!(
+                "loading the pinhole eBPF object failed: {e}. This needs root \
+                 (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); run it as root."
+            ))
+        })?;
+    for &name in programs {
+        let prog: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::Setup(format!("the object has no program {name}")))?
+            .try_into()
+            .map_err(|e| Error::Setup(format!("{name} is not an XDP program: {e}")))?;
+        prog.load().map_err(|e| {
+            Error::Setup(format!(
+                "the verifier or the kernel refused the {name} program (need root): {e}"
+            ))
+        })?;
+    }
+    Ok(ebpf)
+}
+
+/// Runs `xdp` on `frame` `repeat` times (one `BPF_PROG_TEST_RUN`) and
+/// returns the XDP action.
+pub fn test_run(xdp: &Xdp, frame: &[u8], repeat: u32) -> u32 {
+    xdp.test_run(TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()))
+    .return_value
+}
+
 /// One loaded copy of the program with its maps.
 pub struct TestProg {
     pub ebpf: Ebpf,
@@ -67,26 +127,10 @@ pub struct TestProg {
 impl TestProg {
     /// Loads the embedded object with `cfg` and room for `max_flows` flows
     /// per family, and the program into the kernel (verifier included).
+    /// The other maps (latching, events) stay in `ebpf` for the caller to take.
     pub fn load(cfg: &Config, max_flows: u32) -> TestProg {
-        let mut ebpf = EbpfLoader::new()
-            .override_global(CONFIG_GLOBAL, cfg, true)
-            .map_max_entries(FLOWS_V4_MAP, max_flows)
-            .map_max_entries(FLOWS_V6_MAP, max_flows)
-            .load(pinhole::ebpf::OBJECT)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "loading the pinhole eBPF object failed: {e}. These tests need root \
-                     (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); run them as root."
-                )
-            });
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .expect("object has the pinhole program")
-            .try_into()
-            .expect("pinhole is an XDP program");
-        if let Err(e) = prog.load() {
-            panic!("the verifier or the kernel refused the pinhole program (need root): {e}");
-        }
+        let mut ebpf =
+            load_object(cfg, max_flows, &[PROGRAM_NAME]).unwrap_or_else(|e| panic!("{e}"));
         let flows = FlowMap::take(&mut ebpf).expect("both flow maps, with the map key layouts");
         let counters = CounterMap::take(&mut ebpf).expect("counters map with Counter layout");
         TestProg {
@@ -127,13 +171,41 @@ impl TestProg {
 
     /// Runs the program once on `frame` and returns the XDP action.
     pub fn run(&self, frame: &[u8]) -> u32 {
-        self.xdp()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                repeat: 1,
-                ..Default::default()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()))
-            .return_value
+        test_run(self.xdp(), frame, 1)
+    }
+
+    /// Runs the program once on `frame` (case `name`) and checks that it
+    /// returned `want`'s action and counted exactly this packet, under
+    /// `want` and no other reason.
+    pub fn run_counted(&self, name: &str, frame: &[u8], want: Reason) {
+        let before = self.counters();
+        let action = self.run(frame);
+        let after = self.counters();
+        let moved: Vec<&str> = Reason::ALL
+            .iter()
+            .filter(|r| after[**r as usize] != before[**r as usize])
+            .map(|r| r.name())
+            .collect();
+        assert_eq!(
+            action,
+            xdp_action(want),
+            "{name}: action (counted under {moved:?}, expected {})",
+            want.name()
+        );
+        for r in Reason::ALL {
+            let (b, a) = (before[r as usize], after[r as usize]);
+            let delta = (a.packets - b.packets, a.bytes - b.bytes);
+            let expected = if r == want {
+                (1, frame.len() as u64)
+            } else {
+                (0, 0)
+            };
+            assert_eq!(
+                delta,
+                expected,
+                "{name}: {} counter delta (counted under {moved:?})",
+                r.name()
+            );
+        }
     }
 }

@@ -15,27 +15,21 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    ops::Deref,
     sync::Barrier,
 };
 
-use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
-    programs::{TestRunOptions, Xdp},
-    Ebpf, EbpfLoader, TestRun,
-};
+use aya::maps::{MapData, RingBuf};
 use pinhole::{
     addr::{flow_key, Endpoint},
     latch::{take_events, LatchKey, LatchMap, Latched},
-    maps::FlowMap,
 };
-use pinhole_common::{
-    Action, Config, Counter, FlowKey, FlowStats, LatchValue, PortRange, Reason, CONFIG_GLOBAL,
-    COUNTERS_MAP, FLOWS_V4_MAP, FLOWS_V6_MAP, PROGRAM_NAME,
+use pinhole_common::{FlowKey, FlowStats, FragmentPolicy, LatchValue, Reason};
+use pinhole_integration::{
+    frames::Frame,
+    xdp::{self, test_run, TestProg, XDP_PASS},
 };
-use pinhole_integration::frames::Frame;
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
 const SEC: u64 = 1_000_000_000;
 
 fn sa(s: &str) -> SocketAddr {
@@ -72,64 +66,34 @@ fn frame(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     Frame::udp(src, dst).build().bytes
 }
 
+/// The program with its latch maps and event ring buffer.
 struct Prog {
-    ebpf: Ebpf,
-    flows: FlowMap,
+    prog: TestProg,
     latches: LatchMap,
     events: RingBuf<MapData>,
-    counters: PerCpuArray<MapData, Counter>,
+}
+
+impl Deref for Prog {
+    type Target = TestProg;
+    fn deref(&self) -> &TestProg {
+        &self.prog
+    }
 }
 
 impl Prog {
     /// The program with media ports 10000-20000, latching on or off, and
     /// flow maps of `max_flows` entries.
     fn load(latching: bool, max_flows: u32) -> Prog {
-        let mut cfg = Config::EMPTY;
-        cfg.ranges[0] = PortRange {
-            lo: 10000,
-            hi: 20000,
-        };
-        cfg.n_ranges = 1;
+        let mut cfg = xdp::config(&[(10000, 20000)], FragmentPolicy::Pass);
         cfg.latching = u32::from(latching);
-        let mut ebpf = EbpfLoader::new()
-            .override_global(CONFIG_GLOBAL, &cfg, true)
-            .map_max_entries(FLOWS_V4_MAP, max_flows)
-            .map_max_entries(FLOWS_V6_MAP, max_flows)
-            .load(pinhole::ebpf::OBJECT)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "loading the pinhole eBPF object failed: {e}. These tests need root \
-                     (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); run them as root."
-                )
-            });
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .expect("object has the pinhole program")
-            .try_into()
-            .expect("pinhole is an XDP program");
-        if let Err(e) = prog.load() {
-            panic!("the verifier or the kernel refused the pinhole program (need root): {e}");
-        }
-        let flows = FlowMap::take(&mut ebpf).expect("flow maps");
-        let latches = LatchMap::take(&mut ebpf).expect("latch maps");
-        let events = take_events(&mut ebpf).expect("event ring buffer");
-        let counters = PerCpuArray::try_from(ebpf.take_map(COUNTERS_MAP).expect("counters map"))
-            .expect("counters map has Counter layout");
+        let mut prog = TestProg::load(&cfg, max_flows);
+        let latches = LatchMap::take(&mut prog.ebpf).expect("latch maps");
+        let events = take_events(&mut prog.ebpf).expect("event ring buffer");
         Prog {
-            ebpf,
-            flows,
+            prog,
             latches,
             events,
-            counters,
         }
-    }
-
-    fn xdp(&self) -> &Xdp {
-        self.ebpf
-            .program(PROGRAM_NAME)
-            .expect("pinhole program")
-            .try_into()
-            .expect("XDP program")
     }
 
     fn arm(&mut self, key: LatchKey, deadline_ns: u64, cookie: u64) -> LatchValue {
@@ -145,26 +109,6 @@ impl Prog {
         self.latches.get(key).expect("latch lookup")
     }
 
-    fn stats(&self, k: &FlowKey) -> Option<FlowStats> {
-        self.flows.get(k).expect("flow lookup")
-    }
-
-    fn counters(&self) -> Vec<Counter> {
-        Reason::ALL
-            .iter()
-            .map(|r| {
-                let per_cpu = self
-                    .counters
-                    .get(&(*r as u32), 0)
-                    .unwrap_or_else(|e| panic!("reading counter {}: {e}", r.name()));
-                per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                    packets: acc.packets + c.packets,
-                    bytes: acc.bytes + c.bytes,
-                })
-            })
-            .collect()
-    }
-
     /// Every event waiting in the ring buffer.
     fn events(&mut self) -> Vec<Latched> {
         let mut out = Vec::new();
@@ -173,56 +117,6 @@ impl Prog {
         }
         out
     }
-
-    fn run(&self, frame: &[u8], repeat: u32) -> u32 {
-        run_on(self.xdp(), frame, repeat)
-    }
-
-    /// Runs `frame` once: checks the action and that exactly this packet
-    /// was counted, under `want`.
-    fn check(&self, name: &str, frame: &[u8], want: Reason) {
-        let before = self.counters();
-        let action = self.run(frame, 1);
-        let after = self.counters();
-        let moved: Vec<&str> = Reason::ALL
-            .iter()
-            .filter(|r| after[**r as usize] != before[**r as usize])
-            .map(|r| r.name())
-            .collect();
-        let want_action = match want.action() {
-            Action::Pass => XDP_PASS,
-            Action::Drop => XDP_DROP,
-        };
-        assert_eq!(
-            action, want_action,
-            "{name}: action (counted under {moved:?})"
-        );
-        for r in Reason::ALL {
-            let (b, a) = (before[r as usize], after[r as usize]);
-            let delta = (a.packets - b.packets, a.bytes - b.bytes);
-            let expected = if r == want {
-                (1, frame.len() as u64)
-            } else {
-                (0, 0)
-            };
-            assert_eq!(
-                delta,
-                expected,
-                "{name}: {} counter (moved: {moved:?})",
-                r.name()
-            );
-        }
-    }
-}
-
-fn run_on(xdp: &Xdp, frame: &[u8], repeat: u32) -> u32 {
-    xdp.test_run(TestRunOptions {
-        data_in: Some(frame),
-        repeat,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"))
-    .return_value
 }
 
 #[test]
@@ -239,7 +133,7 @@ fn first_packet_from_the_signaling_address_latches_then_the_pair_is_strict() {
         let f = frame(nat, local);
 
         let t0 = monotonic_ns();
-        p.check(&format!("{fam}: first packet"), &f, Reason::Latched);
+        p.run_counted(&format!("{fam}: first packet"), &f, Reason::Latched);
         assert_eq!(p.entry(&lk), None, "{fam}: the half-open entry is gone");
         let fwd = p.stats(&key(nat, local)).expect("forward flow installed");
         assert_eq!(
@@ -265,14 +159,14 @@ fn first_packet_from_the_signaling_address_latches_then_the_pair_is_strict() {
         );
 
         // Strict from now on.
-        p.check(&format!("{fam}: same source again"), &f, Reason::Hit);
-        p.check(&format!("{fam}: reply"), &frame(local, nat), Reason::Hit);
-        p.check(
+        p.run_counted(&format!("{fam}: same source again"), &f, Reason::Hit);
+        p.run_counted(&format!("{fam}: reply"), &frame(local, nat), Reason::Hit);
+        p.run_counted(
             &format!("{fam}: same host, other port"),
             &frame(SocketAddr::new(remote, 17001), local),
             Reason::Miss,
         );
-        p.check(
+        p.run_counted(
             &format!("{fam}: another host"),
             &frame(SocketAddr::new(stranger, 17000), local),
             Reason::Miss,
@@ -292,13 +186,13 @@ fn only_the_signaling_address_may_latch() {
         };
         let v = p.arm(lk, monotonic_ns() + 5 * SEC, 9);
         let attacker = SocketAddr::new(stranger, 40000);
-        p.check(
+        p.run_counted(
             &format!("{fam}: attacker first"),
             &frame(attacker, local),
             Reason::Miss,
         );
         // Another local port of the same host is another entry.
-        p.check(
+        p.run_counted(
             &format!("{fam}: remote to another local port"),
             &frame(
                 SocketAddr::new(remote, 40000),
@@ -310,13 +204,13 @@ fn only_the_signaling_address_may_latch() {
         assert_eq!(p.stats(&key(attacker, local)), None);
         assert_eq!(p.events(), vec![]);
         let nat = SocketAddr::new(remote, 40000);
-        p.check(
+        p.run_counted(
             &format!("{fam}: then the remote"),
             &frame(nat, local),
             Reason::Latched,
         );
         assert_eq!(p.events().len(), 1);
-        p.check(
+        p.run_counted(
             &format!("{fam}: attacker after the latch"),
             &frame(attacker, local),
             Reason::Miss,
@@ -334,7 +228,7 @@ fn an_expired_entry_drops_and_stays_for_the_controller() {
         };
         let v = p.arm(lk, monotonic_ns() - 1, 3);
         let nat = SocketAddr::new(remote, 40000);
-        p.check(
+        p.run_counted(
             &format!("{fam}: after the window"),
             &frame(nat, local),
             Reason::LatchExpired,
@@ -359,7 +253,7 @@ fn with_latching_off_entries_are_never_looked_at() {
         };
         let v = p.arm(lk, monotonic_ns() + 5 * SEC, 1);
         let nat = SocketAddr::new(remote, 40000);
-        p.check(
+        p.run_counted(
             &format!("{fam}: latching off"),
             &frame(nat, local),
             Reason::Miss,
@@ -379,7 +273,8 @@ fn a_full_flow_map_fails_the_latch_and_puts_the_entry_back() {
             let mut p = Prog::load(true, 2);
             for i in 0..prefill {
                 let other = SocketAddr::new(stranger, 30000 + i);
-                p.flows
+                p.prog
+                    .flows
                     .insert(&key(other, local), FlowStats::default())
                     .expect("prefill");
             }
@@ -390,7 +285,7 @@ fn a_full_flow_map_fails_the_latch_and_puts_the_entry_back() {
             let v = p.arm(lk, monotonic_ns() + 5 * SEC, 11);
             let nat = SocketAddr::new(remote, 40000);
             let name = format!("{fam}: {prefill} of 2 flows used");
-            p.check(&name, &frame(nat, local), Reason::LatchFailed);
+            p.run_counted(&name, &frame(nat, local), Reason::LatchFailed);
             assert_eq!(p.entry(&lk), Some(v), "{name}: entry put back");
             assert_eq!(p.stats(&key(nat, local)), None, "{name}: forward flow");
             assert_eq!(p.stats(&key(local, nat)), None, "{name}: reverse flow");
@@ -407,9 +302,9 @@ fn a_full_flow_map_fails_the_latch_and_puts_the_entry_back() {
             // Room again: the next packet latches.
             for i in 0..prefill {
                 let other = SocketAddr::new(stranger, 30000 + i);
-                p.flows.remove(&key(other, local)).expect("free");
+                p.prog.flows.remove(&key(other, local)).expect("free");
             }
-            p.check(
+            p.run_counted(
                 &format!("{name}, freed"),
                 &frame(nat, local),
                 Reason::Latched,
@@ -429,7 +324,7 @@ fn repeated_runs_latch_once() {
     p.arm(lk, monotonic_ns() + 5 * SEC, 5);
     let before = p.counters();
     let nat = SocketAddr::new(remote, 40000);
-    assert_eq!(p.run(&frame(nat, local), 1000), XDP_PASS);
+    assert_eq!(test_run(p.xdp(), &frame(nat, local), 1000), XDP_PASS);
     let after = p.counters();
     let delta = |r: Reason| after[r as usize].packets - before[r as usize].packets;
     assert_eq!((delta(Reason::Latched), delta(Reason::Hit)), (1, 999));
@@ -466,7 +361,7 @@ fn racing_sources_latch_exactly_one() {
                     let barrier = &barrier;
                     s.spawn(move || {
                         barrier.wait();
-                        run_on(xdp, f, 1)
+                        test_run(xdp, f, 1)
                     })
                 })
                 .collect();

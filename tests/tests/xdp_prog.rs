@@ -14,13 +14,11 @@ use std::{
 
 use aya::{programs::TestRunOptions, TestRun};
 use pinhole::maps::Inserted;
-use pinhole_common::{
-    Config, FlowKey, FlowStats, FragmentPolicy, PortRange, Reason, MAX_IPV6_EXT_HEADERS,
-};
+use pinhole_common::{Config, FlowKey, FlowStats, FragmentPolicy, Reason, MAX_IPV6_EXT_HEADERS};
 use pinhole_integration::frames::{
     arp, ipv6_no_next_header, Built, Ext, Frame, HeaderKind, L4, TPID_8021AD, TPID_8021Q,
 };
-use pinhole_integration::xdp::{flow_key as key, xdp_action, TestProg, ETH_HLEN, XDP_PASS};
+use pinhole_integration::xdp::{self, flow_key as key, test_run, TestProg, ETH_HLEN, XDP_PASS};
 /// How far `bpf_ktime_get_coarse_ns` may trail CLOCK_MONOTONIC: one tick
 /// (10 ms at HZ=100, the slowest common setting), with margin.
 const COARSE_CLOCK_LAG_NS: u64 = 20_000_000;
@@ -29,13 +27,7 @@ const COARSE_CLOCK_LAG_NS: u64 = 20_000_000;
 const RANGES: [(u16, u16); 2] = [(10000, 20000), (30000, 30000)];
 
 fn config(policy: FragmentPolicy) -> Config {
-    let mut cfg = Config::EMPTY;
-    for (i, (lo, hi)) in RANGES.iter().enumerate() {
-        cfg.ranges[i] = PortRange { lo: *lo, hi: *hi };
-    }
-    cfg.n_ranges = RANGES.len() as u32;
-    cfg.fragment_policy = policy as u32;
-    cfg
+    xdp::config(&RANGES, policy)
 }
 
 // Documentation addresses. A and B are both on media ports, so the reverse
@@ -99,39 +91,10 @@ impl Prog {
     /// Runs `frame` once and checks the action, the counters and, for hits,
     /// the stats of `flow` (the flow the frame belongs to).
     fn check(&mut self, name: &str, frame: &[u8], want: Reason, flow: Option<FlowKey>) {
-        let before = self.counters();
         let flow_before = flow.and_then(|k| self.stats(&k));
         let t0 = monotonic_ns();
-        let action = self.run(frame);
+        self.run_counted(name, frame, want);
         let t1 = monotonic_ns();
-        let after = self.counters();
-
-        let want_action = xdp_action(want);
-        let got: Vec<&str> = Reason::ALL
-            .iter()
-            .filter(|r| after[**r as usize] != before[**r as usize])
-            .map(|r| r.name())
-            .collect();
-        assert_eq!(
-            action,
-            want_action,
-            "{name}: action (counted under {got:?}, expected {})",
-            want.name()
-        );
-        for r in Reason::ALL {
-            let (b, a) = (before[r as usize], after[r as usize]);
-            let (dp, db) = (a.packets - b.packets, a.bytes - b.bytes);
-            if r == want {
-                assert_eq!(
-                    (dp, db),
-                    (1, frame.len() as u64),
-                    "{name}: {} counter delta (counted under {got:?})",
-                    r.name()
-                );
-            } else {
-                assert_eq!((dp, db), (0, 0), "{name}: also counted under {}", r.name());
-            }
-        }
 
         if let Some(k) = flow {
             let before = flow_before.unwrap_or_else(|| panic!("{name}: flow not open"));
@@ -1054,15 +1017,7 @@ fn repeat_counts_every_run() {
     p.open(a4(), b4());
     let frame = Frame::udp(a4(), b4()).build().bytes;
     let before = p.counters()[Reason::Hit as usize];
-    let r = p
-        .xdp()
-        .test_run(TestRunOptions {
-            data_in: Some(&frame),
-            repeat: 1000,
-            ..Default::default()
-        })
-        .expect("test run");
-    assert_eq!(r.return_value, XDP_PASS);
+    assert_eq!(test_run(p.xdp(), &frame, 1000), XDP_PASS);
     let after = p.counters()[Reason::Hit as usize];
     assert_eq!(after.packets - before.packets, 1000);
     assert_eq!(after.bytes - before.bytes, 1000 * frame.len() as u64);

@@ -38,11 +38,11 @@ use etherparse::{
     Ipv6RawExtHeaderSlice, SingleVlanHeaderSlice, UdpHeaderSlice,
 };
 use pinhole_common::{
-    Action, Config, FlowKey, FlowStats, FragmentPolicy, PortRange, Reason, FAMILY_V4, FAMILY_V6,
-    IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
+    Action, Config, FlowKey, FlowStats, FragmentPolicy, Reason, FAMILY_V4, FAMILY_V6, IPPROTO_UDP,
+    MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
 };
 use pinhole_integration::frames::{Ext, Frame, L4, TPID_8021AD, TPID_8021Q};
-use pinhole_integration::xdp::{flow_key, TestProg, ETH_HLEN, XDP_DROP, XDP_PASS};
+use pinhole_integration::xdp::{self, flow_key, TestProg, ETH_HLEN, XDP_DROP, XDP_PASS};
 
 const DEFAULT_FRAMES: usize = 200_000;
 /// The media ranges the program is loaded with.
@@ -53,13 +53,7 @@ const OPEN_FLOWS: usize = 40;
 const SHOWN: usize = 8;
 
 fn config() -> Config {
-    let mut cfg = Config::EMPTY;
-    for (i, (lo, hi)) in RANGES.iter().enumerate() {
-        cfg.ranges[i] = PortRange { lo: *lo, hi: *hi };
-    }
-    cfg.n_ranges = RANGES.len() as u32;
-    cfg.fragment_policy = FragmentPolicy::Pass as u32;
-    cfg
+    xdp::config(&RANGES, FragmentPolicy::Pass)
 }
 
 fn is_media_port(port: u16) -> bool {

@@ -32,7 +32,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use aya::{
     programs::{TestRunOptions, Xdp},
-    Ebpf, EbpfLoader, TestRun,
+    Ebpf, TestRun,
 };
 use clap::Parser;
 use pinhole::{
@@ -40,18 +40,17 @@ use pinhole::{
     maps::FlowMap,
 };
 use pinhole_common::{
-    Config, FlowKey, FlowStats, FragmentPolicy, LatchValue, PortRange, BASELINE_PROGRAM_NAME,
-    CONFIG_GLOBAL, FAMILY_V4, FAMILY_V6, FLOWS_V4_MAP, FLOWS_V6_MAP, IPPROTO_UDP, PROGRAM_NAME,
+    FlowKey, FlowStats, FragmentPolicy, LatchValue, BASELINE_PROGRAM_NAME, PROGRAM_NAME,
 };
-use pinhole_integration::frames::Frame;
+use pinhole_integration::{
+    frames::Frame,
+    xdp::{self, flow_key as key, load_object, XDP_DROP, XDP_PASS},
+};
 
 /// Target: a hit with 1M pinholes costs at most this many times the empty program.
 const HIT_TARGET: f64 = 3.0;
 /// Target: a packet not subject to filtering costs at most this many times the empty program.
 const NOT_SUBJECT_TARGET: f64 = 1.3;
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
 
 #[derive(Parser)]
 #[command(about = "BPF_PROG_TEST_RUN benchmark of the pinhole XDP program (needs root)")]
@@ -152,29 +151,6 @@ impl Family {
     }
 }
 
-fn key(src: SocketAddr, dst: SocketAddr) -> FlowKey {
-    let mut k = FlowKey {
-        proto: IPPROTO_UDP,
-        src_port: src.port(),
-        dst_port: dst.port(),
-        ..FlowKey::default()
-    };
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            k.family = FAMILY_V4;
-            k.src_addr[..4].copy_from_slice(&s.octets());
-            k.dst_addr[..4].copy_from_slice(&d.octets());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            k.family = FAMILY_V6;
-            k.src_addr = s.octets();
-            k.dst_addr = d.octets();
-        }
-        _ => unreachable!("mixed families"),
-    }
-    k
-}
-
 /// The forward key of synthetic pinhole `i`, distinct for every `i` below
 /// 250 * 40000 and from the benchmark's own flows. Alternates families.
 fn synthetic(i: u32) -> FlowKey {
@@ -205,29 +181,11 @@ struct Loaded {
 }
 
 fn load(pinholes: u32, latching: bool) -> Result<Loaded> {
-    let mut cfg = Config::EMPTY;
-    cfg.ranges[0] = PortRange {
-        lo: 10000,
-        hi: 20000,
-    };
-    cfg.n_ranges = 1;
-    cfg.fragment_policy = FragmentPolicy::Pass as u32;
+    let mut cfg = xdp::config(&[(10000, 20000)], FragmentPolicy::Pass);
     cfg.latching = u32::from(latching);
     let capacity = pinholes.checked_mul(2).context("pinhole count too large")?;
-    let mut ebpf = EbpfLoader::new()
-        .override_global(CONFIG_GLOBAL, &cfg, true)
-        // As the daemon does: each family's map can hold every flow.
-        .map_max_entries(FLOWS_V4_MAP, capacity)
-        .map_max_entries(FLOWS_V6_MAP, capacity)
-        .load(pinhole::ebpf::OBJECT)
-        .context("loading the eBPF object (needs root)")?;
-    for name in [PROGRAM_NAME, BASELINE_PROGRAM_NAME] {
-        let prog: &mut Xdp = ebpf
-            .program_mut(name)
-            .with_context(|| format!("no program {name}"))?
-            .try_into()?;
-        prog.load().with_context(|| format!("loading {name}"))?;
-    }
+    // As the daemon does: each family's map can hold every flow.
+    let mut ebpf = load_object(&cfg, capacity, &[PROGRAM_NAME, BASELINE_PROGRAM_NAME])?;
 
     // Fill: the benchmark's own pinholes (both families) plus synthetic ones,
     // both directions each, as the daemon installs them, through the
