@@ -193,6 +193,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub latching: Option<u64>,
 
+    /// Pre-answer latching: while an offer waits for its answer, the first
+    /// packet from the answerer's signaling address (any port) to an
+    /// offered media endpoint opens that stream until the answer, which
+    /// then opens exactly what it justifies; avoids losing the answerer's
+    /// first packets to the race with its answer [default: on].
+    #[arg(long, value_name = "on|off")]
+    pub pre_answer: Option<crate::config::OnOff>,
+
     /// Serve rtpengine's ng control protocol on this UDP address (e.g.
     /// 127.0.0.1:2223), for SIP proxies (default: off).
     #[arg(long, value_name = "ADDR")]
@@ -258,6 +266,7 @@ impl RunArgs {
             max_pinholes_per_call: self.max_pinholes_per_call,
             max_calls_per_peer: self.max_calls_per_peer,
             latching: self.latching,
+            pre_answer: self.pre_answer.map(bool::from),
             ng_listen: self.ng_listen,
             ng_allow: list(&self.ng_allow),
             metrics_listen: self.metrics_listen,

@@ -90,6 +90,20 @@ pub enum SignalingMode {
     Off,
 }
 
+/// An on/off setting (`--pre-answer on|off`, `pre_answer = "on"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl From<OnOff> for bool {
+    fn from(v: OnOff) -> bool {
+        v == OnOff::On
+    }
+}
+
 /// Log output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -344,6 +358,8 @@ settings! {
     max_calls_per_peer: u32, wire u32, file ("signaling", "max_calls_per_peer"), flag "--max-calls-per-peer";
     /// Latching window for media behind NAT, seconds; 0 = strict.
     latching: u64, wire u64, file ("signaling", "latching"), flag "--latching";
+    /// Pre-answer latching of the answerer's early media.
+    pre_answer: bool, wire OnOff, file ("signaling", "pre_answer"), flag "--pre-answer";
     /// ng listener address.
     ng_listen: SocketAddr, wire SocketAddr, file ("ng", "listen"), flag "--ng-listen";
     /// Networks allowed to use the ng listener.
@@ -406,6 +422,17 @@ pub struct RunSettings {
     /// [`MAX_LATCHING_SECS`]); 0 = strict: such media is refused as
     /// third-party. Default 0.
     pub latching: u64,
+    /// Pre-answer latching ([`CallConfig::pre_answer`]): while an offer
+    /// waits for its answer, the first packet from the answerer's
+    /// signaling address (any port) to an offered media endpoint opens
+    /// that stream's pair, until the answer replaces it with what the
+    /// answer justifies. Default on: it accepts no more than the
+    /// direct-media rule accepts after the answer (the answerer's media
+    /// from its signaling address), only the port is not known yet, and
+    /// only until the answer; without it the answerer's first packets,
+    /// sent right after its answer, race the answer's processing and are
+    /// dropped.
+    pub pre_answer: bool,
     /// ng protocol listener (UDP). Default: off.
     pub ng_listen: Option<SocketAddr>,
     /// Who may use the ng listener. Default loopback (`127.0.0.0/8`,
@@ -450,6 +477,7 @@ impl Default for RunSettings {
             max_pinholes_per_call: 16,
             max_calls_per_peer: 256,
             latching: 0,
+            pre_answer: true,
             ng_listen: None,
             ng_allow: NgConfig::default().allow,
             metrics_listen: None,
@@ -477,6 +505,7 @@ impl RunSettings {
             max_lifetime: Duration::from_secs(self.max_call_lifetime),
             idle_timeout: Duration::from_secs(self.call_idle),
             latching: Duration::from_secs(self.latching),
+            pre_answer: self.pre_answer,
             ..d
         }
     }
@@ -708,6 +737,7 @@ pub fn resolve(
         max_pinholes_per_call: o.max_pinholes_per_call.unwrap_or(d.max_pinholes_per_call),
         max_calls_per_peer: o.max_calls_per_peer.unwrap_or(d.max_calls_per_peer),
         latching: o.latching.unwrap_or(d.latching),
+        pre_answer: o.pre_answer.unwrap_or(d.pre_answer),
         ng_listen: o.ng_listen.or(d.ng_listen),
         ng_allow: o.ng_allow.unwrap_or(d.ng_allow),
         metrics_listen: o.metrics_listen.or(d.metrics_listen),

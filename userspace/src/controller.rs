@@ -65,7 +65,7 @@ pub const NG_OWNER_PREFIX: &str = "ng:";
 /// Prefix of the owner tags of RTSP sessions.
 const RTSP_OWNER_PREFIX: &str = "rtsp:";
 
-pub use latching::LatchCounters;
+pub use latching::{LatchCounters, PreAnswerCounters};
 
 /// Where the flows live: the kernel map, or a fake in tests.
 pub trait FlowStore: Send + 'static {
@@ -1129,10 +1129,21 @@ impl<S: FlowStore> Core<S> {
                     from,
                     window,
                     idle_timeout,
+                    pre_answer,
                 } => {
                     let tag = owner_tag(&owner, source);
-                    match self.latch_signaled(&tag, a, b, side, from, window, idle_timeout) {
+                    let how = latching::How {
+                        side,
+                        from,
+                        window,
+                        idle: idle_timeout,
+                        pre_answer,
+                    };
+                    match self.latch_signaled(&tag, a, b, how) {
                         Ok(()) => out.opened += 1,
+                        // No provisional pair is no refusal: the answer
+                        // still opens what it justifies.
+                        Err(e) if pre_answer => self.pre_answer_unarmed(&tag, a, b, e),
                         Err(e) => {
                             out.failures.push(e.to_string());
                             self.open_failed(&tag, a, b, e);

@@ -170,7 +170,8 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // Everything that can be checked without privileges first.
     let control = s.control.as_path();
     let mut config = build_config(&s.media_ports, s.fragments.into())?;
-    config.latching = u32::from(s.latching > 0);
+    // Pre-answer latching uses the program's latch path too.
+    config.latching = u32::from(s.latching > 0 || s.pre_answer);
     let feed = feed_config(&s);
     let interfaces = resolve_interfaces(&s.interfaces)?;
     ensure_not_running(control)?;
@@ -219,7 +220,7 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
             "removed the half-open pinholes a previous daemon left in the latch maps"
         );
     }
-    let (latches, latch_events) = if s.latching > 0 {
+    let (latches, latch_events) = if s.latching > 0 || s.pre_answer {
         (Some(latch_map), Some(latch_ring))
     } else {
         (None, None)

@@ -67,6 +67,7 @@ fn latch(a: &str, b: &str, side: Side, from: &str) -> Intent {
         from: ip(from),
         window: WINDOW,
         idle_timeout: IDLE,
+        pre_answer: false,
     }
 }
 
@@ -327,6 +328,7 @@ fn latching_turns_on_only_with_a_window() {
         Some(Latch {
             side: Side::A,
             from: ip("192.0.2.10"),
+            pre_answer: false,
         })
     );
     // (origin, why not)

@@ -26,6 +26,8 @@ mod api_tests;
 #[cfg(test)]
 mod latch_tests;
 #[cfg(test)]
+mod pre_answer_tests;
+#[cfg(test)]
 mod rtsp_tests;
 #[cfg(test)]
 mod sip_tests;
@@ -116,10 +118,16 @@ pub enum Intent {
         b: SocketAddr,
         side: Side,
         from: IpAddr,
-        /// [`CallConfig::latching`].
+        /// [`CallConfig::latching`], or for a provisional pair
+        /// [`CallConfig::setup_timeout`].
         window: Duration,
         /// Passed through from [`CallConfig::idle_timeout`]; zero = never.
         idle_timeout: Duration,
+        /// A provisional pair ([`CallConfig::pre_answer`]): the `side` end
+        /// is `from:0`, unknown until the answer; the pair the latch makes
+        /// holds only until the answer, which opens what it justifies
+        /// before this pair's [`Intent::Close`].
+        pre_answer: bool,
     },
     /// Close a pair this owner opened (or latched) earlier (same `a` and `b`).
     Close {
@@ -256,6 +264,9 @@ pub struct Counters {
     pub pairs_opened: u64,
     /// Of those, [`Intent::Latch`]es (media behind NAT, latching on).
     pub pairs_latching: u64,
+    /// Of those, provisional pairs of offers not answered yet
+    /// ([`CallConfig::pre_answer`]); not in `pairs_latching`.
+    pub pairs_pre_answer: u64,
     /// Close intents emitted, by cause.
     pub pairs_closed: [u64; CloseCause::ALL.len()],
     /// SIP messages that matched no tracked call or dialog.
@@ -313,12 +324,13 @@ impl Serialize for Counters {
             name: CloseCause::name,
             values: &self.pairs_closed,
         };
-        let mut m = s.serialize_map(Some(10))?;
+        let mut m = s.serialize_map(Some(11))?;
         m.serialize_entry("calls_opened", &self.calls_opened)?;
         m.serialize_entry("sessions_opened", &self.sessions_opened)?;
         m.serialize_entry("calls_closed", &calls_closed)?;
         m.serialize_entry("pairs_opened", &self.pairs_opened)?;
         m.serialize_entry("pairs_latching", &self.pairs_latching)?;
+        m.serialize_entry("pairs_pre_answer", &self.pairs_pre_answer)?;
         m.serialize_entry("pairs_closed", &pairs_closed)?;
         m.serialize_entry("refused", &refused)?;
         m.serialize_entry("sip_unmatched", &self.sip_unmatched)?;
@@ -349,15 +361,22 @@ impl Ctx<'_> {
 
     fn latch(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, latch: Latch) {
         self.counters.pairs_opened += 1;
-        self.counters.pairs_latching += 1;
+        let window = if latch.pre_answer {
+            self.counters.pairs_pre_answer += 1;
+            self.cfg.setup_timeout
+        } else {
+            self.counters.pairs_latching += 1;
+            self.cfg.latching
+        };
         self.out.push(Intent::Latch {
             owner: owner.clone(),
             a,
             b,
             side: latch.side,
             from: latch.from,
-            window: self.cfg.latching,
+            window,
             idle_timeout: self.cfg.idle_timeout,
+            pre_answer: latch.pre_answer,
         });
     }
 

@@ -10,12 +10,23 @@ use super::{CallConfig, CloseCause, Ctx, Owner, Refusal, Side};
 /// How a pair whose `side` end is behind NAT opens: by latching on the first
 /// packet from `from`, that end's signaling address (see
 /// [`super::Intent::Latch`]).
+///
+/// `pre_answer` marks a *provisional* pair ([`CallConfig::pre_answer`]): an
+/// offer crossed and its answer has not, so the answerer's media port is
+/// not known yet. The `side` end of such a pair is the placeholder
+/// `from:0` (the answerer's signaling address, port 0: a port no pinhole
+/// can have, so it never equals a real pair); the other end is the
+/// offerer's media endpoint. It lives until the offer is answered (or
+/// fails, or times out) and is then closed, after the answer's own pairs
+/// opened.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct Latch {
     pub side: Side,
     pub from: IpAddr,
+    #[serde(default)]
+    pub pre_answer: bool,
 }
 
 /// One symmetric pair: `a` is the caller's (client's) end, `b` the callee's
@@ -69,6 +80,49 @@ impl Candidate {
             None => c.verdict = Err(Refusal::ThirdPartyMedia),
         }
         c
+    }
+
+    /// The provisional pair ([`Latch::pre_answer`]) for the offered media
+    /// endpoint `offered`, announced by the signaling peer `origin` on the
+    /// offerer's side `offerer` (`Side::A`: the caller), whose answer will
+    /// come from `answerer`, the address the offer was sent to. `None` when
+    /// pre-answer latching is off, or the offered endpoint fails the media
+    /// origin check or cannot carry a pinhole, or `answerer` cannot source
+    /// media towards it: then the answer opens what it justifies, as
+    /// without pre-answer latching (no refusal is reported for an offer).
+    pub fn pre_answer(
+        cfg: &CallConfig,
+        offerer: Side,
+        offered: SocketAddr,
+        origin: IpAddr,
+        answerer: IpAddr,
+    ) -> Option<Candidate> {
+        let from = answerer.to_canonical();
+        let acceptable = cfg.pre_answer
+            && cfg.media_allowed(offered.ip(), origin)
+            && usable_endpoint(offered)
+            && usable_endpoint(SocketAddr::new(from, 1))
+            && from.is_ipv4() == offered.ip().to_canonical().is_ipv4();
+        if !acceptable {
+            return None;
+        }
+        let unknown = SocketAddr::new(from, 0);
+        let (a, b, side) = match offerer {
+            Side::A => (offered, unknown, Side::B),
+            Side::B => (unknown, offered, Side::A),
+        };
+        Some(Candidate {
+            pair: Pair {
+                a,
+                b,
+                latch: Some(Latch {
+                    side,
+                    from,
+                    pre_answer: true,
+                }),
+            },
+            verdict: Ok(()),
+        })
     }
 
     /// Checks the pair `a` ↔ `b` whose addresses a trusted party vouches
@@ -148,12 +202,27 @@ impl PairSet {
             if next.len() < cap {
                 next.push(p);
                 opens.push(p);
-            } else {
+            } else if !p.latch.is_some_and(|l| l.pre_answer) {
+                // A provisional pair over the cap is simply not armed: it
+                // is an optimisation of the answer's pairs, which the cap
+                // is there for, not something the signaling asked for.
                 refused.push((p, Refusal::PerCallCap));
             }
         }
 
-        for p in self.installed.iter().filter(|p| !wanted_set.contains(p)) {
+        // Provisional (pre-answer) pairs close after the opens: when the
+        // answer justifies the very pair a provisional one latched, the
+        // answer's open claims it before the provisional claim lets go, so
+        // its flows never leave the map. Other pairs close first, so a
+        // renegotiation frees its room before it opens anew.
+        let provisional = |p: &Pair| p.latch.is_some_and(|l| l.pre_answer);
+        let gone: Vec<Pair> = self
+            .installed
+            .iter()
+            .copied()
+            .filter(|p| !wanted_set.contains(p))
+            .collect();
+        for p in gone.iter().filter(|p| !provisional(p)) {
             ctx.close(owner, p.a, p.b, cause);
         }
         for p in opens {
@@ -161,6 +230,9 @@ impl PairSet {
                 Some(l) => ctx.latch(owner, p.a, p.b, l),
                 None => ctx.open(owner, p.a, p.b),
             }
+        }
+        for p in gone.iter().filter(|p| provisional(p)) {
+            ctx.close(owner, p.a, p.b, cause);
         }
         let before: HashSet<&(Pair, Refusal)> = self.refused.iter().collect();
         for r @ &(p, reason) in &refused {

@@ -55,6 +55,20 @@ pub struct CallConfig {
     ///
     /// [`Intent::Latch`]: super::Intent::Latch
     pub latching: Duration,
+    /// Pre-answer latching: while an offer waits for its answer, the
+    /// answerer's first media packets open the stream's pair instead of
+    /// racing the answer. For each offered stream whose offered endpoint
+    /// passes the media-origin check, a provisional pair
+    /// ([`Latch::pre_answer`]) latches on the first packet from the
+    /// answerer's signaling address (the address the offer was sent to),
+    /// any port, to the offered endpoint, within `setup_timeout`. The
+    /// answer supersedes it: its own pairs open, then every provisional
+    /// pair closes (one the answer names again keeps its flows). Only
+    /// observed SIP: the ng API and RTSP have no such race.
+    ///
+    /// Off in this `Default` (so tests of other behaviour see only what they
+    /// test); the daemon's default (`--pre-answer`) is on.
+    pub pre_answer: bool,
 }
 
 impl Default for CallConfig {
@@ -76,6 +90,7 @@ impl Default for CallConfig {
             rtsp_session_timeout: Duration::from_secs(60),
             closed_linger: Duration::from_secs(32),
             latching: Duration::ZERO,
+            pre_answer: false,
         }
     }
 }
@@ -106,7 +121,11 @@ impl CallConfig {
         let from = origin.to_canonical();
         let usable = usable_endpoint(SocketAddr::new(from, 1));
         let same_family = from.is_ipv4() == local.ip().to_canonical().is_ipv4();
-        (!self.latching.is_zero() && usable && same_family).then_some(Latch { side, from })
+        (!self.latching.is_zero() && usable && same_family).then_some(Latch {
+            side,
+            from,
+            pre_answer: false,
+        })
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::api::{ApiError, CallInfo, CallState, StreamInfo};
 use super::pairs::{Candidate, PairSet};
 use super::policy::canonical;
+use super::Side;
 use super::{after, limit, CallConfig, CallKey, CloseCause, Ctx, Owner, Refusal};
 
 /// SIP methods the call state distinguishes.
@@ -101,6 +102,11 @@ struct Offer {
     media: Vec<Media>,
     /// IP source of the message that carried it.
     origin: IpAddr,
+    /// IP destination of the message that carried it: where the answer
+    /// will come from (the answerer or its next hop). `None` for offers of
+    /// the control API and in state written before this field existed.
+    #[serde(default)]
+    to: Option<IpAddr>,
     at: u64,
 }
 
@@ -258,6 +264,7 @@ impl Dialog {
             in_response: is_response,
             media: media.clone(),
             origin,
+            to: Some(ev.dst.ip()),
             at,
         });
     }
@@ -295,6 +302,15 @@ impl Dialog {
         }
     }
 
+    /// The provisional pairs of this dialog's pending offer, if any (see
+    /// [`offer_candidates`]).
+    fn pre_answer_candidates(&self, cfg: &CallConfig, out: &mut Vec<Candidate>) {
+        if let Some(p) = &self.pending {
+            let offerer = if p.by_caller { Side::A } else { Side::B };
+            offer_candidates(cfg, offerer, &p.media, p.origin, p.to, out);
+        }
+    }
+
     /// Per negotiated stream (m-line index): the RTP pair and, unless both
     /// sides multiplex, the RTCP pair, each end with its announcing peer.
     #[allow(clippy::type_complexity)]
@@ -316,6 +332,44 @@ impl Dialog {
             out.push((i, ((xr, x.origin), (yr, y.origin)), rtcp));
         }
         out
+    }
+}
+
+/// The provisional pairs ([`CallConfig::pre_answer`]) of an offer of the
+/// side `offerer`, announced by `origin` and sent to `to`: per offered
+/// stream, its RTP endpoint and, unless the offer multiplexes RTCP, its
+/// RTCP endpoint, each latching from `to`. Rejected (port 0) and held
+/// (`c=0.0.0.0`) streams have none.
+fn offer_candidates(
+    cfg: &CallConfig,
+    offerer: Side,
+    media: &[Media],
+    origin: IpAddr,
+    to: Option<IpAddr>,
+    out: &mut Vec<Candidate>,
+) {
+    let Some(to) = to.filter(|_| cfg.pre_answer) else {
+        return;
+    };
+    for m in media {
+        let Some(rtp) = m.rtp.filter(|a| a.port() != 0) else {
+            continue;
+        };
+        if m.hold || rtp.ip().is_unspecified() {
+            continue;
+        }
+        let rtcp = m
+            .rtcp
+            .filter(|a| !m.rtcp_mux && a.port() != 0 && !a.ip().is_unspecified());
+        for end in std::iter::once(rtp).chain(rtcp) {
+            out.extend(Candidate::pre_answer(
+                cfg,
+                offerer,
+                canonical(end),
+                origin,
+                to,
+            ));
+        }
     }
 }
 
@@ -371,6 +425,11 @@ struct Call {
     initial_cseq: u32,
     /// The initial INVITE's offer, handed to every early dialog.
     initial_offer: Option<(Vec<Media>, IpAddr)>,
+    /// Destination IP of the initial INVITE: where its answers come from
+    /// (for pre-answer latching). `None` for API calls and in state written
+    /// before this field existed.
+    #[serde(default)]
+    initial_offer_to: Option<IpAddr>,
     /// Source IP of the initial INVITE (for the per-peer cap); none for a
     /// call driven by the control API.
     peer: Option<IpAddr>,
@@ -417,6 +476,22 @@ impl Call {
         let mut candidates = Vec::new();
         for d in &self.dialogs {
             d.candidates(ctx.cfg, self.api, &mut candidates);
+        }
+        // Provisional pairs of offers still waiting for their answer, after
+        // the negotiated ones (which they never displace under the cap).
+        // Every branch of a forked INVITE answers through the same next
+        // hop: the branches' pending copies of the initial offer name the
+        // same pairs, which the pair set holds once.
+        if !self.api && ctx.cfg.pre_answer {
+            if self.dialogs.is_empty() && self.phase == Phase::Calling {
+                if let Some((media, origin)) = &self.initial_offer {
+                    let to = self.initial_offer_to;
+                    offer_candidates(ctx.cfg, Side::A, media, *origin, to, &mut candidates);
+                }
+            }
+            for d in &self.dialogs {
+                d.pre_answer_candidates(ctx.cfg, &mut candidates);
+            }
         }
         self.pairs
             .reconcile(owner, &candidates, ctx.cfg.max_pairs_per_call, cause, ctx);
@@ -536,6 +611,7 @@ impl SipCalls {
             if call.phase == Phase::Calling && ev.cseq > call.initial_cseq {
                 call.initial_cseq = ev.cseq;
                 call.initial_offer = offer;
+                call.initial_offer_to = Some(ev.dst.ip());
                 call.last_progress = ctx.now;
                 call.dialogs.clear();
                 call.reconcile(&owner, CloseCause::Renegotiated, ctx);
@@ -563,6 +639,7 @@ impl SipCalls {
             Call {
                 initial_cseq: ev.cseq,
                 initial_offer: offer,
+                initial_offer_to: Some(ev.dst.ip()),
                 peer: Some(peer),
                 api: false,
                 api_seq: 0,
@@ -575,6 +652,10 @@ impl SipCalls {
                 deadline: u64::MAX,
             },
         );
+        if ctx.cfg.pre_answer {
+            let call = self.calls.get_mut(&key).expect("just inserted");
+            call.reconcile(&owner, CloseCause::Renegotiated, ctx);
+        }
         self.reschedule(&key, ctx.cfg);
     }
 
@@ -688,6 +769,7 @@ impl SipCalls {
                 in_response: false,
                 media: media.clone(),
                 origin: *origin,
+                to: call.initial_offer_to,
                 at: ctx.now,
             });
             call.dialogs.push(Dialog::new(tag.to_string(), pending));
@@ -764,13 +846,20 @@ impl SipCalls {
             match cause {
                 Some(cause) => self.close(&key, cause, ctx),
                 None => {
+                    let mut dropped = false;
                     for d in &mut call.dialogs {
                         if d.pending
                             .as_ref()
                             .is_some_and(|p| limit(p.at, cfg.setup_timeout) <= now)
                         {
                             d.pending = None;
+                            dropped = true;
                         }
+                    }
+                    if dropped && cfg.pre_answer {
+                        // Unanswered offers take their provisional pairs.
+                        let owner = Owner::Sip(key.clone());
+                        call.reconcile(&owner, CloseCause::SetupTimeout, ctx);
                     }
                     self.reschedule(&key, cfg);
                 }
@@ -871,6 +960,7 @@ impl SipCalls {
                     Call {
                         initial_cseq: 0,
                         initial_offer: None,
+                        initial_offer_to: None,
                         peer: None,
                         api: true,
                         api_seq: 0,
@@ -900,6 +990,7 @@ impl SipCalls {
             in_response: false,
             media: media.to_vec(),
             origin: API_ORIGIN,
+            to: None,
             at: ctx.now,
         };
         // The callee's tag names the dialog.
@@ -973,6 +1064,7 @@ impl SipCalls {
                 in_response: false,
                 media,
                 origin,
+                to: None,
                 at: ctx.now,
             };
             call.dialogs

@@ -15,6 +15,15 @@
 //! or whose last claimant left, is removed from the map on the next tick;
 //! when the removal finds it gone, the program claimed it and its report is
 //! on its way.
+//!
+//! Provisional pairs (pre-answer latching, [`Intent::Latch`] with
+//! `pre_answer`) use the same entries; their signaled pair names the
+//! unknown end with port 0. The pair such a claim latches is adopted under
+//! the call's owner tag with [`PRE_ANSWER_SUFFIX`], a claim of its own: the
+//! answer then opens its exact pair under the call's tag before the
+//! provisional claim is released, so when both name the same pair the
+//! table's claim count keeps its flows (one owner tag would hold one claim,
+//! and releasing the provisional one would close the answered pair).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -31,6 +40,24 @@ const FLOWS_PER_LATCH: usize = 2;
 /// gives up on it. Cannot happen (the program reserves the report before it
 /// claims); logged as an error if it does.
 const LOST_REPORT_NS: u64 = 10 * NS_PER_SEC;
+
+/// Appended to a call's owner tag for the pinhole a provisional
+/// (pre-answer) claim latched.
+pub(super) const PRE_ANSWER_SUFFIX: &str = " (pre-answer)";
+
+/// How a signaled pair latches (the fields of [`Intent::Latch`] besides
+/// its owner and pair).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct How {
+    /// Which end of the signaled pair latches.
+    pub side: Side,
+    /// That end's signaling address.
+    pub from: IpAddr,
+    pub window: Duration,
+    pub idle: Duration,
+    /// A provisional pair: the `side` end is `from:0`.
+    pub pre_answer: bool,
+}
 
 /// One claimant: the call (owner tag) and the pair as it signaled it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,6 +83,8 @@ struct Claim {
     /// Which end of the signaled pair latches (the other is local).
     side: Side,
     idle_timeout_secs: u64,
+    /// Provisional (pre-answer): adopted under [`PRE_ANSWER_SUFFIX`].
+    pre_answer: bool,
     state: State,
 }
 
@@ -100,6 +129,33 @@ pub struct LatchCounters {
     pub refused_full: u64,
     /// Latched pairs no call claimed any more, removed from the flow map.
     pub orphaned: u64,
+    /// Of the above, what provisional (pre-answer) claims did.
+    pub pre_answer: PreAnswerCounters,
+}
+
+/// Counters of pre-answer latching, per provisional claim (a call's
+/// offered stream endpoint): `stats --json` →
+/// `signaling.detail.latching.counters.pre_answer`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PreAnswerCounters {
+    /// Provisional claims armed (a new entry or one shared with others).
+    pub armed: u64,
+    /// Not armed: latch map or flow table full, or an unusable address.
+    /// The call goes on; the answer opens its pairs as without
+    /// pre-answer latching.
+    pub unarmed: u64,
+    /// The answerer's first packet came before the answer and latched.
+    pub latched: u64,
+    /// Latched, and the answer named the same pair: it stayed open.
+    pub confirmed: u64,
+    /// Latched, and released with the pinhole closing: the answer named
+    /// another port, or the call failed or was cancelled.
+    pub superseded: u64,
+    /// Released before any packet latched (the usual case: the answer
+    /// came first).
+    pub answered_first: u64,
+    /// Their window (the setup timeout) passed unlatched.
+    pub expired: u64,
 }
 
 impl Latches {
@@ -130,23 +186,31 @@ fn secs_up(d: Duration) -> u64 {
 impl<S: FlowStore> Core<S> {
     /// Arms (or joins) the half-open pinhole for the signaled pair `a` ↔
     /// `b`, whose `side` end latches from `from`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn latch_signaled(
         &mut self,
         owner: &str,
         a: SocketAddr,
         b: SocketAddr,
-        side: Side,
-        from: IpAddr,
-        window: Duration,
-        idle: Duration,
+        how: How,
     ) -> Result<(), CommandError> {
-        // The signaled pair must be one a pinhole could join.
-        Pair::new(Endpoint::new(a)?, Endpoint::new(b)?, false)?;
+        let How {
+            side,
+            from,
+            window,
+            idle,
+            pre_answer,
+        } = how;
         let local = match side {
             Side::A => b,
             Side::B => a,
         };
+        if pre_answer {
+            // Only the offered end is known; the other is `from:0`.
+            Endpoint::new(local)?;
+        } else {
+            // The signaled pair must be one a pinhole could join.
+            Pair::new(Endpoint::new(a)?, Endpoint::new(b)?, false)?;
+        }
         Endpoint::new(SocketAddr::new(from, 1))?;
         let key = LatchKey { from, local };
         if key.to_map_key().is_none() {
@@ -196,17 +260,38 @@ impl<S: FlowStore> Core<S> {
                     claimed_at: None,
                 },
             );
-            info!(%key, owner, window_secs = window.as_secs(), cookie = value.cookie, "half-open pinhole armed");
+            info!(%key, owner, window_secs = window.as_secs(), cookie = value.cookie, pre_answer, "half-open pinhole armed");
+        }
+        if pre_answer {
+            latches.counters.pre_answer.armed += 1;
         }
         latches.claims.insert(
             claim,
             Claim {
                 side,
                 idle_timeout_secs: secs_up(idle),
+                pre_answer,
                 state: State::Waiting(key),
             },
         );
         Ok(())
+    }
+
+    /// A provisional pair that could not be armed: counted and logged
+    /// (rate-limited), not a refusal of the call.
+    pub(super) fn pre_answer_unarmed(
+        &mut self,
+        owner: &str,
+        a: SocketAddr,
+        b: SocketAddr,
+        e: CommandError,
+    ) {
+        let now = self.now();
+        self.latches.counters.pre_answer.unarmed += 1;
+        if let Some(n) = self.latches.log.allow(now) {
+            warn!(%owner, %a, %b, unarmed_total = self.latches.counters.pre_answer.unarmed, suppressed = n,
+                "no pre-answer latch (the answer still opens the call's media): {e}");
+        }
     }
 
     /// Releases `claim` if it is a latching one (whatever its state);
@@ -217,6 +302,9 @@ impl<S: FlowStore> Core<S> {
         };
         match c.state {
             State::Waiting(key) => {
+                if c.pre_answer {
+                    self.latches.counters.pre_answer.answered_first += 1;
+                }
                 let now = self.now();
                 if let Some(e) = self.latches.entries.get_mut(&key) {
                     e.claimants.remove(claim);
@@ -226,9 +314,17 @@ impl<S: FlowStore> Core<S> {
                 }
             }
             State::Latched(pair) => {
-                let tag = Some(claim.owner.clone());
+                let tag = Some(adoption_tag(&claim.owner, c.pre_answer));
                 match self.table.release(pair.a(), pair.b(), &tag) {
                     Ok(r) => {
+                        if c.pre_answer {
+                            let pa = &mut self.latches.counters.pre_answer;
+                            if r.closed {
+                                pa.superseded += 1;
+                            } else {
+                                pa.confirmed += 1;
+                            }
+                        }
                         let removed = self.apply_removes(&r.ops);
                         info!(id = %r.pinhole.id, a = %pair.a(), b = %pair.b(), owner = claim.owner,
                             cause = cause.name(), closed = r.closed, flows_removed = removed,
@@ -262,6 +358,9 @@ impl<S: FlowStore> Core<S> {
                     for c in &e.claimants {
                         if let Some(claim) = self.latches.claims.get_mut(c) {
                             claim.state = State::Lapsed;
+                            if claim.pre_answer {
+                                self.latches.counters.pre_answer.expired += 1;
+                            }
                         }
                     }
                     info!(%key, claimants = e.claimants.len(), "half-open pinhole expired unlatched");
@@ -356,9 +455,13 @@ impl<S: FlowStore> Core<S> {
                 Side::A => (ev.remote, ev.key.local),
                 Side::B => (ev.key.local, ev.remote),
             };
-            let state = match self.adopt(&claim.owner, a, b, c.idle_timeout_secs, &[fwd, rev]) {
+            let tag = adoption_tag(&claim.owner, c.pre_answer);
+            let state = match self.adopt(&tag, a, b, c.idle_timeout_secs, &[fwd, rev]) {
                 Ok(pair) => {
                     adopted += 1;
+                    if c.pre_answer {
+                        self.latches.counters.pre_answer.latched += 1;
+                    }
                     info!(owner = claim.owner, %a, %b, signaled_a = %claim.a, signaled_b = %claim.b,
                         "pinhole latched");
                     State::Latched(pair)
@@ -438,6 +541,15 @@ impl<S: FlowStore> Core<S> {
     }
 }
 
+/// The owner tag the pinhole a claim latched is held under.
+fn adoption_tag(owner: &str, pre_answer: bool) -> String {
+    if pre_answer {
+        format!("{owner}{PRE_ANSWER_SUFFIX}")
+    } else {
+        owner.to_string()
+    }
+}
+
 /// The flow `src → dst` (both valid endpoints of one family, as reported by
 /// the program).
 fn flow_key_of(src: SocketAddr, dst: SocketAddr) -> FlowKey {
@@ -504,6 +616,7 @@ mod tests {
             from: from.parse().unwrap(),
             window: WINDOW,
             idle_timeout: Duration::from_secs(60),
+            pre_answer: false,
         }
     }
 
@@ -828,6 +941,142 @@ mod tests {
             assert_eq!(r.failures.len(), 1, "{intent:?}");
         }
         assert_eq!(fx.c.applied().failed, 3);
+        fx.assert_consistent();
+    }
+
+    /// The provisional pair of `call`: the caller's end unknown (its
+    /// signaling address, port 0), the offered `LOCAL` known.
+    fn provisional(call: &str) -> Intent {
+        Intent::Latch {
+            owner: owner(call),
+            a: SocketAddr::new(SIGNALING.parse().unwrap(), 0),
+            b: sa(LOCAL),
+            side: Side::A,
+            from: SIGNALING.parse().unwrap(),
+            window: WINDOW,
+            idle_timeout: Duration::from_secs(60),
+            pre_answer: true,
+        }
+    }
+
+    fn close_provisional(call: &str) -> Intent {
+        Intent::Close {
+            owner: owner(call),
+            a: SocketAddr::new(SIGNALING.parse().unwrap(), 0),
+            b: sa(LOCAL),
+            cause: CloseCause::Renegotiated,
+        }
+    }
+
+    fn open_pair(call: &str, a: &str) -> Intent {
+        Intent::Open {
+            owner: owner(call),
+            a: sa(a),
+            b: sa(LOCAL),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn pre_answer_tag(call: &str) -> String {
+        format!("{}{PRE_ANSWER_SUFFIX}", tag(call))
+    }
+
+    #[test]
+    fn an_answer_naming_the_latched_pair_keeps_its_flows() {
+        let mut fx = Fx::new(64, 64);
+        assert_eq!(fx.apply(vec![provisional("c1")]).opened, 1);
+        let ev = fx.packet(NAT).expect("the early packet latches");
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(
+            fx.pinholes(),
+            vec![(sa(NAT), sa(LOCAL), vec![pre_answer_tag("c1")])]
+        );
+        // The answer names the same port: its open comes first, then the
+        // provisional close. One call holding the pair twice is two claims.
+        fx.apply(vec![open_pair("c1", NAT), close_provisional("c1")]);
+        assert_eq!(fx.pinholes(), vec![(sa(NAT), sa(LOCAL), vec![tag("c1")])]);
+        let [fwd, rev] = flows(NAT, LOCAL);
+        assert!(fx.c.store().flows.contains_key(&fwd) && fx.c.store().flows.contains_key(&rev));
+        fx.assert_consistent();
+        let pa = fx.counters().pre_answer;
+        assert_eq!(
+            (pa.armed, pa.latched, pa.confirmed, pa.superseded),
+            (1, 1, 1, 0)
+        );
+        let stats = fx.c.stats().unwrap();
+        assert_eq!(
+            stats.signaling.detail["latching"]["counters"]["pre_answer"]["confirmed"],
+            1
+        );
+        // The call's end closes it.
+        fx.apply(vec![close_pair("c1", NAT, LOCAL)]);
+        assert!(fx.pinholes().is_empty());
+        assert!(fx.c.store().flows.is_empty());
+        fx.assert_consistent();
+    }
+
+    #[test]
+    fn an_answer_naming_another_port_removes_the_latched_pair() {
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![provisional("c1")]);
+        let ev = fx.packet("192.0.2.10:40002").unwrap();
+        fx.c.on_latched(vec![ev]);
+        fx.apply(vec![open_pair("c1", NAT), close_provisional("c1")]);
+        assert_eq!(fx.pinholes(), vec![(sa(NAT), sa(LOCAL), vec![tag("c1")])]);
+        let [fwd, _] = flows("192.0.2.10:40002", LOCAL);
+        assert!(
+            !fx.c.store().flows.contains_key(&fwd),
+            "the early port is gone"
+        );
+        fx.assert_consistent();
+        let pa = fx.counters().pre_answer;
+        assert_eq!((pa.latched, pa.confirmed, pa.superseded), (1, 0, 1));
+    }
+
+    #[test]
+    fn an_answer_before_any_packet_withdraws_the_entry() {
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![provisional("c1")]);
+        fx.apply(vec![open_pair("c1", NAT), close_provisional("c1")]);
+        assert_eq!(fx.packet("192.0.2.10:40002"), None, "no longer armed");
+        assert_eq!(fx.pinholes(), vec![(sa(NAT), sa(LOCAL), vec![tag("c1")])]);
+        fx.assert_consistent();
+        let pa = fx.counters().pre_answer;
+        assert_eq!((pa.armed, pa.answered_first, pa.latched), (1, 1, 0));
+        // A claim the program made just before the removal, reported after
+        // the answer: the answered pair stays, nothing else does.
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![provisional("c1")]);
+        let ev = fx.packet(NAT).unwrap();
+        fx.apply(vec![open_pair("c1", NAT), close_provisional("c1")]);
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(fx.pinholes(), vec![(sa(NAT), sa(LOCAL), vec![tag("c1")])]);
+        fx.assert_consistent();
+    }
+
+    #[test]
+    fn an_unarmed_provisional_pair_is_no_failure() {
+        let mut fx = Fx::new(64, 64);
+        fx.c.core.store.latch_capacity = Some(0);
+        let r = fx.apply(vec![provisional("c1")]);
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!(fx.c.applied().map_full, 0);
+        assert_eq!(fx.counters().pre_answer.unarmed, 1);
+        // Its close finds nothing; the answer opens as usual.
+        fx.apply(vec![open_pair("c1", NAT), close_provisional("c1")]);
+        assert_eq!(fx.pinholes(), vec![(sa(NAT), sa(LOCAL), vec![tag("c1")])]);
+        fx.assert_consistent();
+    }
+
+    #[test]
+    fn an_unlatched_provisional_pair_expires() {
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![provisional("c1")]);
+        fx.advance(WINDOW.as_nanos() as u64);
+        fx.c.tick();
+        assert_eq!(fx.counters().pre_answer.expired, 1);
+        assert_eq!(fx.packet(NAT), None);
+        fx.apply(vec![close_provisional("c1")]);
         fx.assert_consistent();
     }
 
