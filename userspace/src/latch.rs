@@ -26,7 +26,7 @@ use std::{
 };
 
 use aya::{
-    maps::{HashMap, MapData, MapError, RingBuf},
+    maps::{MapData, MapError, RingBuf},
     Ebpf,
 };
 use pinhole_common::{
@@ -39,10 +39,8 @@ use tracing::{error, warn};
 use crate::{
     controller::ControllerHandle,
     error::{LoadError, StoreError},
+    maps::{errno, take, FamilyKey, FamilyMaps, BPF_ANY},
 };
-
-/// `BPF_ANY`: create or update.
-const BPF_ANY: u64 = 0;
 
 /// A half-open entry: the first packet from `from` (any port) to `local`
 /// completes it. Both addresses are of one family; IPv4-mapped IPv6
@@ -56,11 +54,7 @@ pub struct LatchKey {
 }
 
 /// A latch key in the map of its family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LatchMapKey {
-    V4(LatchKeyV4),
-    V6(LatchKeyV6),
-}
+pub type LatchMapKey = FamilyKey<LatchKeyV4, LatchKeyV6>;
 
 impl LatchKey {
     /// The key in its family's map; `None` when the families differ.
@@ -171,14 +165,6 @@ impl Latched {
     }
 }
 
-fn errno(err: &MapError) -> Option<i32> {
-    match err {
-        MapError::SyscallError(e) => e.io_error.raw_os_error(),
-        MapError::IoError(e) => e.raw_os_error(),
-        _ => None,
-    }
-}
-
 fn store_err(op: &'static str, e: MapError) -> StoreError {
     if errno(&e) == Some(libc::E2BIG) {
         StoreError::LatchMapFull
@@ -187,116 +173,86 @@ fn store_err(op: &'static str, e: MapError) -> StoreError {
     }
 }
 
-fn no_map_for(op: &'static str, key: &LatchKey) -> StoreError {
-    StoreError::Other {
-        op,
-        message: format!("no latch map holds {key} (mixed families)"),
-    }
-}
-
 /// Both latch maps ([`LATCH_V4_MAP`], [`LATCH_V6_MAP`]) behind one API.
 pub struct LatchMap {
-    v4: HashMap<MapData, LatchKeyV4, LatchValue>,
-    v6: HashMap<MapData, LatchKeyV6, LatchValue>,
+    maps: FamilyMaps<LatchKeyV4, LatchKeyV6, LatchValue>,
 }
 
-fn take_map<K: aya::Pod>(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-) -> Result<HashMap<MapData, K, LatchValue>, LoadError> {
-    let map = ebpf
-        .take_map(name)
-        .ok_or(LoadError::Missing { what: "map", name })?;
-    HashMap::try_from(map).map_err(|source| LoadError::MapType { name, source })
+/// The map key of `key`, or an error when its addresses are of two families.
+fn map_key(op: &'static str, key: &LatchKey) -> Result<LatchMapKey, StoreError> {
+    key.to_map_key().ok_or_else(|| StoreError::Other {
+        op,
+        message: format!("no latch map holds {key} (mixed families)"),
+    })
 }
 
 impl LatchMap {
     /// Takes both maps out of a loaded object.
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
         Ok(LatchMap {
-            v4: take_map(ebpf, LATCH_V4_MAP)?,
-            v6: take_map(ebpf, LATCH_V6_MAP)?,
+            maps: FamilyMaps::take(ebpf, LATCH_V4_MAP, LATCH_V6_MAP)?,
         })
     }
 
     /// Creates or replaces the entry `key`.
     pub fn arm(&mut self, key: &LatchKey, value: LatchValue) -> Result<(), StoreError> {
-        match key.to_map_key().ok_or_else(|| no_map_for("arm", key))? {
-            LatchMapKey::V4(k) => self.v4.insert(k, value, BPF_ANY),
-            LatchMapKey::V6(k) => self.v6.insert(k, value, BPF_ANY),
-        }
-        .map_err(|e| store_err("latch arm", e))
+        let k = map_key("arm", key)?;
+        self.maps
+            .insert(k, value, BPF_ANY)
+            .map_err(|e| store_err("latch arm", e))
     }
 
     /// Removes the entry `key`; `Ok(false)` when it was not there (the
     /// program claimed it, or it was never armed).
     pub fn disarm(&mut self, key: &LatchKey) -> Result<bool, StoreError> {
-        let r = match key.to_map_key().ok_or_else(|| no_map_for("disarm", key))? {
-            LatchMapKey::V4(k) => self.v4.remove(&k),
-            LatchMapKey::V6(k) => self.v6.remove(&k),
-        };
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(false),
-            Err(e) => Err(store_err("latch disarm", e)),
-        }
+        let k = map_key("disarm", key)?;
+        self.maps
+            .remove(k)
+            .map_err(|e| store_err("latch disarm", e))
     }
 
     /// The entry `key`, `None` when absent.
     pub fn get(&self, key: &LatchKey) -> Result<Option<LatchValue>, StoreError> {
-        let r = match key.to_map_key().ok_or_else(|| no_map_for("lookup", key))? {
-            LatchMapKey::V4(k) => self.v4.get(&k, 0),
-            LatchMapKey::V6(k) => self.v6.get(&k, 0),
-        };
-        match r {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(store_err("latch lookup", e)),
-        }
+        let k = map_key("lookup", key)?;
+        self.maps.get(k).map_err(|e| store_err("latch lookup", e))
     }
 
     /// How many entries both maps hold (walks the keys).
     pub fn len(&self) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for k in self
-            .v4
-            .keys()
-            .map(|k| k.map(drop))
-            .chain(self.v6.keys().map(|k| k.map(drop)))
-        {
-            k.map_err(|e| store_err("latch iterate", e))?;
-            n += 1;
-        }
-        Ok(n)
+        self.maps.len().map_err(|e| store_err("latch iterate", e))
     }
 
     /// Whether both maps are empty.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.len()? == 0)
+        self.maps
+            .is_empty()
+            .map_err(|e| store_err("latch iterate", e))
     }
 
     /// Removes every entry; returns how many there were.
     pub fn clear(&mut self) -> Result<usize, StoreError> {
         let v4: Vec<LatchKeyV4> = self
+            .maps
             .v4
             .keys()
             .collect::<Result<_, _>>()
             .map_err(|e| store_err("latch iterate", e))?;
         let v6: Vec<LatchKeyV6> = self
+            .maps
             .v6
             .keys()
             .collect::<Result<_, _>>()
             .map_err(|e| store_err("latch iterate", e))?;
         let n = v4.len() + v6.len();
-        let gone = |r: Result<(), MapError>| match r {
-            Err(e) if errno(&e) != Some(libc::ENOENT) => Err(store_err("latch clear", e)),
-            _ => Ok(()),
-        };
-        for k in v4 {
-            gone(self.v4.remove(&k))?;
-        }
-        for k in v6 {
-            gone(self.v6.remove(&k))?;
+        let keys = v4
+            .into_iter()
+            .map(FamilyKey::V4)
+            .chain(v6.into_iter().map(FamilyKey::V6));
+        for k in keys {
+            // Gone already (claimed by the program) is fine.
+            self.maps
+                .remove(k)
+                .map_err(|e| store_err("latch clear", e))?;
         }
         Ok(n)
     }
@@ -304,11 +260,7 @@ impl LatchMap {
 
 /// Takes the event ring buffer ([`EVENTS_MAP`]) out of a loaded object.
 pub fn take_events(ebpf: &mut Ebpf) -> Result<RingBuf<MapData>, LoadError> {
-    let map = ebpf.take_map(EVENTS_MAP).ok_or(LoadError::Missing {
-        what: "map",
-        name: EVENTS_MAP,
-    })?;
-    RingBuf::try_from(map).map_err(|source| LoadError::MapType {
+    RingBuf::try_from(take(ebpf, EVENTS_MAP)?).map_err(|source| LoadError::MapType {
         name: EVENTS_MAP,
         source,
     })
