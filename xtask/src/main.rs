@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod fuzz;
 mod proc;
+mod soak;
 mod toolchain;
 
 use std::{
@@ -80,6 +81,11 @@ enum Task {
     /// helper in a veth lab (`pinhole-labbench`); writes a Markdown table
     /// and a plot to bench/results/.
     Bench(bench::Args),
+    /// The soak (needs root, ~11 minutes; not part of `test`): 100 calls/s
+    /// for 10 minutes through pinhole with RTP both ways; RTP loss at call
+    /// start and mid-call, peak daemon RSS, map entries left after the last
+    /// BYE; writes bench/results/soak.md and soak.json.
+    Soak(soak::Args),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
         Task::Demo { args } => demo::run(&args),
         Task::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
         Task::Bench(args) => bench::run(&args),
+        Task::Soak(args) => soak::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -360,6 +360,34 @@ fn sipp_version() -> String {
         .unwrap_or_else(|| "sipp".to_owned())
 }
 
+/// What the daemon was built from: `PINHOLE_SOAK_BUILD` when set (a build
+/// from elsewhere), else this checkout's commit, marked when the daemon's
+/// sources have uncommitted changes.
+fn pinhole_build() -> String {
+    if let Ok(b) = std::env::var("PINHOLE_SOAK_BUILD") {
+        return b;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "(unknown build)".to_owned();
+    };
+    match git(&["status", "--porcelain", "--", "userspace", "ebpf", "common"]) {
+        Some(s) if s.is_empty() => format!("at {commit}"),
+        _ => format!("at {commit} with uncommitted changes in userspace/, ebpf/ or common/"),
+    }
+}
+
 /// sipp in `ns`, logging into `dir`.
 fn sipp(ns: &Netns, dir: &Path, log: &str, args: &[String]) -> Result<std::process::Child> {
     let out = std::fs::File::create(dir.join(log))?;
@@ -848,6 +876,7 @@ fn run(plan: &Plan) -> Result<Report> {
                 .collect(),
             sipp: sipp_version(),
             command,
+            pinhole_build: pinhole_build(),
         },
         machine: report::Machine {
             cpus: sys::cpu_count(),

@@ -27,6 +27,9 @@ pub struct Config {
     pub daemon_args: Vec<String>,
     pub sipp: String,
     pub command: String,
+    /// What `pinhole` was built from (commit, and whether the daemon's
+    /// sources had uncommitted changes).
+    pub pinhole_build: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -255,11 +258,12 @@ impl Report {
         writeln!(s, "# pinhole soak: {} s at {} calls/s\n", c.secs, c.rate)?;
         writeln!(
             s,
-            "`{}`, started {} (UTC), wall time {:.0} s. Kernel {}, {} CPUs; load average \
-             (1 / 5 / 15 min) {} before, {} after.\n",
+            "`{}`, started {} (UTC), wall time {:.0} s, pinhole {}. Kernel {}, {} CPUs; load \
+             average (1 / 5 / 15 min) {} before, {} after.\n",
             c.command,
             self.started,
             self.wall_secs,
+            c.pinhole_build,
             m.kernel,
             m.cpus,
             load(m.load_before),
