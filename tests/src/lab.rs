@@ -144,7 +144,7 @@ pub fn port_plus(addr: SocketAddr, delta: u16) -> SocketAddr {
     SocketAddr::new(addr.ip(), addr.port() + delta)
 }
 
-/// A topology with `pinhole run` on its router (native XDP on both router
+/// A topology with `pinhole run` on its router (XDP on both router
 /// interfaces). Field order matters: the daemon stops before the namespaces
 /// go away.
 #[derive(Debug)]
@@ -155,10 +155,16 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the topology and starts the daemon with `daemon_args`.
+    /// Builds the topology and starts the daemon with `daemon_args`, native
+    /// XDP.
     pub fn new(family: Family, daemon_args: &[&str]) -> Result<Lab> {
+        Lab::with_mode(XdpMode::Native, family, daemon_args)
+    }
+
+    /// [`Lab::new`] with the XDP attach `mode`.
+    pub fn with_mode(mode: XdpMode, family: Family, daemon_args: &[&str]) -> Result<Lab> {
         let topo = Topology::new()?;
-        let daemon = topo.start_daemon(XdpMode::Native, daemon_args)?;
+        let daemon = topo.start_daemon(mode, daemon_args)?;
         Ok(Lab {
             daemon,
             topo,
@@ -181,10 +187,14 @@ impl Lab {
         }
     }
 
+    /// The host's address in the lab's family with `port`.
+    pub fn addr(&self, host: Host, port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip(host), port)
+    }
+
     /// A UDP socket on `host` bound to `port`.
     pub fn udp(&self, host: Host, port: u16) -> Result<UdpSocket> {
-        self.ns(host)
-            .udp_socket(SocketAddr::new(self.ip(host), port))
+        self.ns(host).udp_socket(self.addr(host, port))
     }
 
     /// `stats --json` → `signaling`.
@@ -322,6 +332,26 @@ impl Lab {
             return Err(Error::Setup(format!(
                 "{src} → {dst}: {} datagrams passed a closed pinhole",
                 got.data
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`Lab::assert_dropped`] when nothing else is in flight: `miss` rises
+    /// by exactly [`BURST`].
+    pub fn assert_dropped_exactly(
+        &self,
+        tx: &UdpSocket,
+        rx: &UdpSocket,
+        rx_host: Host,
+    ) -> Result<()> {
+        let before = self.daemon.counter("miss")?;
+        self.assert_dropped(tx, rx, rx_host)?;
+        let after = self.daemon.counter("miss")?;
+        if after != before + u64::from(BURST) {
+            return Err(Error::Setup(format!(
+                "the miss counter rose by {} for {BURST} dropped datagrams",
+                after - before
             )));
         }
         Ok(())

@@ -10,20 +10,22 @@
 use std::{
     collections::BTreeSet,
     io::{Read, Write},
-    net::{SocketAddr, UdpSocket},
+    net::SocketAddr,
+    ops::{Deref, DerefMut},
     os::unix::fs::PermissionsExt,
     path::Path,
     time::Duration,
 };
 
 use pinhole_integration::{
+    lab::{self, Host, Lab},
     pinhole_bin, run_bounded,
     traffic::{self, PAYLOAD_LEN},
-    wait_for, CliOutput, Daemon, Family, Netns, Pinhole, Topology, XdpMode,
+    wait_for, CliOutput, Family, Netns, Pinhole, Topology, XdpMode,
 };
 
 /// Datagrams per burst.
-const N: u32 = 32;
+const N: u32 = lab::BURST;
 /// The outside endpoint's port; in the default media range, so the inside →
 /// outside direction is filtered too.
 const A_PORT: u16 = 12000;
@@ -36,45 +38,26 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 type TestResult = anyhow::Result<()>;
 
-/// One filter test's world: a topology with the daemon on its router.
-/// Field order matters: the daemon stops before the namespaces go away.
-struct Case {
-    daemon: Daemon,
-    topo: Topology,
-    family: Family,
+/// One filter test's world: the lab with the daemon in the case's XDP mode,
+/// and the media endpoints A (outside) and B (inside).
+struct Case(Lab);
+
+impl Deref for Case {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.0
+    }
 }
 
-/// Which host a socket lives on.
-#[derive(Clone, Copy, Debug)]
-enum Host {
-    Outside,
-    Inside,
+impl DerefMut for Case {
+    fn deref_mut(&mut self) -> &mut Lab {
+        &mut self.0
+    }
 }
 
 impl Case {
     fn new(mode: XdpMode, family: Family, extra: &[&str]) -> anyhow::Result<Case> {
-        let topo = Topology::new()?;
-        let daemon = topo.start_daemon(mode, extra)?;
-        Ok(Case {
-            daemon,
-            topo,
-            family,
-        })
-    }
-
-    fn ns(&self, host: Host) -> &Netns {
-        match host {
-            Host::Outside => &self.topo.outside,
-            Host::Inside => &self.topo.inside,
-        }
-    }
-
-    fn addr(&self, host: Host, port: u16) -> SocketAddr {
-        let ip = match host {
-            Host::Outside => self.family.outside(),
-            Host::Inside => self.family.inside(),
-        };
-        SocketAddr::new(ip, port)
+        Ok(Case(Lab::with_mode(mode, family, extra)?))
     }
 
     /// The outside media endpoint A.
@@ -85,57 +68,6 @@ impl Case {
     /// The inside media endpoint B.
     fn b(&self) -> SocketAddr {
         self.addr(Host::Inside, B_PORT)
-    }
-
-    fn udp(&self, host: Host, port: u16) -> anyhow::Result<UdpSocket> {
-        Ok(self.ns(host).udp_socket(self.addr(host, port))?)
-    }
-
-    /// Sends a marker to `rx` (on `host`) from the router itself: the router's
-    /// own traffic crosses no XDP ingress, so the marker always arrives.
-    fn send_marker(&self, rx: &UdpSocket, host: Host) -> TestResult {
-        let router_ip = match host {
-            Host::Outside => self.family.router_outside(),
-            Host::Inside => self.family.router_inside(),
-        };
-        let sock = self.topo.router.udp_socket(SocketAddr::new(router_ip, 0))?;
-        traffic::send_marker(&sock, rx.local_addr()?)?;
-        Ok(())
-    }
-
-    /// Sends [`N`] datagrams `tx` → `rx` (on `rx_host`) and asserts every one is
-    /// dropped: the `miss` counter rises by exactly N, and `rx` receives nothing
-    /// before a marker sent after the drops were counted.
-    fn assert_dropped(&self, tx: &UdpSocket, rx: &UdpSocket, rx_host: Host) -> TestResult {
-        let before = self.daemon.counter("miss")?;
-        traffic::send(tx, rx.local_addr()?, N)?;
-        self.daemon
-            .wait_counter("miss", before + u64::from(N), TIMEOUT)?;
-        self.send_marker(rx, rx_host)?;
-        let got = traffic::receive_until_marker(rx, TIMEOUT)?;
-        assert_eq!(
-            got.data,
-            0,
-            "{} → {}: datagrams got through without a pinhole",
-            tx.local_addr()?,
-            rx.local_addr()?
-        );
-        assert_eq!(
-            self.daemon.counter("miss")?,
-            before + u64::from(N),
-            "miss counter must rise by exactly {N}"
-        );
-        Ok(())
-    }
-
-    /// Sends [`N`] datagrams `tx` → `rx` and asserts all arrive, from `tx`.
-    fn assert_passes(&self, tx: &UdpSocket, rx: &UdpSocket) -> TestResult {
-        let (src, dst) = (tx.local_addr()?, rx.local_addr()?);
-        traffic::send(tx, dst, N)?;
-        let got = traffic::receive(rx, N, TIMEOUT)?;
-        assert_eq!(got.data, N, "{src} → {dst}: datagrams lost");
-        assert_eq!(got.senders, BTreeSet::from([src]), "{src} → {dst}: sources");
-        Ok(())
     }
 
     /// Frame bytes the XDP program counts for one test datagram.
@@ -156,9 +88,9 @@ fn unsolicited_media_is_dropped(mode: XdpMode, family: Family) -> TestResult {
     let c = Case::new(mode, family, &[])?;
     let outside = c.udp(Host::Outside, A_PORT)?;
     let inside = c.udp(Host::Inside, B_PORT)?;
-    c.assert_dropped(&outside, &inside, Host::Inside)?;
+    c.assert_dropped_exactly(&outside, &inside, Host::Inside)?;
     // The inside interface is filtered as well.
-    c.assert_dropped(&inside, &outside, Host::Outside)?;
+    c.assert_dropped_exactly(&inside, &outside, Host::Outside)?;
     assert_eq!(c.daemon.counter("hit")?, 0);
     Ok(())
 }
@@ -205,8 +137,8 @@ fn close_drops_again(mode: XdpMode, family: Family) -> TestResult {
     assert_eq!(c.daemon.list()?, vec![]);
     let stats = c.daemon.stats()?;
     assert_eq!((stats.pinholes, stats.flows.used), (0, 0));
-    c.assert_dropped(&outside, &inside, Host::Inside)?;
-    c.assert_dropped(&inside, &outside, Host::Outside)?;
+    c.assert_dropped_exactly(&outside, &inside, Host::Inside)?;
+    c.assert_dropped_exactly(&inside, &outside, Host::Outside)?;
     Ok(())
 }
 
@@ -226,7 +158,7 @@ fn idle_pinhole_expires(mode: XdpMode, family: Family) -> TestResult {
     )?;
     let stats = c.daemon.stats()?;
     assert_eq!((stats.pinholes, stats.flows.used), (0, 0));
-    c.assert_dropped(&outside, &inside, Host::Inside)?;
+    c.assert_dropped_exactly(&outside, &inside, Host::Inside)?;
     Ok(())
 }
 
@@ -252,12 +184,12 @@ fn rtcp_pair_follows_pinhole(mode: XdpMode, family: Family) -> TestResult {
     c.assert_passes(&outside_rtcp, &inside_rtcp)?;
     c.assert_passes(&inside_rtcp, &outside_rtcp)?;
     // RTP port to RTCP port is not part of the pinhole.
-    c.assert_dropped(&outside, &inside_rtcp, Host::Inside)?;
+    c.assert_dropped_exactly(&outside, &inside_rtcp, Host::Inside)?;
 
     // Closing the RTP pair closes the RTCP pair too.
     c.daemon.close(a, b)?;
     assert_eq!(c.daemon.stats()?.flows.used, 0);
-    c.assert_dropped(&outside_rtcp, &inside_rtcp, Host::Inside)?;
+    c.assert_dropped_exactly(&outside_rtcp, &inside_rtcp, Host::Inside)?;
     Ok(())
 }
 
@@ -517,11 +449,11 @@ fn cli_errors_leave_daemon_untouched() -> TestResult {
     c.assert_passes(&outside, &inside)?;
     c.assert_passes(&inside, &outside)?;
     let stranger = c.udp(Host::Outside, A_PORT + 2)?;
-    c.assert_dropped(&stranger, &inside, Host::Inside)?;
+    c.assert_dropped_exactly(&stranger, &inside, Host::Inside)?;
 
     // SIGTERM: orderly exit 0, socket removed.
     let control_path = c.daemon.control().to_owned();
-    let Case { daemon, topo, .. } = c;
+    let Lab { daemon, topo, .. } = c.0;
     let status = daemon.stop()?;
     assert!(status.success(), "SIGTERM should exit 0, got {status}");
     assert!(

@@ -13,12 +13,14 @@
 
 use std::{
     net::{SocketAddr, UdpSocket},
+    ops::Deref,
     process::Command,
     time::Duration,
 };
 
 use pinhole_integration::{
-    run_bounded, traffic, wait_for, CliOutput, Daemon, Family, Pinhole, Topology, XdpMode,
+    lab::{self, Host, Lab},
+    run_bounded, wait_for, CliOutput, Family, Pinhole,
 };
 
 /// The ng listener's port on the router's loopback.
@@ -27,16 +29,20 @@ const NG_PORT: u16 = 2223;
 /// default media range, so both directions are filtered).
 const CALLER_PORT: u16 = 12000;
 const CALLEE_PORT: u16 = 10000;
-/// Datagrams per burst.
-const N: u32 = 16;
+/// Datagrams per burst (the lab's).
+const N: u32 = lab::BURST;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 type TestResult = anyhow::Result<()>;
 
-struct Case {
-    daemon: Daemon,
-    topo: Topology,
-    family: Family,
+/// The lab with the ng listener on, and the call's media endpoints.
+struct Case(Lab);
+
+impl Deref for Case {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.0
+    }
 }
 
 impl Case {
@@ -47,25 +53,17 @@ impl Case {
             "rtpengine-ng-client is missing: install Debian's rtpengine-utils \
              (cargo xtask test does)"
         );
-        let topo = Topology::new()?;
         let listen = format!("127.0.0.1:{NG_PORT}");
-        let daemon = topo.start_daemon(
-            XdpMode::Native,
-            &["--signaling", "off", "--ng-listen", &listen],
-        )?;
-        Ok(Case {
-            daemon,
-            topo,
-            family,
-        })
+        let lab = Lab::new(family, &["--signaling", "off", "--ng-listen", &listen])?;
+        Ok(Case(lab))
     }
 
     fn caller(&self) -> SocketAddr {
-        SocketAddr::new(self.family.outside(), CALLER_PORT)
+        self.addr(Host::Outside, CALLER_PORT)
     }
 
     fn callee(&self) -> SocketAddr {
-        SocketAddr::new(self.family.inside(), CALLEE_PORT)
+        self.addr(Host::Inside, CALLEE_PORT)
     }
 
     /// `rtpengine-ng-client --proxy-address 127.0.0.1 --proxy-port P args…`
@@ -135,36 +133,28 @@ impl Case {
             .collect())
     }
 
-    /// Sends N datagrams each way between caller and callee and asserts all
-    /// of them arrive.
+    /// The caller's and the callee's media sockets.
+    fn media_sockets(&self) -> anyhow::Result<(UdpSocket, UdpSocket)> {
+        Ok((
+            self.udp(Host::Outside, CALLER_PORT)?,
+            self.udp(Host::Inside, CALLEE_PORT)?,
+        ))
+    }
+
+    /// A burst each way between caller and callee all arrives.
     fn media_passes(&self) -> TestResult {
-        let caller = self.topo.outside.udp_socket(self.caller())?;
-        let callee = self.topo.inside.udp_socket(self.callee())?;
-        for (tx, rx) in [(&caller, &callee), (&callee, &caller)] {
-            traffic::send(tx, rx.local_addr()?, N)?;
-            let got = traffic::receive(rx, N, TIMEOUT)?;
-            assert_eq!(got.data, N, "{} → {}", tx.local_addr()?, rx.local_addr()?);
-        }
+        let (caller, callee) = self.media_sockets()?;
+        self.assert_passes(&caller, &callee)?;
+        self.assert_passes(&callee, &caller)?;
         Ok(())
     }
 
-    /// Sends N datagrams caller → callee and asserts the filter drops them
-    /// all (the `miss` counter rises by N, none arrives before a marker the
-    /// router sends afterwards).
+    /// A burst caller → callee is dropped: the `miss` counter rises by at
+    /// least the burst, and none arrives before a marker the router sends
+    /// afterwards.
     fn media_dropped(&self) -> TestResult {
-        let caller = self.topo.outside.udp_socket(self.caller())?;
-        let callee = self.topo.inside.udp_socket(self.callee())?;
-        let before = self.daemon.counter("miss")?;
-        traffic::send(&caller, self.callee(), N)?;
-        self.daemon
-            .wait_counter("miss", before + u64::from(N), TIMEOUT)?;
-        let router = self
-            .topo
-            .router
-            .udp_socket(SocketAddr::new(self.family.router_inside(), 0))?;
-        traffic::send_marker(&router, self.callee())?;
-        let got = traffic::receive_until_marker(&callee, TIMEOUT)?;
-        assert_eq!(got.data, 0, "media passed without a pinhole");
+        let (caller, callee) = self.media_sockets()?;
+        self.assert_dropped(&caller, &callee, Host::Inside)?;
         Ok(())
     }
 }
