@@ -299,18 +299,24 @@ fn delete_delay_keeps_the_pinholes_until_it_passes() -> TestResult {
 fn raw(sock: &UdpSocket, datagram: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
     sock.send_to(datagram, ("127.0.0.1", NG_PORT))?;
     let mut buf = vec![0u8; 65536];
-    match sock.recv(&mut buf) {
-        Ok(n) => Ok(Some(buf[..n].to_vec())),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(None)
+    // A signal to the test process (another test's child exiting) may
+    // interrupt the wait; wait again, a bounded number of times.
+    for _ in 0..16 {
+        match sock.recv(&mut buf) {
+            Ok(n) => return Ok(Some(buf[..n].to_vec())),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => Err(e.into()),
     }
+    anyhow::bail!("waiting for an ng reply was interrupted 16 times")
 }
 
 #[test]
