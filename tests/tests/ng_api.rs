@@ -13,7 +13,6 @@
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    ops::Deref,
     process::Command,
     time::Duration,
 };
@@ -36,13 +35,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 type TestResult = anyhow::Result<()>;
 
 /// The lab with the ng listener on, and the call's media endpoints.
-struct Case(Lab);
-
-impl Deref for Case {
-    type Target = Lab;
-    fn deref(&self) -> &Lab {
-        &self.0
-    }
+struct Case {
+    lab: Lab,
 }
 
 impl Case {
@@ -55,21 +49,21 @@ impl Case {
         );
         let listen = format!("127.0.0.1:{NG_PORT}");
         let lab = Lab::new(family, &["--signaling", "off", "--ng-listen", &listen])?;
-        Ok(Case(lab))
+        Ok(Case { lab })
     }
 
     fn caller(&self) -> SocketAddr {
-        self.addr(Host::Outside, CALLER_PORT)
+        self.lab.addr(Host::Outside, CALLER_PORT)
     }
 
     fn callee(&self) -> SocketAddr {
-        self.addr(Host::Inside, CALLEE_PORT)
+        self.lab.addr(Host::Inside, CALLEE_PORT)
     }
 
     /// `rtpengine-ng-client --proxy-address 127.0.0.1 --proxy-port P args…`
     /// on the router.
     fn ng_client(&self, args: &[&str]) -> anyhow::Result<CliOutput> {
-        let mut cmd = self.topo.router.command("rtpengine-ng-client");
+        let mut cmd = self.lab.topo.router.command("rtpengine-ng-client");
         cmd.args(["--proxy-address", "127.0.0.1", "--proxy-port"])
             .arg(NG_PORT.to_string())
             .args(args);
@@ -126,6 +120,7 @@ impl Case {
     fn pinholes_of(&self, call: &str) -> anyhow::Result<Vec<Pinhole>> {
         let owner = format!("ng:{call};from-tag=caller-tag");
         Ok(self
+            .lab
             .daemon
             .list()?
             .into_iter()
@@ -136,16 +131,16 @@ impl Case {
     /// The caller's and the callee's media sockets.
     fn media_sockets(&self) -> anyhow::Result<(UdpSocket, UdpSocket)> {
         Ok((
-            self.udp(Host::Outside, CALLER_PORT)?,
-            self.udp(Host::Inside, CALLEE_PORT)?,
+            self.lab.udp(Host::Outside, CALLER_PORT)?,
+            self.lab.udp(Host::Inside, CALLEE_PORT)?,
         ))
     }
 
     /// A burst each way between caller and callee all arrives.
     fn media_passes(&self) -> TestResult {
         let (caller, callee) = self.media_sockets()?;
-        self.assert_passes(&caller, &callee)?;
-        self.assert_passes(&callee, &caller)?;
+        self.lab.assert_passes(&caller, &callee)?;
+        self.lab.assert_passes(&callee, &caller)?;
         Ok(())
     }
 
@@ -154,7 +149,7 @@ impl Case {
     /// afterwards.
     fn media_dropped(&self) -> TestResult {
         let (caller, callee) = self.media_sockets()?;
-        self.assert_dropped(&caller, &callee, Host::Inside)?;
+        self.lab.assert_dropped(&caller, &callee, Host::Inside)?;
         Ok(())
     }
 }
@@ -183,7 +178,7 @@ fn offer_answer_query_delete(family: Family) -> TestResult {
 
     let pong = case.ng_ok(&["ping"])?;
     assert!(pong.contains("result => 'pong'"), "{pong}");
-    assert!(case.daemon.list()?.is_empty());
+    assert!(case.lab.daemon.list()?.is_empty());
     case.media_dropped()?;
 
     // The offer changes nothing in the map; the SDP comes back unchanged.
@@ -196,7 +191,7 @@ fn offer_answer_query_delete(family: Family) -> TestResult {
     for line in sdp.split("\r\n").filter(|l| !l.is_empty()) {
         assert!(new_sdp.contains(line), "`{line}` missing in:\n{offered}");
     }
-    assert!(case.daemon.list()?.is_empty(), "an offer opens nothing");
+    assert!(case.lab.daemon.list()?.is_empty(), "an offer opens nothing");
 
     // The answer opens RTP and RTCP between the two ends.
     case.answer(&call)?;
@@ -211,14 +206,14 @@ fn offer_answer_query_delete(family: Family) -> TestResult {
             (next(case.caller()), next(case.callee()))
         ]
     );
-    assert_eq!(case.daemon.stats()?.flows.used, 4, "4 flows in the map");
+    assert_eq!(case.lab.daemon.stats()?.flows.used, 4, "4 flows in the map");
 
     case.media_passes()?;
 
     // query: the map's counters of the call's streams.
     let q = case.ng_ok(&["--call-id", &call, "query"])?;
     assert_eq!(rtp_total_packets(&q), Some(2 * u64::from(N)), "{q}");
-    let calls = case.daemon.calls()?;
+    let calls = case.lab.daemon.calls()?;
     assert_eq!(calls.len(), 1, "{calls:?}");
     let c = &calls[0];
     assert_eq!(
@@ -251,9 +246,13 @@ fn offer_answer_query_delete(family: Family) -> TestResult {
         "0",
         "delete",
     ])?;
-    assert!(case.daemon.list()?.is_empty());
-    assert_eq!(case.daemon.stats()?.flows.used, 0, "flows left in the map");
-    assert!(case.daemon.calls()?.is_empty());
+    assert!(case.lab.daemon.list()?.is_empty());
+    assert_eq!(
+        case.lab.daemon.stats()?.flows.used,
+        0,
+        "flows left in the map"
+    );
+    assert!(case.lab.daemon.calls()?.is_empty());
     case.media_dropped()?;
 
     // Querying a deleted call is an error the client reports.
@@ -283,13 +282,13 @@ fn delete_delay_keeps_the_pinholes_until_it_passes() -> TestResult {
     case.ng_ok(&["--call-id", call, "--delete-delay", "1", "delete"])?;
     // Still open right after the delete…
     assert_eq!(case.pinholes_of(call)?.len(), 2, "closed before the delay");
-    assert_eq!(case.daemon.calls()?[0].state, "ending");
+    assert_eq!(case.lab.daemon.calls()?[0].state, "ending");
     case.media_passes()?;
     // … and gone once the delay has passed.
     wait_for("the delayed delete", TIMEOUT, || {
-        Ok(case.daemon.list()?.is_empty().then_some(()))
+        Ok(case.lab.daemon.list()?.is_empty().then_some(()))
     })?;
-    assert_eq!(case.daemon.stats()?.flows.used, 0);
+    assert_eq!(case.lab.daemon.stats()?.flows.used, 0);
     case.media_dropped()?;
     Ok(())
 }
@@ -332,6 +331,7 @@ fn hostile_requests_get_errors_and_retransmissions_run_once() -> TestResult {
     );
 
     let sock = case
+        .lab
         .topo
         .router
         .udp_socket("127.0.0.1:0".parse().unwrap())?;
@@ -377,7 +377,7 @@ fn hostile_requests_get_errors_and_retransmissions_run_once() -> TestResult {
     assert_eq!(first, again);
     assert!(String::from_utf8_lossy(&first).contains("6:result2:ok"));
     let stats: serde_json::Value =
-        serde_json::from_str(&case.daemon.cli_ok(&["stats", "--json"])?)?;
+        serde_json::from_str(&case.lab.daemon.cli_ok(&["stats", "--json"])?)?;
     let ng = &stats["signaling"]["detail"]["ng"];
     assert_eq!(ng["retransmissions"], 1, "{ng}");
     // The five above and the unknown command.
