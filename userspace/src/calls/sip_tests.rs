@@ -1,6 +1,7 @@
 //! SIP call flows with hand-built events; every step asserts the exact
 //! intents.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::test_support::Step::{Sip, Tick};
@@ -118,14 +119,29 @@ fn established() -> Vec<Step> {
         Sip(
             3,
             reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            opens(A_RTP, B_RTP),
         ),
         Sip(4, caller_req(SipMethod::Ack, 1, "b1", None), vec![]),
     ]
 }
 
+/// The established stream's RTP and RTCP pairs close for `cause`.
 fn closes(cause: CloseCause) -> Vec<Intent> {
     vec![close(A_RTP, B_RTP, cause), close(A_RTCP, B_RTCP, cause)]
+}
+
+/// The RTP pair `a` ↔ `b` and its RTCP pair (next ports) open.
+fn opens(a: &str, b: &str) -> Vec<Intent> {
+    let rtcp = |s: &str| {
+        let s = sa(s);
+        SocketAddr::new(s.ip(), s.port() + 1).to_string()
+    };
+    vec![open(a, b), open(&rtcp(a), &rtcp(b))]
+}
+
+/// A renegotiation moves the established stream to `a` ↔ `b`.
+fn moves_to(a: &str, b: &str) -> Vec<Intent> {
+    [closes(CloseCause::Renegotiated), opens(a, b)].concat()
 }
 
 #[test]
@@ -170,7 +186,7 @@ fn plain_call_over_tcp_connections_callee_hangs_up() {
     let steps = vec![
         Sip(0, inv.clone(), vec![]),
         Sip(1, reply(&inv, 180, Some("b1"), None), vec![]),
-        Sip(2, ok, vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)]),
+        Sip(2, ok, opens(A_RTP, B_RTP)),
         Sip(3, caller_req(SipMethod::Ack, 1, "b1", None), vec![]),
         Sip(60_000, bye, vec![]),
         Tick(61_000, vec![]),
@@ -212,7 +228,7 @@ fn early_media_opens_on_183_and_200_repeats_the_answer() {
         Sip(
             1,
             reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            opens(A_RTP, B_RTP),
         ),
         Sip(
             2,
@@ -237,7 +253,7 @@ fn early_media_answer_changed_by_200_moves_the_pairs() {
         Sip(
             1,
             reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            opens(A_RTP, B_RTP),
         ),
         Sip(
             2,
@@ -247,12 +263,7 @@ fn early_media_answer_changed_by_200_moves_the_pairs() {
                 Some("b1"),
                 Some(vec![audio("198.51.100.20:10008")]),
             ),
-            vec![
-                close(A_RTP, B_RTP, CloseCause::Renegotiated),
-                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
-                open(A_RTP, "198.51.100.20:10008"),
-                open(A_RTCP, "198.51.100.20:10009"),
-            ],
+            moves_to(A_RTP, "198.51.100.20:10008"),
         ),
     ];
     run(CallConfig::default(), steps);
@@ -285,12 +296,7 @@ fn repeated_answer_from_another_host_changes_nothing() {
                 Some("b1"),
                 Some(vec![audio("198.51.100.20:10008")]),
             ),
-            vec![
-                close(A_RTP, B_RTP, CloseCause::Renegotiated),
-                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
-                open(A_RTP, "198.51.100.20:10008"),
-                open(A_RTCP, "198.51.100.20:10009"),
-            ],
+            moves_to(A_RTP, "198.51.100.20:10008"),
         ),
     ]);
     run(CallConfig::default(), steps);
@@ -362,12 +368,7 @@ fn reinvite_from_caller_moves_media_once_answered() {
                 None,
                 Some(vec![audio(B_RTP)]),
             ),
-            vec![
-                close(A_RTP, B_RTP, CloseCause::Renegotiated),
-                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
-                open("192.0.2.10:4002", B_RTP),
-                open("192.0.2.10:4003", B_RTCP),
-            ],
+            moves_to("192.0.2.10:4002", B_RTP),
         ),
         Sip(1_002, caller_req(SipMethod::Ack, 2, "b1", None), vec![]),
     ]);
@@ -389,12 +390,7 @@ fn reinvite_from_callee_with_own_cseq_space() {
         Sip(
             1_001,
             reply(&reinvite, 200, None, Some(vec![audio(A_RTP)])),
-            vec![
-                close(A_RTP, B_RTP, CloseCause::Renegotiated),
-                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
-                open(A_RTP, "198.51.100.20:10010"),
-                open(A_RTCP, "198.51.100.20:10011"),
-            ],
+            moves_to(A_RTP, "198.51.100.20:10010"),
         ),
         Sip(1_002, callee_req(SipMethod::Ack, 1, "b1", None), vec![]),
     ]);
@@ -480,7 +476,7 @@ fn cancel_closes_early_media_and_late_invite_copy_stays_dead() {
         Sip(
             1,
             reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            opens(A_RTP, B_RTP),
         ),
         Sip(2, cancel(), closes(CloseCause::Cancel)),
         Sip(3, reply(&cancel(), 200, None, None), vec![]),
@@ -511,7 +507,7 @@ fn final_error_responses_close_the_call() {
             steps.push(Sip(
                 1,
                 reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
-                vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+                opens(A_RTP, B_RTP),
             ));
             want = closes(CloseCause::Failed);
         } else {
@@ -543,7 +539,7 @@ fn challenged_invite_retried_with_higher_cseq_is_a_new_call() {
         Sip(
             3,
             reply(&retry, 200, Some("b1"), Some(vec![audio(B_RTP)])),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            opens(A_RTP, B_RTP),
         ),
     ];
     let calls = run(CallConfig::default(), steps);
@@ -588,7 +584,7 @@ fn unanswered_setup_expires_and_provisionals_refresh_it() {
         Sip(
             60_000,
             reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            opens(A_RTP, B_RTP),
         ),
         Tick(180_000, vec![]),
         Tick(239_999, vec![]),
@@ -631,11 +627,7 @@ fn invite_without_sdp_offer_in_200_answer_in_ack() {
         Sip(0, inv.clone(), vec![]),
         Sip(1, reply(&inv, 180, Some("b1"), None), vec![]),
         Sip(2, ok.clone(), vec![]),
-        Sip(
-            3,
-            ack.clone(),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
-        ),
+        Sip(3, ack.clone(), opens(A_RTP, B_RTP)),
         // 2xx and ACK retransmissions.
         Sip(4, ok, vec![]),
         Sip(5, ack, vec![]),
@@ -654,11 +646,7 @@ fn prack_answers_offer_in_reliable_183() {
             reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
             vec![],
         ),
-        Sip(
-            2,
-            prack.clone(),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
-        ),
+        Sip(2, prack.clone(), opens(A_RTP, B_RTP)),
         Sip(3, reply(&prack, 200, None, None), vec![]),
         Sip(4, prack, vec![]),
         // The 2xx repeats the 183's offer: already answered.
@@ -692,18 +680,13 @@ fn prack_and_update_carry_new_offers() {
         Sip(
             1,
             reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            opens(A_RTP, B_RTP),
         ),
         Sip(2, prack.clone(), vec![]),
         Sip(
             3,
             reply(&prack, 200, None, Some(vec![audio(B_RTP)])),
-            vec![
-                close(A_RTP, B_RTP, CloseCause::Renegotiated),
-                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
-                open("192.0.2.10:4002", B_RTP),
-                open("192.0.2.10:4003", B_RTCP),
-            ],
+            moves_to("192.0.2.10:4002", B_RTP),
         ),
         // UPDATE from the callee in the early dialog.
         Sip(4, update.clone(), vec![]),
@@ -768,7 +751,7 @@ fn several_m_lines_pair_by_index_and_port_zero_rejects() {
                 Some("b1"),
                 Some(vec![audio("198.51.100.20:10030"), audio(B_RTP)]),
             ),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            opens(A_RTP, B_RTP),
         ),
     ];
     run(CallConfig::default(), steps);
@@ -820,8 +803,8 @@ fn rtcp_mux_needs_both_sides() {
     // (offer muxes, answer muxes, expected pairs)
     let cases = [
         (true, true, vec![open(A_RTP, B_RTP)]),
-        (true, false, vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)]),
-        (false, true, vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)]),
+        (true, false, opens(A_RTP, B_RTP)),
+        (false, true, opens(A_RTP, B_RTP)),
     ];
     for (offer_mux, answer_mux, want) in cases {
         let offer = if offer_mux {
@@ -1117,7 +1100,7 @@ fn dialog_cap_bounds_forks() {
         Sip(
             4,
             reply(&inv, 200, Some("t3"), Some(vec![audio(B_RTP)])),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            opens(A_RTP, B_RTP),
         ),
     ];
     run(cfg, steps);
@@ -1137,7 +1120,7 @@ fn every_message_seen_twice_is_idempotent() {
         (reply(&inv, 100, None, None), vec![]),
         (
             reply(&inv, 183, Some("b1"), Some(vec![audio(B_RTP)])),
-            vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)],
+            opens(A_RTP, B_RTP),
         ),
         (
             reply(&inv, 200, Some("b1"), Some(vec![audio(B_RTP)])),
@@ -1147,12 +1130,7 @@ fn every_message_seen_twice_is_idempotent() {
         (reinvite.clone(), vec![]),
         (
             reply(&reinvite, 200, None, Some(vec![audio(B_RTP)])),
-            vec![
-                close(A_RTP, B_RTP, CloseCause::Renegotiated),
-                close(A_RTCP, B_RTCP, CloseCause::Renegotiated),
-                open("192.0.2.10:4002", B_RTP),
-                open("192.0.2.10:4003", B_RTCP),
-            ],
+            moves_to("192.0.2.10:4002", B_RTP),
         ),
         (caller_req(SipMethod::Ack, 2, "b1", None), vec![]),
         (caller_req(SipMethod::Bye, 3, "b1", None), vec![]),
