@@ -17,7 +17,7 @@ use std::{
 };
 
 use crate::{
-    frames::{Frame, HeaderKind},
+    frames::{ip_checksum, Frame, HeaderKind},
     Error, Netns, Result,
 };
 
@@ -297,22 +297,10 @@ fn patch(frame: &mut [u8], ip: usize, udp: usize, src: SocketAddr, dst: SocketAd
     frame[ip + 16..ip + 20].copy_from_slice(&dst.ip().octets());
     frame[ip + 10..ip + 12].copy_from_slice(&[0, 0]);
     let ihl = usize::from(frame[ip] & 0x0f) * 4;
-    let sum = checksum(&frame[ip..ip + ihl]);
+    let sum = ip_checksum(&frame[ip..ip + ihl]);
     frame[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
     frame[udp..udp + 2].copy_from_slice(&src.port().to_be_bytes());
     frame[udp + 2..udp + 4].copy_from_slice(&dst.port().to_be_bytes());
-}
-
-/// The Internet checksum of `data`.
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// The MAC address of `dev` in `ns`.
@@ -387,12 +375,12 @@ mod tests {
         let (s, d) = TUPLES.get(123_457);
         patch(&mut f, ip, udp, s, d);
         // A correct header checksums to zero.
-        assert_eq!(checksum(&f[ip..ip + 20]), 0);
+        assert_eq!(ip_checksum(&f[ip..ip + 20]), 0);
         assert_eq!(f[ip + 12..ip + 16], [192, 0, 2, 10 + (123_457 % 240) as u8]);
         assert_eq!(u16::from_be_bytes([f[udp], f[udp + 1]]), s.port());
         assert_eq!(u16::from_be_bytes([f[udp + 2], f[udp + 3]]), d.port());
         // The template built by `frames` is a valid packet to begin with.
-        assert_eq!(checksum(&built.bytes[ip..ip + 20]), 0);
+        assert_eq!(ip_checksum(&built.bytes[ip..ip + 20]), 0);
     }
 
     #[test]
@@ -406,7 +394,11 @@ mod tests {
             let (s, d) = TUPLES.get(i);
             patch(&mut full, frames.ip, frames.udp, s, d);
             assert_eq!(fast, full, "frame {i}");
-            assert_eq!(checksum(&fast[frames.ip..frames.ip + 20]), 0, "frame {i}");
+            assert_eq!(
+                ip_checksum(&fast[frames.ip..frames.ip + 20]),
+                0,
+                "frame {i}"
+            );
             assert_eq!((&fast[..6], &fast[6..12]), (&dst_mac[..], &src_mac[..]));
         }
     }

@@ -524,6 +524,12 @@ fn sum_words(mut acc: u32, data: &[u8]) -> u32 {
     acc
 }
 
+/// The Internet checksum (RFC 1071) of `data`, as an IPv4 header carries
+/// it; zero over a header whose checksum is right.
+pub fn ip_checksum(data: &[u8]) -> u16 {
+    checksum(0, data)
+}
+
 /// The Internet checksum of `data` on top of the partial sum `acc`.
 fn checksum(acc: u32, data: &[u8]) -> u16 {
     let mut s = sum_words(acc, data);

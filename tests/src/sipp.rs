@@ -22,7 +22,10 @@ use std::{
     time::Duration,
 };
 
-use crate::{netns::NsChild, unique_id, wait_for, Error, Family, Netns, Result, TempDir, Topology};
+use crate::{
+    frames::ip_checksum, netns::NsChild, unique_id, wait_for, Error, Family, Netns, Result,
+    TempDir, Topology,
+};
 
 /// The SIP port of both agents.
 pub const SIP_PORT: u16 = 5060;
@@ -196,17 +199,6 @@ pub fn rtp_pcap(packets: u32, interval: Duration) -> Vec<u8> {
         out.extend(std::iter::repeat_n(0xd5, RTP_PAYLOAD_LEN));
     }
     out
-}
-
-fn ip_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// One sipp process in a namespace, logging into the scenario directory.
