@@ -260,13 +260,17 @@ pub struct Counters {
     pub sessions_opened: u64,
     /// Calls and sessions that ended, by cause.
     pub calls_closed: [u64; CloseCause::ALL.len()],
-    /// Open intents emitted, latching ones included.
+    /// Open intents emitted, latching ones included (provisional ones not:
+    /// see `pairs_pre_answer`).
     pub pairs_opened: u64,
     /// Of those, [`Intent::Latch`]es (media behind NAT, latching on).
     pub pairs_latching: u64,
-    /// Of those, provisional pairs of offers not answered yet
-    /// ([`CallConfig::pre_answer`]); not in `pairs_latching`.
+    /// Provisional pairs of offers not answered yet
+    /// ([`CallConfig::pre_answer`]) armed, and closed again (by the answer or
+    /// the end of the call): kept apart from `pairs_opened` and
+    /// `pairs_closed`, which count what the signaling justified.
     pub pairs_pre_answer: u64,
+    pub pairs_pre_answer_closed: u64,
     /// Close intents emitted, by cause.
     pub pairs_closed: [u64; CloseCause::ALL.len()],
     /// SIP messages that matched no tracked call or dialog.
@@ -324,13 +328,14 @@ impl Serialize for Counters {
             name: CloseCause::name,
             values: &self.pairs_closed,
         };
-        let mut m = s.serialize_map(Some(11))?;
+        let mut m = s.serialize_map(Some(12))?;
         m.serialize_entry("calls_opened", &self.calls_opened)?;
         m.serialize_entry("sessions_opened", &self.sessions_opened)?;
         m.serialize_entry("calls_closed", &calls_closed)?;
         m.serialize_entry("pairs_opened", &self.pairs_opened)?;
         m.serialize_entry("pairs_latching", &self.pairs_latching)?;
         m.serialize_entry("pairs_pre_answer", &self.pairs_pre_answer)?;
+        m.serialize_entry("pairs_pre_answer_closed", &self.pairs_pre_answer_closed)?;
         m.serialize_entry("pairs_closed", &pairs_closed)?;
         m.serialize_entry("refused", &refused)?;
         m.serialize_entry("sip_unmatched", &self.sip_unmatched)?;
@@ -360,11 +365,11 @@ impl Ctx<'_> {
     }
 
     fn latch(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, latch: Latch) {
-        self.counters.pairs_opened += 1;
         let window = if latch.pre_answer {
             self.counters.pairs_pre_answer += 1;
             self.cfg.setup_timeout
         } else {
+            self.counters.pairs_opened += 1;
             self.counters.pairs_latching += 1;
             self.cfg.latching
         };
@@ -378,6 +383,21 @@ impl Ctx<'_> {
             idle_timeout: self.cfg.idle_timeout,
             pre_answer: latch.pre_answer,
         });
+    }
+
+    /// Closes `pair`, counted as provisional or by `cause`.
+    fn close_pair(&mut self, owner: &Owner, pair: &pairs::Pair, cause: CloseCause) {
+        if pair.latch.is_some_and(|l| l.pre_answer) {
+            self.counters.pairs_pre_answer_closed += 1;
+            self.out.push(Intent::Close {
+                owner: owner.clone(),
+                a: pair.a,
+                b: pair.b,
+                cause,
+            });
+        } else {
+            self.close(owner, pair.a, pair.b, cause);
+        }
     }
 
     fn close(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, cause: CloseCause) {

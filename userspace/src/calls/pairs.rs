@@ -223,7 +223,7 @@ impl PairSet {
             .filter(|p| !wanted_set.contains(p))
             .collect();
         for p in gone.iter().filter(|p| !provisional(p)) {
-            ctx.close(owner, p.a, p.b, cause);
+            ctx.close_pair(owner, p, cause);
         }
         for p in opens {
             match p.latch {
@@ -232,7 +232,7 @@ impl PairSet {
             }
         }
         for p in gone.iter().filter(|p| provisional(p)) {
-            ctx.close(owner, p.a, p.b, cause);
+            ctx.close_pair(owner, p, cause);
         }
         let before: HashSet<&(Pair, Refusal)> = self.refused.iter().collect();
         for r @ &(p, reason) in &refused {
@@ -247,7 +247,7 @@ impl PairSet {
     /// Closes every open pair.
     pub fn close_all(&mut self, owner: &Owner, cause: CloseCause, ctx: &mut Ctx<'_>) {
         for p in self.installed.drain(..) {
-            ctx.close(owner, p.a, p.b, cause);
+            ctx.close_pair(owner, &p, cause);
         }
         self.refused.clear();
     }

@@ -147,8 +147,14 @@ fn the_offer_arms_and_the_answer_supersedes_after_opening() {
     );
     let c = calls.counters();
     assert_eq!(
-        (c.pairs_pre_answer, c.pairs_latching, c.pairs_opened),
-        (2, 0, 4)
+        (
+            c.pairs_pre_answer,
+            c.pairs_pre_answer_closed,
+            c.pairs_latching,
+            c.pairs_opened,
+            c.pairs_closed(CloseCause::Renegotiated)
+        ),
+        (2, 2, 0, 2, 0)
     );
     let json = serde_json::to_value(c).unwrap();
     assert_eq!(json["pairs_pre_answer"], 2);
