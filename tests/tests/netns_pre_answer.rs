@@ -124,9 +124,7 @@ impl Offered {
         deliver(
             &self.callee_sip,
             &self.caller_sip,
-            &self
-                .dialog
-                .response(200, "OK", 1, "INVITE", Some(&answer)),
+            &self.dialog.response(200, "OK", 1, "INVITE", Some(&answer)),
             SIP_TIMEOUT,
         )?;
         deliver(
@@ -172,7 +170,11 @@ fn early_media_latches_and_the_answer_keeps_it(family: Family) -> TestResult {
     let t = Offered::start(family, &[])?;
     let s = t.lab.signaling()?;
     assert_eq!(detail(&s, "latching.counters.pre_answer.armed"), 1);
-    assert_eq!(t.lab.daemon.list()?, vec![], "nothing open before the answer");
+    assert_eq!(
+        t.lab.daemon.list()?,
+        vec![],
+        "nothing open before the answer"
+    );
 
     // Only the answerer's signaling address may latch.
     t.dropped(&t.attacker)?;
