@@ -1206,7 +1206,7 @@ impl<S: FlowStore> Core<S> {
             a,
             b,
         };
-        if self.latch_release(&claim, cause) {
+        if self.latch_release(&claim, cause) || self.pre_answer_release_unknown(&claim, cause) {
             return;
         }
         let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {

@@ -342,6 +342,39 @@ impl<S: FlowStore> Core<S> {
         true
     }
 
+    /// Releases what a provisional pair whose claim this controller does
+    /// not know latched (the claim was made by the daemon before a
+    /// restart: claims are not saved, the call state is): the pinholes
+    /// held under the call's pre-answer tag at the pair's known end.
+    /// Returns whether `claim` names a provisional pair (one end port 0).
+    pub(super) fn pre_answer_release_unknown(
+        &mut self,
+        claim: &ClaimKey,
+        cause: CloseCause,
+    ) -> bool {
+        let known = match (claim.a.port(), claim.b.port()) {
+            (0, _) => claim.b,
+            (_, 0) => claim.a,
+            _ => return false,
+        };
+        let tag = Some(adoption_tag(&claim.owner, true));
+        let held: Vec<(Endpoint, Endpoint)> = self
+            .table
+            .iter()
+            .filter(|p| p.is_held_by(&tag))
+            .filter(|p| p.pair.a().addr() == known || p.pair.b().addr() == known)
+            .map(|p| (p.pair.a(), p.pair.b()))
+            .collect();
+        for (a, b) in held {
+            if let Ok(r) = self.table.release(a, b, &tag) {
+                let removed = self.apply_removes(&r.ops);
+                info!(id = %r.pinhole.id, a = %a, b = %b, owner = claim.owner, cause = cause.name(),
+                    closed = r.closed, flows_removed = removed, "pre-answer pinhole of an earlier daemon released");
+            }
+        }
+        true
+    }
+
     /// Removes the entry `key` from the map: its window passed or nobody
     /// wants it any more. When the program claimed it meanwhile, waits for
     /// the report instead.
@@ -1065,6 +1098,25 @@ mod tests {
         // Its close finds nothing; the answer opens as usual.
         fx.apply(vec![open_pair("c1", NAT), close_provisional("c1")]);
         assert_eq!(fx.pinholes(), vec![(sa(NAT), sa(LOCAL), vec![tag("c1")])]);
+        fx.assert_consistent();
+    }
+
+    #[test]
+    fn a_provisional_pair_latched_before_a_restart_is_released_by_its_close() {
+        let mut fx = Fx::new(64, 64);
+        fx.apply(vec![provisional("c1")]);
+        let ev = fx.packet(NAT).unwrap();
+        fx.c.on_latched(vec![ev]);
+        // A restarted daemon knows the table and the calls, not the claims.
+        fx.c.core.latches = Latches::default();
+        fx.apply(vec![
+            open_pair("c1", "192.0.2.10:40002"),
+            close_provisional("c1"),
+        ]);
+        assert_eq!(
+            fx.pinholes(),
+            vec![(sa("192.0.2.10:40002"), sa(LOCAL), vec![tag("c1")])]
+        );
         fx.assert_consistent();
     }
 
