@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask build|run|test|bench`.
+//! Project tasks: `cargo xtask build|run|test|bench|demo|fuzz|soak`.
 //!
 //! Every task first makes sure the toolchain is installed (see [`toolchain`]),
 //! so a fresh clone on a bare Debian 12 machine needs only rustup's cargo and
