@@ -1104,7 +1104,20 @@ impl<S: FlowStore> Core<S> {
     /// Executes intents from `source`.
     fn apply(&mut self, intents: Vec<Intent>, source: Source) -> Applied {
         let mut out = Applied::default();
-        for intent in intents {
+        // The calls layer opens an answer's pairs before it closes the
+        // provisional ones, so that a latched pair the answer confirms keeps
+        // its flows. A provisional pair that never latched holds only a
+        // reservation in the table: release those first, so that the
+        // answer can use their room when the table is full to the last flow.
+        let (first, rest): (Vec<Intent>, Vec<Intent>) = intents.into_iter().partition(|i| {
+            matches!(i, Intent::Close { owner, a, b, .. }
+                if self.is_waiting_pre_answer(&latching::ClaimKey {
+                    owner: owner_tag(owner, Source::Observed),
+                    a: *a,
+                    b: *b,
+                }))
+        });
+        for intent in first.into_iter().chain(rest) {
             match intent {
                 Intent::Open {
                     owner,

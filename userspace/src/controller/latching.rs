@@ -294,6 +294,15 @@ impl<S: FlowStore> Core<S> {
         }
     }
 
+    /// Whether `claim` is a provisional (pre-answer) pair still waiting for
+    /// its first packet: releasing it only gives back its reservation.
+    pub(super) fn is_waiting_pre_answer(&self, claim: &ClaimKey) -> bool {
+        self.latches
+            .claims
+            .get(claim)
+            .is_some_and(|c| c.pre_answer && matches!(c.state, State::Waiting(_)))
+    }
+
     /// Releases `claim` if it is a latching one (whatever its state);
     /// returns whether it was.
     pub(super) fn latch_release(&mut self, claim: &ClaimKey, cause: CloseCause) -> bool {
@@ -1064,6 +1073,30 @@ mod tests {
         fx.assert_consistent();
         let pa = fx.counters().pre_answer;
         assert_eq!((pa.latched, pa.confirmed, pa.superseded), (1, 0, 1));
+    }
+
+    #[test]
+    fn an_answer_fits_in_a_table_full_to_the_last_flow() {
+        // Two flows: the provisional pair's reservation fills the table, and
+        // the answer's pair needs the same two. The unlatched provisional
+        // pair is released first, so the answer is not refused.
+        let mut fx = Fx::new(2, 64);
+        assert_eq!(fx.apply(vec![provisional("c1")]).opened, 1);
+        let applied = fx.apply(vec![open_pair("c1", NAT), close_provisional("c1")]);
+        assert_eq!(applied.failures, Vec::<String>::new());
+        assert_eq!(applied.opened, 1);
+        assert_eq!(fx.c.applied().map_full, 0);
+        assert_eq!(fx.pinholes(), vec![(sa(NAT), sa(LOCAL), vec![tag("c1")])]);
+        fx.assert_consistent();
+        // A latched provisional pair the answer confirms needs no new room.
+        let mut fx = Fx::new(2, 64);
+        fx.apply(vec![provisional("c1")]);
+        let ev = fx.packet(NAT).unwrap();
+        fx.c.on_latched(vec![ev]);
+        let applied = fx.apply(vec![open_pair("c1", NAT), close_provisional("c1")]);
+        assert_eq!(applied.failures, Vec::<String>::new());
+        assert_eq!(fx.pinholes(), vec![(sa(NAT), sa(LOCAL), vec![tag("c1")])]);
+        fx.assert_consistent();
     }
 
     #[test]
