@@ -1111,11 +1111,11 @@ impl<S: FlowStore> Core<S> {
         // answer can use their room when the table is full to the last flow.
         let (first, rest): (Vec<Intent>, Vec<Intent>) = intents.into_iter().partition(|i| {
             matches!(i, Intent::Close { owner, a, b, .. }
-                if self.is_waiting_pre_answer(&latching::ClaimKey {
-                    owner: owner_tag(owner, Source::Observed),
-                    a: *a,
-                    b: *b,
-                }))
+            if self.is_waiting_pre_answer(&latching::ClaimKey {
+                owner: owner_tag(owner, Source::Observed),
+                a: *a,
+                b: *b,
+            }))
         });
         for intent in first.into_iter().chain(rest) {
             match intent {
