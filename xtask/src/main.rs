@@ -245,6 +245,8 @@ fn test() -> Result<()> {
             "pinhole-integration",
             "--test",
             "xdp_prog",
+            "--test",
+            "xdp_latch",
         ]))
     })?;
     // Seeded: a failure prints the seed to replay (PINHOLE_PROPTEST_SEED).
