@@ -1308,6 +1308,7 @@ impl<S: FlowStore> Core<S> {
             signaling,
             refusals,
             interfaces: Vec::new(),
+            latch_events: self.latches.counters().events(),
         }
     }
 

@@ -19,7 +19,11 @@
 //! - `pinhole_setup_latency_seconds`: signaling packet received → flow map
 //!   updated, buckets 10 µs to 100 ms;
 //! - `pinhole_interface_attached{iface, mode}`: 1 while the program is
-//!   attached to the configured interface, 0 while it is gone.
+//!   attached to the configured interface, 0 while it is gone;
+//! - `pinhole_latch_events_total{kind, event}`: half-open pinholes by what
+//!   happened to them (`armed`, `latched`, `expired`, …): the latch map's
+//!   entries (`kind="entry"`, NAT and pre-answer latching alike) and the
+//!   provisional pairs of pre-answer latching (`kind="pre_answer"`).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -90,6 +94,8 @@ pub struct Snapshot {
     /// Configured interfaces: name, XDP mode, whether the program is
     /// attached to it now.
     pub interfaces: Vec<(String, String, bool)>,
+    /// Half-open pinhole events: kind (`entry`, `pre_answer`), event, count.
+    pub latch_events: Vec<(&'static str, &'static str, u64)>,
 }
 
 /// The metrics registry. See the module documentation.
@@ -262,6 +268,17 @@ impl Collector for SnapshotCollector {
             let labels = [("iface", iface.as_str()), ("mode", mode.as_str())];
             ConstGauge::new(i64::from(*attached)).encode(family.encode_family(&labels)?)?;
         }
+
+        let mut family = encoder.encode_descriptor(
+            "latch_events",
+            "Half-open pinholes (NAT latching, pre-answer latching) by what happened to them",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, event, count) in &s.latch_events {
+            let labels = [("kind", *kind), ("event", *event)];
+            ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }
@@ -406,6 +423,7 @@ mod tests {
                 ("r-out".into(), "native".into(), true),
                 ("r-in".into(), "native".into(), false),
             ],
+            latch_events: vec![("entry", "latched", 3), ("pre_answer", "confirmed", 2)],
         }
     }
 
@@ -436,6 +454,9 @@ mod tests {
             "# TYPE pinhole_interface_attached gauge",
             "pinhole_interface_attached{iface=\"r-out\",mode=\"native\"} 1",
             "pinhole_interface_attached{iface=\"r-in\",mode=\"native\"} 0",
+            "# TYPE pinhole_latch_events counter",
+            "pinhole_latch_events_total{kind=\"entry\",event=\"latched\"} 3",
+            "pinhole_latch_events_total{kind=\"pre_answer\",event=\"confirmed\"} 2",
             "# TYPE pinhole_setup_latency_seconds histogram",
             "# UNIT pinhole_setup_latency_seconds seconds",
             "pinhole_setup_latency_seconds_bucket{le=\"0.00001\"} 0",

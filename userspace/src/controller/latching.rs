@@ -158,6 +158,31 @@ pub struct PreAnswerCounters {
     pub expired: u64,
 }
 
+impl LatchCounters {
+    /// Every counter as (kind, event, count), for the metrics: `entry` for
+    /// the latch map's entries (NAT and pre-answer alike), `pre_answer` for
+    /// the provisional pairs calls asked for.
+    pub fn events(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let p = &self.pre_answer;
+        vec![
+            ("entry", "armed", self.armed),
+            ("entry", "latched", self.latched),
+            ("entry", "expired", self.expired),
+            ("entry", "withdrawn", self.withdrawn),
+            ("entry", "flows_full", self.flows_full),
+            ("entry", "refused_full", self.refused_full),
+            ("entry", "orphaned", self.orphaned),
+            ("pre_answer", "armed", p.armed),
+            ("pre_answer", "unarmed", p.unarmed),
+            ("pre_answer", "latched", p.latched),
+            ("pre_answer", "confirmed", p.confirmed),
+            ("pre_answer", "superseded", p.superseded),
+            ("pre_answer", "answered_first", p.answered_first),
+            ("pre_answer", "expired", p.expired),
+        ]
+    }
+}
+
 impl Latches {
     pub fn counters(&self) -> &LatchCounters {
         &self.counters
@@ -1050,6 +1075,13 @@ mod tests {
             stats.signaling.detail["latching"]["counters"]["pre_answer"]["confirmed"],
             1
         );
+        // And the metrics export them.
+        let events = fx.c.snapshot().latch_events;
+        assert!(
+            events.contains(&("pre_answer", "confirmed", 1)),
+            "{events:?}"
+        );
+        assert!(events.contains(&("entry", "latched", 1)), "{events:?}");
         // The call's end closes it.
         fx.apply(vec![close_pair("c1", NAT, LOCAL)]);
         assert!(fx.pinholes().is_empty());
