@@ -13,6 +13,7 @@
 //! Everything needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF) and fails with
 //! a clear message without it. Every wait is a bounded poll.
 
+pub mod bpffs;
 pub mod flood;
 pub mod frames;
 pub mod xdp;

@@ -25,16 +25,15 @@
 use std::{
     collections::BTreeSet,
     net::{SocketAddr, UdpSocket},
-    path::PathBuf,
     process::Command,
     time::Duration,
 };
 
 use pinhole_integration::{
+    bpffs::PinFs,
     pinhole_bin, run_bounded,
     sip_craft::{self, Dialog, Sdp, SipPeer, SIP_PORT},
-    traffic, unique_id, wait_for, Daemon, Family, InterfaceState, Netns, TempDir, Topology,
-    XdpMode,
+    traffic, wait_for, Daemon, Family, InterfaceState, Netns, TempDir, Topology, XdpMode,
 };
 
 /// Datagrams per burst.
@@ -322,45 +321,6 @@ fn recreated_interface_is_attached_again(mode: XdpMode) -> TestResult {
     let log = c.daemon().log();
     assert!(!log.contains(" ERROR "), "errors logged:\n{log}");
     Ok(())
-}
-
-/// A bpffs of the test's own under /run (the daemon's `ip netns exec`
-/// mount namespace has a /sys of its own), unmounted on drop.
-struct PinFs {
-    root: PathBuf,
-}
-
-impl PinFs {
-    fn new() -> anyhow::Result<PinFs> {
-        let root = PathBuf::from(format!(
-            "/run/ph-{}-{}-bpffs",
-            std::process::id(),
-            unique_id()
-        ));
-        std::fs::create_dir_all(&root)?;
-        let out = Command::new("mount")
-            .args(["-t", "bpf", "bpf"])
-            .arg(&root)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "mounting a bpffs on {} failed (these tests need root): {}",
-            root.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(PinFs { root })
-    }
-
-    fn pin_dir(&self) -> PathBuf {
-        self.root.join("pinhole")
-    }
-}
-
-impl Drop for PinFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.root).output();
-        let _ = std::fs::remove_dir(&self.root);
-    }
 }
 
 /// The (link id, program id) of the XDP link pinned at `pin`, from

@@ -34,8 +34,8 @@ use std::{
 };
 
 use pinhole_integration::{
-    pinhole_bin, run_bounded, traffic, unique_id, wait_for, CliOutput, Daemon, Family, Netns,
-    TempDir, Topology, XdpMode,
+    bpffs::PinFs, pinhole_bin, run_bounded, traffic, unique_id, wait_for, CliOutput, Daemon,
+    Family, Netns, TempDir, Topology, XdpMode,
 };
 use serde_json::Value;
 
@@ -55,67 +55,6 @@ const B_PORT: u16 = 10000;
 const NG_PORT: u16 = 2223;
 
 type TestResult = anyhow::Result<()>;
-
-/// A bpffs of the test's own under /run, unmounted on drop.
-struct PinFs {
-    root: PathBuf,
-}
-
-impl PinFs {
-    fn new() -> anyhow::Result<PinFs> {
-        let root = PathBuf::from(format!(
-            "/run/ph-{}-{}-bpffs",
-            std::process::id(),
-            unique_id()
-        ));
-        std::fs::create_dir_all(&root)?;
-        let out = Command::new("mount")
-            .args(["-t", "bpf", "bpf"])
-            .arg(&root)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "mounting a bpffs on {} failed (these tests need root): {}",
-            root.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(PinFs { root })
-    }
-
-    fn pin_dir(&self) -> PathBuf {
-        self.root.join("pinhole")
-    }
-
-    /// Everything in the bpffs but the kernel's own `*.debug` files.
-    fn leftovers(&self) -> anyhow::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for e in std::fs::read_dir(&self.root)? {
-            let name = e?.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".debug") {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
-    }
-
-    /// The pins in the pin directory.
-    fn pins(&self) -> anyhow::Result<Vec<String>> {
-        let mut names: Vec<String> = std::fs::read_dir(self.pin_dir())?
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<_, _>>()?;
-        names.sort();
-        Ok(names)
-    }
-}
-
-impl Drop for PinFs {
-    fn drop(&mut self) {
-        // Unmounting frees whatever is still pinned (a failed test's filter).
-        let _ = Command::new("umount").arg("-l").arg(&self.root).output();
-        let _ = std::fs::remove_dir(&self.root);
-    }
-}
 
 /// One test's world. Field order is drop order: daemon, then pins, then the
 /// namespaces.
