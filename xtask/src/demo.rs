@@ -11,28 +11,10 @@ use std::{ffi::OsString, process::Command};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{
-    build_pinhole, cargo_cmd, proc, target_dir,
-    toolchain::{ensure_test_tools, ensure_toolchain},
-};
+use crate::proc;
 
 pub fn run(args: &[OsString]) -> Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the demo creates network namespaces and loads XDP programs: run it as root");
-    }
-    ensure_toolchain()?;
-    ensure_test_tools()?;
-    let pinhole = build_pinhole(true)?;
-    proc::run(&mut cargo_cmd([
-        "build",
-        "--release",
-        "-p",
-        "pinhole-integration",
-        "--bin",
-        "pinhole-demo",
-    ]))?;
-    let demo = target_dir().join("release").join("pinhole-demo");
+    let (pinhole, demo) = crate::build_lab_binaries("the demo", "pinhole-demo")?;
     let mut cmd = Command::new(&demo);
     cmd.args(args).env("PINHOLE_BIN", &pinhole);
     eprintln!("+ {}", proc::display(&cmd));

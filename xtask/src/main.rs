@@ -187,6 +187,29 @@ fn build_pinhole(release: bool) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// For the tasks that drive a veth lab (`demo`, `soak`): checks for root
+/// (`why` says what needs it), installs the toolchain and the test tools,
+/// and builds `pinhole` and the tests crate's binary `lab_bin` in release
+/// mode. Returns their paths.
+fn build_lab_binaries(why: &str, lab_bin: &str) -> Result<(PathBuf, PathBuf)> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!("{why} creates network namespaces and loads XDP programs: run it as root");
+    }
+    ensure_toolchain()?;
+    ensure_test_tools()?;
+    let pinhole = build_pinhole(true)?;
+    proc::run(&mut cargo_cmd([
+        "build",
+        "--release",
+        "-p",
+        "pinhole-integration",
+        "--bin",
+        lab_bin,
+    ]))?;
+    Ok((pinhole, target_dir().join("release").join(lab_bin)))
+}
+
 fn run(release: bool, args: &[OsString]) -> Result<()> {
     let bin = build(release)?;
     let mut cmd = Command::new(&bin);

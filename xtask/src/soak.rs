@@ -10,12 +10,9 @@
 
 use std::{ffi::OsString, path::PathBuf, process::Command};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use crate::{
-    build_pinhole, cargo_cmd, proc, root, target_dir,
-    toolchain::{ensure_test_tools, ensure_toolchain},
-};
+use crate::{proc, root};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,21 +31,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the soak creates network namespaces and loads XDP programs: run it as root");
-    }
-    ensure_toolchain()?;
-    ensure_test_tools()?;
-    let pinhole = build_pinhole(true)?;
-    proc::run(&mut cargo_cmd([
-        "build",
-        "--release",
-        "-p",
-        "pinhole-integration",
-        "--bin",
-        "pinhole-soak",
-    ]))?;
+    let (pinhole, soak) = crate::build_lab_binaries("the soak", "pinhole-soak")?;
     let out = args.out.clone().map_or_else(
         || {
             root().join(if args.quick {
@@ -59,7 +42,7 @@ pub fn run(args: &Args) -> Result<()> {
         },
         |p| if p.is_absolute() { p } else { root().join(p) },
     );
-    let mut cmd = Command::new(target_dir().join("release").join("pinhole-soak"));
+    let mut cmd = Command::new(soak);
     cmd.current_dir(root())
         .env("PINHOLE_BIN", &pinhole)
         .arg("--out")
