@@ -42,6 +42,25 @@ pub const RTP_INTERVAL: Duration = Duration::from_millis(20);
 /// RTP payload bytes per packet (20 ms of G.711).
 pub const RTP_PAYLOAD_LEN: usize = 160;
 
+/// Starts sipp in `ns` with `args`, working in `dir`, its output in
+/// `dir/log`: for load generators (the lab bench, the soak) that manage
+/// the process themselves.
+pub fn spawn_logged(
+    ns: &Netns,
+    dir: &Path,
+    log: &str,
+    args: &[String],
+) -> std::io::Result<std::process::Child> {
+    let out = File::create(dir.join(log))?;
+    ns.command("sipp")
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+}
+
 /// The directory of the scenario files in the source tree.
 pub fn scenario_source_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sipp"))

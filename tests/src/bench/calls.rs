@@ -11,9 +11,7 @@
 //! lossy rate within a round.
 
 use std::{
-    fs::File,
     path::{Path, PathBuf},
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -109,15 +107,7 @@ pub fn parse_counts(screen: &str) -> Option<(u64, u64)> {
 }
 
 fn sipp(ns: &Netns, dir: &Path, log: &str, args: &[String]) -> Result<std::process::Child> {
-    let out = File::create(dir.join(log))?;
-    ns.command("sipp")
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .context("starting sipp")
+    pinhole_integration::sipp::spawn_logged(ns, dir, log, args).context("starting sipp")
 }
 
 fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> Result<Option<i32>> {

@@ -390,15 +390,7 @@ fn pinhole_build() -> String {
 
 /// sipp in `ns`, logging into `dir`.
 fn sipp(ns: &Netns, dir: &Path, log: &str, args: &[String]) -> Result<std::process::Child> {
-    let out = std::fs::File::create(dir.join(log))?;
-    ns.command("sipp")
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .context("starting sipp")
+    pinhole_integration::sipp::spawn_logged(ns, dir, log, args).context("starting sipp")
 }
 
 /// Waits for `child` for at most `timeout` (SIGINT ends the wait); kills
