@@ -1042,7 +1042,12 @@ impl<S: FlowStore> Core<S> {
             }
         };
 
+        // Flows this open put in the map (rolled back on failure), and the
+        // flows it found there already (never rolled back: a flow the XDP
+        // program latched whose report is not adopted yet, or one whose
+        // removal is pending, is not this open's to delete).
         let mut inserted: Vec<FlowKey> = Vec::new();
+        let mut found: Vec<FlowKey> = Vec::new();
         for op in &plan.ops {
             let MapOp::Insert(key) = op else { continue };
             match self.store.insert(key) {
@@ -1051,7 +1056,7 @@ impl<S: FlowStore> Core<S> {
                     if !self.pending_removals.contains(key) && !installed.contains(key) {
                         warn!(flow = %FlowDisplay(key), "flow was already in the map");
                     }
-                    inserted.push(*key);
+                    found.push(*key);
                 }
                 Err(e) => {
                     error!(a = %pair.a(), b = %pair.b(), "open failed, rolling back: {e}");
@@ -1071,7 +1076,8 @@ impl<S: FlowStore> Core<S> {
             })
             .collect();
         let (id, outcome) = self.table.commit(plan)?;
-        self.pending_removals.retain(|k| !inserted.contains(k));
+        self.pending_removals
+            .retain(|k| !inserted.contains(k) && !found.contains(k));
         for k in &removes {
             self.remove_flow(k);
         }
@@ -1720,6 +1726,34 @@ mod tests {
         assert!(!p.pair.rtcp());
         assert_eq!(c.store().flows.len(), 2);
         assert_consistent(&c);
+    }
+
+    /// A flow already in the map when an open starts (latched by the XDP
+    /// program, its report not adopted yet) is not the open's to delete
+    /// when the open fails half-way: only what the open itself inserted is
+    /// rolled back.
+    #[test]
+    fn rollback_keeps_flows_that_were_in_the_map_before() {
+        let fx = fixture(64, 30);
+        let mut store = FakeStore::new(64);
+        let (a, b) = (ep("192.0.2.1:4000"), ep("198.51.100.2:10000"));
+        let latched = [flow_key(a, b), flow_key(b, a)];
+        for k in &latched {
+            store.flows.insert(*k, FlowStats::default());
+        }
+        // The RTP flows exist; the first RTCP insert fails.
+        store.fail_inserts_after = Some(0);
+        let mut c = Controller::new(store, fx.config);
+        let err = c.open(params("192.0.2.1:4000", "198.51.100.2:10000", true, None));
+        assert!(matches!(err, Err(CommandError::Store(_))), "{err:?}");
+        assert!(c.table().is_empty());
+        for k in &latched {
+            assert!(
+                c.store().flows.contains_key(k),
+                "a flow that existed before the open was deleted by its rollback"
+            );
+        }
+        assert_eq!(c.store().flows.len(), 2);
     }
 
     #[test]
