@@ -118,6 +118,12 @@ impl parse::Flows for Hit {
 /// On a hit (`stats` is the flow's entry) adds the packet to the flow's
 /// stats. The lookup behind `stats` is the only map lookup a media packet
 /// costs; only a miss, with latching on, looks further ([`latch`]).
+///
+/// No lock is held between the lookup and the adds: if the controller
+/// deletes this flow and inserts another that reuses the same element in
+/// that window, this packet is counted on the new flow (at most one packet
+/// per CPU per reuse; the verdict is unaffected). README "Map layout"
+/// documents the race and why it is accepted.
 #[inline(always)]
 fn account(stats: *mut FlowStats, len: u64) -> Reason {
     // Several CPUs may hit the same flow: add atomically.
