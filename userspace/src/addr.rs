@@ -10,7 +10,7 @@ use std::{
 use pinhole_common::{FlowKey, FAMILY_V4, FAMILY_V6, IPPROTO_UDP};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::AddrError;
+use crate::datapath::error::AddrError;
 
 /// A validated media endpoint: a unicast IP address without zone id and a
 /// non-zero UDP port.

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use pinhole::{
     addr::Endpoint,
-    proto::{OpenParams, Request, Response},
+    controller::report::{OpenParams, Request, Response},
 };
 
 /// The `i`-th synthetic pinhole: a unique IPv4 outside endpoint in

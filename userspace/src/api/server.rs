@@ -1,5 +1,5 @@
 //! The control socket: a Unix stream socket speaking JSON lines
-//! (see [`crate::proto`]). The server side only talks to the controller
+//! (see [`crate::controller::report`]). The server side only talks to the controller
 //! through its handle; the client side is what the CLI subcommands use.
 
 use std::{
@@ -20,9 +20,9 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
+    controller::report::{Request, Response, MAX_REQUEST_LINE},
     controller::ControllerHandle,
-    error::{CommandError, ControlError, RemoteKind},
-    proto::{Request, Response, MAX_REQUEST_LINE},
+    datapath::error::{CommandError, ControlError, RemoteKind},
 };
 
 /// Connections served at once; more wait in the listen backlog.
@@ -300,8 +300,8 @@ pub fn decode_response<T: DeserializeOwned>(line: &[u8]) -> Result<T, ControlErr
 mod tests {
     use super::*;
     use crate::{
+        controller::report::{ListReply, OpenParams, StatsReply},
         controller::{spawn, ControllerConfig, FakeStore},
-        proto::{ListReply, OpenParams, StatsReply},
     };
 
     fn controller() -> ControllerHandle {
@@ -405,7 +405,7 @@ mod tests {
         let handle = controller();
         let serving = server.serve(handle);
         let client = async {
-            let open: crate::proto::OpenReply = request(
+            let open: crate::controller::report::OpenReply = request(
                 &path,
                 &Request::Open(OpenParams {
                     a: "192.0.2.1:4000".parse().unwrap(),

@@ -13,7 +13,7 @@ pub use crate::config::parse_cidr;
 use crate::{
     addr::Endpoint,
     config::{Fragments, LogFormat, RunOptions, SignalingMode, XdpMode},
-    loader::{parse_port_range, MAX_FLOWS, MIN_FLOWS},
+    datapath::load::{parse_port_range, MAX_FLOWS, MIN_FLOWS},
 };
 
 /// Default path of the control socket.

@@ -8,12 +8,14 @@ use serde::Serialize;
 
 use crate::{
     addr::Pair,
-    cli::{Cli, Command, DetachArgs, OutputArgs},
+    api::server::request,
+    app::cli::{Cli, Command, DetachArgs, OutputArgs},
+    app::output,
     config,
-    control::request,
-    error::ConfigError,
-    output,
-    proto::{CallsReply, CloseReply, ListReply, OpenParams, OpenReply, Request, StatsReply},
+    controller::report::{
+        CallsReply, CloseReply, ListReply, OpenParams, OpenReply, Request, StatsReply,
+    },
+    datapath::error::ConfigError,
 };
 
 /// Runs the parsed command line.
@@ -21,8 +23,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let control = &cli.control_path();
     match cli.command {
         Command::Run(args) => {
-            let settings = crate::daemon::settings(cli.control.as_deref(), &args)?;
-            crate::daemon::run(settings).await
+            let settings = crate::app::daemon::settings(cli.control.as_deref(), &args)?;
+            crate::app::daemon::run(settings).await
         }
         Command::CheckConfig(args) => {
             let summary = check_config(&args.file)
@@ -62,7 +64,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Detach(args) => {
             let (pin_dir, state_file) = detach_paths(&args)?;
-            let done = crate::pin::detach(&pin_dir, &state_file)?;
+            let done = crate::datapath::pin::detach(&pin_dir, &state_file)?;
             println!("{done}");
             Ok(())
         }

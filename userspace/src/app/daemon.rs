@@ -15,24 +15,24 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
+    api::server::{ensure_not_running, ControlServer},
+    app::cli::RunArgs,
+    calls::feed::FeedConfig,
     capture::{
-        feed::FeedConfig,
         nfqueue::{QueueOptions, DEFAULT_QUEUE_MAX_LEN},
         rules::RuleSpec,
         Capture,
     },
-    cli::RunArgs,
     config::{self, RunSettings, SignalingMode},
-    control::{ensure_not_running, ControlServer},
+    controller::state_file::{self, State, StateWriter},
     controller::{self, Controller, ControllerConfig, ControllerHandle, KernelStore},
-    error::ConfigError,
-    latch,
-    links::{LinkTask, Watcher},
-    loader::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
+    datapath::error::ConfigError,
+    datapath::latch,
+    datapath::links::{LinkTask, Watcher},
+    datapath::load::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
+    datapath::pin::{PinDir, Pinned},
     metrics::{self, Metrics},
     ng,
-    pin::{PinDir, Pinned},
-    state::{self, State, StateWriter},
 };
 
 /// How long the final write of the state file may take on exit.
@@ -49,7 +49,7 @@ fn take_over(s: &RunSettings) -> anyhow::Result<(PinDir, bool, Option<State>)> {
         .entries()?
         .iter()
         .any(|p| matches!(p, Pinned::Map { .. } | Pinned::Link { .. }));
-    let state = match state::load(&s.state_file) {
+    let state = match state_file::load(&s.state_file) {
         Ok(state) => state,
         Err(e) if pinned => return Err(e.into()),
         Err(e) => {
@@ -406,7 +406,7 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         ),
     };
     if remove_state {
-        if let Err(e) = state::remove(&s.state_file) {
+        if let Err(e) = state_file::remove(&s.state_file) {
             error!("{e}");
         }
     }
@@ -421,8 +421,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        cli::{Cli, Command},
-        error::{exit_code, EXIT_BAD_INPUT},
+        app::cli::{Cli, Command},
+        datapath::error::{exit_code, EXIT_BAD_INPUT},
     };
 
     fn resolved(extra: &[&str]) -> Result<RunSettings, ConfigError> {

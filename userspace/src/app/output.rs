@@ -2,8 +2,8 @@
 
 use pinhole_common::{Action, Reason};
 
-use crate::proto::{CallsReply, CloseReply, ListReply, OpenReply, StatsReply};
-use crate::table::OpenOutcome;
+use crate::controller::report::{CallsReply, CloseReply, ListReply, OpenReply, StatsReply};
+use crate::controller::table::OpenOutcome;
 
 /// Column alignment.
 #[derive(Clone, Copy)]
@@ -99,7 +99,7 @@ pub fn list(reply: &ListReply) -> String {
 }
 
 /// The owner column: every holder, comma-separated.
-fn owners(p: &crate::proto::PinholeInfo) -> String {
+fn owners(p: &crate::controller::report::PinholeInfo) -> String {
     if p.owners.is_empty() {
         p.owner.clone()
     } else {
@@ -270,7 +270,7 @@ pub fn closed(r: &CloseReply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{CounterInfo, FlowUsage, PinholeInfo};
+    use crate::controller::report::{CounterInfo, FlowUsage, PinholeInfo};
 
     #[test]
     fn list_is_an_aligned_table() {
@@ -340,11 +340,11 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
             pinholes: 2,
             rejected_full: 1,
             expired: 0,
-            signaling: crate::proto::SignalingStats {
+            signaling: crate::controller::report::SignalingStats {
                 mode: "inline".into(),
                 sip_messages: 7,
                 parse_errors: 1,
-                setup_latency_us: crate::proto::LatencyStats {
+                setup_latency_us: crate::controller::report::LatencyStats {
                     count: 3,
                     p50: 120.5,
                     p99: 480.0,
@@ -353,14 +353,14 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
                 ..Default::default()
             },
             interfaces: vec![
-                crate::proto::InterfaceStatus {
+                crate::controller::report::InterfaceStatus {
                     name: "r-out".into(),
                     state: "attached".into(),
                     mode: "skb".into(),
                     ifindex: Some(7),
                     ..Default::default()
                 },
-                crate::proto::InterfaceStatus {
+                crate::controller::report::InterfaceStatus {
                     name: "r-in".into(),
                     state: "absent".into(),
                     mode: "skb".into(),
@@ -390,7 +390,7 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
 
     #[test]
     fn calls_is_a_table_of_streams() {
-        use crate::proto::{CallEntry, StreamEntry};
+        use crate::controller::report::{CallEntry, StreamEntry};
         let stream = |index, kind: &str, a: &str, b: &str, packets| StreamEntry {
             index,
             kind: kind.into(),

@@ -9,9 +9,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use tracing::{info, warn};
 
-use super::packet::{PacketError, SignalingPacket, Transport};
+use crate::capture::packet::{PacketError, SignalingPacket, Transport};
 use crate::{
     calls::{CallConfig, Calls, Intent, Refusal, RtspEvent, SipEvent},
+    clock::RateLimit,
     metrics::SignalingCount,
     signaling::{
         reassembly::{FlowTable, Limits, ReassemblyError, Segment, StreamKey},
@@ -27,8 +28,6 @@ pub const DEFAULT_RTSP_PORTS: &[u16] = &[554, 7070, 8554];
 pub const DEFAULT_MAX_TCP_STREAMS: usize = 16_384;
 /// A TCP signaling stream without segments for this long is forgotten.
 pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(30 * 60);
-/// At most one log line per this interval per kind of problem.
-const LOG_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// What the feed watches and how calls are policed.
 #[derive(Clone, Debug)]
@@ -90,26 +89,6 @@ impl FeedCounters {
             c("packet", "undecodable", self.undecodable),
             c("packet", "ignored", self.ignored),
         ]
-    }
-}
-
-/// Logs at most once per interval, remembering how many were suppressed.
-#[derive(Debug, Default)]
-pub struct RateLimit {
-    next_ns: u64,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    /// `Some(suppressed since the last line)` when a line may be logged now.
-    pub fn allow(&mut self, now_ns: u64) -> Option<u64> {
-        if now_ns >= self.next_ns {
-            self.next_ns = now_ns.saturating_add(LOG_INTERVAL_NS);
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
-        }
     }
 }
 
@@ -446,16 +425,6 @@ mod tests {
             payload: payload.to_vec(),
             received_at: 0,
         }
-    }
-
-    #[test]
-    fn rate_limit_allows_one_line_per_interval() {
-        let mut r = RateLimit::default();
-        assert_eq!(r.allow(5), Some(0));
-        assert_eq!(r.allow(6), None);
-        assert_eq!(r.allow(LOG_INTERVAL_NS), None);
-        assert_eq!(r.allow(LOG_INTERVAL_NS + 5), Some(2));
-        assert_eq!(r.allow(LOG_INTERVAL_NS + 6), None);
     }
 
     #[test]

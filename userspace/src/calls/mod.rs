@@ -16,6 +16,7 @@
 
 mod adapt;
 mod api;
+pub mod feed;
 mod pairs;
 mod policy;
 mod rtsp_sessions;

@@ -10,7 +10,6 @@
 //! - [`nfqueue`]: the queue reader thread;
 //! - [`latency`]: the setup-latency histogram.
 
-pub mod feed;
 pub mod latency;
 pub mod nfqueue;
 pub mod packet;

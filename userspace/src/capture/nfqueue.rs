@@ -13,11 +13,10 @@ use nfq::{Queue, Verdict};
 use tracing::{error, info, warn};
 
 use super::{
-    feed::RateLimit,
     packet::{decode, PacketError, SignalingPacket},
     CaptureError,
 };
-use crate::clock::monotonic_ns;
+use crate::clock::{monotonic_ns, RateLimit};
 
 /// Default kernel queue length (packets waiting for the daemon); beyond it
 /// the queue fails open and packets pass unobserved.

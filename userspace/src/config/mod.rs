@@ -30,7 +30,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::calls::CallConfig;
-use crate::loader::{parse_port_range, MAX_FLOWS, MIN_FLOWS};
+use crate::datapath::load::{parse_port_range, MAX_FLOWS, MIN_FLOWS};
 use crate::ng::NgConfig;
 
 /// Where the systemd unit and the docs put the file.
@@ -902,7 +902,7 @@ fn validate(s: &RunSettings, locate: &Locate<'_>, errors: &mut Vec<ConfigError>)
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../../examples/pinhole.toml");
+    const EXAMPLE: &str = include_str!("../../../examples/pinhole.toml");
 
     fn errors(text: &str) -> Vec<(usize, usize, String)> {
         let r = parse(text).and_then(|f| resolve(Some(f), RunOptions::default()));

@@ -10,6 +10,9 @@
 //! grace, delete delays, lifetimes) run at their deadline.
 
 mod latching;
+pub mod report;
+pub mod state_file;
+pub mod table;
 
 use std::{
     collections::BTreeMap,
@@ -30,24 +33,25 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     addr::{flow_endpoints, flow_key, Endpoint, Pair},
-    calls::{CloseCause, Counters as CallCounters, Intent, Owner, Refusal},
-    capture::{
-        feed::{Feed, FeedConfig, RateLimit},
-        latency::Histogram,
-        nfqueue::Sink,
-        PacketError, SignalingPacket,
+    calls::{
+        feed::{Feed, FeedConfig},
+        CloseCause, Counters as CallCounters, Intent, Owner, Refusal,
     },
-    error::{AddrError, CommandError, StoreError, TableError},
-    latch::{LatchKey, LatchMap, Latched},
-    maps::{CounterMap, FlowMap, Inserted},
-    metrics::{Metrics, SignalingCount, Snapshot},
-    ng::{call_stats, CallsBackend, NgConfig, NgService, Pinholes, Totals},
-    proto::{
+    capture::{latency::Histogram, nfqueue::Sink, PacketError, SignalingPacket},
+    clock::RateLimit,
+    controller::report::{
         CallEntry, CallsReply, CloseReply, CounterInfo, FlowInfo, FlowUsage, InterfaceStatus,
         LatencyStats, ListReply, OpenParams, OpenReply, PinholeInfo, RefusedStats, SignalingStats,
         StatsReply, StreamEntry, MAX_OWNER_LEN,
     },
-    table::{owner_name, MapOp, OpenOutcome, OpenRequest, Pinhole, PinholeId, PinholeTable},
+    controller::table::{
+        owner_name, MapOp, OpenOutcome, OpenRequest, Pinhole, PinholeId, PinholeTable,
+    },
+    datapath::error::{AddrError, CommandError, StoreError, TableError},
+    datapath::latch::{LatchKey, LatchMap, Latched},
+    datapath::maps::{CounterMap, FlowMap, Inserted},
+    metrics::{Metrics, SignalingCount, Snapshot},
+    ng::{call_stats, CallsBackend, NgConfig, NgService, Pinholes, Totals},
 };
 
 mod persist;
@@ -156,9 +160,9 @@ pub struct ControllerConfig {
     pub metrics: Option<Arc<Metrics>>,
     /// Writes the state file (`--state-file`), kept in step with the
     /// table and the calls.
-    pub state_writer: Option<Arc<crate::state::StateWriter>>,
+    pub state_writer: Option<Arc<crate::controller::state_file::StateWriter>>,
     /// The attached interfaces' state, published by the link tracker
-    /// ([`crate::links`]); for `stats` and the metrics.
+    /// ([`crate::datapath::links`]); for `stats` and the metrics.
     pub interfaces: Option<watch::Receiver<Vec<InterfaceStatus>>>,
 }
 
@@ -220,7 +224,7 @@ pub enum Command {
         done: oneshot::Sender<()>,
     },
     /// Hands the current state to the state writer now; the reply is the
-    /// snapshot's sequence number for [`crate::state::StateWriter::wait`].
+    /// snapshot's sequence number for [`crate::controller::state_file::StateWriter::wait`].
     SaveState {
         reply: oneshot::Sender<u64>,
     },
@@ -1538,7 +1542,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::{addr::flow_key, error::RemoteKind};
+    use crate::{addr::flow_key, datapath::error::RemoteKind};
 
     const S: u64 = NS_PER_SEC;
 
@@ -1591,7 +1595,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (r.id, r.outcome, r.flows, r.idle_timeout_secs),
-            (1, crate::table::OpenOutcome::Opened, 2, 30)
+            (1, crate::controller::table::OpenOutcome::Opened, 2, 30)
         );
         let r2 = handle
             .open(params(

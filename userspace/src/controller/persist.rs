@@ -1,5 +1,5 @@
 //! Keeping the state file in step with the controller, and taking over the
-//! state an earlier daemon saved (see [`crate::state`]).
+//! state an earlier daemon saved (see [`crate::controller::state_file`]).
 //!
 //! After every command, tick or timer the controller compares a cheap
 //! [`Fingerprint`] of its state with the one it last saved; a difference
@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 
 use super::*;
-use crate::state::{SavedPinhole, State, StateWriter};
+use crate::controller::state_file::{SavedPinhole, State, StateWriter};
 
 /// Delay between a change and its write, to coalesce bursts.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -317,7 +317,7 @@ mod tests {
         let state = State::parse(
             Path::new("state.json"),
             json.as_bytes(),
-            &crate::state::boot_id(),
+            &crate::controller::state_file::boot_id(),
         )
         .unwrap();
         let report = second.restore(state);
@@ -444,7 +444,7 @@ mod tests {
         let seq2 = c.save_state();
         assert!(seq2 > seq);
         writer.wait(seq2, Duration::from_secs(10)).unwrap();
-        let saved = crate::state::load(&path).unwrap().unwrap();
+        let saved = crate::controller::state_file::load(&path).unwrap().unwrap();
         assert_eq!(saved.pinholes.len(), 2);
         drop(c);
         drop(writer);

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, net::SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{addr::Endpoint, error::RemoteKind, table::OpenOutcome};
+use crate::{addr::Endpoint, controller::table::OpenOutcome, datapath::error::RemoteKind};
 
 /// Longest request line the daemon reads, newline included.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
@@ -138,7 +138,7 @@ pub struct PinholeInfo {
 }
 
 fn manual() -> String {
-    crate::table::MANUAL_OWNER.to_string()
+    crate::controller::table::MANUAL_OWNER.to_string()
 }
 
 /// One flow of a pinhole in `list`.

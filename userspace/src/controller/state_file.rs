@@ -35,7 +35,7 @@ use tracing::{info, warn};
 use crate::{
     addr::Endpoint,
     calls::CallsSnapshot,
-    table::{Claim, OwnerTag, Pinhole},
+    controller::table::{Claim, OwnerTag, Pinhole},
 };
 
 /// The `format` tag of a state file.

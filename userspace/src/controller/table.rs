@@ -30,7 +30,7 @@ use pinhole_common::FlowKey;
 
 use crate::{
     addr::{pair_key, Endpoint, Pair, PairKey},
-    error::TableError,
+    datapath::error::TableError,
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;

@@ -150,7 +150,7 @@ pub enum LoadError {
         source: aya::maps::MapError,
     },
     #[error(transparent)]
-    PinDir(#[from] crate::pin::PinDirError),
+    PinDir(#[from] crate::datapath::pin::PinDirError),
     #[error("pinning {what} at {path}: {message}")]
     Pin {
         what: String,

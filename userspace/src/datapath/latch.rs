@@ -38,8 +38,8 @@ use tracing::{error, warn};
 
 use crate::{
     controller::ControllerHandle,
-    error::{LoadError, StoreError},
-    maps::{errno, take, FamilyKey, FamilyMaps, BPF_ANY},
+    datapath::error::{LoadError, StoreError},
+    datapath::maps::{errno, take, FamilyKey, FamilyMaps, BPF_ANY},
 };
 
 /// A half-open entry: the first packet from `from` (any port) to `local`

@@ -43,7 +43,10 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
-use crate::{config::XdpMode, error::LoadError, loader::Datapath, proto::InterfaceStatus};
+use crate::{
+    config::XdpMode, controller::report::InterfaceStatus, datapath::error::LoadError,
+    datapath::load::Datapath,
+};
 
 /// The rtnetlink multicast group of link changes (`RTNLGRP_LINK`).
 const RTNLGRP_LINK: u32 = 1;
@@ -450,7 +453,7 @@ impl<A: Attach> Tracker<A> {
     }
 
     fn on_new(&mut self, link: &LinkState) {
-        let mode = crate::pin::mode_name(self.mode);
+        let mode = crate::datapath::pin::mode_name(self.mode);
         for iface in &mut self.ifaces {
             if iface.attached == Some(link.index) && iface.name != link.name {
                 warn!(iface = %iface.name, renamed_to = %link.name, ifindex = link.index,
@@ -539,7 +542,7 @@ impl<A: Attach> Tracker<A> {
                     (None, None) => "absent",
                 }
                 .into(),
-                mode: crate::pin::mode_name(self.mode).into(),
+                mode: crate::datapath::pin::mode_name(self.mode).into(),
                 ifindex: i.attached.or(i.present),
                 up: i.up,
                 reattached: i.reattached,

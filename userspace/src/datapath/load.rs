@@ -24,9 +24,9 @@ use pinhole_common::{
 use tracing::{error, info, warn};
 
 use crate::{
-    error::{ConfigError, LoadError},
-    maps::{CounterMap, FlowMap},
-    pin::{PinDir, Pinned},
+    datapath::error::{ConfigError, LoadError},
+    datapath::maps::{CounterMap, FlowMap},
+    datapath::pin::{PinDir, Pinned},
 };
 
 /// Name of aya-log's ring buffer, present only when the program was built
@@ -357,7 +357,7 @@ impl Datapath {
         let mut adoption = Adoption::default();
         let mut fresh: Vec<String> = Vec::new();
         let specs = match &pins {
-            Some(_) => pinned_map_specs(crate::ebpf::OBJECT, &overrides)?,
+            Some(_) => pinned_map_specs(crate::datapath::ebpf::OBJECT, &overrides)?,
             None => Vec::new(),
         };
         let mut loader = EbpfLoader::new();
@@ -391,7 +391,7 @@ impl Datapath {
                 }
             }
         }
-        let mut ebpf = loader.load(crate::ebpf::OBJECT).map_err(|e| {
+        let mut ebpf = loader.load(crate::datapath::ebpf::OBJECT).map_err(|e| {
             if is_permission(&e) {
                 LoadError::PermissionDenied
             } else {
@@ -683,14 +683,14 @@ impl Datapath {
         &mut self,
     ) -> Result<
         (
-            crate::latch::LatchMap,
+            crate::datapath::latch::LatchMap,
             aya::maps::RingBuf<aya::maps::MapData>,
         ),
         LoadError,
     > {
         Ok((
-            crate::latch::LatchMap::take(&mut self.ebpf)?,
-            crate::latch::take_events(&mut self.ebpf)?,
+            crate::datapath::latch::LatchMap::take(&mut self.ebpf)?,
+            crate::datapath::latch::take_events(&mut self.ebpf)?,
         ))
     }
 
@@ -744,8 +744,8 @@ fn adopt_link(program: &mut Xdp, path: &Path, ifindex: u32) -> Result<Option<FdL
         path: path.into(),
         message,
     };
-    let info = crate::pin::link_info(path).map_err(|e| adopt(e.to_string()))?;
-    if info.link_type != crate::pin::BPF_LINK_TYPE_XDP || info.ifindex != ifindex {
+    let info = crate::datapath::pin::link_info(path).map_err(|e| adopt(e.to_string()))?;
+    if info.link_type != crate::datapath::pin::BPF_LINK_TYPE_XDP || info.ifindex != ifindex {
         return Ok(None);
     }
     let pinned = PinnedLink::from_pin(path).map_err(|e| adopt(e.to_string()))?;
@@ -829,7 +829,8 @@ mod tests {
 
     #[test]
     fn the_pinned_maps_are_the_programs_own() {
-        let specs = pinned_map_specs(crate::ebpf::OBJECT, &[(FLOWS_V4_MAP, 1024)]).unwrap();
+        let specs =
+            pinned_map_specs(crate::datapath::ebpf::OBJECT, &[(FLOWS_V4_MAP, 1024)]).unwrap();
         let v4 = specs.iter().find(|s| s.name == FLOWS_V4_MAP).unwrap();
         assert_eq!((v4.max_entries, v4.key_size), (1024, 12));
         assert!(specs.iter().any(|s| s.name == FLOWS_V6_MAP));

@@ -461,7 +461,7 @@ pub enum DetachError {
     #[error(transparent)]
     PinDir(#[from] PinDirError),
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::controller::state_file::StateError),
 }
 
 /// What `pinhole detach` removed.
@@ -523,7 +523,7 @@ pub fn detach(pin_dir: &Path, state_file: &Path) -> Result<Detached, DetachError
             }
         }
     }
-    if crate::state::remove(state_file)? {
+    if crate::controller::state_file::remove(state_file)? {
         out.state_file = Some(state_file.into());
     }
     Ok(out)

@@ -1,0 +1,9 @@
+//! The kernel side: loading and attaching the XDP program, its maps, pins
+//! on bpffs, and the interfaces it is attached to.
+pub mod ebpf;
+pub mod error;
+pub mod latch;
+pub mod links;
+pub mod load;
+pub mod maps;
+pub mod pin;
