@@ -3,8 +3,8 @@ use std::{io::IsTerminal, process::ExitCode};
 use clap::{error::ErrorKind, Parser};
 use pinhole::{
     app::cli::{one_line_clap_error, Cli, Command},
+    app::exit::{exit_code, one_line, EXIT_BAD_INPUT},
     config::{LogFormat, RunSettings},
-    datapath::error::{exit_code, one_line, EXIT_BAD_INPUT},
 };
 use tracing_subscriber::EnvFilter;
 

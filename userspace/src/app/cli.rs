@@ -12,8 +12,8 @@ use pinhole_common::PortRange;
 pub use crate::config::parse_cidr;
 use crate::{
     addr::Endpoint,
-    config::{Fragments, LogFormat, RunOptions, SignalingMode, XdpMode},
-    datapath::load::{parse_port_range, MAX_FLOWS, MIN_FLOWS},
+    config::{Fragments, LogFormat, RunOptions, SignalingMode},
+    datapath::load::{parse_port_range, XdpMode, MAX_FLOWS, MIN_FLOWS},
 };
 
 /// Default path of the control socket.

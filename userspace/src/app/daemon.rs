@@ -23,10 +23,10 @@ use crate::{
         rules::RuleSpec,
         Capture,
     },
+    config::SettingsError,
     config::{self, RunSettings, SignalingMode},
     controller::state_file::{self, State, StateWriter},
     controller::{self, Controller, ControllerConfig, ControllerHandle, KernelStore},
-    datapath::error::ConfigError,
     datapath::latch,
     datapath::links::{LinkTask, Watcher},
     datapath::load::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
@@ -75,10 +75,10 @@ fn take_over(s: &RunSettings) -> anyhow::Result<(PinDir, bool, Option<State>)> {
 /// the flags over it, validated. Every problem is reported, on one line:
 /// those in the file as `FILE:LINE:COL: message`, the others naming their
 /// flag or key.
-pub fn settings(control: Option<&Path>, args: &RunArgs) -> Result<RunSettings, ConfigError> {
+pub fn settings(control: Option<&Path>, args: &RunArgs) -> Result<RunSettings, SettingsError> {
     let file = match &args.config {
         Some(path) => Some(config::load(path).map_err(|errors| {
-            ConfigError::Invalid(config::render(path, &errors).replace('\n', "; "))
+            SettingsError::Invalid(config::render(path, &errors).replace('\n', "; "))
         })?),
         None => None,
     };
@@ -90,7 +90,7 @@ pub fn settings(control: Option<&Path>, args: &RunArgs) -> Result<RunSettings, C
                 _ => e.message.clone(),
             })
             .collect();
-        ConfigError::Invalid(lines.join("; "))
+        SettingsError::Invalid(lines.join("; "))
     })
 }
 
@@ -282,7 +282,11 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     let (handle, mut controller_task) = controller::start(controller);
     let latch_reader = match latch_events {
         Some(ring) => {
-            Some(latch::spawn_reader(ring, handle.clone()).context("reading latch events")?)
+            // One batch in flight: the reader waits while the controller
+            // applies the previous one, as it did when it called it directly.
+            let (events_tx, events_rx) = tokio::sync::mpsc::channel(1);
+            handle.clone().forward_latched(events_rx);
+            Some(latch::spawn_reader(ring, events_tx).context("reading latch events")?)
         }
         None => None,
     };
@@ -422,10 +426,10 @@ mod tests {
     use super::*;
     use crate::{
         app::cli::{Cli, Command},
-        datapath::error::{exit_code, EXIT_BAD_INPUT},
+        app::exit::{exit_code, EXIT_BAD_INPUT},
     };
 
-    fn resolved(extra: &[&str]) -> Result<RunSettings, ConfigError> {
+    fn resolved(extra: &[&str]) -> Result<RunSettings, SettingsError> {
         let args = ["pinhole", "run", "--iface", "lo"].iter().chain(extra);
         let cli = Cli::try_parse_from(args).unwrap();
         match &cli.command {

@@ -30,8 +30,25 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::calls::CallConfig;
+use crate::datapath::load::XdpMode;
 use crate::datapath::load::{parse_port_range, MAX_FLOWS, MIN_FLOWS};
 use crate::ng::NgConfig;
+
+/// An invalid `pinhole run` setting (file or flags): bad input (exit 2).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("--max-pinholes {given} out of range ({min}-{max} flows)")]
+    Capacity { given: u64, min: u64, max: u64 },
+    #[error("port {0} is both a --sip-ports and an --rtsp-ports port")]
+    SignalingPortTwice(u16),
+    #[error(
+        "signaling port {port} lies in media port range {range}; XDP would drop its UDP packets"
+    )]
+    SignalingPortInMedia { port: u16, range: String },
+    /// The configuration file or the flags, with every problem found.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
 
 /// Where the systemd unit and the docs put the file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pinhole/pinhole.toml";
@@ -43,25 +60,6 @@ pub const MAX_LATCHING_SECS: u64 = 300;
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
-
-/// XDP attach mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpMode {
-    /// In the driver (fast; veth and most physical NICs).
-    Native,
-    /// Generic XDP in the network stack (works everywhere, slower).
-    Skb,
-}
-
-impl From<XdpMode> for aya::programs::XdpMode {
-    fn from(m: XdpMode) -> Self {
-        match m {
-            XdpMode::Native => aya::programs::XdpMode::Driver,
-            XdpMode::Skb => aya::programs::XdpMode::Skb,
-        }
-    }
-}
 
 /// Non-first UDP fragments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]

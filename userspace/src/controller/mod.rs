@@ -32,6 +32,7 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
+    addr::AddrError,
     addr::{flow_endpoints, flow_key, Endpoint, Pair},
     calls::{
         feed::{Feed, FeedConfig},
@@ -44,15 +45,31 @@ use crate::{
         LatencyStats, ListReply, OpenParams, OpenReply, PinholeInfo, RefusedStats, SignalingStats,
         StatsReply, StreamEntry, MAX_OWNER_LEN,
     },
+    controller::table::TableError,
     controller::table::{
         owner_name, MapOp, OpenOutcome, OpenRequest, Pinhole, PinholeId, PinholeTable,
     },
-    datapath::error::{AddrError, CommandError, StoreError, TableError},
+    datapath::error::StoreError,
     datapath::latch::{LatchKey, LatchMap, Latched},
     datapath::maps::{CounterMap, FlowMap, Inserted},
     metrics::{Metrics, SignalingCount, Snapshot},
     ng::{call_stats, CallsBackend, NgConfig, NgService, Pinholes, Totals},
 };
+
+/// Why the controller refused or failed a command.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Addr(#[from] AddrError),
+    #[error("owner tag longer than {max} bytes")]
+    OwnerTooLong { max: usize },
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the controller has stopped")]
+    Stopped,
+}
 
 mod persist;
 
@@ -334,6 +351,19 @@ impl ControllerHandle {
             .await
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// Applies the latch reports arriving on `events` (from the datapath's
+    /// ring reader) one batch at a time, each applied before the next is
+    /// taken, until the sender or the controller is gone.
+    pub fn forward_latched(self, mut events: mpsc::Receiver<Vec<Latched>>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Some(batch) = events.recv().await {
+                if self.latched(batch).await.is_err() {
+                    return;
+                }
+            }
+        })
     }
 
     /// A [`Sink`] for the queue reader thread (blocking, not for async code).
@@ -1542,7 +1572,10 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::{addr::flow_key, datapath::error::RemoteKind};
+    use crate::{
+        addr::flow_key,
+        api::{server::remote_kind, wire::RemoteKind},
+    };
 
     const S: u64 = NS_PER_SEC;
 
@@ -1648,7 +1681,7 @@ mod tests {
             .close(ep("198.51.100.2:10000"), ep("192.0.2.1:4000"))
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), RemoteKind::Runtime);
+        assert_eq!(remote_kind(&err), RemoteKind::Runtime);
         assert!(handle.list().await.unwrap().pinholes.is_empty());
 
         drop(handle);
@@ -1666,11 +1699,14 @@ mod tests {
         ];
         for p in cases {
             let err = c.open(p.clone()).unwrap_err();
-            assert_eq!(err.kind(), RemoteKind::BadRequest, "{p:?}: {err}");
+            assert_eq!(remote_kind(&err), RemoteKind::BadRequest, "{p:?}: {err}");
         }
         let mut long = params("192.0.2.1:4000", "198.51.100.2:10000", false, None);
         long.owner = Some("x".repeat(MAX_OWNER_LEN + 1));
-        assert_eq!(c.open(long).unwrap_err().kind(), RemoteKind::BadRequest);
+        assert_eq!(
+            remote_kind(&c.open(long).unwrap_err()),
+            RemoteKind::BadRequest
+        );
         assert!(c.table().is_empty());
         assert_consistent(&c);
     }

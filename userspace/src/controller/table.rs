@@ -24,14 +24,39 @@
 //! Times are nanoseconds of CLOCK_MONOTONIC, the clock of the XDP program's
 //! `last_seen_ns`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+};
 
 use pinhole_common::FlowKey;
 
-use crate::{
-    addr::{pair_key, Endpoint, Pair, PairKey},
-    datapath::error::TableError,
-};
+use crate::addr::{pair_key, Endpoint, Pair, PairKey};
+
+/// Refusals of the pinhole table. None of them changes the table.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum TableError {
+    #[error(
+        "flow table full: the pinhole needs {needed} new flows but only {free} of {capacity} \
+         are free (close pinholes or raise --max-pinholes)"
+    )]
+    Full {
+        needed: usize,
+        free: usize,
+        capacity: usize,
+    },
+    #[error("no pinhole {a} <-> {b}")]
+    NotFound { a: SocketAddr, b: SocketAddr },
+    #[error("the open plan is stale: the table changed since it was made")]
+    StalePlan,
+    #[error("pinhole {id} ({a} <-> {b}) cannot be restored: {why}")]
+    Restore {
+        id: u64,
+        a: SocketAddr,
+        b: SocketAddr,
+        why: String,
+    },
+}
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 

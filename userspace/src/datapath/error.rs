@@ -1,51 +1,13 @@
-//! Error types of the library. Each error says what was wrong in words a user
-//! can act on; the binary prints it as one `error: …` line.
-//!
-//! Errors fall in two classes, which decide the exit code (see [`exit_code`]):
-//! *bad input* (the request itself is invalid: a malformed endpoint, an
-//! impossible option) exits 2, everything else (kernel, daemon, I/O) exits 1.
+//! Errors of the kernel side: loading and attaching the program, the flow
+//! and latch maps, and datapath settings the program cannot take.
 
-use std::{io, net::SocketAddr, path::PathBuf};
+use std::{io, path::PathBuf};
 
 use thiserror::Error;
 
-/// Exit code for bad input or usage.
-pub const EXIT_BAD_INPUT: i32 = 2;
-/// Exit code for runtime failures.
-pub const EXIT_RUNTIME: i32 = 1;
-
-/// A malformed or unusable endpoint, or an impossible pair of endpoints.
+/// A datapath setting the XDP program cannot take: bad input (exit 2).
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum AddrError {
-    #[error("empty endpoint; expected ADDR:PORT or [IPv6]:PORT")]
-    Empty,
-    #[error("`{0}` has no port; expected ADDR:PORT or [IPv6]:PORT")]
-    MissingPort(String),
-    #[error("IPv6 address in `{0}` must be written in brackets: [ADDR]:PORT")]
-    UnbracketedV6(String),
-    #[error("invalid IP address `{0}`")]
-    BadIp(String),
-    #[error("invalid port `{0}`; expected a number 1-65535")]
-    BadPort(String),
-    #[error("port {0} out of range (1-65535)")]
-    PortRange(String),
-    #[error("{0} is not a unicast address")]
-    NotUnicast(std::net::IpAddr),
-    #[error("{0} is an IPv4-mapped IPv6 address; write it in IPv4 form")]
-    V4Mapped(std::net::Ipv6Addr),
-    #[error("IPv6 zone ids are not supported (`{0}`)")]
-    ZoneId(String),
-    #[error("A ({a}) and B ({b}) mix IPv4 and IPv6; a pinhole joins two endpoints of one family")]
-    FamilyMix { a: SocketAddr, b: SocketAddr },
-    #[error("A and B are the same endpoint ({0})")]
-    SameEndpoint(SocketAddr),
-    #[error("--with-rtcp needs both ports below 65535 (RTCP uses port+1), got {0}")]
-    RtcpPort(SocketAddr),
-}
-
-/// An invalid `pinhole run` option.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum ConfigError {
+pub enum SetupError {
     #[error("invalid port range `{0}`; expected LO-HI with 1 <= LO <= HI <= 65535")]
     BadRange(String),
     #[error("too many media port ranges ({given}); at most {max}")]
@@ -58,42 +20,6 @@ pub enum ConfigError {
     DuplicateInterface(String),
     #[error("invalid interface name `{0}`")]
     BadInterfaceName(String),
-    #[error("--max-pinholes {given} out of range ({min}-{max} flows)")]
-    Capacity { given: u64, min: u64, max: u64 },
-    #[error("port {0} is both a --sip-ports and an --rtsp-ports port")]
-    SignalingPortTwice(u16),
-    #[error(
-        "signaling port {port} lies in media port range {range}; XDP would drop its UDP packets"
-    )]
-    SignalingPortInMedia { port: u16, range: String },
-    /// The configuration file or the flags, with every problem found.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
-
-/// Refusals of the pinhole table. None of them changes the table.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum TableError {
-    #[error(
-        "flow table full: the pinhole needs {needed} new flows but only {free} of {capacity} \
-         are free (close pinholes or raise --max-pinholes)"
-    )]
-    Full {
-        needed: usize,
-        free: usize,
-        capacity: usize,
-    },
-    #[error("no pinhole {a} <-> {b}")]
-    NotFound { a: SocketAddr, b: SocketAddr },
-    #[error("the open plan is stale: the table changed since it was made")]
-    StalePlan,
-    #[error("pinhole {id} ({a} <-> {b}) cannot be restored: {why}")]
-    Restore {
-        id: u64,
-        a: SocketAddr,
-        b: SocketAddr,
-        why: String,
-    },
 }
 
 /// A failure of the kernel flow store (the BPF map or a fake of it).
@@ -150,7 +76,7 @@ pub enum LoadError {
         source: aya::maps::MapError,
     },
     #[error(transparent)]
-    PinDir(#[from] crate::datapath::pin::PinDirError),
+    PinDir(#[from] super::pin::PinDirError),
     #[error("pinning {what} at {path}: {message}")]
     Pin {
         what: String,
@@ -163,147 +89,4 @@ pub enum LoadError {
     Adopt { path: PathBuf, message: String },
     #[error("reading the eBPF object's maps: {0}")]
     ObjectMaps(String),
-}
-
-/// Failures of the control socket, on either side.
-#[derive(Debug, Error)]
-pub enum ControlError {
-    #[error("another pinhole daemon is already running (control socket {0})")]
-    AlreadyRunning(PathBuf),
-    #[error("{path} exists and is not a socket; refusing to replace it")]
-    NotASocket { path: PathBuf },
-    #[error("control socket {path}: {source}")]
-    Socket {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot reach the pinhole daemon at {path}: {source} ({hint})")]
-    Connect {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-        hint: &'static str,
-    },
-    #[error("talking to the pinhole daemon: {0}")]
-    Io(#[from] io::Error),
-    #[error("the daemon sent an invalid response: {0}")]
-    BadResponse(String),
-    #[error("the daemon closed the connection without answering")]
-    NoResponse,
-    #[error("{message}")]
-    Remote { kind: RemoteKind, message: String },
-}
-
-/// Why the controller refused or failed a command.
-#[derive(Debug, Error)]
-pub enum CommandError {
-    #[error(transparent)]
-    Addr(#[from] AddrError),
-    #[error("owner tag longer than {max} bytes")]
-    OwnerTooLong { max: usize },
-    #[error(transparent)]
-    Table(#[from] TableError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the controller has stopped")]
-    Stopped,
-}
-
-impl CommandError {
-    /// How the daemon reports it to the client.
-    pub fn kind(&self) -> RemoteKind {
-        match self {
-            CommandError::Addr(_) | CommandError::OwnerTooLong { .. } => RemoteKind::BadRequest,
-            CommandError::Table(_) | CommandError::Store(_) | CommandError::Stopped => {
-                RemoteKind::Runtime
-            }
-        }
-    }
-}
-
-/// How the daemon classified a failed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RemoteKind {
-    /// The request was invalid (exit 2).
-    BadRequest,
-    /// The request was valid but could not be carried out (exit 1).
-    Runtime,
-}
-
-/// The exit code for an error: 2 when it (or one of its causes) is bad input,
-/// 1 otherwise.
-pub fn exit_code(err: &anyhow::Error) -> i32 {
-    for cause in err.chain() {
-        if cause.is::<AddrError>() || cause.is::<ConfigError>() {
-            return EXIT_BAD_INPUT;
-        }
-        if let Some(ControlError::Remote { kind, .. }) = cause.downcast_ref::<ControlError>() {
-            return match kind {
-                RemoteKind::BadRequest => EXIT_BAD_INPUT,
-                RemoteKind::Runtime => EXIT_RUNTIME,
-            };
-        }
-    }
-    EXIT_RUNTIME
-}
-
-/// Renders an error and its causes on one line (`outer: cause: cause`),
-/// skipping causes whose text the outer message already contains.
-pub fn one_line(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes_follow_the_error_class() {
-        let bad: anyhow::Error = AddrError::Empty.into();
-        assert_eq!(exit_code(&bad), EXIT_BAD_INPUT);
-        let wrapped = anyhow::Error::from(ConfigError::NoInterface).context("parsing options");
-        assert_eq!(exit_code(&wrapped), EXIT_BAD_INPUT);
-        let remote_bad: anyhow::Error = ControlError::Remote {
-            kind: RemoteKind::BadRequest,
-            message: "x".into(),
-        }
-        .into();
-        assert_eq!(exit_code(&remote_bad), EXIT_BAD_INPUT);
-        let remote_rt: anyhow::Error = ControlError::Remote {
-            kind: RemoteKind::Runtime,
-            message: "x".into(),
-        }
-        .into();
-        assert_eq!(exit_code(&remote_rt), EXIT_RUNTIME);
-        let rt: anyhow::Error = LoadError::PermissionDenied.into();
-        assert_eq!(exit_code(&rt), EXIT_RUNTIME);
-    }
-
-    #[test]
-    fn one_line_joins_causes_and_flattens_newlines() {
-        let inner = io::Error::other("line one\nline two");
-        let err = anyhow::Error::from(inner).context("outer");
-        assert_eq!(one_line(&err), "outer: line one line two");
-        // A cause already quoted by its parent is not repeated.
-        let err = anyhow::Error::from(ControlError::Connect {
-            path: "/x".into(),
-            source: io::Error::from(io::ErrorKind::NotFound),
-            hint: "h",
-        });
-        let line = one_line(&err);
-        assert_eq!(line.matches("not found").count(), 1, "{line}");
-    }
 }

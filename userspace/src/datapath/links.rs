@@ -43,10 +43,30 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
-use crate::{
-    config::XdpMode, controller::report::InterfaceStatus, datapath::error::LoadError,
-    datapath::load::Datapath,
+use super::{
+    error::LoadError,
+    load::{Datapath, XdpMode},
 };
+
+/// One configured interface in `stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// `attached`; `absent` (no interface has the name now); `failed` (it
+    /// is there but attaching failed, see `error`; retried on its next
+    /// link change).
+    pub state: String,
+    /// The XDP mode: `native` or `skb`.
+    pub mode: String,
+    /// The interface's index; null when absent.
+    pub ifindex: Option<u32>,
+    /// Up administratively and with carrier; null when not known yet.
+    pub up: Option<bool>,
+    /// Times the program was attached again to a re-created interface.
+    pub reattached: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 /// The rtnetlink multicast group of link changes (`RTNLGRP_LINK`).
 const RTNLGRP_LINK: u32 = 1;
