@@ -5,7 +5,8 @@
 //! reaches its peer.
 //!
 //! - [`packet`]: L3 packet → [`SignalingPacket`] (etherparse);
-//! - [`feed`]: packets → SIP/RTSP messages → call state → intents (pure);
+//! - [`crate::calls::feed`] (a calls-layer module): packets → SIP/RTSP
+//!   messages → call state → intents (pure);
 //! - [`rules`]: the iptables/ip6tables rules, removed on drop;
 //! - [`nfqueue`]: the queue reader thread;
 //! - [`latency`]: the setup-latency histogram.

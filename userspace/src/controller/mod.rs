@@ -1438,7 +1438,9 @@ impl std::fmt::Display for FlowDisplay<'_> {
 }
 
 /// An in-memory [`FlowStore`] for tests: a hash map with a capacity, a switch
-/// to make inserts or removes fail, and settable counters.
+/// to make inserts or removes fail, and settable counters. Compiled for the
+/// library's own tests only (the tests crate drives the real daemon).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct FakeStore {
     pub flows: std::collections::HashMap<FlowKey, FlowStats>,
@@ -1453,6 +1455,7 @@ pub struct FakeStore {
     pub latch_capacity: Option<usize>,
 }
 
+#[cfg(test)]
 impl FakeStore {
     pub fn new(capacity: usize) -> Self {
         FakeStore {
@@ -1462,6 +1465,7 @@ impl FakeStore {
     }
 }
 
+#[cfg(test)]
 impl FlowStore for FakeStore {
     fn insert(&mut self, key: &FlowKey) -> Result<Inserted, StoreError> {
         if self.flows.contains_key(key) {
@@ -1521,6 +1525,7 @@ impl FlowStore for FakeStore {
     }
 }
 
+#[cfg(test)]
 impl FakeStore {
     /// What the XDP program does with a packet `src → dst` that misses the
     /// flow map at `now`: claims a live half-open entry for (`src` address,

@@ -272,7 +272,7 @@ pub fn take_events(ebpf: &mut Ebpf) -> Result<RingBuf<MapData>, LoadError> {
 const BATCH: usize = 256;
 
 /// Reads the ring buffer whenever it is readable and sends the events on
-/// `events`, in order, in batches of at most [`BATCH`], until the receiver
+/// `events`, in order, in batches of at most `BATCH`, until the receiver
 /// is gone. A full channel holds the reader back (the ring then fills and
 /// the program counts what it could not report).
 pub fn spawn_reader(
