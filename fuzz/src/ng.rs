@@ -3,5 +3,5 @@
 
 #[path = "../../userspace/src/ng/bencode.rs"]
 pub mod bencode;
-#[path = "../../userspace/src/ng/proto.rs"]
-pub mod proto;
+#[path = "../../userspace/src/ng/wire.rs"]
+pub mod wire;

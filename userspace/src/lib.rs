@@ -13,7 +13,8 @@
 //! | [`datapath`] | the kernel side, imports only `pinhole-common` and the leaves: loading and attaching ([`datapath::load`], which owns `XdpMode`, the flow limits and port-range parsing), maps, the latch maps and their event ring ([`datapath::latch`], which sends events on a channel), pins on bpffs, interfaces that come and go ([`datapath::links`]), the embedded object, their errors |
 //! | [`capture`] | NFQUEUE and the iptables rules that feed it; L3/L4 packet decoding |
 //! | [`signaling`] | pure SIP, SDP and RTSP parsers and TCP reassembly |
-//! | [`calls`] | call and session state machines → pinhole intents; [`calls::feed`]: packet → reassembly → parser → calls |
+//! | [`calls`] | call and session state machines → pinhole intents (pure, and compiled alone by the fuzz crate) |
+//! | [`feed`] | packet → TCP reassembly → parser → calls: the signaling pipeline the controller runs |
 //! | [`ng`] | rtpengine's ng protocol: bencode, the reply cache, the wire format, the service |
 //! | [`controller`] | the one task that owns the pinhole table ([`controller::table`]), the flow map and the call state; its reports, the state file, and the controller's side of latching |
 //! | [`api`] | the local control socket: server, client and the JSON-lines wire format |
@@ -31,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod datapath;
+pub mod feed;
 pub mod metrics;
 pub mod ng;
 pub mod signaling;

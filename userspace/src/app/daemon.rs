@@ -17,7 +17,6 @@ use tracing::{error, info, warn};
 use crate::{
     api::server::{ensure_not_running, ControlServer},
     app::cli::RunArgs,
-    calls::feed::FeedConfig,
     capture::{
         nfqueue::{QueueOptions, DEFAULT_QUEUE_MAX_LEN},
         rules::RuleSpec,
@@ -31,6 +30,7 @@ use crate::{
     datapath::links::{LinkTask, Watcher},
     datapath::load::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
     datapath::pin::{PinDir, Pinned},
+    feed::FeedConfig,
     metrics::{self, Metrics},
     ng,
 };

@@ -16,7 +16,6 @@
 
 mod adapt;
 mod api;
-pub mod feed;
 mod pairs;
 mod policy;
 mod rtsp_sessions;

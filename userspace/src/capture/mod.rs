@@ -5,7 +5,7 @@
 //! reaches its peer.
 //!
 //! - [`packet`]: L3 packet → [`SignalingPacket`] (etherparse);
-//! - [`crate::calls::feed`] (a calls-layer module): packets → SIP/RTSP
+//! - [`crate::feed`] (its own tier, below calls): packets → SIP/RTSP
 //!   messages → call state → intents (pure);
 //! - [`rules`]: the iptables/ip6tables rules, removed on drop;
 //! - [`nfqueue`]: the queue reader thread;
