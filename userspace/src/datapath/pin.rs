@@ -124,7 +124,6 @@ pub fn is_bpffs(path: &Path) -> io::Result<bool> {
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
     Ok(st.f_type as i64 == BPF_FS_MAGIC)
 }
 
