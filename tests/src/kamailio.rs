@@ -70,9 +70,9 @@ loadmodule "textops.so"
 loadmodule "siputils.so"
 loadmodule "sanity.so"
 loadmodule "xlog.so"
-loadmodule "rtpengine.so"
-
 modparam("rr", "enable_double_rr", 1)
+
+loadmodule "rtpengine.so"
 # pinhole's ng listener.
 modparam("rtpengine", "rtpengine_sock", "{ng}")
 
@@ -320,5 +320,24 @@ mod tests {
         assert!(cfg.contains("loose_route()"));
         // Braces balance (the format string doubles them).
         assert_eq!(cfg.matches('{').count(), cfg.matches('}').count());
+    }
+
+    /// The README's Kamailio block is the tail of the tested configuration,
+    /// verbatim.
+    #[test]
+    fn readme_quotes_the_tested_config() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```kamailio\n")
+            .expect("a ```kamailio block in README.md")
+            + "```kamailio\n".len();
+        let len = readme[start..].find("```").expect("the block's end");
+        let block = &readme[start..start + len];
+        assert!(block.starts_with("loadmodule \"rtpengine.so\""), "{block}");
+        let cfg = proxy_config(&[], "127.0.0.1:2223".parse().unwrap());
+        assert!(
+            cfg.ends_with(block),
+            "README.md's Kamailio block is not the tail of proxy_config():\n{cfg}"
+        );
     }
 }
