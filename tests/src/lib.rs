@@ -16,6 +16,7 @@
 pub mod bpffs;
 pub mod flood;
 pub mod frames;
+pub mod kamailio;
 pub mod xdp;
 
 mod daemon;

@@ -46,6 +46,10 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("xdp-loader", "xdp-tools"),
     // The ng protocol test drives the daemon with rtpengine's own client.
     ("rtpengine-ng-client", "rtpengine-utils"),
+    // The real-proxy test runs Kamailio with its rtpengine module (shipped in
+    // the main package) in a test namespace. Installing it on a systemd host
+    // enables the packaged service; the tests never use it.
+    ("kamailio", "kamailio"),
 ];
 
 /// Installs the eBPF toolchain when any part of it is missing.

@@ -1,0 +1,294 @@
+//! A real SIP proxy driving pinhole over ng: Debian's Kamailio with its
+//! stock `rtpengine` module, record-routing, on the router of the standard
+//! topology, next to `pinhole run --signaling off --ng-listen 127.0.0.1:2223`.
+//! sipp calls from the outside host (caller, sending everything to the
+//! proxy's outside address) to the inside host (callee), with RTP both ways
+//! straight between them through the router's XDP filter.
+//!
+//! With inline signaling off, every pinhole comes from what Kamailio's
+//! module sends: offer on the INVITE, answer on the 183 or 200 with SDP,
+//! delete on BYE, CANCEL and a final error (tests/src/kamailio.rs has the
+//! configuration). Each case checks, over IPv4 and IPv6: the call's four
+//! flows appear under the `ng:<call-id>` owner and carry RTP both ways;
+//! RTCP passes both ways on the RTCP pair; an off-path sender is dropped
+//! with exact `miss` accounting; when the call ends (caller's BYE, callee's
+//! BYE, CANCEL, 486) its pinholes and its call vanish (bounded poll) and the
+//! RTCP pair drops again; the ng requests all succeeded and the call layer
+//! counted one call opened and closed with its two pairs.
+//!
+//! Needs root, kamailio, sipp. Run with `cargo xtask test`, or
+//! `PINHOLE_BIN=… cargo test -p pinhole-integration --test netns_kamailio`.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    time::Duration,
+};
+
+use pinhole_integration::{
+    kamailio::{wait_ng, Kamailio},
+    lab::{self, stream_flows, FlowCounts, Host, Lab, Owner},
+    sipp::{CallSpec, Scenarios, SipCall, Transport, SIP_PORT},
+    wait_for, Family, SignalingStats,
+};
+
+/// pinhole's ng listener, on the router's loopback.
+const NG: &str = "127.0.0.1:2223";
+/// Pinholes of a deleted call stay this long (`--bye-grace`, the default
+/// `delete-delay`; Kamailio's module sends none).
+const BYE_GRACE: Duration = Duration::from_secs(1);
+/// Bound on a sipp agent finishing its scenario once nothing holds it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// RTP packets each way that show media flows.
+const MIN_RTP: u64 = 5;
+/// The off-path sender's source port, on the caller's host.
+const OFF_PATH_PORT: u16 = 16010;
+
+type TestResult = anyhow::Result<()>;
+
+/// The call layer's counters (`stats --json` → `signaling.detail`) each
+/// case predicts exactly.
+const DETAIL: [&str; 9] = [
+    "calls.calls_closed.bye",
+    "calls.calls_closed.cancel",
+    "calls.calls_closed.failed",
+    "calls.pairs_opened",
+    "calls.pairs_closed.bye",
+    "calls.pairs_closed.cancel",
+    "calls.pairs_closed.failed",
+    "apply_failed",
+    "streams_refused",
+];
+
+/// One call through the proxy. Field order is drop order: sipp, then
+/// Kamailio, then the daemon and the namespaces.
+struct Case {
+    call: SipCall,
+    caller_rtcp: UdpSocket,
+    callee_rtcp: UdpSocket,
+    intruder: UdpSocket,
+    before: SignalingStats,
+    kamailio: Kamailio,
+    _files: Scenarios,
+    lab: Lab,
+}
+
+impl Case {
+    /// The lab with the ng listener, Kamailio on the router's two addresses
+    /// of `family`, and the sipp call `scenario` through it.
+    fn start(scenario: &str, family: Family) -> anyhow::Result<Case> {
+        let grace = BYE_GRACE.as_secs().to_string();
+        let lab = Lab::new(
+            family,
+            &[
+                "--signaling",
+                "off",
+                "--ng-listen",
+                NG,
+                "--media-ports",
+                "10000-20000",
+                "--bye-grace",
+                &grace,
+            ],
+        )?;
+        let ng: SocketAddr = NG.parse()?;
+        wait_ng(&lab.topo.router, ng)?;
+        let proxy = SocketAddr::new(family.router_outside(), SIP_PORT);
+        let listen = [proxy, SocketAddr::new(family.router_inside(), SIP_PORT)];
+        let kamailio = Kamailio::start(&lab.topo.router, &listen, ng)?;
+        let files = Scenarios::new()?;
+        let spec = CallSpec::new(scenario, family, Transport::Udp).via_proxy(proxy);
+        let before = lab.signaling()?;
+        let caller_rtcp = lab.udp(Host::Outside, spec.caller_media_port + 1)?;
+        let callee_rtcp = lab.udp(Host::Inside, spec.callee_media_port + 1)?;
+        let intruder = lab.udp(Host::Outside, OFF_PATH_PORT)?;
+        let call = SipCall::start(&lab.topo, &files, &spec)?;
+        Ok(Case {
+            call,
+            caller_rtcp,
+            callee_rtcp,
+            intruder,
+            before,
+            kamailio,
+            _files: files,
+            lab,
+        })
+    }
+
+    fn owner(&self) -> Owner<'_> {
+        Owner::Ng(&self.call.call_id)
+    }
+
+    /// Adds the sipp agents' and Kamailio's logs to a failure.
+    fn ctx<T>(&self, r: pinhole_integration::Result<T>) -> anyhow::Result<T> {
+        r.map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\n{}---- Kamailio ----\n{}",
+                self.call.logs(),
+                self.kamailio.log()
+            )
+        })
+    }
+
+    /// The call's four flows under its ng owner, RTP both ways, RTCP both
+    /// ways, an off-path sender dropped; returns the flows' packet counts.
+    fn established(&self, what: &str) -> anyhow::Result<FlowCounts> {
+        let (c, e) = (self.call.caller_media, self.call.callee_media);
+        let want = stream_flows(c, e).into_iter().collect();
+        self.ctx(self.lab.wait_flows(self.owner(), &want, what))?;
+        self.ctx(self.lab.wait_packets(self.owner(), (c, e), MIN_RTP))?;
+        self.ctx(self.lab.wait_packets(self.owner(), (e, c), MIN_RTP))?;
+        self.lab
+            .assert_passes(&self.caller_rtcp, &self.callee_rtcp)?;
+        self.lab
+            .assert_passes(&self.callee_rtcp, &self.caller_rtcp)?;
+        self.lab
+            .assert_off_path_dropped(&self.intruder, &[e], &self.callee_rtcp, Host::Inside)?;
+        let calls = self.lab.daemon.calls()?;
+        anyhow::ensure!(
+            calls.len() == 1 && calls[0].kind == "ng" && calls[0].call_id == self.call.call_id,
+            "{what}: one ng call expected, got {calls:?}"
+        );
+        let flows = self.ctx(
+            self.lab
+                .owned_pinholes(self.owner())
+                .map(|p| lab::flow_packets(&p)),
+        )?;
+        eprintln!("{what}: {flows:?}");
+        Ok(flows)
+    }
+
+    /// After the call: no pinhole, no call, the RTCP pair drops again, the
+    /// ng requests all succeeded, and the call layer counted one call with
+    /// one stream, closed by the proxy's delete.
+    fn assert_closed(&self, why: &str) -> TestResult {
+        self.ctx(
+            self.lab
+                .wait_gone(self.owner(), lab::TIMEOUT + BYE_GRACE, why),
+        )?;
+        self.ctx(wait_for("the call to be forgotten", lab::TIMEOUT, || {
+            Ok(self.lab.daemon.calls()?.is_empty().then_some(()))
+        }))?;
+        self.lab
+            .assert_dropped_exactly(&self.callee_rtcp, &self.caller_rtcp, Host::Outside)?;
+        let (before, after) = (&self.before, self.lab.signaling()?);
+        assert_eq!(
+            (
+                after.calls_opened - before.calls_opened,
+                after.calls_closed - before.calls_closed,
+                after.calls_active
+            ),
+            (1, 1, 0),
+            "{why}: calls opened, closed, active"
+        );
+        assert_eq!(
+            lab::detail_deltas(before, &after, &DETAIL)?,
+            lab::expected_deltas(&DETAIL, &lab::one_stream_closed_by("bye")),
+            "{why}: call-layer counters"
+        );
+        let ng = |s: &SignalingStats, key: &str| lab::detail(s, &format!("ng.{key}"));
+        assert_eq!(
+            ng(&after, "errors"),
+            ng(before, "errors"),
+            "{why}: ng errors"
+        );
+        assert_eq!(
+            ng(&after, "invalid"),
+            ng(before, "invalid"),
+            "{why}: invalid ng requests"
+        );
+        // At least the offer, the answer and the delete.
+        let ok = ng(&after, "ok").unwrap_or(0) - ng(before, "ok").unwrap_or(0);
+        assert!(ok >= 3, "{why}: {ok} ng requests succeeded");
+        Ok(())
+    }
+}
+
+/// Who ends a call, by the test's trigger.
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Caller,
+    Callee,
+}
+
+/// Runs `scenario` through the proxy: the call's media is established
+/// (`what`), then `side` ends it (`why`) and everything is closed.
+fn run(scenario: &str, family: Family, what: &str, side: Side, why: &str) -> TestResult {
+    let mut t = Case::start(scenario, family)?;
+    t.established(what)?;
+    match side {
+        Side::Caller => t.call.trigger_caller(&t.lab.topo)?,
+        Side::Callee => t.call.trigger_callee(&t.lab.topo)?,
+    }
+    if let Err(e) = t.call.wait(CALL_TIMEOUT) {
+        anyhow::bail!("{e}\n---- Kamailio ----\n{}", t.kamailio.log());
+    }
+    t.assert_closed(why)
+}
+
+/// INVITE, 180, 200, ACK (along the recorded route), RTP; the caller's BYE
+/// makes Kamailio delete the call.
+fn caller_hangs_up(family: Family) -> TestResult {
+    let what = "the call's pinholes (answer on the 200)";
+    run("call", family, what, Side::Caller, "the caller's BYE")
+}
+
+/// As [`caller_hangs_up`], but the callee sends the BYE (along the route it
+/// recorded from the INVITE).
+fn callee_hangs_up(family: Family) -> TestResult {
+    let what = "the call's pinholes (answer on the 200)";
+    run("callee_bye", family, what, Side::Callee, "the callee's BYE")
+}
+
+/// 180, 183 with SDP (answer: early media both ways), then the caller's
+/// CANCEL: Kamailio deletes on the CANCEL and again on the 487.
+fn cancel_before_answer(family: Family) -> TestResult {
+    let what = "early-media pinholes (answer on the 183)";
+    run("cancel", family, what, Side::Caller, "CANCEL")
+}
+
+/// 183 with SDP (early media), then 486 Busy Here: Kamailio's failure
+/// route deletes.
+fn busy(family: Family) -> TestResult {
+    let what = "early-media pinholes (answer on the 183)";
+    run("failed", family, what, Side::Callee, "486")
+}
+
+#[test]
+fn caller_hangs_up_ipv4() -> TestResult {
+    caller_hangs_up(Family::V4)
+}
+
+#[test]
+fn caller_hangs_up_ipv6() -> TestResult {
+    caller_hangs_up(Family::V6)
+}
+
+#[test]
+fn callee_hangs_up_ipv4() -> TestResult {
+    callee_hangs_up(Family::V4)
+}
+
+#[test]
+fn callee_hangs_up_ipv6() -> TestResult {
+    callee_hangs_up(Family::V6)
+}
+
+#[test]
+fn cancel_before_answer_ipv4() -> TestResult {
+    cancel_before_answer(Family::V4)
+}
+
+#[test]
+fn cancel_before_answer_ipv6() -> TestResult {
+    cancel_before_answer(Family::V6)
+}
+
+#[test]
+fn busy_ipv4() -> TestResult {
+    busy(Family::V4)
+}
+
+#[test]
+fn busy_ipv6() -> TestResult {
+    busy(Family::V6)
+}
