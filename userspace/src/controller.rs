@@ -644,16 +644,25 @@ impl<S: FlowStore> Controller<S> {
         }
     }
 
-    /// Runs the call timers that are due.
+    /// Runs the call timers that are due. RTSP sessions see their media's
+    /// last packets (a client that only sends RTCP stays up).
     pub fn call_timers(&mut self) {
-        let intents = self.feed.tick(self.now());
+        let now = self.now();
+        let core = &self.core;
+        let intents = self
+            .feed
+            .tick_with(now, &mut |owner, a, b| core.signaled_last_seen(owner, a, b));
         self.core.apply(intents, Source::Observed);
     }
 
-    /// Expires idle pinholes, runs call timers, forgets idle TCP streams and
-    /// retries failed removals.
+    /// Expires idle pinholes (telling their calls), runs call timers,
+    /// forgets idle TCP streams and retries failed removals.
     pub fn tick(&mut self) {
-        self.core.expire();
+        for (owner, a, b) in self.core.expire() {
+            if !self.feed.calls_mut().on_pair_expired(&owner, a, b) {
+                debug!(%owner, %a, %b, "expired pinhole of no tracked call");
+            }
+        }
         self.call_timers();
         self.core.expire_latches();
         self.core.retry_removals();
@@ -1170,6 +1179,12 @@ impl<S: FlowStore> Core<S> {
                     }
                 }
                 Intent::Close { owner, a, b, cause } => self.close_signaled(&owner, a, b, cause),
+                Intent::Retime {
+                    owner,
+                    a,
+                    b,
+                    idle_timeout,
+                } => self.retime_signaled(&owner, a, b, idle_timeout),
                 // Counted and logged by the feed.
                 Intent::Refused { .. } => {}
             }
@@ -1251,16 +1266,89 @@ impl<S: FlowStore> Core<S> {
         }
     }
 
-    /// Closes the pinholes idle past their timeout.
-    fn expire(&mut self) {
+    /// Changes the idle timeout of `owner`'s pair `a` ↔ `b` in place (a
+    /// stream going on or off hold): a re-claim by the same owner, which
+    /// keeps the pinhole's flows in the map (no remove, no insert).
+    fn retime_signaled(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, idle: Duration) {
+        let claim = latching::ClaimKey {
+            owner: owner_tag(owner, Source::Observed),
+            a,
+            b,
+        };
+        if self.latch_retime(&claim, idle) {
+            return;
+        }
+        let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
+            return;
+        };
+        let ng = Some(owner_tag(owner, Source::Ng));
+        let tag = match self.table.find(ea, eb) {
+            Some(p) if p.is_held_by(&ng) => ng,
+            Some(p) if p.is_held_by(&Some(claim.owner.clone())) => Some(claim.owner),
+            // Expired or force-closed: the call was told, nothing to keep.
+            _ => {
+                debug!(%owner, %a, %b, "retime of a pair the table does not hold");
+                return;
+            }
+        };
+        let Some(tag) = tag else { return };
+        if let Err(e) = self.open_signaled(&tag, a, b, idle) {
+            warn!(%owner, %a, %b, "changing the idle timeout failed: {e}");
+        }
+    }
+
+    /// Closes the pinholes idle past their timeout. Returns, for each
+    /// signaling owner of each, the owner and the pair as it signaled it
+    /// (for a latched pair, the signaled one, not the latched one), so
+    /// that its call can be told.
+    fn expire(&mut self) -> Vec<(Owner, SocketAddr, SocketAddr)> {
         let now = self.now();
         let Core { table, store, .. } = self;
         let expired = table.expire(now, |k| last_seen(store, k));
+        let mut told = Vec::new();
         for (p, ops) in expired {
             self.apply_removes(&ops);
             let idle = now.saturating_sub(p.active_ns) / NS_PER_SEC;
             info!(id = %p.id, a = %p.pair.a(), b = %p.pair.b(), idle_secs = idle, "pinhole expired");
+            for tag in p.claims.keys().flatten() {
+                told.extend(self.expired_claim(tag, &p.pair));
+            }
         }
+        told
+    }
+
+    /// The owner and signaled pair of the claim `tag` on the expired
+    /// pinhole `pair`; `None` for a claim no call layer made.
+    fn expired_claim(&mut self, tag: &str, pair: &Pair) -> Option<(Owner, SocketAddr, SocketAddr)> {
+        let (base, pre_answer) = match tag.strip_suffix(latching::PRE_ANSWER_SUFFIX) {
+            Some(base) => (base, true),
+            None => (tag, false),
+        };
+        let (a, b) = match self.latch_expired(base, pre_answer, pair) {
+            Some(claim) => (claim.a, claim.b),
+            None if pre_answer => return None,
+            None => (pair.a().addr(), pair.b().addr()),
+        };
+        let owner = match base.strip_prefix(NG_OWNER_PREFIX) {
+            Some(rest) => Owner::parse(&format!("sip:{rest}")),
+            None => Owner::parse(base),
+        }?;
+        Some((owner, a, b))
+    }
+
+    /// When the flow `a → b` of a pair `owner` signaled last carried a
+    /// packet: of the latched pair when it latched.
+    fn signaled_last_seen(&self, owner: &Owner, a: SocketAddr, b: SocketAddr) -> Option<u64> {
+        let claim = latching::ClaimKey {
+            owner: owner_tag(owner, Source::Observed),
+            a,
+            b,
+        };
+        let (src, dst) = match self.latches.latched_pair(&claim) {
+            Some(p) => (p.a(), p.b()),
+            None => (Endpoint::new(a).ok()?, Endpoint::new(b).ok()?),
+        };
+        last_seen(&self.store, &flow_key(src, dst))
     }
 
     /// Retries removals that failed.
