@@ -821,7 +821,12 @@ impl<S: FlowStore> Controller<S> {
                 |s, d| core.signaled_flow_totals(&tag, s, d),
                 |t| t,
             );
-            let streams = stats
+            let held = |dialog: &str, index| {
+                info.streams
+                    .iter()
+                    .any(|x| x.hold && x.dialog == dialog && x.index == index)
+            };
+            let mut streams: Vec<StreamEntry> = stats
                 .streams
                 .iter()
                 .map(|s| {
@@ -831,9 +836,29 @@ impl<S: FlowStore> Controller<S> {
                         Some(s.to_tag.clone()),
                         (s.a, s.b),
                         (s.a_to_b, s.b_to_a),
+                        if held(&s.to_tag, s.index) {
+                            "hold"
+                        } else {
+                            "open"
+                        },
                     )
                 })
                 .collect();
+            // Pairs that idled out: listed, closed, until an offer/answer
+            // reopens them.
+            for x in &info.streams {
+                for (i, &(a, b)) in x.expired.iter().enumerate() {
+                    let rtcp = x.rtp.is_some() || i > 0;
+                    streams.push(stream_entry(
+                        x.index,
+                        if rtcp { "rtcp" } else { "rtp" },
+                        Some(x.dialog.clone()),
+                        (a, b),
+                        (Totals::default(), Totals::default()),
+                        "expired",
+                    ));
+                }
+            }
             calls.push(call_entry(
                 if info.api { "ng" } else { "sip" },
                 info.key.call_id.clone(),
@@ -869,6 +894,7 @@ impl<S: FlowStore> Controller<S> {
                         None,
                         (a, b),
                         (core.flow_totals(a, b), core.flow_totals(b, a)),
+                        "open",
                     )
                 })
                 .collect();
@@ -894,6 +920,7 @@ fn stream_entry(
     dialog: Option<String>,
     (a, b): (SocketAddr, SocketAddr),
     (a_to_b, b_to_a): (Totals, Totals),
+    state: &str,
 ) -> StreamEntry {
     let info = |t: Totals| CounterInfo {
         packets: t.packets,
@@ -909,6 +936,7 @@ fn stream_entry(
         bytes: a_to_b.bytes.saturating_add(b_to_a.bytes),
         a_to_b: info(a_to_b),
         b_to_a: info(b_to_a),
+        state: state.into(),
     }
 }
 
@@ -1505,6 +1533,10 @@ pub struct FakeStore {
     pub latches: std::collections::HashMap<LatchKey, LatchValue>,
     /// Arming fails (latch map full) when this many entries are armed.
     pub latch_capacity: Option<usize>,
+    /// Successful inserts of new flows and removes of present ones, so
+    /// tests can assert that a change left the map alone.
+    pub inserts: usize,
+    pub removes: usize,
 }
 
 impl FakeStore {
@@ -1534,6 +1566,7 @@ impl FlowStore for FakeStore {
             return Err(StoreError::MapFull);
         }
         self.flows.insert(*key, FlowStats::default());
+        self.inserts += 1;
         Ok(Inserted::New)
     }
 
@@ -1544,7 +1577,9 @@ impl FlowStore for FakeStore {
                 message: "injected failure".into(),
             });
         }
-        Ok(self.flows.remove(key).is_some())
+        let removed = self.flows.remove(key).is_some();
+        self.removes += usize::from(removed);
+        Ok(removed)
     }
 
     fn get(&self, key: &FlowKey) -> Result<Option<FlowStats>, StoreError> {
@@ -2050,6 +2085,88 @@ mod tests {
         fx.config.signaling_inline = true;
         let c = Controller::new(FakeStore::new(capacity), fx.config.clone());
         (fx, c)
+    }
+
+    /// A re-INVITE (CSeq `n`) of call `call` from Alice with `attr` in its
+    /// SDP, and Bob's 200 with `answer_attr`.
+    fn reinvite(call: &str, n: u32, attr: &str, answer_attr: &str) -> [String; 2] {
+        let body = |ip: &str, port: u16, a: &str| format!("{}{a}", sdp(ip, port));
+        let cseq = format!("{n} INVITE");
+        [
+            sip(
+                "INVITE sip:bob@198.51.100.20 SIP/2.0",
+                call,
+                Some("b1"),
+                &cseq,
+                Some(&body("192.0.2.10", 10000, attr)),
+            ),
+            sip(
+                "SIP/2.0 200 OK",
+                call,
+                Some("b1"),
+                &cseq,
+                Some(&body("198.51.100.20", 20000, answer_attr)),
+            ),
+        ]
+    }
+
+    #[test]
+    fn hold_retimes_in_place_and_expiry_reopens_on_the_next_reinvite() {
+        let (fx, mut c) = signaling_fixture(64);
+        let now = || fx.now.load(Ordering::SeqCst);
+        let advance = |secs: u64| fx.now.fetch_add(secs * S, Ordering::SeqCst);
+        let call = "call-hold@192.0.2.10";
+        let exchange = |c: &mut Controller<FakeStore>, [req, resp]: [String; 2]| {
+            c.on_signaling(Ok(udp(ALICE, BOB, &req, now())));
+            c.on_signaling(Ok(udp(BOB, ALICE, &resp, now())));
+        };
+        let idle = |c: &Controller<FakeStore>| -> Vec<u64> {
+            c.table().iter().map(|p| p.idle_timeout_secs).collect()
+        };
+        c.on_signaling(Ok(udp(ALICE, BOB, &invite(call, 10000), now())));
+        c.on_signaling(Ok(udp(BOB, ALICE, &ok200(call, 20000), now())));
+        assert_eq!(idle(&c), [60, 60]);
+        let (ins, rem) = (c.store().inserts, c.store().removes);
+        assert_eq!((ins, rem), (4, 0));
+
+        // On hold: the hold timeout, the same flows (no remove, no insert).
+        exchange(
+            &mut c,
+            reinvite(call, 2, "a=sendonly\r\n", "a=recvonly\r\n"),
+        );
+        assert_eq!(idle(&c), [3600, 3600]);
+        assert_eq!((c.store().inserts, c.store().removes), (ins, rem));
+        // Silent for 10 minutes: still open.
+        advance(600);
+        c.tick();
+        assert_eq!(c.table().len(), 2);
+        // Resume with the same SDP: back to the idle timeout, still in place.
+        exchange(&mut c, reinvite(call, 3, "", ""));
+        assert_eq!(idle(&c), [60, 60]);
+        assert_eq!((c.store().inserts, c.store().removes), (ins, rem));
+
+        // Silence past the idle timeout: expired, and the call knows.
+        advance(61);
+        c.tick();
+        assert_eq!(c.table().len(), 0);
+        assert_eq!(c.store().flows.len(), 0);
+        let counters = c.feed().calls().counters();
+        assert_eq!(counters.pairs_expired_sip, 2);
+        let listed = c.calls();
+        let states: Vec<&str> = listed.calls[0]
+            .streams
+            .iter()
+            .map(|s| s.state.as_str())
+            .collect();
+        assert_eq!(states, ["expired", "expired"]);
+        // A re-INVITE with the same SDP opens both pairs again.
+        exchange(&mut c, reinvite(call, 4, "", ""));
+        assert_eq!(idle(&c), [60, 60]);
+        assert_eq!(c.store().flows.len(), 4);
+        assert_eq!(c.feed().calls().counters().pairs_reopened, 2);
+        let listed = c.calls();
+        assert!(listed.calls[0].streams.iter().all(|s| s.state == "open"));
+        assert_consistent(&c);
     }
 
     #[test]
