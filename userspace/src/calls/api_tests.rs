@@ -222,6 +222,8 @@ fn offer_updates_and_unknown_answers() {
             index: 0,
             rtp: Some((sa(A2), sa(B_RTP))),
             rtcp: None,
+            expired: Vec::new(),
+            hold: false,
         }]
     );
     assert!(info[0].api);
@@ -406,4 +408,22 @@ fn lookups_by_either_tag() {
     assert_eq!(c.tick(ms(0) + setup.as_nanos() as u64), vec![]);
     assert_eq!(c.active_calls(), 0);
     assert_eq!(c.counters().calls_closed(CloseCause::SetupTimeout), 1);
+}
+
+#[test]
+fn expired_pairs_of_an_api_call_reopen_on_the_next_answer() {
+    let mut c = answered();
+    assert!(c.on_pair_expired(&owner(), sa(A_RTP), sa(B_RTP)));
+    assert!(c.on_pair_expired(&owner(), sa(B_RTCP), sa(A_RTCP)));
+    assert_eq!(c.counters().pairs_expired_ng, 2);
+    // The re-offer opens nothing; its answer reopens both pairs.
+    assert_eq!(
+        c.on_api_offer(CALL, A_TAG, Some(B_TAG), &[audio(A_RTP)], ms(60_000)),
+        Ok(vec![])
+    );
+    assert_eq!(
+        c.on_api_answer(CALL, A_TAG, B_TAG, &[audio(B_RTP)], ms(60_010)),
+        Ok(vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)])
+    );
+    assert_eq!(c.counters().pairs_reopened, 2);
 }
