@@ -409,7 +409,9 @@ impl Daemon {
         self.terminate()
     }
 
-    fn terminate(&mut self) -> Result<ExitStatus> {
+    /// Sends SIGTERM and waits for the exit; the daemon is stopped
+    /// afterwards (a [`Lab`](crate::lab::Lab) replaces it in place).
+    pub(crate) fn terminate(&mut self) -> Result<ExitStatus> {
         let Some(mut child) = self.child.take() else {
             return Err(Error::Setup("the daemon has already exited".into()));
         };
