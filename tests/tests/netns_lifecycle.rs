@@ -470,15 +470,12 @@ impl RtspCase {
         let mut args = vec!["--media-ports", "10000-20000"];
         args.extend_from_slice(daemon_args);
         let lab = Lab::new(family, &args)?;
-        let session = format!("{:08}{:08}", std::process::id(), unique_id());
+        let cfg = ServerConfig::unique(Some(timeout_secs), INSIDE_RTP);
+        let session = cfg.session.clone();
         let server = RtspServer::start(
             &lab.topo.inside,
             SocketAddr::new(family.inside(), RTSP_PORT),
-            ServerConfig {
-                session: session.clone(),
-                timeout_secs: Some(timeout_secs),
-                server_ports: (INSIDE_RTP, INSIDE_RTP + 1),
-            },
+            cfg,
         )?;
         let client = RtspClient::connect(&lab.topo.outside, server.addr())?;
         let mut t = RtspCase {
@@ -504,13 +501,7 @@ impl RtspCase {
     }
 
     fn request_ok(&mut self, method: &str, headers: &[(&str, &str)]) -> TestResult {
-        let resp = self.client.request(method, headers)?;
-        anyhow::ensure!(
-            resp.status() == Some(200),
-            "{method}: {} {:?}",
-            resp.start,
-            resp.headers
-        );
+        self.client.request_ok(method, headers)?;
         Ok(())
     }
 
