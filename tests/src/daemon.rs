@@ -615,6 +615,10 @@ pub struct CallStream {
     pub b_to_a: CounterValue,
     pub packets: u64,
     pub bytes: u64,
+    /// `open`, `hold` or `expired` (idled out; the next offer/answer opens
+    /// it again). Daemons before issue 9 do not say.
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 /// One direction of a pinhole.

@@ -284,13 +284,29 @@ impl SipCase {
         all_pass(&self.lab, self.owner(), &self.media.directions())
     }
 
-    /// The call is still listed by `calls --json`.
-    fn call_listed(&self) -> TestResult {
+    /// The call is listed by `calls --json` with its RTP and RTCP streams
+    /// in `state` (`open`, `hold`, `expired`): the call layer agrees with
+    /// the pinhole table.
+    fn call_streams(&self, state: &str) -> TestResult {
         let calls = self.lab.daemon.calls()?;
-        anyhow::ensure!(
-            calls.iter().any(|c| c.call_id == self.dialog.call_id),
-            "the call {} is gone from `calls`: {calls:#?}",
-            self.dialog.call_id
+        let call = calls
+            .iter()
+            .find(|c| c.call_id == self.dialog.call_id)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the call {} is gone from `calls`: {calls:#?}",
+                    self.dialog.call_id
+                )
+            })?;
+        let streams: Vec<(&str, Option<&str>)> = call
+            .streams
+            .iter()
+            .map(|s| (s.kind.as_str(), s.state.as_deref()))
+            .collect();
+        assert_eq!(
+            streams,
+            [("rtp", Some(state)), ("rtcp", Some(state))],
+            "the call's streams in `calls --json` (`None`: the daemon does not say)"
         );
         Ok(())
     }
@@ -318,7 +334,7 @@ fn silence_then_reinvite(family: Family, transport: Transport) -> TestResult {
     // Silence: nothing flows until the daemon expires both pairs.
     t.lab
         .wait_gone(t.owner(), EXPIRY, "idle expiry during the silence")?;
-    t.call_listed()?;
+    t.call_streams("expired")?;
     // The resumed media before any signaling: dropped.
     all_dropped(&t.lab, &t.media.directions())?;
 
@@ -327,6 +343,7 @@ fn silence_then_reinvite(family: Family, transport: Transport) -> TestResult {
     // The daemon handled the ACK before it let it through: media at once.
     let after = t.media_flows()?;
     t.wait_open("the pinholes reopened by the re-INVITE")?;
+    t.call_streams("open")?;
     assert_eq!(
         after,
         [u64::from(lab::BURST); 4],
@@ -351,6 +368,7 @@ fn hold_then_resume(family: Family, transport: Transport) -> TestResult {
         &answer.with_direction(Direction::Inactive),
     )?;
     let held = t.wait_open("the same pinholes on hold")?;
+    t.call_streams("hold")?;
     for flow in [rtp_out, rtcp_out] {
         let p = pinhole_with(&t.lab, t.owner(), flow)?
             .ok_or_else(|| anyhow::anyhow!("no pinhole for {flow:?} on hold"))?;
@@ -406,6 +424,7 @@ fn hold_then_resume(family: Family, transport: Transport) -> TestResult {
     )?;
     let resumed = t.wait_open("the same pinholes after the resume")?;
     assert_eq!(resumed, during, "the resume re-opened a pinhole");
+    t.call_streams("open")?;
     let p = pinhole_with(&t.lab, t.owner(), rtp_out)?
         .ok_or_else(|| anyhow::anyhow!("no RTP pinhole after the resume"))?;
     assert_eq!(p.idle_timeout_secs, CALL_IDLE, "the idle timeout is back");
@@ -445,7 +464,7 @@ fn restart_then_reinvite(family: Family, transport: Transport) -> TestResult {
     t.reinvite(&offer, &answer)?;
     let after = t.media_flows()?;
     t.wait_open("the pinholes opened by the re-INVITE after the restart")?;
-    t.call_listed()?;
+    t.call_streams("open")?;
     assert_eq!(after, [u64::from(lab::BURST); 4], "media after the restart");
     t.bye_closes()
 }
