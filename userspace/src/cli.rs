@@ -176,6 +176,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub call_idle: Option<u64>,
 
+    /// Idle timeout in seconds of the pinholes of a stream the SDP puts on
+    /// hold (sendonly, recvonly, inactive, c=0.0.0.0), 0 = never
+    /// [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub hold_timeout: Option<u64>,
+
     /// Symmetric pairs (RTP and RTCP each count) one call or session may
     /// open [default: 16].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -263,6 +269,7 @@ impl RunArgs {
             bye_grace: self.bye_grace,
             max_call_lifetime: self.max_call_lifetime,
             call_idle: self.call_idle,
+            hold_timeout: self.hold_timeout,
             max_pinholes_per_call: self.max_pinholes_per_call,
             max_calls_per_peer: self.max_calls_per_peer,
             latching: self.latching,

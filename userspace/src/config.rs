@@ -352,6 +352,8 @@ settings! {
     max_call_lifetime: u64, wire u64, file ("signaling", "max_call_lifetime"), flag "--max-call-lifetime";
     /// Idle timeout of signaled pinholes, seconds.
     call_idle: u64, wire u64, file ("signaling", "call_idle"), flag "--call-idle";
+    /// Idle timeout of the pinholes of a held stream, seconds.
+    hold_timeout: u64, wire u64, file ("signaling", "hold_timeout"), flag "--hold-timeout";
     /// Pairs per call or session.
     max_pinholes_per_call: u32, wire u32, file ("signaling", "max_pinholes_per_call"), flag "--max-pinholes-per-call";
     /// Calls (and RTSP sessions) per signaling peer.
@@ -413,6 +415,8 @@ pub struct RunSettings {
     pub max_call_lifetime: u64,
     /// Seconds; 0 = never. Default 60.
     pub call_idle: u64,
+    /// Seconds; 0 = never. Default 3600.
+    pub hold_timeout: u64,
     /// Default 16.
     pub max_pinholes_per_call: u32,
     /// Default 256.
@@ -474,6 +478,7 @@ impl Default for RunSettings {
             bye_grace: 2,
             max_call_lifetime: 14400,
             call_idle: 60,
+            hold_timeout: 3600,
             max_pinholes_per_call: 16,
             max_calls_per_peer: 256,
             latching: 0,
@@ -504,6 +509,7 @@ impl RunSettings {
             bye_grace: Duration::from_secs(self.bye_grace),
             max_lifetime: Duration::from_secs(self.max_call_lifetime),
             idle_timeout: Duration::from_secs(self.call_idle),
+            hold_timeout: Duration::from_secs(self.hold_timeout),
             latching: Duration::from_secs(self.latching),
             pre_answer: self.pre_answer,
             ..d
@@ -734,6 +740,7 @@ pub fn resolve(
         bye_grace: o.bye_grace.unwrap_or(d.bye_grace),
         max_call_lifetime: o.max_call_lifetime.unwrap_or(d.max_call_lifetime),
         call_idle: o.call_idle.unwrap_or(d.call_idle),
+        hold_timeout: o.hold_timeout.unwrap_or(d.hold_timeout),
         max_pinholes_per_call: o.max_pinholes_per_call.unwrap_or(d.max_pinholes_per_call),
         max_calls_per_peer: o.max_calls_per_peer.unwrap_or(d.max_calls_per_peer),
         latching: o.latching.unwrap_or(d.latching),
@@ -960,6 +967,7 @@ media_relay = ["203.0.113.0/28"]
 bye_grace = 0
 max_call_lifetime = 0
 call_idle = 5
+hold_timeout = 900
 max_pinholes_per_call = 4
 max_calls_per_peer = 1
 
@@ -1007,6 +1015,7 @@ state_file = "/tmp/ph-state.json"
         assert_eq!(nets, ["192.0.2.0/24", "2001:db8::1/128", "198.51.100.0/24"]);
         assert_eq!(s.media_relay[0].to_string(), "203.0.113.0/28");
         assert_eq!((s.bye_grace, s.max_call_lifetime, s.call_idle), (0, 0, 5));
+        assert_eq!(s.hold_timeout, 900);
         assert_eq!((s.max_pinholes_per_call, s.max_calls_per_peer), (4, 1));
         assert_eq!(s.ng_listen, Some("[::1]:2223".parse().unwrap()));
         assert_eq!(s.ng_allow.len(), 2);

@@ -644,16 +644,25 @@ impl<S: FlowStore> Controller<S> {
         }
     }
 
-    /// Runs the call timers that are due.
+    /// Runs the call timers that are due. RTSP sessions see their media's
+    /// last packets (a client that only sends RTCP stays up).
     pub fn call_timers(&mut self) {
-        let intents = self.feed.tick(self.now());
+        let now = self.now();
+        let core = &self.core;
+        let intents = self
+            .feed
+            .tick_with(now, &mut |owner, a, b| core.signaled_last_seen(owner, a, b));
         self.core.apply(intents, Source::Observed);
     }
 
-    /// Expires idle pinholes, runs call timers, forgets idle TCP streams and
-    /// retries failed removals.
+    /// Expires idle pinholes (telling their calls), runs call timers,
+    /// forgets idle TCP streams and retries failed removals.
     pub fn tick(&mut self) {
-        self.core.expire();
+        for (owner, a, b) in self.core.expire() {
+            if !self.feed.calls_mut().on_pair_expired(&owner, a, b) {
+                debug!(%owner, %a, %b, "expired pinhole of no tracked call");
+            }
+        }
         self.call_timers();
         self.core.expire_latches();
         self.core.retry_removals();
@@ -812,7 +821,12 @@ impl<S: FlowStore> Controller<S> {
                 |s, d| core.signaled_flow_totals(&tag, s, d),
                 |t| t,
             );
-            let streams = stats
+            let held = |dialog: &str, index| {
+                info.streams
+                    .iter()
+                    .any(|x| x.hold && x.dialog == dialog && x.index == index)
+            };
+            let mut streams: Vec<StreamEntry> = stats
                 .streams
                 .iter()
                 .map(|s| {
@@ -822,9 +836,29 @@ impl<S: FlowStore> Controller<S> {
                         Some(s.to_tag.clone()),
                         (s.a, s.b),
                         (s.a_to_b, s.b_to_a),
+                        if held(&s.to_tag, s.index) {
+                            "hold"
+                        } else {
+                            "open"
+                        },
                     )
                 })
                 .collect();
+            // Pairs that idled out: listed, closed, until an offer/answer
+            // reopens them.
+            for x in &info.streams {
+                for (i, &(a, b)) in x.expired.iter().enumerate() {
+                    let rtcp = x.rtp.is_some() || i > 0;
+                    streams.push(stream_entry(
+                        x.index,
+                        if rtcp { "rtcp" } else { "rtp" },
+                        Some(x.dialog.clone()),
+                        (a, b),
+                        (Totals::default(), Totals::default()),
+                        "expired",
+                    ));
+                }
+            }
             calls.push(call_entry(
                 if info.api { "ng" } else { "sip" },
                 info.key.call_id.clone(),
@@ -860,6 +894,7 @@ impl<S: FlowStore> Controller<S> {
                         None,
                         (a, b),
                         (core.flow_totals(a, b), core.flow_totals(b, a)),
+                        "open",
                     )
                 })
                 .collect();
@@ -885,6 +920,7 @@ fn stream_entry(
     dialog: Option<String>,
     (a, b): (SocketAddr, SocketAddr),
     (a_to_b, b_to_a): (Totals, Totals),
+    state: &str,
 ) -> StreamEntry {
     let info = |t: Totals| CounterInfo {
         packets: t.packets,
@@ -900,6 +936,7 @@ fn stream_entry(
         bytes: a_to_b.bytes.saturating_add(b_to_a.bytes),
         a_to_b: info(a_to_b),
         b_to_a: info(b_to_a),
+        state: state.into(),
     }
 }
 
@@ -1170,6 +1207,12 @@ impl<S: FlowStore> Core<S> {
                     }
                 }
                 Intent::Close { owner, a, b, cause } => self.close_signaled(&owner, a, b, cause),
+                Intent::Retime {
+                    owner,
+                    a,
+                    b,
+                    idle_timeout,
+                } => self.retime_signaled(&owner, a, b, idle_timeout),
                 // Counted and logged by the feed.
                 Intent::Refused { .. } => {}
             }
@@ -1251,16 +1294,89 @@ impl<S: FlowStore> Core<S> {
         }
     }
 
-    /// Closes the pinholes idle past their timeout.
-    fn expire(&mut self) {
+    /// Changes the idle timeout of `owner`'s pair `a` ↔ `b` in place (a
+    /// stream going on or off hold): a re-claim by the same owner, which
+    /// keeps the pinhole's flows in the map (no remove, no insert).
+    fn retime_signaled(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, idle: Duration) {
+        let claim = latching::ClaimKey {
+            owner: owner_tag(owner, Source::Observed),
+            a,
+            b,
+        };
+        if self.latch_retime(&claim, idle) {
+            return;
+        }
+        let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
+            return;
+        };
+        let ng = Some(owner_tag(owner, Source::Ng));
+        let tag = match self.table.find(ea, eb) {
+            Some(p) if p.is_held_by(&ng) => ng,
+            Some(p) if p.is_held_by(&Some(claim.owner.clone())) => Some(claim.owner),
+            // Expired or force-closed: the call was told, nothing to keep.
+            _ => {
+                debug!(%owner, %a, %b, "retime of a pair the table does not hold");
+                return;
+            }
+        };
+        let Some(tag) = tag else { return };
+        if let Err(e) = self.open_signaled(&tag, a, b, idle) {
+            warn!(%owner, %a, %b, "changing the idle timeout failed: {e}");
+        }
+    }
+
+    /// Closes the pinholes idle past their timeout. Returns, for each
+    /// signaling owner of each, the owner and the pair as it signaled it
+    /// (for a latched pair, the signaled one, not the latched one), so
+    /// that its call can be told.
+    fn expire(&mut self) -> Vec<(Owner, SocketAddr, SocketAddr)> {
         let now = self.now();
         let Core { table, store, .. } = self;
         let expired = table.expire(now, |k| last_seen(store, k));
+        let mut told = Vec::new();
         for (p, ops) in expired {
             self.apply_removes(&ops);
             let idle = now.saturating_sub(p.active_ns) / NS_PER_SEC;
             info!(id = %p.id, a = %p.pair.a(), b = %p.pair.b(), idle_secs = idle, "pinhole expired");
+            for tag in p.claims.keys().flatten() {
+                told.extend(self.expired_claim(tag, &p.pair));
+            }
         }
+        told
+    }
+
+    /// The owner and signaled pair of the claim `tag` on the expired
+    /// pinhole `pair`; `None` for a claim no call layer made.
+    fn expired_claim(&mut self, tag: &str, pair: &Pair) -> Option<(Owner, SocketAddr, SocketAddr)> {
+        let (base, pre_answer) = match tag.strip_suffix(latching::PRE_ANSWER_SUFFIX) {
+            Some(base) => (base, true),
+            None => (tag, false),
+        };
+        let (a, b) = match self.latch_expired(base, pre_answer, pair) {
+            Some(claim) => (claim.a, claim.b),
+            None if pre_answer => return None,
+            None => (pair.a().addr(), pair.b().addr()),
+        };
+        let owner = match base.strip_prefix(NG_OWNER_PREFIX) {
+            Some(rest) => Owner::parse(&format!("sip:{rest}")),
+            None => Owner::parse(base),
+        }?;
+        Some((owner, a, b))
+    }
+
+    /// When the flow `a → b` of a pair `owner` signaled last carried a
+    /// packet: of the latched pair when it latched.
+    fn signaled_last_seen(&self, owner: &Owner, a: SocketAddr, b: SocketAddr) -> Option<u64> {
+        let claim = latching::ClaimKey {
+            owner: owner_tag(owner, Source::Observed),
+            a,
+            b,
+        };
+        let (src, dst) = match self.latches.latched_pair(&claim) {
+            Some(p) => (p.a(), p.b()),
+            None => (Endpoint::new(a).ok()?, Endpoint::new(b).ok()?),
+        };
+        last_seen(&self.store, &flow_key(src, dst))
     }
 
     /// Retries removals that failed.
@@ -1417,6 +1533,10 @@ pub struct FakeStore {
     pub latches: std::collections::HashMap<LatchKey, LatchValue>,
     /// Arming fails (latch map full) when this many entries are armed.
     pub latch_capacity: Option<usize>,
+    /// Successful inserts of new flows and removes of present ones, so
+    /// tests can assert that a change left the map alone.
+    pub inserts: usize,
+    pub removes: usize,
 }
 
 impl FakeStore {
@@ -1446,6 +1566,7 @@ impl FlowStore for FakeStore {
             return Err(StoreError::MapFull);
         }
         self.flows.insert(*key, FlowStats::default());
+        self.inserts += 1;
         Ok(Inserted::New)
     }
 
@@ -1456,7 +1577,9 @@ impl FlowStore for FakeStore {
                 message: "injected failure".into(),
             });
         }
-        Ok(self.flows.remove(key).is_some())
+        let removed = self.flows.remove(key).is_some();
+        self.removes += usize::from(removed);
+        Ok(removed)
     }
 
     fn get(&self, key: &FlowKey) -> Result<Option<FlowStats>, StoreError> {
@@ -1962,6 +2085,88 @@ mod tests {
         fx.config.signaling_inline = true;
         let c = Controller::new(FakeStore::new(capacity), fx.config.clone());
         (fx, c)
+    }
+
+    /// A re-INVITE (CSeq `n`) of call `call` from Alice with `attr` in its
+    /// SDP, and Bob's 200 with `answer_attr`.
+    fn reinvite(call: &str, n: u32, attr: &str, answer_attr: &str) -> [String; 2] {
+        let body = |ip: &str, port: u16, a: &str| format!("{}{a}", sdp(ip, port));
+        let cseq = format!("{n} INVITE");
+        [
+            sip(
+                "INVITE sip:bob@198.51.100.20 SIP/2.0",
+                call,
+                Some("b1"),
+                &cseq,
+                Some(&body("192.0.2.10", 10000, attr)),
+            ),
+            sip(
+                "SIP/2.0 200 OK",
+                call,
+                Some("b1"),
+                &cseq,
+                Some(&body("198.51.100.20", 20000, answer_attr)),
+            ),
+        ]
+    }
+
+    #[test]
+    fn hold_retimes_in_place_and_expiry_reopens_on_the_next_reinvite() {
+        let (fx, mut c) = signaling_fixture(64);
+        let now = || fx.now.load(Ordering::SeqCst);
+        let advance = |secs: u64| fx.now.fetch_add(secs * S, Ordering::SeqCst);
+        let call = "call-hold@192.0.2.10";
+        let exchange = |c: &mut Controller<FakeStore>, [req, resp]: [String; 2]| {
+            c.on_signaling(Ok(udp(ALICE, BOB, &req, now())));
+            c.on_signaling(Ok(udp(BOB, ALICE, &resp, now())));
+        };
+        let idle = |c: &Controller<FakeStore>| -> Vec<u64> {
+            c.table().iter().map(|p| p.idle_timeout_secs).collect()
+        };
+        c.on_signaling(Ok(udp(ALICE, BOB, &invite(call, 10000), now())));
+        c.on_signaling(Ok(udp(BOB, ALICE, &ok200(call, 20000), now())));
+        assert_eq!(idle(&c), [60, 60]);
+        let (ins, rem) = (c.store().inserts, c.store().removes);
+        assert_eq!((ins, rem), (4, 0));
+
+        // On hold: the hold timeout, the same flows (no remove, no insert).
+        exchange(
+            &mut c,
+            reinvite(call, 2, "a=sendonly\r\n", "a=recvonly\r\n"),
+        );
+        assert_eq!(idle(&c), [3600, 3600]);
+        assert_eq!((c.store().inserts, c.store().removes), (ins, rem));
+        // Silent for 10 minutes: still open.
+        advance(600);
+        c.tick();
+        assert_eq!(c.table().len(), 2);
+        // Resume with the same SDP: back to the idle timeout, still in place.
+        exchange(&mut c, reinvite(call, 3, "", ""));
+        assert_eq!(idle(&c), [60, 60]);
+        assert_eq!((c.store().inserts, c.store().removes), (ins, rem));
+
+        // Silence past the idle timeout: expired, and the call knows.
+        advance(61);
+        c.tick();
+        assert_eq!(c.table().len(), 0);
+        assert_eq!(c.store().flows.len(), 0);
+        let counters = c.feed().calls().counters();
+        assert_eq!(counters.pairs_expired_sip, 2);
+        let listed = c.calls();
+        let states: Vec<&str> = listed.calls[0]
+            .streams
+            .iter()
+            .map(|s| s.state.as_str())
+            .collect();
+        assert_eq!(states, ["expired", "expired"]);
+        // A re-INVITE with the same SDP opens both pairs again.
+        exchange(&mut c, reinvite(call, 4, "", ""));
+        assert_eq!(idle(&c), [60, 60]);
+        assert_eq!(c.store().flows.len(), 4);
+        assert_eq!(c.feed().calls().counters().pairs_reopened, 2);
+        let listed = c.calls();
+        assert!(listed.calls[0].streams.iter().all(|s| s.state == "open"));
+        assert_consistent(&c);
     }
 
     #[test]

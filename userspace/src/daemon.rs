@@ -305,7 +305,7 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
             sip_ports = ?feed.sip_ports, rtsp_ports = ?feed.rtsp_ports, queue = s.queue_num,
             trusted = ?feed.calls.trusted_signaling.iter().map(ToString::to_string).collect::<Vec<_>>(),
             media_relay = ?feed.calls.media_relay.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            call_idle_secs = s.call_idle, bye_grace_secs = s.bye_grace, latching_secs = s.latching,
+            call_idle_secs = s.call_idle, hold_timeout_secs = s.hold_timeout, bye_grace_secs = s.bye_grace, latching_secs = s.latching,
             "inline signaling on"
         );
         Some(capture)

@@ -229,8 +229,12 @@ pub fn calls(reply: &CallsReply) -> String {
             rows.push(call("-".into(), "-".into(), "-".into(), 0, 0));
         }
         for s in &c.streams {
+            let state = match s.state.as_str() {
+                "open" => String::new(),
+                other => format!(" ({other})"),
+            };
             rows.push(call(
-                format!("{}/{}", s.index, s.kind),
+                format!("{}/{}{state}", s.index, s.kind),
                 s.a.to_string(),
                 s.b.to_string(),
                 s.packets,
@@ -404,6 +408,7 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
             b_to_a: CounterInfo::default(),
             packets,
             bytes: packets * 100,
+            state: "open".into(),
         };
         let call = |kind: &str, id: &str, streams: Vec<StreamEntry>| CallEntry {
             kind: kind.into(),

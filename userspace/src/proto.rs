@@ -200,6 +200,14 @@ pub struct StreamEntry {
     pub b_to_a: CounterInfo,
     pub packets: u64,
     pub bytes: u64,
+    /// `open`, `hold` (open, on the hold timeout) or `expired` (idled out
+    /// of the table; the next offer/answer naming it opens it again).
+    #[serde(default = "open_state")]
+    pub state: String,
+}
+
+fn open_state() -> String {
+    "open".into()
 }
 
 /// Result of `stats` (and `stats --json`).

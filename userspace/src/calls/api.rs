@@ -88,6 +88,11 @@ pub struct StreamInfo {
     pub rtp: Option<(SocketAddr, SocketAddr)>,
     /// The RTCP pair, if open (absent when both sides multiplex).
     pub rtcp: Option<(SocketAddr, SocketAddr)>,
+    /// Its pairs that idled out of the pinhole table (closed now; the next
+    /// offer/answer naming them opens them again).
+    pub expired: Vec<(SocketAddr, SocketAddr)>,
+    /// Either side holds the stream: its pairs use the hold timeout.
+    pub hold: bool,
 }
 
 impl Calls {

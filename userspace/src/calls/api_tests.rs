@@ -222,6 +222,8 @@ fn offer_updates_and_unknown_answers() {
             index: 0,
             rtp: Some((sa(A2), sa(B_RTP))),
             rtcp: None,
+            expired: Vec::new(),
+            hold: false,
         }]
     );
     assert!(info[0].api);

@@ -44,6 +44,7 @@ pub(super) fn audio(rtp: &str) -> Media {
         rtcp: Some(SocketAddr::new(rtp.ip(), rtp.port() + 1)),
         rtcp_mux: false,
         hold: false,
+        one_way: false,
     }
 }
 
@@ -73,6 +74,20 @@ pub(super) fn opened(owner: Owner, a: &str, b: &str) -> Intent {
     }
 }
 
+/// The idle timeout of a held stream's pairs ([`CallConfig::default`]'s).
+pub(super) const HOLD: Duration = Duration::from_secs(3600);
+
+/// `owner` changes the idle timeout of `a` ↔ `b` in place: to [`HOLD`]
+/// when `hold`, else back to [`IDLE`].
+pub(super) fn retimed(owner: Owner, a: &str, b: &str, hold: bool) -> Intent {
+    Intent::Retime {
+        owner,
+        a: sa(a),
+        b: sa(b),
+        idle_timeout: if hold { HOLD } else { IDLE },
+    }
+}
+
 /// `owner` closes `a` ↔ `b` for `cause`.
 pub(super) fn closed(owner: Owner, a: &str, b: &str, cause: CloseCause) -> Intent {
     Intent::Close {
@@ -92,6 +107,9 @@ pub(super) enum Step {
     Rtsp(u64, RtspEvent, Vec<Intent>),
     /// A tick.
     Tick(u64, Vec<Intent>),
+    /// The pinhole table closed `owner`'s pair `a` ↔ `b` for idleness
+    /// (told by [`Calls::on_pair_expired`], which must know the pair).
+    Expire(u64, Owner, &'static str, &'static str),
 }
 
 /// Feeds `steps` in order to fresh [`Calls`] and asserts each step's intents.
@@ -116,6 +134,12 @@ pub(super) fn play(calls: &mut Calls, steps: impl IntoIterator<Item = Step>) {
             Step::Tick(t, want) => {
                 let got = calls.tick(ms(t));
                 assert_eq!(got, want, "step {i}: tick at {t} ms");
+            }
+            Step::Expire(t, owner, a, b) => {
+                assert!(
+                    calls.on_pair_expired(&owner, sa(a), sa(b)),
+                    "step {i}: expiry of {a} <-> {b} at {t} ms names no pair of {owner}"
+                );
             }
         }
     }

@@ -554,6 +554,51 @@ impl<S: FlowStore> Core<S> {
         }
     }
 
+    /// Changes the idle timeout of the latching claim `claim`, in place:
+    /// a claim still waiting keeps it for its adoption, a latched one
+    /// re-claims its pinhole (same flows, no map change). Returns whether
+    /// `claim` is a latching one.
+    pub(super) fn latch_retime(&mut self, claim: &ClaimKey, idle: Duration) -> bool {
+        let Some(c) = self.latches.claims.get_mut(claim) else {
+            return false;
+        };
+        c.idle_timeout_secs = secs_up(idle);
+        if let State::Latched(pair) = c.state {
+            let tag = adoption_tag(&claim.owner, c.pre_answer);
+            let secs = c.idle_timeout_secs;
+            if let Err(e) = self.adopt(&tag, pair.a().addr(), pair.b().addr(), secs, &[]) {
+                warn!(
+                    owner = claim.owner,
+                    "changing a latched pair's idle timeout failed: {e}"
+                );
+            }
+        }
+        true
+    }
+
+    /// The latched claim of `owner` (provisional or not) whose pinhole
+    /// `pair` idled out, forgotten so that the call's next latch for it
+    /// arms afresh.
+    pub(super) fn latch_expired(
+        &mut self,
+        owner: &str,
+        pre_answer: bool,
+        pair: &Pair,
+    ) -> Option<ClaimKey> {
+        let key = self
+            .latches
+            .claims
+            .iter()
+            .find(|(k, c)| {
+                k.owner == owner
+                    && c.pre_answer == pre_answer
+                    && matches!(c.state, State::Latched(p) if p.key() == pair.key())
+            })
+            .map(|(k, _)| k.clone())?;
+        self.latches.claims.remove(&key);
+        Some(key)
+    }
+
     /// Records the pair the program installed as `owner`'s pinhole.
     fn adopt(
         &mut self,

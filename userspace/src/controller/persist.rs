@@ -260,6 +260,7 @@ mod tests {
                 rtcp: None,
                 rtcp_mux: true,
                 hold: false,
+                one_way: false,
             }]),
         }
     }

@@ -45,7 +45,7 @@ impl Pinholes for Table {
                     self.flows.remove(&(a, b));
                     self.flows.remove(&(b, a));
                 }
-                Intent::Refused { .. } => {}
+                Intent::Refused { .. } | Intent::Retime { .. } => {}
                 l @ Intent::Latch { .. } => {
                     panic!("API calls are vouched for and never latch: {l:?}")
                 }
