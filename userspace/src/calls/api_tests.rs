@@ -409,3 +409,21 @@ fn lookups_by_either_tag() {
     assert_eq!(c.active_calls(), 0);
     assert_eq!(c.counters().calls_closed(CloseCause::SetupTimeout), 1);
 }
+
+#[test]
+fn expired_pairs_of_an_api_call_reopen_on_the_next_answer() {
+    let mut c = answered();
+    assert!(c.on_pair_expired(&owner(), sa(A_RTP), sa(B_RTP)));
+    assert!(c.on_pair_expired(&owner(), sa(B_RTCP), sa(A_RTCP)));
+    assert_eq!(c.counters().pairs_expired_ng, 2);
+    // The re-offer opens nothing; its answer reopens both pairs.
+    assert_eq!(
+        c.on_api_offer(CALL, A_TAG, Some(B_TAG), &[audio(A_RTP)], ms(60_000)),
+        Ok(vec![])
+    );
+    assert_eq!(
+        c.on_api_answer(CALL, A_TAG, B_TAG, &[audio(B_RTP)], ms(60_010)),
+        Ok(vec![open(A_RTP, B_RTP), open(A_RTCP, B_RTCP)])
+    );
+    assert_eq!(c.counters().pairs_reopened, 2);
+}
