@@ -158,6 +158,9 @@ pub struct Lab {
     pub daemon: Daemon,
     pub topo: Topology,
     pub family: Family,
+    /// How the daemon was started, for [`Lab::restart_daemon`].
+    mode: XdpMode,
+    args: Vec<String>,
 }
 
 impl Lab {
@@ -175,7 +178,24 @@ impl Lab {
             daemon,
             topo,
             family,
+            mode,
+            args: daemon_args.iter().map(|a| a.to_string()).collect(),
         })
+    }
+
+    /// Stops the daemon (SIGTERM; it must exit 0) and starts a new one with
+    /// the same arguments: whatever it does not save or pin is lost.
+    pub fn restart_daemon(&mut self) -> Result<()> {
+        let log = self.daemon.log();
+        let status = self.daemon.terminate()?;
+        if !status.success() {
+            return Err(Error::Setup(format!(
+                "the daemon exited {status} on SIGTERM; its log:\n{log}"
+            )));
+        }
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.daemon = self.topo.start_daemon(self.mode, &args)?;
+        Ok(())
     }
 
     pub fn ns(&self, host: Host) -> &Netns {

@@ -85,7 +85,7 @@ impl Transport {
     }
 
     /// The Via transport token.
-    fn via(self) -> &'static str {
+    pub fn via(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
