@@ -51,8 +51,10 @@ use crate::{
 };
 
 mod persist;
+mod reports;
 
 pub use persist::RestoreReport;
+pub use reports::{CallsJob, CopiedStats, FlowStatsMap, ListJob, StatsReader};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// Commands waiting for the controller before senders have to wait.
@@ -84,6 +86,9 @@ pub trait FlowStore: Send + 'static {
     /// Removes the half-open entry `key`; `Ok(false)` when it was not there
     /// (the XDP program claimed it).
     fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError>;
+    /// A reader of every flow's counters for a report built on another
+    /// thread ([`reports`]); it never changes the store.
+    fn reader(&self) -> Result<Box<dyn StatsReader>, StoreError>;
 }
 
 /// The kernel's maps.
@@ -130,6 +135,10 @@ impl FlowStore for KernelStore {
 
     fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError> {
         self.latch_map("latch disarm")?.disarm(key)
+    }
+
+    fn reader(&self) -> Result<Box<dyn StatsReader>, StoreError> {
+        Ok(Box::new(self.flows.reader()?))
     }
 }
 
@@ -529,15 +538,22 @@ impl<S: FlowStore> Controller<S> {
             Command::Close { a, b, reply } => {
                 let _ = reply.send(self.close(a, b));
             }
-            Command::List { reply } => {
-                let _ = reply.send(self.list());
-            }
+            // Built off this task from a snapshot (see `reports`).
+            Command::List { reply } => match self.list_job() {
+                Ok(job) => reports::off_task(move || job.build(), reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
-            Command::Calls { reply } => {
-                let _ = reply.send(Ok(self.calls()));
-            }
+            Command::Calls { reply } => match self.calls_job() {
+                Ok(job) => reports::off_task(move || job.build(), reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Signaling { packet, done } => {
                 self.on_signaling(packet);
                 let _ = done.send(());
@@ -668,14 +684,10 @@ impl<S: FlowStore> Controller<S> {
         self.core.retry_removals();
     }
 
-    /// The pinholes with their traffic.
+    /// The pinholes with their traffic, built here (the command builds
+    /// it off the task: [`list_job`](Self::list_job)).
     pub fn list(&self) -> Result<ListReply, CommandError> {
-        let now = self.now();
-        let mut pinholes = Vec::with_capacity(self.core.table.len());
-        for p in self.core.table.iter() {
-            pinholes.push(self.core.describe(p, now)?);
-        }
-        Ok(ListReply { pinholes })
+        self.list_job()?.build()
     }
 
     /// Verdict counters, table usage and signaling counters.
@@ -803,114 +815,10 @@ impl<S: FlowStore> Controller<S> {
     }
 
     /// The calls (SIP, ng, RTSP) with their streams and traffic, sorted by
-    /// kind, call id and tag.
-    pub fn calls(&self) -> CallsReply {
-        let now = self.now();
-        let secs = |since: u64| now.saturating_sub(since) / NS_PER_SEC;
-        let core = &self.core;
-        let mut calls = Vec::new();
-        for info in self.feed.calls().sip_calls() {
-            let source = if info.api {
-                Source::Ng
-            } else {
-                Source::Observed
-            };
-            let tag = owner_tag(&Owner::Sip(info.key.clone()), source);
-            let stats = call_stats(
-                std::slice::from_ref(&info),
-                |s, d| core.signaled_flow_totals(&tag, s, d),
-                |t| t,
-            );
-            let held = |dialog: &str, index| {
-                info.streams
-                    .iter()
-                    .any(|x| x.hold && x.dialog == dialog && x.index == index)
-            };
-            let mut streams: Vec<StreamEntry> = stats
-                .streams
-                .iter()
-                .map(|s| {
-                    stream_entry(
-                        s.index,
-                        if s.rtcp { "rtcp" } else { "rtp" },
-                        Some(s.to_tag.clone()),
-                        (s.a, s.b),
-                        (s.a_to_b, s.b_to_a),
-                        if held(&s.to_tag, s.index) {
-                            "hold"
-                        } else {
-                            "open"
-                        },
-                    )
-                })
-                .collect();
-            // Pairs that idled out: listed, closed, until an offer/answer
-            // reopens them.
-            for x in &info.streams {
-                for (i, &(a, b)) in x.expired.iter().enumerate() {
-                    let rtcp = x.rtp.is_some() || i > 0;
-                    streams.push(stream_entry(
-                        x.index,
-                        if rtcp { "rtcp" } else { "rtp" },
-                        Some(x.dialog.clone()),
-                        (a, b),
-                        (Totals::default(), Totals::default()),
-                        "expired",
-                    ));
-                }
-            }
-            calls.push(call_entry(
-                if info.api { "ng" } else { "sip" },
-                info.key.call_id.clone(),
-                info.key.caller_tag.clone(),
-                owner_tag(&Owner::Sip(info.key.clone()), source),
-                info.state.name(),
-                secs(info.created),
-                Some(secs(info.last_signal)),
-                streams,
-            ));
-        }
-        // RTSP sessions, from the pinholes they hold.
-        let mut sessions: BTreeMap<&str, Vec<&Pinhole>> = BTreeMap::new();
-        for p in core.table.iter() {
-            for owner in p.owner_names() {
-                if owner.starts_with(RTSP_OWNER_PREFIX) {
-                    sessions.entry(owner).or_default().push(p);
-                }
-            }
-        }
-        for (owner, pinholes) in sessions {
-            let rest = &owner[RTSP_OWNER_PREFIX.len()..];
-            let (server, session) = rest.split_once(";session=").unwrap_or((rest, ""));
-            let created = pinholes.iter().map(|p| p.created_ns).min().unwrap_or(now);
-            let streams = pinholes
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let (a, b) = (p.pair.a().addr(), p.pair.b().addr());
-                    stream_entry(
-                        i,
-                        "media",
-                        None,
-                        (a, b),
-                        (core.flow_totals(a, b), core.flow_totals(b, a)),
-                        "open",
-                    )
-                })
-                .collect();
-            calls.push(call_entry(
-                "rtsp",
-                session.to_string(),
-                server.to_string(),
-                owner.to_string(),
-                "active",
-                secs(created),
-                None,
-                streams,
-            ));
-        }
-        calls.sort_by(|x, y| (&x.kind, &x.call_id, &x.tag).cmp(&(&y.kind, &y.call_id, &y.tag)));
-        CallsReply { calls }
+    /// kind, call id and tag; built here (the command builds it off the
+    /// task: [`calls_job`](Self::calls_job)).
+    pub fn calls(&self) -> Result<CallsReply, CommandError> {
+        self.calls_job()?.build()
     }
 }
 
@@ -1434,42 +1342,6 @@ impl<S: FlowStore> Core<S> {
         }
     }
 
-    fn describe(&self, p: &Pinhole, now: u64) -> Result<PinholeInfo, CommandError> {
-        let mut flows = Vec::with_capacity(p.flows.len());
-        let mut active = p.active_ns;
-        let (mut packets, mut bytes) = (0u64, 0u64);
-        for k in &p.flows {
-            let stats = self.store.get(k)?.unwrap_or_default();
-            if stats.last_seen_ns != 0 {
-                active = active.max(stats.last_seen_ns);
-            }
-            packets = packets.wrapping_add(stats.packets);
-            bytes = bytes.wrapping_add(stats.bytes);
-            let (src, dst) = flow_endpoints(k).expect("the table only holds valid keys");
-            flows.push(FlowInfo {
-                src,
-                dst,
-                packets: stats.packets,
-                bytes: stats.bytes,
-            });
-        }
-        let owners: Vec<String> = p.owner_names().map(str::to_string).collect();
-        Ok(PinholeInfo {
-            id: p.id.0,
-            a: p.pair.a(),
-            b: p.pair.b(),
-            rtcp: p.pair.rtcp(),
-            idle_timeout_secs: p.idle_timeout_secs,
-            idle_secs: now.saturating_sub(active) / NS_PER_SEC,
-            age_secs: now.saturating_sub(p.created_ns) / NS_PER_SEC,
-            packets,
-            bytes,
-            owner: owners.first().cloned().unwrap_or_default(),
-            owners,
-            flows,
-        })
-    }
-
     /// Applies removes; returns how many entries were removed or queued.
     fn apply_removes(&mut self, ops: &[MapOp]) -> usize {
         let mut n = 0;
@@ -1607,6 +1479,10 @@ impl FlowStore for FakeStore {
 
     fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError> {
         Ok(self.latches.remove(key).is_some())
+    }
+
+    fn reader(&self) -> Result<Box<dyn StatsReader>, StoreError> {
+        Ok(Box::new(CopiedStats(self.flows.clone())))
     }
 }
 
@@ -2152,7 +2028,7 @@ mod tests {
         assert_eq!(c.store().flows.len(), 0);
         let counters = c.feed().calls().counters();
         assert_eq!(counters.pairs_expired_sip, 2);
-        let listed = c.calls();
+        let listed = c.calls().unwrap();
         let states: Vec<&str> = listed.calls[0]
             .streams
             .iter()
@@ -2164,7 +2040,7 @@ mod tests {
         assert_eq!(idle(&c), [60, 60]);
         assert_eq!(c.store().flows.len(), 4);
         assert_eq!(c.feed().calls().counters().pairs_reopened, 2);
-        let listed = c.calls();
+        let listed = c.calls().unwrap();
         assert!(listed.calls[0].streams.iter().all(|s| s.state == "open"));
         assert_consistent(&c);
     }
@@ -2546,7 +2422,7 @@ mod tests {
         );
         let rtp = q.get("totals").and_then(|t| t.get("RTP")).unwrap();
         assert_eq!(rtp.get("packets").and_then(Value::as_int), Some(7), "{q:?}");
-        let calls = c.calls();
+        let calls = c.calls().unwrap();
         assert_eq!(calls.calls.len(), 1);
         let e = &calls.calls[0];
         assert_eq!(
@@ -2636,7 +2512,13 @@ mod tests {
         );
         assert_eq!(c.table().len(), 2);
         assert!(c.table().iter().all(|p| p.owner_names().count() == 2));
-        let kinds: Vec<String> = c.calls().calls.iter().map(|e| e.kind.clone()).collect();
+        let kinds: Vec<String> = c
+            .calls()
+            .unwrap()
+            .calls
+            .iter()
+            .map(|e| e.kind.clone())
+            .collect();
         assert_eq!(kinds, ["ng", "sip"]);
 
         // delete with a 5 s delay: still open, then closed by the timer;
@@ -2720,7 +2602,7 @@ mod tests {
             ..params("192.0.2.10:5000", "198.51.100.20:6970", false, None)
         })
         .unwrap();
-        let calls = c.calls().calls;
+        let calls = c.calls().unwrap().calls;
         assert_eq!(calls.len(), 1);
         let e = &calls[0];
         assert_eq!(

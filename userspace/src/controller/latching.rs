@@ -620,27 +620,26 @@ impl<S: FlowStore> Core<S> {
         Ok(pair)
     }
 
-    /// Packets and bytes of the flow `src → dst` of a pair `owner`
-    /// signaled: when that pair latched, of the corresponding flow of the
-    /// latched pair (whose remote end has the NAT's address and port).
-    pub(super) fn signaled_flow_totals(
+    /// The flow that carries `owner`'s signaled `src` → `dst`: the latched
+    /// pair's when the XDP program latched it, else `src` → `dst`.
+    pub(super) fn signaled_flow(
         &self,
         owner: &str,
         src: SocketAddr,
         dst: SocketAddr,
-    ) -> Totals {
+    ) -> (SocketAddr, SocketAddr) {
         let claim = |a, b| ClaimKey {
             owner: owner.to_string(),
             a,
             b,
         };
         if let Some(p) = self.latches.latched_pair(&claim(src, dst)) {
-            return self.flow_totals(p.a().addr(), p.b().addr());
+            return (p.a().addr(), p.b().addr());
         }
         if let Some(p) = self.latches.latched_pair(&claim(dst, src)) {
-            return self.flow_totals(p.b().addr(), p.a().addr());
+            return (p.b().addr(), p.a().addr());
         }
-        self.flow_totals(src, dst)
+        (src, dst)
     }
 
     /// `signaling.detail.latching` of `stats --json`.
@@ -864,9 +863,8 @@ mod tests {
         let [fwd, _] = flows(NAT, LOCAL);
         fx.c.core.store.flows.get_mut(&fwd).unwrap().packets = 7;
         let totals = |s: &str, d: &str| {
-            fx.c.core
-                .signaled_flow_totals(&tag("c1"), sa(s), sa(d))
-                .packets
+            let (s, d) = fx.c.core.signaled_flow(&tag("c1"), sa(s), sa(d));
+            fx.c.core.flow_totals(s, d).packets
         };
         assert_eq!((totals(SDP, LOCAL), totals(LOCAL, SDP)), (7, 0));
         fx.assert_consistent();
