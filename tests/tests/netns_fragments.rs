@@ -7,8 +7,8 @@
 //! fragment header). Only the first fragment carries the UDP port the
 //! signaling rules match: without reassembly ahead of the queue the daemon
 //! sees a truncated message and opens nothing, and every RTP packet of the
-//! call is dropped. Each case checks that the message did cross as
-//! fragments (the receiver's `ReasmOKs` rises), that the daemon opened the
+//! call is dropped. Each case checks that the message did leave its sender
+//! as fragments (the sender's `FragOKs` rises), that the daemon opened the
 //! call's pair from it, and that [`RTP`] datagrams pass each way with the
 //! pair's flows counting exactly them.
 //!
@@ -57,12 +57,12 @@ enum Callee {
     Router,
 }
 
-/// The kernel's count of datagrams reassembled in `ns` for `family`
-/// (`Ip: ReasmOKs` of /proc/net/snmp, `Ip6ReasmOKs` of /proc/net/snmp6).
-fn reasm_oks(ns: &Netns, family: Family) -> anyhow::Result<u64> {
+/// The kernel's count of datagrams `ns` sent as fragments in `family`
+/// (`Ip: FragOKs` of /proc/net/snmp, `Ip6FragOKs` of /proc/net/snmp6).
+fn frag_oks(ns: &Netns, family: Family) -> anyhow::Result<u64> {
     let (file, key) = match family {
-        Family::V4 => ("/proc/net/snmp", "ReasmOKs"),
-        Family::V6 => ("/proc/net/snmp6", "Ip6ReasmOKs"),
+        Family::V4 => ("/proc/net/snmp", "FragOKs"),
+        Family::V6 => ("/proc/net/snmp6", "Ip6FragOKs"),
     };
     let text = ns.exec("cat", &[file])?;
     let value = match family {
@@ -113,13 +113,9 @@ fn rtp_passes(tx: &UdpSocket, rx: &UdpSocket, what: &str) -> TestResult {
 /// message carrying a [`SDP_LEN`]-byte SDP.
 fn fragmented_call(family: Family, big: Big, callee_at: Callee) -> TestResult {
     let lab = Lab::new(family, &["--media-ports", "10000-20000"])?;
-    let (callee_ns, callee_ip, reasm_ns) = match callee_at {
-        Callee::Inside => (
-            lab.ns(Host::Inside),
-            lab.ip(Host::Inside),
-            lab.ns(Host::Inside),
-        ),
-        Callee::Router => (&lab.topo.router, family.router_outside(), &lab.topo.router),
+    let (callee_ns, callee_ip) = match callee_at {
+        Callee::Inside => (lab.ns(Host::Inside), lab.ip(Host::Inside)),
+        Callee::Router => (&lab.topo.router, family.router_outside()),
     };
     let caller = SipPeer::bind(lab.ns(Host::Outside), lab.addr(Host::Outside, SIP_PORT))?;
     let callee = SipPeer::bind(callee_ns, SocketAddr::new(callee_ip, SIP_PORT))?;
@@ -131,28 +127,28 @@ fn fragmented_call(family: Family, big: Big, callee_at: Callee) -> TestResult {
 
     let mut invite = d.invite(1, Some(&offer));
     let mut ok = d.response(200, "OK", 1, "INVITE", Some(&answer));
-    let receiver = match big {
+    let sender = match big {
         Big::Invite => {
             invite = pad_sdp(&invite, SDP_LEN);
-            reasm_ns
+            lab.ns(Host::Outside)
         }
         Big::Answer => {
             ok = pad_sdp(&ok, SDP_LEN);
-            lab.ns(Host::Outside)
+            callee_ns
         }
     };
     let big_len = invite.len().max(ok.len());
-    let reasm_before = reasm_oks(receiver, family)?;
+    let frags_before = frag_oks(sender, family)?;
     let before = lab.signaling()?;
     // The daemon issues its verdict after applying what a message implies:
     // once the 200 OK is delivered, the pair is open.
     deliver(&caller, &callee, &invite, TIMEOUT)?;
     deliver(&callee, &caller, &ok, TIMEOUT)?;
     deliver(&caller, &callee, &d.ack(1), TIMEOUT)?;
-    let reasm = reasm_oks(receiver, family)? - reasm_before;
+    let fragmented = frag_oks(sender, family)? - frags_before;
     assert_eq!(
-        reasm, 1,
-        "the {big:?} ({} bytes) should have crossed as fragments and been reassembled once by its receiver",
+        fragmented, 1,
+        "the {big:?} ({} bytes) should have left its sender as fragments",
         big_len
     );
     let after = lab.signaling()?;
@@ -178,6 +174,12 @@ fn fragmented_call(family: Family, big: Big, callee_at: Callee) -> TestResult {
     };
     let got: Vec<_> = want_counts.iter().map(|(k, _)| (*k, flows[k])).collect();
     assert_eq!(got, want_counts, "per-flow packet counts");
+    // Reassembly ahead of the queue does not turn connection tracking on.
+    let tracked = lab
+        .topo
+        .router
+        .exec("cat", &["/proc/sys/net/netfilter/nf_conntrack_count"])?;
+    assert_eq!(tracked.trim(), "0", "conntrack entries on the router");
     Ok(())
 }
 
