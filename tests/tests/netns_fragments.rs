@@ -174,6 +174,22 @@ fn fragmented_call(family: Family, big: Big, callee_at: Callee) -> TestResult {
     };
     let got: Vec<_> = want_counts.iter().map(|(k, _)| (*k, flows[k])).collect();
     assert_eq!(got, want_counts, "per-flow packet counts");
+    // The queue's own numbers: bound, nothing lost, no reader restart; the
+    // kernel handed the reader at least the three messages of the setup.
+    let queue = lab
+        .signaling()?
+        .other
+        .get("queue")
+        .cloned()
+        .ok_or_else(|| Error::Setup("`stats --json` has no signaling.queue".into()))?;
+    let kernel = &queue["kernel"];
+    assert_eq!(queue["reader_restarts"], 0, "{queue}");
+    assert_eq!(
+        (&kernel["queue_dropped"], &kernel["user_dropped"]),
+        (&0.into(), &0.into()),
+        "{queue}"
+    );
+    assert!(kernel["id_sequence"].as_u64() >= Some(3), "{queue}");
     // Reassembly ahead of the queue does not turn connection tracking on.
     let tracked = lab
         .topo
