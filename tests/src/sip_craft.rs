@@ -262,6 +262,35 @@ impl Dialog {
     }
 }
 
+/// `msg` with its SDP body grown to at least `len` bytes by attribute lines
+/// no parser acts on (`a=x-pad:…`, as a long codec list or a video offer
+/// would grow it), and its `Content-Length` fixed: a message bigger than a
+/// 1,500-byte MTU crosses the router as IP fragments. `msg` must carry a
+/// body and a `Content-Length` header, as [`Dialog`]'s messages with an SDP
+/// do.
+pub fn pad_sdp(msg: &str, len: usize) -> String {
+    let (head, body) = msg
+        .split_once("\r\n\r\n")
+        .expect("a SIP message has an empty line before its body");
+    assert!(!body.is_empty(), "pad_sdp needs a message with an SDP body");
+    let mut body = body.to_owned();
+    let mut n = 0;
+    while body.len() < len {
+        body.push_str(&format!("a=x-pad:{n:04} {}\r\n", "p".repeat(64)));
+        n += 1;
+    }
+    let head: Vec<String> = head
+        .split("\r\n")
+        .map(|line| match line.split_once(':') {
+            Some((name, _)) if name.eq_ignore_ascii_case("content-length") => {
+                format!("Content-Length: {}", body.len())
+            }
+            _ => line.to_owned(),
+        })
+        .collect();
+    format!("{}\r\n\r\n{body}", head.join("\r\n"))
+}
+
 /// An IP address as the host part of a SIP URI (IPv6 in brackets).
 pub fn host(ip: IpAddr) -> String {
     match ip {
@@ -607,6 +636,31 @@ mod tests {
             let want = sdp.map(|s| vec![(Some(s.media), s.rtcp_mux)]);
             assert_eq!(media, want, "{text}");
             assert_eq!(header(&text, "call-id"), Some(d.call_id.as_str()));
+        }
+    }
+
+    #[test]
+    fn padded_sdp_parses_to_the_same_media() {
+        let d = dialog();
+        let offer = Sdp::muxed("192.0.2.2:16000".parse().unwrap());
+        for msg in [
+            d.invite(1, Some(&offer)),
+            d.response(200, "OK", 1, "INVITE", Some(&offer)),
+        ] {
+            let padded = pad_sdp(&msg, 3000);
+            assert!(padded.len() > 3000, "{}", padded.len());
+            let parsed = pinhole::signaling::sip::parse(padded.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}:\n{padded}"));
+            let ev = pinhole::calls::SipEvent::from_message(&parsed, d.caller, d.callee)
+                .unwrap_or_else(|e| panic!("{e}:\n{padded}"));
+            let media: Vec<_> = ev.sdp.unwrap().iter().map(|m| m.rtp).collect();
+            assert_eq!(media, [Some(offer.media)]);
+            let body = padded.split_once("\r\n\r\n").unwrap().1;
+            assert_eq!(
+                header(&padded, "content-length"),
+                Some(&*body.len().to_string())
+            );
+            assert!(body.starts_with(&offer.body()));
         }
     }
 

@@ -169,6 +169,8 @@ pub struct ControllerConfig {
     /// The attached interfaces' state, published by the link tracker
     /// ([`crate::links`]); for `stats` and the metrics.
     pub interfaces: Option<watch::Receiver<Vec<InterfaceStatus>>>,
+    /// The signaling queue reader's health, with inline signaling.
+    pub queue_health: Option<Arc<crate::capture::nfqueue::Health>>,
 }
 
 impl ControllerConfig {
@@ -184,6 +186,7 @@ impl ControllerConfig {
             metrics: None,
             state_writer: None,
             interfaces: None,
+            queue_health: None,
         }
     }
 }
@@ -783,7 +786,27 @@ impl<S: FlowStore> Controller<S> {
                 "latching": self.core.latch_stats(),
                 "ng": ng,
             }),
+            queue: self.queue_stats(),
         }
+    }
+
+    /// The signaling queue's numbers; the kernel's are read from /proc of
+    /// this namespace (a few hundred bytes).
+    fn queue_stats(&self) -> Option<crate::proto::QueueStats> {
+        let health = self.core.config.queue_health.as_ref()?;
+        let q = health.queue_num();
+        let kernel = match crate::capture::nfqueue::kernel_stats(q) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::debug!("reading {}: {e}", crate::capture::nfqueue::PROC_PATH);
+                None
+            }
+        };
+        Some(crate::proto::QueueStats {
+            queue_num: q,
+            reader_restarts: health.restarts(),
+            kernel,
+        })
     }
 
     /// Everything the metrics endpoint reports, as of now.
@@ -796,6 +819,7 @@ impl<S: FlowStore> Controller<S> {
         Snapshot {
             calls_active: calls.active_calls() as u64,
             rtsp_sessions_active: calls.active_sessions() as u64,
+            queue: self.queue_stats(),
             interfaces: self
                 .interfaces()
                 .into_iter()
@@ -1339,6 +1363,7 @@ impl<S: FlowStore> Core<S> {
             refusals,
             interfaces: Vec::new(),
             latch_events: self.latches.counters().events(),
+            queue: None,
         }
     }
 

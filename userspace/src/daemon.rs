@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use crate::{
     capture::{
         feed::FeedConfig,
-        nfqueue::{QueueOptions, DEFAULT_QUEUE_MAX_LEN},
+        nfqueue::{self, QueueOptions, RestartPolicy, DEFAULT_QUEUE_MAX_LEN},
         rules::RuleSpec,
         Capture,
     },
@@ -248,6 +248,8 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     controller_config.metrics = metrics.clone();
     controller_config.state_writer = Some(writer.clone());
     controller_config.interfaces = Some(iface_status_rx);
+    let queue_health = inline.then(|| nfqueue::Health::new(s.queue_num));
+    controller_config.queue_health = queue_health.clone();
     let mut controller = Controller::new(
         KernelStore {
             flows,
@@ -300,7 +302,14 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
             queue_num: s.queue_num,
             max_len: DEFAULT_QUEUE_MAX_LEN,
         };
-        let capture = Capture::start(&spec, queue, handle.sink())?;
+        let health = queue_health.clone().expect("inline signaling has a queue");
+        let capture = Capture::start(
+            &spec,
+            queue,
+            handle.sink(),
+            health,
+            RestartPolicy::default(),
+        )?;
         info!(
             sip_ports = ?feed.sip_ports, rtsp_ports = ?feed.rtsp_ports, queue = s.queue_num,
             trusted = ?feed.calls.trusted_signaling.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -334,8 +343,21 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         "ready"
     );
 
+    // The reader restarts itself; once it gives up, so does the daemon
+    // (non-zero exit, for systemd to restart it) rather than run blind.
+    let mut capture = capture;
+    let reader_failed = capture.as_mut().and_then(Capture::failed);
+    let reader_failed = async move {
+        match reader_failed {
+            Some(rx) => rx
+                .await
+                .unwrap_or_else(|_| "the signaling queue reader ended".into()),
+            None => std::future::pending().await,
+        }
+    };
     let mut controller_done = false;
     let outcome = tokio::select! {
+        why = reader_failed => Err(anyhow::anyhow!("{why}; exiting so that the service manager restarts pinhole")),
         _ = sigterm.recv() => { info!("SIGTERM received, shutting down"); Ok(()) }
         _ = sigint.recv() => { info!("SIGINT received, shutting down"); Ok(()) }
         () = server.serve(handle.clone()) => Err(anyhow::anyhow!("the control server stopped unexpectedly")),
