@@ -234,6 +234,8 @@ pub struct Frame {
     ipv4_fragment: (u16, bool),
     ext: Vec<Ext>,
     payload: usize,
+    /// The payload's bytes, when not the default pattern.
+    data: Option<Vec<u8>>,
 }
 
 impl Frame {
@@ -251,6 +253,7 @@ impl Frame {
             ipv4_fragment: (0, false),
             ext: Vec::new(),
             payload: 32,
+            data: None,
         }
     }
 
@@ -313,6 +316,14 @@ impl Frame {
     /// Sets the payload size after the transport header.
     pub fn payload(mut self, len: usize) -> Frame {
         self.payload = len;
+        self.data = None;
+        self
+    }
+
+    /// Sets the payload after the transport header to `data`.
+    pub fn data(mut self, data: &[u8]) -> Frame {
+        self.payload = data.len();
+        self.data = Some(data.to_vec());
         self
     }
 
@@ -456,7 +467,10 @@ impl Frame {
     /// The transport header plus payload, with zero checksum, and the kind and
     /// size of the header (none for a non-first fragment or `L4::Other`).
     fn transport(&self) -> (Vec<u8>, Option<(HeaderKind, usize)>) {
-        let payload: Vec<u8> = (0..self.payload).map(|i| (i % 251) as u8).collect();
+        let payload: Vec<u8> = match &self.data {
+            Some(d) => d.clone(),
+            None => (0..self.payload).map(|i| (i % 251) as u8).collect(),
+        };
         if self.non_first_fragment() {
             return (payload, None);
         }

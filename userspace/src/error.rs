@@ -131,9 +131,8 @@ pub enum LoadError {
     #[error("interface {0} does not support native XDP; retry with --xdp-mode skb")]
     NativeUnsupported(String),
     #[error(
-        "interface {0} has no link-layer header (tun, WireGuard, PPP): native XDP would never \
-         see its packets (tun runs a native program only on TAP frames; WireGuard and PPP have \
-         no native XDP); use --xdp-mode skb"
+        "interface {0} has no link-layer header (tun, WireGuard, PPP); such links have no \
+         native XDP (the kernel refuses it on tun, WireGuard and PPP); use --xdp-mode skb"
     )]
     NativeOnL3(String),
     #[error(

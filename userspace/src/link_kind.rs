@@ -54,10 +54,13 @@ impl LinkKind {
         }
     }
 
-    /// Whether `mode` filters this kind of link. Native mode on a link
-    /// without a link-layer header does not: tun accepts a native program
-    /// but runs it only on TAP frames, so in TUN mode every packet would
-    /// pass unseen; WireGuard and PPP have no native XDP at all.
+    /// Whether `mode` can filter this kind of link. Native mode on a link
+    /// without a link-layer header cannot: tun (in TUN mode), WireGuard and
+    /// PPP implement no native XDP, and the kernel refuses the attach
+    /// (EOPNOTSUPP, measured on tun). Refused here first, with the link
+    /// type in the message, rather than as a generic attach failure; and a
+    /// driver that did offer it would hand over frames in a framing nobody
+    /// verified.
     pub fn check_mode(self, iface: &str, mode: XdpMode) -> Result<(), LoadError> {
         match (self, mode) {
             (LinkKind::Ip, XdpMode::Native) => Err(LoadError::NativeOnL3(iface.to_string())),
