@@ -110,22 +110,25 @@ fn ethernet(c: &mut Cursor, cfg: &Config, flows: impl Flows) -> Result<Reason, R
                 tags += 1;
                 ethertype = be16(c.take::<VlanTag>()?.ethertype);
             }
-            // Tested after IP and VLAN: an IP frame never pays for it.
-            ETH_P_PPP_SES => return pppoe(c, cfg, flows),
+            // Tested after IP and VLAN: an IP frame never pays for it. The
+            // session's payload goes round the loop once more as the
+            // EtherType of its family, so the IP walk is emitted once.
+            ETH_P_PPP_SES => ethertype = pppoe(c)?,
             _ => return Ok(Reason::NotIp),
         }
     }
 }
 
-/// A PPPoE session frame: the session header, then the PPP protocol field,
-/// then (for IPv4 and IPv6) the datagram. The kernel's PPPoE receive path
-/// trims the frame to the session's `length` and PPP accepts a compressed
-/// (one-byte, odd) protocol field, so both are honoured: nothing the kernel
-/// would hand to IP escapes the walk. Bytes past `length` (Ethernet padding)
-/// are still visible to the IP checks, which can only make them stricter
-/// than the kernel's, never looser.
+/// A PPPoE session frame: reads the session header and the PPP protocol
+/// field and returns the EtherType of the datagram that follows (IPv4 or
+/// IPv6); other PPP protocols end the walk as [`Reason::NotIp`]. The kernel's
+/// PPPoE receive path trims the frame to the session's `length` and PPP
+/// accepts a compressed (one-byte, odd) protocol field, so both are honoured:
+/// nothing the kernel would hand to IP escapes the walk. Bytes past `length`
+/// (Ethernet padding) are still visible to the IP checks, which can only
+/// make them stricter than the kernel's, never looser.
 #[inline(always)]
-fn pppoe(c: &mut Cursor, cfg: &Config, flows: impl Flows) -> Result<Reason, Reason> {
+fn pppoe(c: &mut Cursor) -> Result<u16, Reason> {
     let h = c.take::<PppoeSession>()?;
     // A session frame the kernel would drop (length past the frame) or that
     // no session sends: fail closed.
@@ -139,9 +142,9 @@ fn pppoe(c: &mut Cursor, cfg: &Config, flows: impl Flows) -> Result<Reason, Reas
         u16::from_be_bytes([hi, *c.take::<u8>()?])
     };
     match proto {
-        PPP_IPV4 => ipv4(c, cfg, flows),
-        PPP_IPV6 => ipv6(c, cfg, flows),
-        _ => Ok(Reason::NotIp),
+        PPP_IPV4 => Ok(ETH_P_IPV4),
+        PPP_IPV6 => Ok(ETH_P_IPV6),
+        _ => Err(Reason::NotIp),
     }
 }
 
