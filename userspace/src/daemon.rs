@@ -526,7 +526,7 @@ mod tests {
             err,
             format!(
                 "invalid configuration: {path}:3:1: unknown key `frobnicate` in [filter]; expected one of \
-                 interfaces, xdp_mode, media_ports, max_pinholes, fragments, default_idle"
+                 interfaces, xdp_mode, media_ports, max_pinholes, fragments, media_prefixes, default_idle"
             )
         );
         std::fs::write(&file, "[filter]\nmax_pinholes = 1\n").unwrap();
