@@ -218,3 +218,35 @@ impl TestProg {
         }
     }
 }
+
+/// The endpoints the XDP program tests share: documentation addresses, A
+/// and B both on media ports (so the reverse direction of an open flow is
+/// itself subject to filtering), C a stranger; B's and C's networks differ
+/// (the `--media-prefix` cases protect B's).
+pub mod endpoints {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+    pub fn a4() -> SocketAddr {
+        SocketAddr::new(Ipv4Addr::new(192, 0, 2, 1).into(), 12000)
+    }
+    pub fn b4() -> SocketAddr {
+        SocketAddr::new(Ipv4Addr::new(198, 51, 100, 2).into(), 10000)
+    }
+    pub fn c4() -> SocketAddr {
+        SocketAddr::new(Ipv4Addr::new(203, 0, 113, 3).into(), 12000)
+    }
+    pub fn a6() -> SocketAddr {
+        SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(), 12000)
+    }
+    pub fn b6() -> SocketAddr {
+        SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2).into(), 10000)
+    }
+    pub fn c6() -> SocketAddr {
+        SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 3).into(), 12000)
+    }
+
+    pub fn port(mut s: SocketAddr, p: u16) -> SocketAddr {
+        s.set_port(p);
+        s
+    }
+}

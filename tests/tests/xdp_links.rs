@@ -13,42 +13,20 @@
 //! Needs root (CAP_BPF + CAP_NET_ADMIN). It never skips: without the
 //! privileges it fails with a message saying so.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use ipnet::IpNet;
 use pinhole::media_scope::apply_media_prefixes;
 use pinhole_common::{Config, FlowKey, FragmentPolicy, Reason, PROGRAM_L3_NAME, PROGRAM_NAME};
 use pinhole_integration::frames::{arp, Frame, HeaderKind, ETH_P_PPP_SES, PPP_LCP, TPID_8021Q};
-use pinhole_integration::xdp::{self, flow_key as key, TestProg, ETH_HLEN};
+use pinhole_integration::xdp::{
+    self,
+    endpoints::{a4, a6, b4, b6, c4, c6, port},
+    flow_key as key, TestProg, ETH_HLEN,
+};
 
 /// The media ranges every test program is loaded with.
 const RANGES: [(u16, u16); 1] = [(10000, 20000)];
-
-// Documentation addresses: A -> B is open, C is a stranger. B is inside the
-// media prefixes of the prefix tests, C's network is not.
-fn a4() -> SocketAddr {
-    SocketAddr::new(Ipv4Addr::new(192, 0, 2, 1).into(), 12000)
-}
-fn b4() -> SocketAddr {
-    SocketAddr::new(Ipv4Addr::new(198, 51, 100, 2).into(), 10000)
-}
-fn c4() -> SocketAddr {
-    SocketAddr::new(Ipv4Addr::new(203, 0, 113, 3).into(), 12000)
-}
-fn a6() -> SocketAddr {
-    SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(), 12000)
-}
-fn b6() -> SocketAddr {
-    SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2).into(), 10000)
-}
-fn c6() -> SocketAddr {
-    SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 3).into(), 12000)
-}
-
-fn port(mut s: SocketAddr, p: u16) -> SocketAddr {
-    s.set_port(p);
-    s
-}
 
 /// Both families, as (label, A, B, C).
 fn families() -> [(&'static str, SocketAddr, SocketAddr, SocketAddr); 2] {
