@@ -1,7 +1,7 @@
 //! The one bounds-checked packet cursor. Every header is read through
 //! [`Cursor::take`] (or looked at through [`Cursor::peek`]) or skipped
-//! through [`Cursor::skip`]; nothing else in the
-//! program does pointer arithmetic on packet data.
+//! through [`Cursor::skip`]; nothing else in the program does pointer
+//! arithmetic on packet data.
 
 use core::mem::size_of;
 
