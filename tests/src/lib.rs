@@ -27,6 +27,7 @@ pub mod sip_craft;
 pub mod sipp;
 mod topology;
 pub mod traffic;
+pub mod tun;
 
 use std::{
     io,

@@ -33,6 +33,17 @@ fn kind_of(d: &[u8]) -> Option<u8> {
     (d.len() == PAYLOAD_LEN && d[..4] == MAGIC).then(|| d[4])
 }
 
+/// The payload of data datagram `seq`, for senders that build their own
+/// packets (a tun device's writer).
+pub fn data_payload(seq: u32) -> [u8; PAYLOAD_LEN] {
+    datagram(KIND_DATA, seq)
+}
+
+/// The payload of a marker datagram, as [`data_payload`].
+pub fn marker_payload() -> [u8; PAYLOAD_LEN] {
+    datagram(KIND_MARKER, 0)
+}
+
 /// Sends `n` data datagrams from `sock` to `dst`.
 pub fn send(sock: &UdpSocket, dst: SocketAddr, n: u32) -> Result<()> {
     for seq in 0..n {

@@ -127,6 +127,13 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub fragments: Option<Fragments>,
 
+    /// Only UDP to a media port AND to these destination networks is
+    /// filtered; media ports elsewhere pass (default: any destination).
+    /// Repeat or comma-separate; at most 8 per family.
+    #[arg(long = "media-prefix", value_name = "CIDR", value_delimiter = ',',
+          num_args = 1.., value_parser = parse_cidr)]
+    pub media_prefixes: Vec<IpNet>,
+
     /// Idle timeout in seconds for opens that give no --idle (0 = never)
     /// [default: 300].
     #[arg(long, value_name = "SECS")]
@@ -259,6 +266,7 @@ impl RunArgs {
             media_ports: list(&self.media_ports),
             max_pinholes: self.max_pinholes,
             fragments: self.fragments,
+            media_prefixes: list(&self.media_prefixes),
             default_idle: self.default_idle,
             signaling: self.signaling,
             sip_ports: list(&self.sip_ports),
@@ -401,6 +409,7 @@ mod tests {
         );
         assert_eq!(r.max_pinholes, 262_144);
         assert_eq!(r.fragments, Fragments::Pass);
+        assert!(r.media_prefixes.is_empty());
         assert_eq!(r.default_idle, 300);
         // Signaling (issue 3 contract).
         assert_eq!(r.signaling, SignalingMode::Inline);
@@ -578,6 +587,10 @@ mod tests {
             "drop",
             "--default-idle",
             "0",
+            "--media-prefix",
+            "198.51.100.0/24,2001:db8:1::/48",
+            "--media-prefix",
+            "192.0.2.9",
         ])
         .unwrap();
         assert_eq!(cli.control, Some(PathBuf::from("/tmp/x.sock")));
@@ -589,6 +602,8 @@ mod tests {
         assert_eq!((r.max_pinholes, r.default_idle), (Some(2), Some(0)));
         assert_eq!(r.fragments, Some(Fragments::Drop));
         assert_eq!(r.xdp_mode, Some(XdpMode::Skb));
+        let nets: Vec<String> = r.media_prefixes.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["198.51.100.0/24", "2001:db8:1::/48", "192.0.2.9/32"]);
     }
 
     #[test]

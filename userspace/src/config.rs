@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use pinhole_common::{FragmentPolicy, PortRange, DEFAULT_MAX_FLOWS, MAX_PORT_RANGES};
+use pinhole_common::{
+    FragmentPolicy, PortRange, DEFAULT_MAX_FLOWS, MAX_MEDIA_PREFIXES, MAX_PORT_RANGES,
+};
 use serde::de::{self, Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
@@ -332,6 +334,8 @@ settings! {
     max_pinholes: u32, wire u32, file ("filter", "max_pinholes"), flag "--max-pinholes";
     /// Non-first UDP fragments.
     fragments: Fragments, wire Fragments, file ("filter", "fragments"), flag "--fragments";
+    /// Destination networks the media ranges protect.
+    media_prefixes: Vec<IpNet>, wire Nets, file ("filter", "media_prefixes"), flag "--media-prefix";
     /// Idle timeout of opens without one, seconds.
     default_idle: u64, wire u64, file ("filter", "default_idle"), flag "--default-idle";
     /// How pinholes are learned.
@@ -395,6 +399,10 @@ pub struct RunSettings {
     pub max_pinholes: u32,
     /// Default `pass`.
     pub fragments: Fragments,
+    /// Destination networks the media ranges protect; UDP to a media port
+    /// elsewhere passes as `not_media_prefix`. Empty (the default) = every
+    /// destination. At most 8 per family.
+    pub media_prefixes: Vec<IpNet>,
     /// Seconds; 0 = never. Default 300.
     pub default_idle: u64,
     /// Default `inline`.
@@ -468,6 +476,7 @@ impl Default for RunSettings {
             }],
             max_pinholes: DEFAULT_MAX_FLOWS,
             fragments: Fragments::Pass,
+            media_prefixes: Vec::new(),
             default_idle: 300,
             signaling: SignalingMode::Inline,
             sip_ports: vec![5060],
@@ -730,6 +739,7 @@ pub fn resolve(
         media_ports: o.media_ports.unwrap_or(d.media_ports),
         max_pinholes: o.max_pinholes.unwrap_or(d.max_pinholes),
         fragments: o.fragments.unwrap_or(d.fragments),
+        media_prefixes: o.media_prefixes.unwrap_or(d.media_prefixes),
         default_idle: o.default_idle.unwrap_or(d.default_idle),
         signaling: o.signaling.unwrap_or(d.signaling),
         sip_ports: o.sip_ports.unwrap_or(d.sip_ports),
@@ -813,6 +823,20 @@ fn validate(s: &RunSettings, locate: &Locate<'_>, errors: &mut Vec<ConfigError>)
             err(
                 "media_ports",
                 format!("ranges {} and {} overlap", show(o), show(r)),
+            );
+        }
+    }
+
+    for (family, v4) in [(4, true), (6, false)] {
+        let given = s
+            .media_prefixes
+            .iter()
+            .filter(|n| n.addr().is_ipv4() == v4)
+            .count();
+        if given > MAX_MEDIA_PREFIXES {
+            err(
+                "media_prefixes",
+                format!("{given} IPv{family} networks; the filter holds at most {MAX_MEDIA_PREFIXES} per family"),
             );
         }
     }
@@ -955,6 +979,7 @@ xdp_mode = "skb"
 media_ports = ["10000-20000", 5004, "6970-7170"]
 max_pinholes = 1024
 fragments = "drop"
+media_prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
 default_idle = 0
 
 [signaling]
@@ -988,6 +1013,13 @@ state_file = "/tmp/ph-state.json"
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.interfaces, ["veth0", "veth1"]);
         assert_eq!(s.xdp_mode, XdpMode::Skb);
+        assert_eq!(
+            s.media_prefixes,
+            [
+                "198.51.100.0/24".parse::<IpNet>().unwrap(),
+                "2001:db8:1::/48".parse().unwrap()
+            ]
+        );
         assert_eq!(
             s.media_ports,
             [

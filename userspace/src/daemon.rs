@@ -29,6 +29,7 @@ use crate::{
     latch,
     links::{LinkTask, Watcher},
     loader::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
+    media_scope::{apply_media_prefixes, warn_local_port_overlap},
     metrics::{self, Metrics},
     ng,
     pin::{PinDir, Pinned},
@@ -170,6 +171,8 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // Everything that can be checked without privileges first.
     let control = s.control.as_path();
     let mut config = build_config(&s.media_ports, s.fragments.into())?;
+    apply_media_prefixes(&mut config, &s.media_prefixes)?;
+    warn_local_port_overlap(&s.media_ports, !s.media_prefixes.is_empty());
     // Pre-answer latching uses the program's latch path too.
     config.latching = u32::from(s.latching > 0 || s.pre_answer);
     let feed = feed_config(&s);
@@ -234,6 +237,11 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         interfaces = ?datapath.interfaces().collect::<Vec<_>>(),
         media_ports = %ranges.join(","),
         fragments = ?s.fragments,
+        media_prefixes = %if s.media_prefixes.is_empty() {
+            "any".to_string()
+        } else {
+            s.media_prefixes.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        },
         max_flows = s.max_pinholes,
         default_idle_secs = s.default_idle,
         "filter loaded"
@@ -540,7 +548,7 @@ mod tests {
             err,
             format!(
                 "invalid configuration: {path}:3:1: unknown key `frobnicate` in [filter]; expected one of \
-                 interfaces, xdp_mode, media_ports, max_pinholes, fragments, default_idle"
+                 interfaces, xdp_mode, media_ports, max_pinholes, fragments, media_prefixes, default_idle"
             )
         );
         std::fs::write(&file, "[filter]\nmax_pinholes = 1\n").unwrap();

@@ -69,6 +69,12 @@ pub enum ConfigError {
     /// The configuration file or the flags, with every problem found.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    #[error("too many IPv{family} --media-prefix networks ({given}); at most {max}")]
+    TooManyPrefixes {
+        family: u8,
+        given: usize,
+        max: usize,
+    },
 }
 
 /// Refusals of the pinhole table. None of them changes the table.
@@ -124,6 +130,19 @@ pub enum LoadError {
     AlreadyAttached(String),
     #[error("interface {0} does not support native XDP; retry with --xdp-mode skb")]
     NativeUnsupported(String),
+    #[error(
+        "interface {0} has no link-layer header (tun, WireGuard, PPP); such links have no \
+         native XDP (the kernel refuses it on tun, WireGuard and PPP); use --xdp-mode skb"
+    )]
+    NativeOnL3(String),
+    #[error(
+        "interface {iface} has link type {arphrd}, which pinhole cannot filter; it handles \
+         Ethernet (ARPHRD 1, PPPoE sessions included) and links without a link-layer header \
+         (tun/WireGuard 65534, PPP 512)"
+    )]
+    UnsupportedLink { iface: String, arphrd: u16 },
+    #[error("cannot tell the link type of interface {iface}: {message}")]
+    LinkType { iface: String, message: String },
     #[error("attaching to interface {iface} failed: {source}")]
     Attach {
         iface: String,

@@ -9,7 +9,9 @@
 //!   reader, packet decoding, the signaling feed);
 //! - [`calls`] and [`signaling`]: call state and signaling parsers;
 //! - [`control`] and [`proto`]: the JSON-lines control socket;
-//! - [`loader`] and [`maps`]: the kernel side; [`links`]: interfaces that
+//! - [`loader`] and [`maps`]: the kernel side; [`link_kind`]: which program
+//!   an interface's link type needs; [`media_scope`]: `--media-prefix` and
+//!   the ephemeral-port overlap warning; [`links`]: interfaces that
 //!   go down, go away and come back;
 //! - [`cli`], [`commands`], [`daemon`], [`output`]: the `pinhole` binary.
 pub mod addr;
@@ -25,9 +27,11 @@ pub mod daemon;
 pub mod ebpf;
 pub mod error;
 pub mod latch;
+pub mod link_kind;
 pub mod links;
 pub mod loader;
 pub mod maps;
+pub mod media_scope;
 pub mod metrics;
 pub mod ng;
 pub mod output;
