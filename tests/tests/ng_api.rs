@@ -97,23 +97,38 @@ impl Case {
         )
     }
 
+    /// `--received-from FAMILY --received-from ADDRESS`: the SIP message
+    /// came from `addr`'s host, as a proxy's module says (pinhole checks the
+    /// SDP's addresses against it).
+    fn received_from(addr: SocketAddr) -> [String; 4] {
+        let family = if addr.is_ipv4() { "IP4" } else { "IP6" };
+        let rf = "--received-from".to_string();
+        [rf.clone(), family.into(), rf, addr.ip().to_string()]
+    }
+
     fn offer(&self, call: &str) -> anyhow::Result<String> {
         let sdp = format!("--sdp={}", self.sdp(self.caller()));
-        self.ng_ok(&["--call-id", call, "--from-tag", "caller-tag", "offer", &sdp])
+        let rf = Self::received_from(self.caller());
+        let mut args = vec!["--call-id", call, "--from-tag", "caller-tag"];
+        args.extend(rf.iter().map(String::as_str));
+        args.extend(["offer", &sdp]);
+        self.ng_ok(&args)
     }
 
     fn answer(&self, call: &str) -> anyhow::Result<String> {
         let sdp = format!("--sdp={}", self.sdp(self.callee()));
-        self.ng_ok(&[
+        let rf = Self::received_from(self.callee());
+        let mut args = vec![
             "--call-id",
             call,
             "--from-tag",
             "caller-tag",
             "--to-tag",
             "callee-tag",
-            "answer",
-            &sdp,
-        ])
+        ];
+        args.extend(rf.iter().map(String::as_str));
+        args.extend(["answer", &sdp]);
+        self.ng_ok(&args)
     }
 
     /// The pinholes `call` holds, by their owner tag.
@@ -369,7 +384,7 @@ fn hostile_requests_get_errors_and_retransmissions_run_once() -> TestResult {
     // A retransmitted offer gets the same reply and runs once.
     let sdp = case.sdp(case.caller());
     let offer = format!(
-        "r1 d7:command5:offer7:call-id4:re-18:from-tag2:ft3:sdp{}:{sdp}e",
+        "r1 d7:command5:offer7:call-id4:re-18:from-tag2:ft3:sdp{}:{sdp}5:flagsl13:trust-addressee",
         sdp.len()
     );
     let first = raw(&sock, offer.as_bytes())?.expect("a reply");
