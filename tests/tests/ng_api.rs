@@ -62,7 +62,7 @@ impl Case {
 
     /// `rtpengine-ng-client --proxy-address 127.0.0.1 --proxy-port P args…`
     /// on the router.
-    fn ng_client(&self, args: &[&str]) -> anyhow::Result<CliOutput> {
+    fn ng_client<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> anyhow::Result<CliOutput> {
         let mut cmd = self.lab.topo.router.command("rtpengine-ng-client");
         cmd.args(["--proxy-address", "127.0.0.1", "--proxy-port"])
             .arg(NG_PORT.to_string())
@@ -71,7 +71,7 @@ impl Case {
     }
 
     /// Like [`ng_client`](Self::ng_client), failing unless it succeeds.
-    fn ng_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+    fn ng_ok<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> anyhow::Result<String> {
         let out = self.ng_client(args)?;
         anyhow::ensure!(
             out.status.success(),
@@ -107,12 +107,25 @@ impl Case {
     }
 
     fn offer(&self, call: &str) -> anyhow::Result<String> {
-        let sdp = format!("--sdp={}", self.sdp(self.caller()));
-        let rf = Self::received_from(self.caller());
-        let mut args = vec!["--call-id", call, "--from-tag", "caller-tag"];
-        args.extend(rf.iter().map(String::as_str));
-        args.extend(["offer", &sdp]);
-        self.ng_ok(&args)
+        self.ng_ok(&self.offer_args(call, self.caller(), self.caller(), &[]))
+    }
+
+    /// An offer of `media` in the SDP, received from `from`'s host, with
+    /// `flags` (client options).
+    fn offer_args(
+        &self,
+        call: &str,
+        media: SocketAddr,
+        from: SocketAddr,
+        flags: &[&str],
+    ) -> Vec<String> {
+        let mut args: Vec<String> = ["--call-id", call, "--from-tag", "caller-tag"]
+            .map(String::from)
+            .into();
+        args.extend(Self::received_from(from));
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend(["offer".into(), format!("--sdp={}", self.sdp(media))]);
+        args
     }
 
     fn answer(&self, call: &str) -> anyhow::Result<String> {
@@ -399,4 +412,84 @@ fn hostile_requests_get_errors_and_retransmissions_run_once() -> TestResult {
     assert_eq!(ng["invalid"], 6, "{ng}");
     assert_eq!(ng["no_cookie"], 1, "{ng}");
     Ok(())
+}
+
+/// The measured bug: an offer whose SDP names a third party on the
+/// caller's network while `received-from` names the caller let the third
+/// party's media through (20 of 20). Now the offer gets `result: error`
+/// naming the address, nothing is tracked, and a burst from the third party
+/// to the callee is dropped, every datagram counted as a `miss`. The same
+/// offer with `trust-address` (the proxy vouching) is accepted and the
+/// burst passes: the check is what stops it.
+fn third_party_sdp_is_refused(family: Family) -> TestResult {
+    let case = Case::new(family)?;
+    let third_ip: std::net::IpAddr = match family {
+        Family::V4 => "192.0.2.66".parse()?,
+        Family::V6 => "2001:db8:1::66".parse()?,
+    };
+    let cidr = format!("{third_ip}/{}", family.prefix_len());
+    case.lab.ns(Host::Outside).add_addr("eth0", &cidr)?;
+    let third = SocketAddr::new(third_ip, CALLER_PORT);
+    let third_sock = case.lab.ns(Host::Outside).udp_socket(third)?;
+    let callee = case.lab.udp(Host::Inside, CALLEE_PORT)?;
+
+    let out = case.ng_client(&case.offer_args("tp-1", third, case.caller(), &[]))?;
+    let why = format!(
+        "media address {third_ip} is not received-from {}",
+        case.caller().ip()
+    );
+    // The client prints the error-reason on stderr and exits non-zero.
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(!out.status.success() && said.contains(&why), "{said}");
+    assert!(
+        case.lab.daemon.calls()?.is_empty(),
+        "a refused offer is not tracked"
+    );
+    // The callee answers as if nothing happened: the proxy's answer fails too.
+    let rf = Case::received_from(case.callee());
+    let answer = case.ng_client(&[
+        &rf[0],
+        &rf[1],
+        &rf[2],
+        &rf[3],
+        "--call-id",
+        "tp-1",
+        "--from-tag",
+        "caller-tag",
+        "--to-tag",
+        "callee-tag",
+        "answer",
+        &format!("--sdp={}", case.sdp(case.callee())),
+    ])?;
+    let said = format!("{}{}", answer.stdout, answer.stderr);
+    assert!(said.contains("Unknown call-ID"), "{said}");
+    assert!(case.lab.daemon.list()?.is_empty(), "no pinhole");
+    case.lab
+        .assert_dropped_exactly(&third_sock, &callee, Host::Inside)?;
+
+    // Vouched for: the same SDP opens, and the third party's burst passes.
+    case.ng_ok(&case.offer_args("tp-2", third, case.caller(), &["--trust-address"]))?;
+    case.ng_ok(&[
+        "--call-id",
+        "tp-2",
+        "--from-tag",
+        "caller-tag",
+        "--to-tag",
+        "callee-tag",
+        "--trust-address",
+        "answer",
+        &format!("--sdp={}", case.sdp(case.callee())),
+    ])?;
+    case.lab.assert_passes(&third_sock, &callee)?;
+    Ok(())
+}
+
+#[test]
+fn third_party_sdp_is_refused_ipv4() -> TestResult {
+    third_party_sdp_is_refused(Family::V4)
+}
+
+#[test]
+fn third_party_sdp_is_refused_ipv6() -> TestResult {
+    third_party_sdp_is_refused(Family::V6)
 }
