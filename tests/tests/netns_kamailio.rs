@@ -14,7 +14,9 @@
 //! with exact `miss` accounting; when the call ends (caller's BYE, callee's
 //! BYE, CANCEL, 486) its pinholes and its call vanish (bounded poll) and the
 //! RTCP pair drops again; the ng requests all succeeded and the call layer
-//! counted one call opened and closed with its two pairs.
+//! counted one call opened and closed with its two pairs. With a full flow
+//! table, the offer's `Ran out of ports` makes the module look for another
+//! node, and nothing opens.
 //!
 //! Needs root, kamailio, sipp. Run with `cargo xtask test`, or
 //! `PINHOLE_BIN=… cargo test -p pinhole-integration --test netns_kamailio`.
@@ -76,20 +78,24 @@ impl Case {
     /// The lab with the ng listener, Kamailio on the router's two addresses
     /// of `family`, and the sipp call `scenario` through it.
     fn start(scenario: &str, family: Family) -> anyhow::Result<Case> {
+        Case::start_with(scenario, family, &[])
+    }
+
+    /// [`Case::start`] with `extra` daemon arguments.
+    fn start_with(scenario: &str, family: Family, extra: &[&str]) -> anyhow::Result<Case> {
         let grace = BYE_GRACE.as_secs().to_string();
-        let lab = Lab::new(
-            family,
-            &[
-                "--signaling",
-                "off",
-                "--ng-listen",
-                NG,
-                "--media-ports",
-                "10000-20000",
-                "--bye-grace",
-                &grace,
-            ],
-        )?;
+        let mut args = vec![
+            "--signaling",
+            "off",
+            "--ng-listen",
+            NG,
+            "--media-ports",
+            "10000-20000",
+            "--bye-grace",
+            &grace,
+        ];
+        args.extend_from_slice(extra);
+        let lab = Lab::new(family, &args)?;
         let ng: SocketAddr = NG.parse()?;
         wait_ng(&lab.topo.router, ng)?;
         let proxy = SocketAddr::new(family.router_outside(), SIP_PORT);
@@ -291,4 +297,62 @@ fn busy_ipv4() -> TestResult {
 #[test]
 fn busy_ipv6() -> TestResult {
     busy(Family::V6)
+}
+
+/// A full flow table (`--max-pinholes 2`: no room for the call's RTP and
+/// RTCP pairs) answers the offer with rtpengine's own `Ran out of ports`,
+/// which Kamailio's module takes as "try the next node" (it warns
+/// `proxy udp:127.0.0.1:2223: Ran out of ports`, looks for a new node and,
+/// with no other configured, finds none): pinhole counted the failed offer,
+/// tracked no call, opened nothing, and the call's media is dropped.
+fn full_table(family: Family) -> TestResult {
+    let mut t = Case::start_with("call", family, &["--max-pinholes", "2"])?;
+    let log = wait_for(
+        "Kamailio to report pinhole's Ran out of ports",
+        lab::TIMEOUT,
+        || {
+            let log = t.kamailio.log();
+            Ok(log
+                .contains(&format!("proxy udp:{NG}: Ran out of ports"))
+                .then_some(log))
+        },
+    );
+    let log = t.ctx(log)?;
+    // Kamailio 5.6 warns with the reason and selects a new node (here
+    // there is none), where any other error reason fails the call at once.
+    assert!(
+        log.contains("failed to select new for") && log.contains("no available proxies"),
+        "the module did not look for another node:\n{log}"
+    );
+    let after = t.lab.signaling()?;
+    let ng = |s: &SignalingStats, key: &str| lab::detail(s, &format!("ng.{key}")).unwrap_or(0);
+    assert!(
+        ng(&after, "errors") > ng(&t.before, "errors"),
+        "the offer's error is counted"
+    );
+    assert_eq!(
+        after.calls_opened - t.before.calls_opened,
+        0,
+        "calls opened"
+    );
+    assert!(t.lab.owned_pinholes(t.owner())?.is_empty(), "no pinhole");
+    assert!(t.lab.daemon.calls()?.is_empty(), "no call tracked");
+    // sipp's RTP is dropped too, so at least a burst's worth of misses.
+    t.lab
+        .assert_dropped(&t.caller_rtcp, &t.callee_rtcp, Host::Inside)?;
+    t.call.trigger_caller(&t.lab.topo)?;
+    if let Err(e) = t.call.wait(CALL_TIMEOUT) {
+        anyhow::bail!("{e}\n---- Kamailio ----\n{}", t.kamailio.log());
+    }
+    Ok(())
+}
+
+#[test]
+fn full_table_ipv4() -> TestResult {
+    full_table(Family::V4)
+}
+
+#[test]
+fn full_table_ipv6() -> TestResult {
+    full_table(Family::V6)
 }

@@ -977,8 +977,7 @@ impl<S: FlowStore> Pinholes for NgPinholes<'_, S> {
     }
 
     fn free_flows(&self) -> usize {
-        let table = &self.core.table;
-        table.capacity().saturating_sub(table.flows_used())
+        self.core.table.free()
     }
 
     fn flow_totals(&self, src: SocketAddr, dst: SocketAddr) -> Totals {
