@@ -41,6 +41,11 @@ struct Case {
 
 impl Case {
     fn new(family: Family) -> anyhow::Result<Case> {
+        Case::with_args(family, &[])
+    }
+
+    /// [`Case::new`] with `extra` daemon arguments.
+    fn with_args(family: Family, extra: &[&str]) -> anyhow::Result<Case> {
         let client = which("rtpengine-ng-client");
         anyhow::ensure!(
             client,
@@ -48,7 +53,9 @@ impl Case {
              (cargo xtask test does)"
         );
         let listen = format!("127.0.0.1:{NG_PORT}");
-        let lab = Lab::new(family, &["--signaling", "off", "--ng-listen", &listen])?;
+        let mut args = vec!["--signaling", "off", "--ng-listen", &listen];
+        args.extend_from_slice(extra);
+        let lab = Lab::new(family, &args)?;
         Ok(Case { lab })
     }
 
@@ -129,6 +136,11 @@ impl Case {
     }
 
     fn answer(&self, call: &str) -> anyhow::Result<String> {
+        self.answer_with(call, &[])
+    }
+
+    /// The callee's answer, received from its host, with `flags`.
+    fn answer_with(&self, call: &str, flags: &[&str]) -> anyhow::Result<String> {
         let sdp = format!("--sdp={}", self.sdp(self.callee()));
         let rf = Self::received_from(self.callee());
         let mut args = vec![
@@ -140,6 +152,7 @@ impl Case {
             "callee-tag",
         ];
         args.extend(rf.iter().map(String::as_str));
+        args.extend_from_slice(flags);
         args.extend(["answer", &sdp]);
         self.ng_ok(&args)
     }
@@ -492,4 +505,67 @@ fn third_party_sdp_is_refused_ipv4() -> TestResult {
 #[test]
 fn third_party_sdp_is_refused_ipv6() -> TestResult {
     third_party_sdp_is_refused(Family::V6)
+}
+
+/// The private address a caller behind NAT announces (documentation
+/// range, routed nowhere: nobody sends from it).
+fn private_address(f: Family) -> std::net::IpAddr {
+    match f {
+        Family::V4 => "203.0.113.5".parse().expect("an address"),
+        Family::V6 => "2001:db8:ff::5".parse().expect("an address"),
+    }
+}
+
+/// A caller behind NAT on the outside host: its SDP names a private
+/// address, its packets come from its host (received-from). Two NAT
+/// flags, the way a proxy passes them for such a UA:
+/// - `SIP-source-address`: the pinhole is the host's address with the SDP's
+///   port (a port-preserving NAT); a burst passes each way;
+/// - `port-latching` (with `--latching 5`): the host's first packet, from
+///   another port (the NAT's mapping), latches the exact pair; bursts pass
+///   both ways, one latch counted, and the same host from a third port is
+///   then dropped.
+fn nated_caller(family: Family) -> TestResult {
+    let case = Case::with_args(family, &["--latching", "5"])?;
+    let private = SocketAddr::new(private_address(family), CALLER_PORT);
+
+    case.ng_ok(&case.offer_args("nat-1", private, case.caller(), &["--SIP-source-address"]))?;
+    case.answer_with("nat-1", &[])?;
+    case.media_passes()?;
+    case.ng_ok(&[
+        "--call-id",
+        "nat-1",
+        "--from-tag",
+        "caller-tag",
+        "--delete-delay",
+        "0",
+        "delete",
+    ])?;
+    wait_for("nat-1's pinholes to close", TIMEOUT, || {
+        Ok(case.lab.daemon.list()?.is_empty().then_some(()))
+    })?;
+
+    let nat_port = CALLER_PORT + 100;
+    case.ng_ok(&case.offer_args("nat-2", private, case.caller(), &["--port-latching"]))?;
+    case.answer_with("nat-2", &[])?;
+    let mapped = case.lab.udp(Host::Outside, nat_port)?;
+    let other_port = case.lab.udp(Host::Outside, nat_port + 2)?;
+    let callee = case.lab.udp(Host::Inside, CALLEE_PORT)?;
+    assert_eq!(case.lab.daemon.counter("latched")?, 0);
+    case.lab.assert_passes(&mapped, &callee)?;
+    case.lab.assert_passes(&callee, &mapped)?;
+    assert_eq!(case.lab.daemon.counter("latched")?, 1, "exactly one latch");
+    case.lab
+        .assert_off_path_dropped(&other_port, &[], &callee, Host::Inside)?;
+    Ok(())
+}
+
+#[test]
+fn nated_caller_ipv4() -> TestResult {
+    nated_caller(Family::V4)
+}
+
+#[test]
+fn nated_caller_ipv6() -> TestResult {
+    nated_caller(Family::V6)
 }
