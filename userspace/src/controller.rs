@@ -1235,12 +1235,18 @@ impl<S: FlowStore> Core<S> {
     /// Releases `owner`'s claim; the pinhole carries the owner's `sip:` or,
     /// for a call a proxy drives, its `ng:` tag.
     fn close_signaled(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, cause: CloseCause) {
-        let claim = latching::ClaimKey {
-            owner: owner_tag(owner, Source::Observed),
+        let claim = |source| latching::ClaimKey {
+            owner: owner_tag(owner, source),
             a,
             b,
         };
-        if self.latch_release(&claim, cause) || self.pre_answer_release_unknown(&claim, cause) {
+        // A latch claims under the tag of the request that armed it: an ng
+        // call's under its `ng:` tag, while its closes may come from the
+        // timers (observed) as well as from ng requests.
+        if self.latch_release(&claim(Source::Observed), cause)
+            || self.latch_release(&claim(Source::Ng), cause)
+            || self.pre_answer_release_unknown(&claim(Source::Observed), cause)
+        {
             return;
         }
         let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
