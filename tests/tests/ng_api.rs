@@ -141,20 +141,28 @@ impl Case {
 
     /// The callee's answer, received from its host, with `flags`.
     fn answer_with(&self, call: &str, flags: &[&str]) -> anyhow::Result<String> {
-        let sdp = format!("--sdp={}", self.sdp(self.callee()));
-        let rf = Self::received_from(self.callee());
-        let mut args = vec![
+        self.ng_ok(&self.answer_args(call, flags))
+    }
+
+    /// The client's arguments for [`answer_with`](Self::answer_with).
+    fn answer_args(&self, call: &str, flags: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
             "--call-id",
             call,
             "--from-tag",
             "caller-tag",
             "--to-tag",
             "callee-tag",
-        ];
-        args.extend(rf.iter().map(String::as_str));
-        args.extend_from_slice(flags);
-        args.extend(["answer", &sdp]);
-        self.ng_ok(&args)
+        ]
+        .map(String::from)
+        .into();
+        args.extend(Self::received_from(self.callee()));
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend([
+            "answer".into(),
+            format!("--sdp={}", self.sdp(self.callee())),
+        ]);
+        args
     }
 
     /// The pinholes `call` holds, by their owner tag.
@@ -459,21 +467,8 @@ fn third_party_sdp_is_refused(family: Family) -> TestResult {
         "a refused offer is not tracked"
     );
     // The callee answers as if nothing happened: the proxy's answer fails too.
-    let rf = Case::received_from(case.callee());
-    let answer = case.ng_client(&[
-        &rf[0],
-        &rf[1],
-        &rf[2],
-        &rf[3],
-        "--call-id",
-        "tp-1",
-        "--from-tag",
-        "caller-tag",
-        "--to-tag",
-        "callee-tag",
-        "answer",
-        &format!("--sdp={}", case.sdp(case.callee())),
-    ])?;
+    let answer = case.ng_client(&case.answer_args("tp-1", &[]))?;
+
     let said = format!("{}{}", answer.stdout, answer.stderr);
     assert!(said.contains("Unknown call-ID"), "{said}");
     assert!(case.lab.daemon.list()?.is_empty(), "no pinhole");
@@ -482,17 +477,8 @@ fn third_party_sdp_is_refused(family: Family) -> TestResult {
 
     // Vouched for: the same SDP opens, and the third party's burst passes.
     case.ng_ok(&case.offer_args("tp-2", third, case.caller(), &["--trust-address"]))?;
-    case.ng_ok(&[
-        "--call-id",
-        "tp-2",
-        "--from-tag",
-        "caller-tag",
-        "--to-tag",
-        "callee-tag",
-        "--trust-address",
-        "answer",
-        &format!("--sdp={}", case.sdp(case.callee())),
-    ])?;
+    case.answer_with("tp-2", &["--trust-address"])?;
+
     case.lab.assert_passes(&third_sock, &callee)?;
     Ok(())
 }
