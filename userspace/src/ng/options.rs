@@ -492,6 +492,7 @@ mod tests {
         assert!(o.refusal(SDP, &media()).unwrap().contains("contradict"));
 
         // Hostile received-from values.
+        let pair = |f: &str, a: &str| Value::List(vec![Value::str(f), Value::str(a)]);
         let bad: Vec<(Value, &str)> = vec![
             (Value::str("203.0.113.10"), "a list [family, address]"),
             (
@@ -502,34 +503,13 @@ mod tests {
                 Value::List(vec![Value::str("IP4"), Value::Int(1)]),
                 "must be [family, address]",
             ),
-            (
-                Value::List(vec![Value::str("IP4"), Value::str("x")]),
-                "not an IP address",
-            ),
-            (
-                Value::List(vec![Value::str("IP5"), Value::str("203.0.113.1")]),
-                "family must be",
-            ),
-            (
-                Value::List(vec![Value::str("IP6"), Value::str("203.0.113.1")]),
-                "not of the family",
-            ),
-            (
-                Value::List(vec![Value::str("IP4"), Value::str("0.0.0.0")]),
-                "not a unicast",
-            ),
-            (
-                Value::List(vec![Value::str("IP4"), Value::str("224.0.0.1")]),
-                "not a unicast",
-            ),
-            (
-                Value::List(vec![Value::str("IP4"), Value::str("255.255.255.255")]),
-                "not a unicast",
-            ),
-            (
-                Value::List(vec![Value::str("IP6"), Value::str("::")]),
-                "not a unicast",
-            ),
+            (pair("IP4", "x"), "not an IP address"),
+            (pair("IP5", "203.0.113.1"), "family must be"),
+            (pair("IP6", "203.0.113.1"), "not of the family"),
+            (pair("IP4", "0.0.0.0"), "not a unicast"),
+            (pair("IP4", "224.0.0.1"), "not a unicast"),
+            (pair("IP4", "255.255.255.255"), "not a unicast"),
+            (pair("IP6", "::"), "not a unicast"),
         ];
         for (v, why) in bad {
             let e = parse(&[], &[("received-from", v.clone())]).unwrap_err();
