@@ -392,7 +392,18 @@ pub struct SipCall {
 impl SipCall {
     /// Starts the callee, waits for its sockets, then starts the caller.
     pub fn start(topo: &Topology, files: &Scenarios, spec: &CallSpec) -> Result<SipCall> {
-        let (caller_ip, callee_ip) = (spec.family.outside(), spec.family.inside());
+        SipCall::start_from(topo, (&topo.outside, spec.family.outside()), files, spec)
+    }
+
+    /// [`SipCall::start`] with the caller on `caller` (a namespace and its
+    /// address), e.g. a host behind NAT.
+    pub fn start_from(
+        topo: &Topology,
+        (caller_ns, caller_ip): (&Netns, IpAddr),
+        files: &Scenarios,
+        spec: &CallSpec,
+    ) -> Result<SipCall> {
+        let callee_ip = spec.family.inside();
         let call_id_prefix = format!("ph-{}-{}", std::process::id(), unique_id());
         let keys = |keys: &[(String, String)]| {
             keys.iter()
@@ -446,7 +457,7 @@ impl SipCall {
         }
         uac_args.extend(keys(&spec.caller_keys));
         let uac = SippAgent::start(
-            &topo.outside,
+            caller_ns,
             files,
             &format!("uac_{}", spec.scenario),
             &uac_args,
@@ -499,7 +510,13 @@ impl SipCall {
         let what = format!("sending the trigger INFO to {to}");
         match self.transport {
             Transport::Udp => {
-                let sock: UdpSocket = ns.udp_socket(SocketAddr::new(to.ip(), 0))?;
+                // Any local address: the caller may sit behind the
+                // outside host (a NAT), which reaches it directly.
+                let any: IpAddr = match to {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+                };
+                let sock: UdpSocket = ns.udp_socket(SocketAddr::new(any, 0))?;
                 sock.send_to(message.as_bytes(), to)
                     .map_err(Error::io(what))?;
             }

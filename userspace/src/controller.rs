@@ -41,7 +41,7 @@ use crate::{
     latch::{LatchKey, LatchMap, Latched},
     maps::{CounterMap, FlowMap, Inserted},
     metrics::{Metrics, SignalingCount, Snapshot},
-    ng::{call_stats, CallsBackend, NgConfig, NgService, Pinholes, Totals},
+    ng::{call_stats, ApplyFailure, CallsBackend, NgConfig, NgService, Pinholes, Totals},
     proto::{
         CallEntry, CallsReply, CloseReply, CounterInfo, FlowInfo, FlowUsage, InterfaceStatus,
         LatencyStats, ListReply, OpenParams, OpenReply, PinholeInfo, RefusedStats, SignalingStats,
@@ -410,6 +410,8 @@ struct Applied {
     opened: usize,
     /// Why opens failed, one entry per failed open.
     failures: Vec<String>,
+    /// Of those, failures because the table or the flow map is full.
+    full: usize,
 }
 
 /// The state the controller task owns.
@@ -907,6 +909,15 @@ fn refusals(calls: &CallCounters, applied: &ApplyCounters) -> Vec<(&'static str,
     v
 }
 
+/// Whether an open failed for want of room in the table or the flow map.
+fn is_full(e: &CommandError) -> bool {
+    matches!(
+        e,
+        CommandError::Table(TableError::Full { .. })
+            | CommandError::Store(StoreError::MapFull | StoreError::LatchMapFull)
+    )
+}
+
 /// [`Pinholes`] for one ng request: the controller's table and map.
 struct NgPinholes<'a, S> {
     core: &'a mut Core<S>,
@@ -918,17 +929,24 @@ struct NgPinholes<'a, S> {
 }
 
 impl<S: FlowStore> Pinholes for NgPinholes<'_, S> {
-    fn apply(&mut self, intents: Vec<Intent>) -> Option<String> {
+    fn apply(&mut self, intents: Vec<Intent>) -> Result<(), ApplyFailure> {
         let r = self.core.apply(intents, Source::Ng);
         self.opened += r.opened;
         match r.failures.as_slice() {
-            [] => None,
-            [first, ..] => Some(format!(
-                "{} of {} media pairs not opened: {first}",
-                r.failures.len(),
-                r.failures.len() + r.opened
-            )),
+            [] => Ok(()),
+            [first, ..] => Err(ApplyFailure {
+                full: r.full > 0,
+                reason: format!(
+                    "{} of {} media pairs not opened: {first}",
+                    r.failures.len(),
+                    r.failures.len() + r.opened
+                ),
+            }),
         }
+    }
+
+    fn free_flows(&self) -> usize {
+        self.core.table.free()
     }
 
     fn flow_totals(&self, src: SocketAddr, dst: SocketAddr) -> Totals {
@@ -1104,6 +1122,7 @@ impl<S: FlowStore> Core<S> {
                     match self.open_signaled(&tag, a, b, idle_timeout) {
                         Ok(()) => out.opened += 1,
                         Err(e) => {
+                            out.full += usize::from(is_full(&e));
                             out.failures.push(e.to_string());
                             self.open_failed(&tag, a, b, e);
                         }
@@ -1133,6 +1152,7 @@ impl<S: FlowStore> Core<S> {
                         // still opens what it justifies.
                         Err(e) if pre_answer => self.pre_answer_unarmed(&tag, a, b, e),
                         Err(e) => {
+                            out.full += usize::from(is_full(&e));
                             out.failures.push(e.to_string());
                             self.open_failed(&tag, a, b, e);
                         }
@@ -1172,12 +1192,7 @@ impl<S: FlowStore> Core<S> {
 
     fn open_failed(&mut self, owner: &str, a: SocketAddr, b: SocketAddr, e: CommandError) {
         let now = self.now();
-        let full = matches!(
-            e,
-            CommandError::Table(TableError::Full { .. })
-                | CommandError::Store(StoreError::MapFull | StoreError::LatchMapFull)
-        );
-        if full {
+        if is_full(&e) {
             self.applied.map_full += 1;
             // The table already logged a TableError::Full refusal.
             if let Some(n) = self.full_log.allow(now) {
@@ -1195,12 +1210,18 @@ impl<S: FlowStore> Core<S> {
     /// Releases `owner`'s claim; the pinhole carries the owner's `sip:` or,
     /// for a call a proxy drives, its `ng:` tag.
     fn close_signaled(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, cause: CloseCause) {
-        let claim = latching::ClaimKey {
-            owner: owner_tag(owner, Source::Observed),
+        let claim = |source| latching::ClaimKey {
+            owner: owner_tag(owner, source),
             a,
             b,
         };
-        if self.latch_release(&claim, cause) || self.pre_answer_release_unknown(&claim, cause) {
+        // A latch claims under the tag of the request that armed it: an ng
+        // call's under its `ng:` tag, while its closes may come from the
+        // timers (observed) as well as from ng requests.
+        if self.latch_release(&claim(Source::Observed), cause)
+            || self.latch_release(&claim(Source::Ng), cause)
+            || self.pre_answer_release_unknown(&claim(Source::Observed), cause)
+        {
             return;
         }
         let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
@@ -2375,6 +2396,8 @@ mod tests {
             ("call-id", Value::str(call)),
             ("from-tag", Value::str("ft")),
             ("sdp", Value::str(sdp)),
+            // The SDP's addresses are the test's own (ng/ tests received-from).
+            ("flags", Value::List(vec![Value::str("trust-address")])),
         ];
         if let Some(t) = to_tag {
             entries.push(("to-tag", Value::str(t)));

@@ -275,7 +275,7 @@ impl PinholeTable {
     }
 
     /// Flows neither used nor reserved.
-    fn free(&self) -> usize {
+    pub fn free(&self) -> usize {
         self.capacity
             .saturating_sub(self.refs.len())
             .saturating_sub(self.reserved)

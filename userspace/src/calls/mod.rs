@@ -41,7 +41,7 @@ use std::time::Duration;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 pub use adapt::media_of;
-pub use api::{ApiError, CallInfo, CallState, StreamInfo};
+pub use api::{check_source, ApiError, ApiSource, CallInfo, CallState, StreamInfo};
 pub use pairs::Latch;
 pub use policy::CallConfig;
 pub use rtsp_sessions::{PortPair, RtspEvent, RtspMethod, RtspStart, RtspTransport};

@@ -58,7 +58,9 @@ impl Candidate {
     /// Checks the pair `a` ↔ `b`, where `a` was announced by the signaling
     /// peer `a_origin` and `b` by `b_origin`. One end that fails the media
     /// origin check makes the pair a latching one when the configuration
-    /// allows it ([`CallConfig::latch`]), else third-party media.
+    /// allows it ([`CallConfig::latch`]), else third-party media. An end
+    /// whose origin is unspecified (the control API's `trust-address`,
+    /// [`super::sip_calls::VOUCHED`]) is vouched for and passes.
     pub fn check(
         cfg: &CallConfig,
         a: SocketAddr,
@@ -70,10 +72,8 @@ impl Candidate {
         if c.verdict.is_err() {
             return c;
         }
-        let latch = match (
-            cfg.media_allowed(a.ip(), a_origin),
-            cfg.media_allowed(b.ip(), b_origin),
-        ) {
+        let allowed = |m: IpAddr, o: IpAddr| o.is_unspecified() || cfg.media_allowed(m, o);
+        let latch = match (allowed(a.ip(), a_origin), allowed(b.ip(), b_origin)) {
             (true, true) => return c,
             (false, true) => cfg.latch(Side::A, a_origin, b),
             (true, false) => cfg.latch(Side::B, b_origin, a),

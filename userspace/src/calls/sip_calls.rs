@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::api::{ApiError, CallInfo, CallState, StreamInfo};
+use super::api::{ApiError, ApiSource, CallInfo, CallState, StreamInfo};
 use super::pairs::{Candidate, PairSet};
 use super::policy::canonical;
 use super::Side;
@@ -306,15 +306,11 @@ impl Dialog {
         });
     }
 
-    /// The pairs this dialog's media justify. `api`: the media were handed
-    /// over by the control API, which vouches for their addresses.
-    fn candidates(&self, cfg: &CallConfig, api: bool, out: &mut Vec<Candidate>) {
+    /// The pairs this dialog's media justify. An end announced by
+    /// [`VOUCHED`] skips the media-origin check.
+    fn candidates(&self, cfg: &CallConfig, out: &mut Vec<Candidate>) {
         let check = |a: SocketAddr, a_origin, b: SocketAddr, b_origin| {
-            if api {
-                Candidate::check_vouched(a, b)
-            } else {
-                Candidate::check(cfg, a, a_origin, b, b_origin)
-            }
+            Candidate::check(cfg, a, a_origin, b, b_origin)
         };
         for (_, rtp, rtcp, hold) in self.stream_pairs() {
             let ((xr, xo), (yr, yo)) = rtp;
@@ -457,11 +453,13 @@ struct Call {
     /// before this field existed.
     #[serde(default)]
     initial_offer_to: Option<IpAddr>,
-    /// Source IP of the initial INVITE (for the per-peer cap); none for a
-    /// call driven by the control API.
+    /// Source IP of the initial INVITE (for the per-peer cap); for a call
+    /// driven by the control API, the initial offer's `received-from`, if
+    /// any.
     peer: Option<IpAddr>,
-    /// Driven by the control API (ng): no signaling source, so no trust,
-    /// per-peer or media-origin checks; observed signaling leaves it alone.
+    /// Driven by the control API (ng): the proxy names the signaling
+    /// source (`received-from`) and is the trust check itself; observed
+    /// signaling leaves it alone.
     api: bool,
     /// Sequence of API offers (the CSeq of their synthetic transactions).
     api_seq: u32,
@@ -517,7 +515,7 @@ impl Call {
     fn reconcile(&mut self, owner: &Owner, cause: CloseCause, reopen: bool, ctx: &mut Ctx<'_>) {
         let mut candidates = Vec::new();
         for d in &self.dialogs {
-            d.candidates(ctx.cfg, self.api, &mut candidates);
+            d.candidates(ctx.cfg, &mut candidates);
         }
         // Provisional pairs of offers still waiting for their answer, after
         // the negotiated ones (which they never displace under the cap).
@@ -1013,9 +1011,20 @@ impl SipCalls {
     }
 }
 
-/// The "signaling peer" of media handed over by the control API. Never
-/// compared: API calls skip the media-origin check.
-const API_ORIGIN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+/// The "signaling peer" of media whose addresses the proxy vouches for (ng
+/// `trust-address`): such an end skips the media-origin check
+/// ([`Candidate::check`]). No real signaling source is unspecified, and
+/// state saved before API calls had a source used it for every API end.
+pub(crate) const VOUCHED: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// The origin recorded for media handed over from `source`.
+fn api_origin(source: ApiSource) -> Result<IpAddr, ApiError> {
+    match source {
+        ApiSource { vouched: true, .. } => Ok(VOUCHED),
+        ApiSource { peer: Some(p), .. } => Ok(p.to_canonical()),
+        ApiSource { peer: None, .. } => Err(ApiError::NoSource),
+    }
+}
 
 /// Control-API (ng) operations. The proxy's `from-tag` names the side that
 /// sent the SIP message carrying the SDP, so a call is found by its caller's
@@ -1077,8 +1086,10 @@ impl SipCalls {
         from_tag: &str,
         to_tag: Option<&str>,
         media: &[Media],
+        source: ApiSource,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), ApiError> {
+        let origin = api_origin(source)?;
         let (key, by_caller) = match self.api_lookup(call_id, from_tag, to_tag) {
             Some(found) => found,
             None => {
@@ -1090,6 +1101,14 @@ impl SipCalls {
                     ctx.refuse(Some(&Owner::Sip(key)), Refusal::TableFull, None);
                     return Err(ApiError::TableFull);
                 }
+                let peer = source.peer.map(|p| p.to_canonical());
+                if let Some(p) = peer {
+                    if self.peers.get(&p).copied().unwrap_or(0) >= ctx.cfg.max_calls_per_peer {
+                        ctx.refuse(Some(&Owner::Sip(key)), Refusal::PerPeerCap, None);
+                        return Err(ApiError::PerPeerCap(p));
+                    }
+                    *self.peers.entry(p).or_insert(0) += 1;
+                }
                 ctx.counters.calls_opened += 1;
                 self.index(&key);
                 self.calls.insert(
@@ -1098,7 +1117,7 @@ impl SipCalls {
                         initial_cseq: 0,
                         initial_offer: None,
                         initial_offer_to: None,
-                        peer: None,
+                        peer,
                         api: true,
                         api_seq: 0,
                         created: ctx.now,
@@ -1127,7 +1146,7 @@ impl SipCalls {
             by_caller,
             in_response: false,
             media: media.to_vec(),
-            origin: API_ORIGIN,
+            origin,
             to: None,
             at: ctx.now,
         };
@@ -1138,8 +1157,8 @@ impl SipCalls {
                 // The initial offer, or its repeat (a retransmission, another
                 // branch, the INVITE again after a challenge).
                 call.last_progress = ctx.now;
-                if call.initial_offer.as_ref().map(|(m, _)| &m[..]) != Some(media) {
-                    call.initial_offer = Some((media.to_vec(), API_ORIGIN));
+                if call.initial_offer.as_ref().map(|(m, o)| (&m[..], *o)) != Some((media, origin)) {
+                    call.initial_offer = Some((media.to_vec(), origin));
                     call.dialogs.clear();
                     call.reconcile(&owner, CloseCause::Renegotiated, false, ctx);
                 }
@@ -1173,8 +1192,10 @@ impl SipCalls {
         from_tag: &str,
         to_tag: &str,
         media: &[Media],
+        source: ApiSource,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), ApiError> {
+        let origin = api_origin(source)?;
         let (key, from_is_caller) = self
             .api_lookup(call_id, from_tag, Some(to_tag))
             .ok_or(ApiError::UnknownCall)?;
@@ -1213,12 +1234,12 @@ impl SipCalls {
             .pending
             .take_if(|p| p.by_caller != answerer_is_caller)
         {
-            dialog.commit(&offer, media, API_ORIGIN);
+            dialog.commit(&offer, media, origin);
             dialog.last = Some(Exchange {
                 answer_txn: offer.txn,
                 offer,
                 answer_in_response: true,
-                answer_origin: Some(API_ORIGIN),
+                answer_origin: Some(origin),
             });
         } else if let Some(offer) = dialog
             .last
@@ -1227,7 +1248,7 @@ impl SipCalls {
             .map(|x| x.offer.clone())
         {
             // The answer again (183 then 200, or a retransmission).
-            dialog.commit(&offer, media, API_ORIGIN);
+            dialog.commit(&offer, media, origin);
         } else {
             return Err(ApiError::NoOffer);
         }

@@ -36,6 +36,22 @@ pub(super) fn ms(t: u64) -> u64 {
     T0 + t * 1_000_000
 }
 
+/// An API source that vouches for the SDP's addresses (ng `trust-address`).
+pub(super) fn vouched() -> ApiSource {
+    ApiSource {
+        vouched: true,
+        ..ApiSource::default()
+    }
+}
+
+/// An API source that names the signaling peer (ng `received-from`).
+pub(super) fn received_from(peer: &str) -> ApiSource {
+    ApiSource {
+        peer: Some(ip(peer)),
+        ..ApiSource::default()
+    }
+}
+
 /// Audio stream at `rtp`, RTCP on the next port.
 pub(super) fn audio(rtp: &str) -> Media {
     let rtp = sa(rtp);

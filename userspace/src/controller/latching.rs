@@ -881,6 +881,28 @@ mod tests {
         assert!(fx.c.store().flows.is_empty());
     }
 
+    /// An ng call's latch is claimed under its `ng:` tag; its close, from
+    /// an ng request or from the timers, releases it (latched or not).
+    #[test]
+    fn an_ng_calls_latch_closes_with_it() {
+        let mut fx = Fx::new(64, 64);
+        fx.c.core.apply(vec![latch("c1")], Source::Ng);
+        let ev = fx.packet(NAT).expect("latched");
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(fx.pinholes().len(), 1);
+        // The close of a delete-delay comes from the timers (observed).
+        fx.apply(vec![close("c1")]);
+        assert!(fx.pinholes().is_empty(), "the latched pair closed");
+        fx.assert_consistent();
+        assert!(fx.c.store().flows.is_empty());
+        // Not latched yet: the close withdraws the entry.
+        fx.c.core.apply(vec![latch("c2")], Source::Ng);
+        fx.c.core.apply(vec![close("c2")], Source::Ng);
+        assert_eq!(fx.counters().withdrawn, 1);
+        fx.assert_consistent();
+        assert_eq!(fx.packet(NAT), None);
+    }
+
     #[test]
     fn an_unlatched_entry_expires_on_the_tick_after_its_window() {
         let mut fx = Fx::new(64, 64);
