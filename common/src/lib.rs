@@ -14,8 +14,14 @@ pub const FLOWS_V6_MAP: &str = "PINHOLE_FLOWS6";
 pub const COUNTERS_MAP: &str = "PINHOLE_COUNTERS";
 /// Name of the `.rodata` global holding the load-time [`Config`].
 pub const CONFIG_GLOBAL: &str = "PINHOLE_CONFIG";
-/// Name of the XDP filter program in the object.
+/// Name of the XDP filter program in the object, for links whose frames
+/// start with an Ethernet header (Ethernet, veth, bridges, bonds, VLANs; it
+/// also walks PPPoE sessions).
 pub const PROGRAM_NAME: &str = "pinhole";
+/// Name of the same filter for links without a link-layer header (tun,
+/// WireGuard, PPP): its frames start at the IP header. Same maps, same
+/// configuration; the loader attaches one or the other by link type.
+pub const PROGRAM_L3_NAME: &str = "pinhole_l3";
 /// Name of the empty XDP program used as the benchmark baseline.
 pub const BASELINE_PROGRAM_NAME: &str = "pinhole_baseline";
 
@@ -29,6 +35,9 @@ pub const MAX_PORT_RANGES: usize = 8;
 pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 /// How many VLAN tags (802.1Q / 802.1ad) the parser strips.
 pub const MAX_VLAN_TAGS: usize = 2;
+/// How many protected destination prefixes ([`Config::media_prefixes`]) each
+/// family can hold.
+pub const MAX_MEDIA_PREFIXES: usize = 8;
 
 /// Address family tag in [`FlowKey::family`].
 pub const FAMILY_V4: u8 = 4;
@@ -414,6 +423,39 @@ pub enum FragmentPolicy {
     Drop = 1,
 }
 
+/// An IPv4 destination prefix: `dst & mask == net`, all in network byte order
+/// (`net` is already masked).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixV4 {
+    pub net: [u8; 4],
+    pub mask: [u8; 4],
+}
+
+/// An IPv6 destination prefix, as [`PrefixV4`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixV6 {
+    pub net: [u8; 16],
+    pub mask: [u8; 16],
+}
+
+impl PrefixV4 {
+    /// True when `addr` lies in the prefix.
+    #[inline(always)]
+    pub fn contains(&self, addr: [u8; 4]) -> bool {
+        u32::from_ne_bytes(addr) & u32::from_ne_bytes(self.mask) == u32::from_ne_bytes(self.net)
+    }
+}
+
+impl PrefixV6 {
+    /// True when `addr` lies in the prefix.
+    #[inline(always)]
+    pub fn contains(&self, addr: [u8; 16]) -> bool {
+        u128::from_ne_bytes(addr) & u128::from_ne_bytes(self.mask) == u128::from_ne_bytes(self.net)
+    }
+}
+
 /// Load-time configuration, written into the program's `.rodata` before load,
 /// so the verifier sees constants and the fast path reads no map for it.
 #[repr(C)]
@@ -431,6 +473,19 @@ pub struct Config {
     /// exact pair. Zero: the latch maps are never read, and the verifier
     /// removes that code.
     pub latching: u32,
+    /// Non-zero: only UDP to a media port *and* to a destination inside
+    /// `prefixes4[..n_prefixes4]` / `prefixes6[..n_prefixes6]` is subject to
+    /// filtering; UDP to a media port elsewhere passes as
+    /// [`Reason::NotMediaPrefix`]. A family with no prefix is then not
+    /// protected at all. Zero (the default): every destination is
+    /// protected, and the verifier removes the prefix checks.
+    pub media_prefixes: u32,
+    /// How many entries of `prefixes4` are in use.
+    pub n_prefixes4: u32,
+    /// How many entries of `prefixes6` are in use.
+    pub n_prefixes6: u32,
+    pub prefixes4: [PrefixV4; MAX_MEDIA_PREFIXES],
+    pub prefixes6: [PrefixV6; MAX_MEDIA_PREFIXES],
 }
 
 impl Config {
@@ -440,7 +495,35 @@ impl Config {
         n_ranges: 0,
         fragment_policy: FragmentPolicy::Pass as u32,
         latching: 0,
+        media_prefixes: 0,
+        n_prefixes4: 0,
+        n_prefixes6: 0,
+        prefixes4: [PrefixV4 {
+            net: [0; 4],
+            mask: [0; 4],
+        }; MAX_MEDIA_PREFIXES],
+        prefixes6: [PrefixV6 {
+            net: [0; 16],
+            mask: [0; 16],
+        }; MAX_MEDIA_PREFIXES],
     };
+
+    /// True when UDP to a media port at IPv4 address `dst` is subject to
+    /// filtering (see [`Config::media_prefixes`]).
+    pub fn protects_v4(&self, dst: [u8; 4]) -> bool {
+        self.media_prefixes == 0
+            || self.prefixes4[..(self.n_prefixes4 as usize).min(MAX_MEDIA_PREFIXES)]
+                .iter()
+                .any(|p| p.contains(dst))
+    }
+
+    /// As [`Config::protects_v4`] for IPv6.
+    pub fn protects_v6(&self, dst: [u8; 16]) -> bool {
+        self.media_prefixes == 0
+            || self.prefixes6[..(self.n_prefixes6 as usize).min(MAX_MEDIA_PREFIXES)]
+                .iter()
+                .any(|p| p.contains(dst))
+    }
 
     /// True when `port` lies in one of the configured ranges.
     #[inline(always)]
@@ -488,7 +571,9 @@ pub enum Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
     /// Not IPv4/IPv6 (ARP, LLDP, …), or an Ethernet frame too short to carry an
-    /// EtherType. Pass.
+    /// EtherType; a PPPoE session frame whose PPP protocol is not IPv4/IPv6
+    /// (LCP, IPCP, …); on a link without a link-layer header, a frame whose
+    /// version nibble is neither 4 nor 6. Pass.
     NotIp = 0,
     /// IP but not UDP (TCP, ICMP, ESP, …). Pass.
     NotUdp = 1,
@@ -520,11 +605,14 @@ pub enum Reason {
     /// reported) or the event ring buffer is (the entry is left alone).
     /// Drop.
     LatchFailed = 11,
+    /// UDP to a media port whose destination is outside every
+    /// `--media-prefix` (only when that list is set): not protected. Pass.
+    NotMediaPrefix = 12,
 }
 
 impl Reason {
     /// Number of reasons, i.e. the size of [`COUNTERS_MAP`].
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
     /// Every reason, in index order.
     pub const ALL: [Reason; Reason::COUNT as usize] = [
         Reason::NotIp,
@@ -539,6 +627,7 @@ impl Reason {
         Reason::Latched,
         Reason::LatchExpired,
         Reason::LatchFailed,
+        Reason::NotMediaPrefix,
     ];
 
     /// The verdict policy, in one place.
@@ -550,7 +639,8 @@ impl Reason {
             | Reason::NotMediaPort
             | Reason::Hit
             | Reason::FragmentPass
-            | Reason::Latched => Action::Pass,
+            | Reason::Latched
+            | Reason::NotMediaPrefix => Action::Pass,
             Reason::Miss
             | Reason::FragmentDrop
             | Reason::Malformed
@@ -575,6 +665,7 @@ impl Reason {
             Reason::Latched => "latched",
             Reason::LatchExpired => "latch_expired",
             Reason::LatchFailed => "latch_failed",
+            Reason::NotMediaPrefix => "not_media_prefix",
         }
     }
 }
@@ -590,6 +681,8 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::PortRange {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::PrefixV4 {}
+    unsafe impl aya::Pod for super::PrefixV6 {}
     unsafe impl aya::Pod for super::LatchKeyV4 {}
     unsafe impl aya::Pod for super::LatchKeyV6 {}
     unsafe impl aya::Pod for super::LatchValue {}
@@ -603,7 +696,10 @@ const _: () = assert!(core::mem::size_of::<FlowKeyV6>() == 36);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 24);
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<PortRange>() == 4);
-const _: () = assert!(core::mem::size_of::<Config>() == 4 * MAX_PORT_RANGES + 12);
+const _: () = assert!(core::mem::size_of::<PrefixV4>() == 8);
+const _: () = assert!(core::mem::size_of::<PrefixV6>() == 32);
+const _: () =
+    assert!(core::mem::size_of::<Config>() == 4 * MAX_PORT_RANGES + 24 + 40 * MAX_MEDIA_PREFIXES);
 const _: () = assert!(core::mem::size_of::<LatchKeyV4>() == 12);
 const _: () = assert!(core::mem::size_of::<LatchKeyV6>() == 36);
 const _: () = assert!(core::mem::size_of::<LatchValue>() == 16);
@@ -745,6 +841,61 @@ mod tests {
             assert_eq!(c.is_media_port(port), want, "port {port}");
         }
         assert!(!Config::EMPTY.is_media_port(10000));
+    }
+
+    #[test]
+    fn media_prefixes_scope_protection_by_destination() {
+        let mut c = Config::EMPTY;
+        // Off: every destination of both families is protected.
+        assert!(c.protects_v4([203, 0, 113, 9]));
+        assert!(c.protects_v6([0x20; 16]));
+        c.media_prefixes = 1;
+        c.prefixes4[0] = PrefixV4 {
+            net: [198, 51, 100, 0],
+            mask: [255, 255, 255, 0],
+        };
+        c.prefixes4[1] = PrefixV4 {
+            net: [192, 0, 2, 128],
+            mask: [255, 255, 255, 128],
+        };
+        // An unused slot must not count, even when it would match.
+        c.prefixes4[2] = PrefixV4::default();
+        c.n_prefixes4 = 2;
+        let mut net6 = [0; 16];
+        net6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        let mut mask6 = [0; 16];
+        mask6[..6].copy_from_slice(&[0xff; 6]);
+        c.prefixes6[0] = PrefixV6 {
+            net: net6,
+            mask: mask6,
+        };
+        c.n_prefixes6 = 1;
+        let v4 = [
+            ([198, 51, 100, 0], true),
+            ([198, 51, 100, 255], true),
+            ([198, 51, 101, 1], false),
+            ([192, 0, 2, 127], false),
+            ([192, 0, 2, 128], true),
+            ([192, 0, 2, 255], true),
+            ([203, 0, 113, 9], false),
+        ];
+        for (a, want) in v4 {
+            assert_eq!(c.protects_v4(a), want, "{a:?}");
+        }
+        let mut inside = net6;
+        inside[15] = 1;
+        let mut outside = net6;
+        outside[5] = 1; // 2001:db8:1::/48, outside 2001:db8::/48
+        assert!(c.protects_v6(inside));
+        assert!(!c.protects_v6(outside));
+        // A family without prefixes is not protected once the list is on.
+        c.n_prefixes6 = 0;
+        assert!(!c.protects_v6(inside));
+        // A hostile count cannot index past the arrays (slot 2, all zero,
+        // is /0 and now counts).
+        c.n_prefixes4 = u32::MAX;
+        assert!(c.protects_v4([198, 51, 100, 7]));
+        assert!(c.protects_v4([203, 0, 113, 9]));
     }
 
     #[test]

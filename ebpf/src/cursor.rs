@@ -1,6 +1,7 @@
 //! The one bounds-checked packet cursor. Every header is read through
-//! [`Cursor::take`] or skipped through [`Cursor::skip`]; nothing else in the
-//! program does pointer arithmetic on packet data.
+//! [`Cursor::take`] (or looked at through [`Cursor::peek`]) or skipped
+//! through [`Cursor::skip`]; nothing else in the program does pointer
+//! arithmetic on packet data.
 
 use core::mem::size_of;
 
@@ -32,6 +33,14 @@ impl Cursor {
         // SAFETY: [start, start + size_of::<T>()) lies inside the packet (checked
         // above, in the form the verifier tracks), and T has alignment 1.
         Ok(unsafe { &*(start as *const T) })
+    }
+
+    /// Returns the header `T` at the current position without moving past
+    /// it (to choose how to read what follows).
+    #[inline(always)]
+    pub fn peek<T: Copy>(&self) -> Result<&'static T, Truncated> {
+        let mut ahead = *self;
+        ahead.take()
     }
 
     /// Moves `n` bytes forward, failing if that leaves the frame.

@@ -17,6 +17,20 @@ pub struct VlanTag {
     pub ethertype: [u8; 2],
 }
 
+/// A PPPoE session header (RFC 2516), after the Ethernet (and VLAN) header
+/// of EtherType 0x8864. The PPP protocol field follows.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct PppoeSession {
+    /// Version and type, 0x11.
+    pub ver_type: u8,
+    /// 0x00 for session data.
+    pub code: u8,
+    pub session_id: [u8; 2],
+    /// Bytes after this header: the PPP protocol field and its payload.
+    pub length: [u8; 2],
+}
+
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Ipv4 {
@@ -75,6 +89,13 @@ pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88a8;
+pub const ETH_P_PPP_SES: u16 = 0x8864;
+
+/// PPPoE version 1, type 1.
+pub const PPPOE_VER_TYPE: u8 = 0x11;
+/// PPP protocol numbers of IPv4 and IPv6 datagrams.
+pub const PPP_IPV4: u16 = 0x0021;
+pub const PPP_IPV6: u16 = 0x0057;
 
 pub const IPPROTO_HOPOPTS: u8 = 0;
 pub const IPPROTO_ROUTING: u8 = 43;

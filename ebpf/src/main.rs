@@ -48,10 +48,24 @@ static PINHOLE_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(Re
 #[no_mangle]
 static PINHOLE_CONFIG: Config = Config::EMPTY;
 
+/// The filter for links whose frames start with an Ethernet header.
 #[xdp]
 pub fn pinhole(ctx: XdpContext) -> u32 {
+    filter(&ctx, parse::Link::Ethernet)
+}
+
+/// The same filter for links without a link-layer header (tun, WireGuard,
+/// PPP), whose frames start at the IP header. A program of its own rather
+/// than a per-interface lookup: the Ethernet path stays exactly as it was.
+#[xdp]
+pub fn pinhole_l3(ctx: XdpContext) -> u32 {
+    filter(&ctx, parse::Link::Ip)
+}
+
+#[inline(always)]
+fn filter(ctx: &XdpContext, link: parse::Link) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let reason = parse::classify(&ctx, config(), Hit { len });
+    let reason = parse::classify(ctx, link, config(), Hit { len });
     count(reason, len);
     match reason.action() {
         Action::Pass => xdp_action::XDP_PASS,

@@ -3,5 +3,7 @@
 
 #[path = "../../userspace/src/ng/bencode.rs"]
 pub mod bencode;
+#[path = "../../userspace/src/ng/options.rs"]
+pub mod options;
 #[path = "../../userspace/src/ng/wire.rs"]
 pub mod wire;

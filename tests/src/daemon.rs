@@ -409,7 +409,9 @@ impl Daemon {
         self.terminate()
     }
 
-    fn terminate(&mut self) -> Result<ExitStatus> {
+    /// Sends SIGTERM and waits for the exit; the daemon is stopped
+    /// afterwards (a [`Lab`](crate::lab::Lab) replaces it in place).
+    pub(crate) fn terminate(&mut self) -> Result<ExitStatus> {
         let Some(mut child) = self.child.take() else {
             return Err(Error::Setup("the daemon has already exited".into()));
         };
@@ -613,6 +615,10 @@ pub struct CallStream {
     pub b_to_a: CounterValue,
     pub packets: u64,
     pub bytes: u64,
+    /// `open`, `hold` or `expired` (idled out; the next offer/answer opens
+    /// it again). Daemons before issue 9 do not say.
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 /// One direction of a pinhole.

@@ -1,6 +1,8 @@
 //! A small builder for the Ethernet frames the XDP tests and the benchmark feed
-//! to `BPF_PROG_TEST_RUN`: up to three VLAN tags, IPv4 with options and
-//! fragments, IPv6 with extension headers, UDP/TCP/ICMP and a payload.
+//! to `BPF_PROG_TEST_RUN`: up to three VLAN tags, a PPPoE session, IPv4 with
+//! options and fragments, IPv6 with extension headers, UDP/TCP/ICMP and a
+//! payload. [`Built::ip_only`] is the same packet as a link without a
+//! link-layer header (tun, WireGuard, PPP) hands it over.
 //!
 //! Every length field (IPv4 total length, IPv6 payload length, UDP length,
 //! extension header lengths) is computed from what is actually emitted, and
@@ -19,6 +21,13 @@ pub const TPID_8021AD: u16 = 0x88a8;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_ARP: u16 = 0x0806;
+/// EtherType of PPPoE session frames.
+pub const ETH_P_PPP_SES: u16 = 0x8864;
+/// PPP protocol numbers.
+pub const PPP_IPV4: u16 = 0x0021;
+pub const PPP_IPV6: u16 = 0x0057;
+/// PPP's Link Control Protocol, a non-IP protocol of every session.
+pub const PPP_LCP: u16 = 0xc021;
 
 const PROTO_ICMP: u8 = 1;
 const PROTO_TCP: u8 = 6;
@@ -139,6 +148,8 @@ impl Ext {
 pub enum HeaderKind {
     Ethernet,
     Vlan,
+    /// The PPPoE session header (6 bytes) and the PPP protocol field (2).
+    Pppoe,
     Ipv4,
     Ipv4Options,
     Ipv6,
@@ -182,6 +193,12 @@ impl Built {
             .expect("frame has no IP header")
     }
 
+    /// The packet from its IP header on: the frame as a link without a
+    /// link-layer header (tun, WireGuard, PPP) delivers it.
+    pub fn ip_only(&self) -> Vec<u8> {
+        self.bytes[self.l3_offset()..].to_vec()
+    }
+
     /// The first `len` bytes of the frame, with no length field fixed up.
     pub fn truncated(&self, len: usize) -> Vec<u8> {
         truncate(&self.bytes, len)
@@ -211,11 +228,14 @@ pub struct Frame {
     src: SocketAddr,
     dst: SocketAddr,
     tags: Vec<(u16, u16)>,
+    pppoe: Option<u16>,
     l4: L4,
     ipv4_options: Vec<u8>,
     ipv4_fragment: (u16, bool),
     ext: Vec<Ext>,
     payload: usize,
+    /// The payload's bytes, when not the default pattern.
+    data: Option<Vec<u8>>,
 }
 
 impl Frame {
@@ -227,11 +247,13 @@ impl Frame {
             src,
             dst,
             tags: Vec::new(),
+            pppoe: None,
             l4: L4::Udp,
             ipv4_options: Vec::new(),
             ipv4_fragment: (0, false),
             ext: Vec::new(),
             payload: 32,
+            data: None,
         }
     }
 
@@ -255,6 +277,13 @@ impl Frame {
     /// Adds a VLAN tag with TPID `tpid` and VLAN id `vid`, outermost first.
     pub fn vlan(mut self, tpid: u16, vid: u16) -> Frame {
         self.tags.push((tpid, vid & 0x0fff));
+        self
+    }
+
+    /// Carries the IP packet in a PPPoE session `session` (after any VLAN
+    /// tags), with the PPP protocol of its family.
+    pub fn pppoe(mut self, session: u16) -> Frame {
+        self.pppoe = Some(session);
         self
     }
 
@@ -287,6 +316,14 @@ impl Frame {
     /// Sets the payload size after the transport header.
     pub fn payload(mut self, len: usize) -> Frame {
         self.payload = len;
+        self.data = None;
+        self
+    }
+
+    /// Sets the payload after the transport header to `data`.
+    pub fn data(mut self, data: &[u8]) -> Frame {
+        self.payload = data.len();
+        self.data = Some(data.to_vec());
         self
     }
 
@@ -317,10 +354,10 @@ impl Frame {
         out.extend_from_slice(&DST_MAC);
         out.extend_from_slice(&SRC_MAC);
         let mut types: Vec<u16> = self.tags.iter().map(|t| t.0).collect();
-        types.push(if self.src.is_ipv4() {
-            ETH_P_IPV4
-        } else {
-            ETH_P_IPV6
+        types.push(match (self.pppoe, self.src.is_ipv4()) {
+            (Some(_), _) => ETH_P_PPP_SES,
+            (None, true) => ETH_P_IPV4,
+            (None, false) => ETH_P_IPV6,
         });
         out.extend_from_slice(&types[0].to_be_bytes());
         mark(HeaderKind::Ethernet, 0, out.len());
@@ -330,6 +367,21 @@ impl Frame {
             out.extend_from_slice(&types[i + 1].to_be_bytes());
             mark(HeaderKind::Vlan, s, out.len());
         }
+        // The session length is patched in once the IP packet is known.
+        let pppoe_at = self.pppoe.map(|session| {
+            let s = out.len();
+            out.extend_from_slice(&[0x11, 0x00]);
+            out.extend_from_slice(&session.to_be_bytes());
+            out.extend_from_slice(&[0, 0]);
+            let proto = if self.src.is_ipv4() {
+                PPP_IPV4
+            } else {
+                PPP_IPV6
+            };
+            out.extend_from_slice(&proto.to_be_bytes());
+            mark(HeaderKind::Pppoe, s, out.len());
+            s
+        });
 
         // Transport header and payload first, so IP lengths can be computed.
         let (l4, l4_kind) = self.transport();
@@ -381,6 +433,10 @@ impl Frame {
             }
             _ => unreachable!("families checked in Frame::udp"),
         }
+        if let Some(at) = pppoe_at {
+            let len = u16::try_from(out.len() - at - 6).expect("PPPoE payload over 64 KiB");
+            out[at + 4..at + 6].copy_from_slice(&len.to_be_bytes());
+        }
         Built {
             bytes: out,
             headers,
@@ -411,7 +467,10 @@ impl Frame {
     /// The transport header plus payload, with zero checksum, and the kind and
     /// size of the header (none for a non-first fragment or `L4::Other`).
     fn transport(&self) -> (Vec<u8>, Option<(HeaderKind, usize)>) {
-        let payload: Vec<u8> = (0..self.payload).map(|i| (i % 251) as u8).collect();
+        let payload: Vec<u8> = match &self.data {
+            Some(d) => d.clone(),
+            None => (0..self.payload).map(|i| (i % 251) as u8).collect(),
+        };
         if self.non_first_fragment() {
             return (payload, None);
         }

@@ -11,8 +11,10 @@ use std::{
 };
 
 use crate::{
-    rtsp_peer::is_rtsp_owner, sipp::is_sip_owner, traffic, wait_for, Daemon, Error, Family, Netns,
-    Pinhole, Result, SignalingStats, Topology, XdpMode,
+    rtsp_peer::is_rtsp_owner,
+    sipp::{is_ng_owner, is_sip_owner},
+    traffic, wait_for, Daemon, Error, Family, Netns, Pinhole, Result, SignalingStats, Topology,
+    XdpMode,
 };
 
 /// Datagrams per burst of test traffic.
@@ -39,6 +41,8 @@ pub enum Owner<'a> {
     Sip(&'a str),
     /// The RTSP session with this id.
     Rtsp(&'a str),
+    /// The call with this Call-ID that a SIP proxy drives over the ng API.
+    Ng(&'a str),
 }
 
 impl Owner<'_> {
@@ -46,6 +50,7 @@ impl Owner<'_> {
         match self {
             Owner::Sip(call_id) => is_sip_owner(owner, call_id),
             Owner::Rtsp(session) => is_rtsp_owner(owner, session),
+            Owner::Ng(call_id) => is_ng_owner(owner, call_id),
         }
     }
 }
@@ -55,6 +60,7 @@ impl std::fmt::Display for Owner<'_> {
         match self {
             Owner::Sip(id) => write!(f, "sip:{id}"),
             Owner::Rtsp(id) => write!(f, "rtsp session {id}"),
+            Owner::Ng(id) => write!(f, "ng:{id}"),
         }
     }
 }
@@ -152,6 +158,9 @@ pub struct Lab {
     pub daemon: Daemon,
     pub topo: Topology,
     pub family: Family,
+    /// How the daemon was started, for [`Lab::restart_daemon`].
+    mode: XdpMode,
+    args: Vec<String>,
 }
 
 impl Lab {
@@ -169,7 +178,24 @@ impl Lab {
             daemon,
             topo,
             family,
+            mode,
+            args: daemon_args.iter().map(|a| a.to_string()).collect(),
         })
+    }
+
+    /// Stops the daemon (SIGTERM; it must exit 0) and starts a new one with
+    /// the same arguments: whatever it does not save or pin is lost.
+    pub fn restart_daemon(&mut self) -> Result<()> {
+        let log = self.daemon.log();
+        let status = self.daemon.terminate()?;
+        if !status.success() {
+            return Err(Error::Setup(format!(
+                "the daemon exited {status} on SIGTERM; its log:\n{log}"
+            )));
+        }
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.daemon = self.topo.start_daemon(self.mode, &args)?;
+        Ok(())
     }
 
     pub fn ns(&self, host: Host) -> &Netns {
@@ -460,5 +486,8 @@ mod tests {
         assert!(Owner::Rtsp("s1").matches(Some("rtsp:s1")));
         assert!(!Owner::Rtsp("s1").matches(None));
         assert_eq!(Owner::Sip("c1").to_string(), "sip:c1");
+        assert!(Owner::Ng("c1").matches(Some("ng:c1;from-tag=x")));
+        assert!(!Owner::Ng("c1").matches(Some("sip:c1;from-tag=x")));
+        assert_eq!(Owner::Ng("c1").to_string(), "ng:c1");
     }
 }

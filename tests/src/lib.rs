@@ -16,6 +16,7 @@
 pub mod bpffs;
 pub mod flood;
 pub mod frames;
+pub mod kamailio;
 pub mod xdp;
 
 mod daemon;
@@ -26,6 +27,7 @@ pub mod sip_craft;
 pub mod sipp;
 mod topology;
 pub mod traffic;
+pub mod tun;
 
 use std::{
     io,

@@ -34,6 +34,18 @@ pub struct ServerConfig {
     pub server_ports: (u16, u16),
 }
 
+impl ServerConfig {
+    /// A session id unique to this process, `timeout_secs`, and RTP on
+    /// `server_rtp` with RTCP on the next port.
+    pub fn unique(timeout_secs: Option<u32>, server_rtp: u16) -> ServerConfig {
+        ServerConfig {
+            session: format!("{:08}{:08}", std::process::id(), crate::unique_id()),
+            timeout_secs,
+            server_ports: (server_rtp, server_rtp + 1),
+        }
+    }
+}
+
 /// One RTSP message: start line, headers (name, value) and body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -346,6 +358,18 @@ impl RtspClient {
         let bytes = self.encode(method, headers);
         self.send_raw(&bytes)?;
         self.reply(method, self.cseq)
+    }
+
+    /// [`RtspClient::request`], failing unless the answer is 200 OK.
+    pub fn request_ok(&mut self, method: &str, headers: &[(&str, &str)]) -> Result<Message> {
+        let resp = self.request(method, headers)?;
+        if resp.status() != Some(200) {
+            return Err(Error::Setup(format!(
+                "RTSP {method}: {} {:?}",
+                resp.start, resp.headers
+            )));
+        }
+        Ok(resp)
     }
 
     /// The bytes of the next request (taking the next CSeq), for tests that

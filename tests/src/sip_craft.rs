@@ -1,27 +1,53 @@
-//! Hand-written SIP over UDP, for tests that need full control of every
-//! header: forged answers and BYEs from hosts that are not in the call,
+//! Hand-written SIP over UDP or TCP, for tests that need full control of
+//! every header: forged answers and BYEs from hosts that are not in the call,
 //! floods of INVITEs, calls the test drives message by message.
 //!
-//! A [`SipPeer`] is a UDP socket on the SIP port of a lab host. The daemon
+//! A [`SipPeer`] is a UDP socket on the SIP port of a lab host, or one end
+//! of a TCP connection to the callee's SIP port ([`SipPeer::pair`]). The daemon
 //! handles signaling inline (NFQUEUE) and issues its verdict only after the
 //! call state and the flow map are updated, so a message *received* by the
 //! peer it was sent to has been fully processed by the daemon: receiving is
 //! the synchronisation, never a sleep.
 //!
 //! [`Dialog`] holds the identifiers of one call (Call-ID, the caller's and
-//! the callee's tags, both signaling addresses) and writes its messages;
-//! [`Sdp`] is the single audio stream a message offers or answers.
+//! the callee's tags, both signaling addresses, the transport) and writes
+//! its messages; [`Sdp`] is the single audio stream a message offers or
+//! answers, with its direction (hold) if any.
 
 use std::{
-    io::ErrorKind,
-    net::{IpAddr, SocketAddr, UdpSocket},
+    io::{ErrorKind, Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
-use crate::{unique_id, Error, Netns, Result};
+pub use crate::sipp::Transport;
+use crate::{unique_id, wait_for, Error, Netns, Result};
 
 /// The SIP port of every peer.
 pub const SIP_PORT: u16 = 5060;
+
+/// The direction attribute of a stream (RFC 4566 §6): anything but
+/// `sendrecv` puts it on hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// The attribute's name (`a=<name>`).
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+}
 
 /// One audio stream of an SDP body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +57,8 @@ pub struct Sdp {
     /// `a=rtcp-mux`: RTCP shares the RTP pair when both sides say so, so
     /// the call needs one pair (two flows) instead of two.
     pub rtcp_mux: bool,
+    /// `a=<direction>`; none means `sendrecv` by default.
+    pub direction: Option<Direction>,
 }
 
 impl Sdp {
@@ -39,6 +67,23 @@ impl Sdp {
         Sdp {
             media,
             rtcp_mux: true,
+            direction: None,
+        }
+    }
+
+    /// RTP on `media`, RTCP on its own port, the next one.
+    pub fn rtcp_apart(media: SocketAddr) -> Sdp {
+        Sdp {
+            rtcp_mux: false,
+            ..Sdp::muxed(media)
+        }
+    }
+
+    /// The same stream with `a=<direction>`.
+    pub fn with_direction(self, direction: Direction) -> Sdp {
+        Sdp {
+            direction: Some(direction),
+            ..self
         }
     }
 
@@ -49,9 +94,13 @@ impl Sdp {
             IpAddr::V6(v6) => ("IP6", v6.to_string()),
         };
         let mux = if self.rtcp_mux { "a=rtcp-mux\r\n" } else { "" };
+        let direction = self
+            .direction
+            .map(|d| format!("a={}\r\n", d.attribute()))
+            .unwrap_or_default();
         format!(
             "v=0\r\no=- 1 1 IN {net} {ip}\r\ns=-\r\nc=IN {net} {ip}\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{mux}",
+             m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{mux}{direction}",
             self.media.port()
         )
     }
@@ -69,6 +118,8 @@ pub struct Dialog {
     pub caller: SocketAddr,
     /// The callee's signaling address.
     pub callee: SocketAddr,
+    /// The transport its Via headers name.
+    pub transport: Transport,
 }
 
 impl Dialog {
@@ -83,7 +134,13 @@ impl Dialog {
             callee_tag: format!("b{pid}x{n}"),
             caller,
             callee,
+            transport: Transport::Udp,
         }
+    }
+
+    /// The same call over `transport` (its Via headers).
+    pub fn over(self, transport: Transport) -> Dialog {
+        Dialog { transport, ..self }
     }
 
     /// The same call with another callee tag (a fork, or a forger's guess).
@@ -187,7 +244,7 @@ impl Dialog {
         };
         format!(
             "{start}\r\n\
-             Via: SIP/2.0/UDP {via};branch=z9hG4bK{tag}{cseq}{method}\r\n\
+             Via: SIP/2.0/{transport} {via};branch=z9hG4bK{tag}{cseq}{method}\r\n\
              Max-Forwards: 70\r\n\
              From: <sip:caller@{caller}>;tag={tag}\r\n\
              To: <sip:callee@{callee}>{to_tag}\r\n\
@@ -195,6 +252,7 @@ impl Dialog {
              CSeq: {cseq} {method}\r\n\
              Contact: <sip:caller@{via}>\r\n\
              {ctype}Content-Length: {len}\r\n\r\n{body}",
+            transport = self.transport.via(),
             tag = self.caller_tag,
             caller = host(self.caller.ip()),
             callee = host(self.callee.ip()),
@@ -202,6 +260,35 @@ impl Dialog {
             len = body.len(),
         )
     }
+}
+
+/// `msg` with its SDP body grown to at least `len` bytes by attribute lines
+/// no parser acts on (`a=x-pad:…`, as a long codec list or a video offer
+/// would grow it), and its `Content-Length` fixed: a message bigger than a
+/// 1,500-byte MTU crosses the router as IP fragments. `msg` must carry a
+/// body and a `Content-Length` header, as [`Dialog`]'s messages with an SDP
+/// do.
+pub fn pad_sdp(msg: &str, len: usize) -> String {
+    let (head, body) = msg
+        .split_once("\r\n\r\n")
+        .expect("a SIP message has an empty line before its body");
+    assert!(!body.is_empty(), "pad_sdp needs a message with an SDP body");
+    let mut body = body.to_owned();
+    let mut n = 0;
+    while body.len() < len {
+        body.push_str(&format!("a=x-pad:{n:04} {}\r\n", "p".repeat(64)));
+        n += 1;
+    }
+    let head: Vec<String> = head
+        .split("\r\n")
+        .map(|line| match line.split_once(':') {
+            Some((name, _)) if name.eq_ignore_ascii_case("content-length") => {
+                format!("Content-Length: {}", body.len())
+            }
+            _ => line.to_owned(),
+        })
+        .collect();
+    format!("{}\r\n\r\n{body}", head.join("\r\n"))
 }
 
 /// An IP address as the host part of a SIP URI (IPv6 in brackets).
@@ -223,41 +310,133 @@ pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
         })
 }
 
-/// A UDP socket on a lab host's SIP port.
+/// How long [`SipPeer::pair`] waits for a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on one SIP message read from a TCP stream.
+const MAX_TCP_MESSAGE: usize = 64 * 1024;
+
+/// A lab host's SIP endpoint: a UDP socket on its SIP port, or one end of a
+/// TCP connection (messages go to, and come from, the other end only).
 #[derive(Debug)]
 pub struct SipPeer {
-    sock: UdpSocket,
+    io: PeerIo,
     addr: SocketAddr,
+}
+
+#[derive(Debug)]
+enum PeerIo {
+    Udp(UdpSocket),
+    Tcp {
+        stream: TcpStream,
+        peer: SocketAddr,
+        /// Bytes read past the last whole message.
+        pending: Mutex<Vec<u8>>,
+    },
 }
 
 impl SipPeer {
     /// Binds `addr` inside `ns`.
     pub fn bind(ns: &Netns, addr: SocketAddr) -> Result<SipPeer> {
         Ok(SipPeer {
-            sock: ns.udp_socket(addr)?,
+            io: PeerIo::Udp(ns.udp_socket(addr)?),
             addr,
         })
+    }
+
+    /// A caller in `caller_ns` and a callee on `callee` in `callee_ns`,
+    /// talking over `transport`. UDP binds `caller` and `callee`; TCP has the
+    /// callee listen on `callee` and the caller connect to it from an
+    /// ephemeral port of `caller`'s address.
+    pub fn pair(
+        transport: Transport,
+        caller_ns: &Netns,
+        caller: SocketAddr,
+        callee_ns: &Netns,
+        callee: SocketAddr,
+    ) -> Result<(SipPeer, SipPeer)> {
+        if transport == Transport::Udp {
+            return Ok((
+                SipPeer::bind(caller_ns, caller)?,
+                SipPeer::bind(callee_ns, callee)?,
+            ));
+        }
+        let listener = callee_ns.tcp_listener(callee)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(Error::io("making the SIP listener non-blocking"))?;
+        let out = caller_ns.tcp_connect(callee, CONNECT_TIMEOUT)?;
+        let (accepted, from) = wait_for(
+            &format!("the SIP connection to {callee}"),
+            CONNECT_TIMEOUT,
+            || match listener.accept() {
+                Ok(conn) => Ok(Some(conn)),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(Error::io(format!("accepting on {callee}"))(e)),
+            },
+        )?;
+        let local = out
+            .local_addr()
+            .map_err(Error::io("the SIP connection's address"))?;
+        if local.ip() != caller.ip() {
+            return Err(Error::Setup(format!(
+                "the SIP connection to {callee} left from {local}, not from {}",
+                caller.ip()
+            )));
+        }
+        let tcp = |stream: TcpStream, addr: SocketAddr, peer: SocketAddr| -> Result<SipPeer> {
+            stream
+                .set_nonblocking(false)
+                .and_then(|()| stream.set_nodelay(true))
+                .map_err(Error::io(format!("setting up the SIP connection {addr}")))?;
+            Ok(SipPeer {
+                io: PeerIo::Tcp {
+                    stream,
+                    peer,
+                    pending: Mutex::new(Vec::new()),
+                },
+                addr,
+            })
+        };
+        Ok((tcp(out, local, callee)?, tcp(accepted, callee, from)?))
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Sends `msg` to `to`.
+    /// Sends `msg` to `to` (over TCP, `to` must be the other end).
     pub fn send(&self, to: SocketAddr, msg: &str) -> Result<()> {
-        self.sock
-            .send_to(msg.as_bytes(), to)
-            .map(drop)
-            .map_err(Error::io(format!("sending SIP {} → {to}", self.addr)))
+        let what = || format!("sending SIP {} → {to}", self.addr);
+        match &self.io {
+            PeerIo::Udp(sock) => sock
+                .send_to(msg.as_bytes(), to)
+                .map(drop)
+                .map_err(Error::io(what())),
+            PeerIo::Tcp { peer, .. } if *peer != to => Err(Error::Setup(format!(
+                "{}: the TCP connection leads to {peer}",
+                what()
+            ))),
+            PeerIo::Tcp { stream, .. } => (&*stream)
+                .write_all(msg.as_bytes())
+                .map_err(Error::io(what())),
+        }
     }
 
-    /// Receives exactly `n` datagrams within `timeout`; returns their text
+    /// Receives exactly `n` messages within `timeout`; returns their text
     /// and sources. Fails on fewer.
     pub fn receive(&self, n: usize, timeout: Duration) -> Result<Vec<(String, SocketAddr)>> {
         let deadline = Instant::now() + timeout;
         let mut got = Vec::with_capacity(n);
         let mut buf = vec![0u8; 65536];
         while got.len() < n {
+            if let PeerIo::Tcp { peer, pending, .. } = &self.io {
+                let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(len) = tcp_message_len(&pending)? {
+                    let msg: Vec<u8> = pending.drain(..len).collect();
+                    got.push((String::from_utf8_lossy(&msg).into_owned(), *peer));
+                    continue;
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Error::Timeout {
@@ -265,19 +444,44 @@ impl SipPeer {
                     after: timeout,
                 });
             }
-            self.sock
-                .set_read_timeout(Some(left))
-                .map_err(Error::io("setting a receive timeout"))?;
-            match self.sock.recv_from(&mut buf) {
-                Ok((len, from)) => {
-                    got.push((String::from_utf8_lossy(&buf[..len]).into_owned(), from));
-                }
+            let what = || format!("receiving on {}", self.addr);
+            let read = match &self.io {
+                PeerIo::Udp(sock) => sock
+                    .set_read_timeout(Some(left))
+                    .and_then(|()| sock.recv_from(&mut buf))
+                    .map(|(len, from)| {
+                        got.push((String::from_utf8_lossy(&buf[..len]).into_owned(), from));
+                    }),
+                PeerIo::Tcp {
+                    stream, pending, ..
+                } => stream
+                    .set_read_timeout(Some(left))
+                    .and_then(|()| (&*stream).read(&mut buf))
+                    .and_then(|len| {
+                        if len == 0 {
+                            return Err(std::io::Error::new(
+                                ErrorKind::UnexpectedEof,
+                                "the SIP connection was closed",
+                            ));
+                        }
+                        let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+                        pending.extend_from_slice(&buf[..len]);
+                        if pending.len() > MAX_TCP_MESSAGE {
+                            return Err(std::io::Error::other(format!(
+                                "over {MAX_TCP_MESSAGE} bytes without a whole SIP message"
+                            )));
+                        }
+                        Ok(())
+                    }),
+            };
+            match read {
+                Ok(()) => {}
                 Err(e)
                     if matches!(
                         e.kind(),
                         ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
                     ) => {}
-                Err(e) => return Err(Error::io(format!("receiving on {}", self.addr))(e)),
+                Err(e) => return Err(Error::io(what())(e)),
             }
         }
         Ok(got)
@@ -295,6 +499,33 @@ impl SipPeer {
         }
         Ok(())
     }
+}
+
+/// The length of the first whole SIP message at the start of a TCP byte
+/// stream (head, empty line, `Content-Length` bytes of body), or `None`
+/// while it is incomplete. A stream message must say its length (RFC 3261
+/// §18.3): a missing or unreadable `Content-Length` is an error.
+fn tcp_message_len(stream: &[u8]) -> Result<Option<usize>> {
+    let Some(head_end) = stream.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&stream[..head_end + 4])
+        .map_err(|_| Error::Setup("a SIP message head over TCP is not UTF-8".into()))?;
+    let length = header(head, "content-length")
+        .or_else(|| header(head, "l"))
+        .ok_or_else(|| {
+            Error::Setup(format!(
+                "a SIP message over TCP without Content-Length:\n{head}"
+            ))
+        })?;
+    let body: usize = length
+        .parse()
+        .map_err(|_| Error::Setup(format!("bad Content-Length {length:?} over TCP")))?;
+    let total = (head_end + 4)
+        .checked_add(body)
+        .filter(|&t| t <= MAX_TCP_MESSAGE)
+        .ok_or_else(|| Error::Setup(format!("Content-Length {body} over TCP is too big")))?;
+    Ok((stream.len() >= total).then_some(total))
 }
 
 /// Sends `msg` from `tx` to `rx` and waits until `rx` has it.
@@ -336,10 +567,7 @@ mod tests {
         use pinhole::calls::{SipEvent, SipMethod, SipStart};
         let d = dialog();
         let offer = Sdp::muxed("192.0.2.2:16000".parse().unwrap());
-        let answer = Sdp {
-            media: "[2001:db8:2::2]:12000".parse().unwrap(),
-            rtcp_mux: false,
-        };
+        let answer = Sdp::rtcp_apart("[2001:db8:2::2]:12000".parse().unwrap());
         let invite = SipStart::Request(SipMethod::Invite);
         // (message, start, cseq, CSeq method, with To-tag, SDP)
         let cases = [
@@ -412,6 +640,31 @@ mod tests {
     }
 
     #[test]
+    fn padded_sdp_parses_to_the_same_media() {
+        let d = dialog();
+        let offer = Sdp::muxed("192.0.2.2:16000".parse().unwrap());
+        for msg in [
+            d.invite(1, Some(&offer)),
+            d.response(200, "OK", 1, "INVITE", Some(&offer)),
+        ] {
+            let padded = pad_sdp(&msg, 3000);
+            assert!(padded.len() > 3000, "{}", padded.len());
+            let parsed = pinhole::signaling::sip::parse(padded.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}:\n{padded}"));
+            let ev = pinhole::calls::SipEvent::from_message(&parsed, d.caller, d.callee)
+                .unwrap_or_else(|e| panic!("{e}:\n{padded}"));
+            let media: Vec<_> = ev.sdp.unwrap().iter().map(|m| m.rtp).collect();
+            assert_eq!(media, [Some(offer.media)]);
+            let body = padded.split_once("\r\n\r\n").unwrap().1;
+            assert_eq!(
+                header(&padded, "content-length"),
+                Some(&*body.len().to_string())
+            );
+            assert!(body.starts_with(&offer.body()));
+        }
+    }
+
+    #[test]
     fn identifiers_are_unique_and_tags_replaceable() {
         let (a, b) = (dialog(), dialog());
         assert_ne!(a.call_id, b.call_id);
@@ -425,5 +678,81 @@ mod tests {
             .bye(2)
             .contains("To: <sip:callee@[2001:db8:2::2]>;tag=x\r\n"));
         assert_eq!(host("2001:db8::1".parse().unwrap()), "[2001:db8::1]");
+    }
+
+    #[test]
+    fn directions_and_transport_are_written() {
+        let d = dialog().over(Transport::Tcp);
+        let held =
+            Sdp::rtcp_apart("192.0.2.2:16000".parse().unwrap()).with_direction(Direction::Inactive);
+        let text = d.reinvite(2, &held);
+        assert!(
+            text.contains("\r\nVia: SIP/2.0/TCP 192.0.2.2:5060;"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("a=rtpmap:0 PCMU/8000\r\na=inactive\r\n"),
+            "{text}"
+        );
+        let plain = Sdp::muxed("192.0.2.2:16000".parse().unwrap());
+        assert!(!plain.body().contains("a=inactive"));
+        assert!(dialog().invite(1, None).contains("Via: SIP/2.0/UDP "));
+        for (dir, attr) in [
+            (Direction::SendRecv, "sendrecv"),
+            (Direction::SendOnly, "sendonly"),
+            (Direction::RecvOnly, "recvonly"),
+            (Direction::Inactive, "inactive"),
+        ] {
+            assert!(plain
+                .with_direction(dir)
+                .body()
+                .ends_with(&format!("a={attr}\r\n")));
+        }
+    }
+
+    #[test]
+    fn tcp_messages_are_framed_by_content_length() {
+        let d = dialog();
+        let invite = d.invite(1, Some(&Sdp::muxed("192.0.2.2:16000".parse().unwrap())));
+        let bye = d.bye(2);
+        let both = format!("{invite}{bye}");
+        let n = invite.len();
+        let big = format!("BYE x SIP/2.0\r\nContent-Length: {MAX_TCP_MESSAGE}\r\n\r\n");
+        // (stream, Ok(length) or Err(part of the message))
+        type Want = Result<Option<usize>, &'static str>;
+        let cases: &[(&[u8], Want)] = &[
+            (b"", Ok(None)),
+            (invite.as_bytes(), Ok(Some(n))),
+            (both.as_bytes(), Ok(Some(n))),
+            (&invite.as_bytes()[..n - 1], Ok(None)),
+            (&invite.as_bytes()[..20], Ok(None)),
+            (b"ACK x SIP/2.0\r\nl: 2\r\n\r\nab+", Ok(Some(25))),
+            (
+                b"ACK x SIP/2.0\r\nVia: x\r\n\r\n",
+                Err("without Content-Length"),
+            ),
+            (
+                b"ACK x SIP/2.0\r\nContent-Length: -1\r\n\r\n",
+                Err("bad Content-Length"),
+            ),
+            (
+                b"ACK x SIP/2.0\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+                Err("bad Content-Length"),
+            ),
+            (big.as_bytes(), Err("too big")),
+            (
+                b"ACK \xff SIP/2.0\r\nContent-Length: 0\r\n\r\n",
+                Err("not UTF-8"),
+            ),
+        ];
+        for (stream, want) in cases {
+            let got = tcp_message_len(stream).map_err(|e| e.to_string());
+            match (got, want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want, "{stream:?}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{got} for {stream:?}"),
+                (got, want) => panic!("{got:?}, wanted {want:?} for {stream:?}"),
+            }
+        }
+        assert_eq!(tcp_message_len(bye.as_bytes()).unwrap(), Some(bye.len()));
     }
 }

@@ -85,7 +85,7 @@ impl Transport {
     }
 
     /// The Via transport token.
-    fn via(self) -> &'static str {
+    pub fn via(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
@@ -332,6 +332,9 @@ pub struct CallSpec {
     pub caller_keys: Vec<(String, String)>,
     /// `-key name value` for the callee's scenario.
     pub callee_keys: Vec<(String, String)>,
+    /// A SIP proxy the caller sends everything to (`-rsa`), its
+    /// Request-URI still naming the callee; `None`: straight to the callee.
+    pub proxy: Option<SocketAddr>,
 }
 
 impl CallSpec {
@@ -345,7 +348,14 @@ impl CallSpec {
             callee_media_port: 12000,
             caller_keys: Vec::new(),
             callee_keys: Vec::new(),
+            proxy: None,
         }
+    }
+
+    /// Calls through the proxy at `proxy` (see [`CallSpec::proxy`]).
+    pub fn via_proxy(mut self, proxy: SocketAddr) -> CallSpec {
+        self.proxy = Some(proxy);
+        self
     }
 
     pub fn caller_key(mut self, key: &str, value: impl ToString) -> CallSpec {
@@ -382,7 +392,18 @@ pub struct SipCall {
 impl SipCall {
     /// Starts the callee, waits for its sockets, then starts the caller.
     pub fn start(topo: &Topology, files: &Scenarios, spec: &CallSpec) -> Result<SipCall> {
-        let (caller_ip, callee_ip) = (spec.family.outside(), spec.family.inside());
+        SipCall::start_from(topo, (&topo.outside, spec.family.outside()), files, spec)
+    }
+
+    /// [`SipCall::start`] with the caller on `caller` (a namespace and its
+    /// address), e.g. a host behind NAT.
+    pub fn start_from(
+        topo: &Topology,
+        (caller_ns, caller_ip): (&Netns, IpAddr),
+        files: &Scenarios,
+        spec: &CallSpec,
+    ) -> Result<SipCall> {
+        let callee_ip = spec.family.inside();
         let call_id_prefix = format!("ph-{}-{}", std::process::id(), unique_id());
         let keys = |keys: &[(String, String)]| {
             keys.iter()
@@ -431,9 +452,12 @@ impl SipCall {
         let mut uac_args = vec![callee_sip.to_string()];
         uac_args.extend(common(caller_ip, caller_media_ip, spec.caller_media_port));
         uac_args.extend(["-cid_str".to_owned(), format!("{call_id_prefix}-%u")]);
+        if let Some(proxy) = spec.proxy {
+            uac_args.extend(["-rsa".to_owned(), proxy.to_string()]);
+        }
         uac_args.extend(keys(&spec.caller_keys));
         let uac = SippAgent::start(
-            &topo.outside,
+            caller_ns,
             files,
             &format!("uac_{}", spec.scenario),
             &uac_args,
@@ -486,7 +510,13 @@ impl SipCall {
         let what = format!("sending the trigger INFO to {to}");
         match self.transport {
             Transport::Udp => {
-                let sock: UdpSocket = ns.udp_socket(SocketAddr::new(to.ip(), 0))?;
+                // Any local address: the caller may sit behind the
+                // outside host (a NAT), which reaches it directly.
+                let any: IpAddr = match to {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+                };
+                let sock: UdpSocket = ns.udp_socket(SocketAddr::new(any, 0))?;
                 sock.send_to(message.as_bytes(), to)
                     .map_err(Error::io(what))?;
             }
@@ -516,8 +546,18 @@ impl SipCall {
 /// Whether a pinhole's `owner` names the SIP call `call_id`: `sip:<call-id>`,
 /// optionally followed by `;parameters` (e.g. the caller's From-tag).
 pub fn is_sip_owner(owner: Option<&str>, call_id: &str) -> bool {
+    is_call_owner(owner, "sip:", call_id)
+}
+
+/// Whether a pinhole's `owner` names the call `call_id` a SIP proxy drives
+/// over the ng API: `ng:<call-id>`, optionally followed by `;parameters`.
+pub fn is_ng_owner(owner: Option<&str>, call_id: &str) -> bool {
+    is_call_owner(owner, "ng:", call_id)
+}
+
+fn is_call_owner(owner: Option<&str>, scheme: &str, call_id: &str) -> bool {
     owner
-        .and_then(|o| o.strip_prefix("sip:"))
+        .and_then(|o| o.strip_prefix(scheme))
         .and_then(|rest| rest.strip_prefix(call_id))
         .is_some_and(|tail| tail.is_empty() || tail.starts_with(';'))
 }
@@ -580,6 +620,15 @@ mod tests {
             (None, false),
         ] {
             assert_eq!(is_sip_owner(owner, "ph-1-2-1"), ok, "{owner:?}");
+        }
+        for (owner, ok) in [
+            (Some("ng:ph-1-2-1;from-tag=99SIPpTag001"), true),
+            (Some("ng:ph-1-2-1"), true),
+            (Some("ng:ph-1-2-10"), false),
+            (Some("sip:ph-1-2-1"), false),
+            (None, false),
+        ] {
+            assert_eq!(is_ng_owner(owner, "ph-1-2-1"), ok, "{owner:?}");
         }
     }
 }

@@ -52,6 +52,31 @@ impl Family {
         )
     }
 
+    /// A host behind a masquerading NAT on the outside host
+    /// ([`Topology::nat_behind_outside`]): its private address.
+    pub fn nat_private(self) -> IpAddr {
+        self.pick(
+            Ipv4Addr::new(203, 0, 113, 10),
+            0x2001_0db8_00ff_u128 << 80 | 0x10,
+        )
+    }
+
+    /// The outside host's address on the NAT's private link.
+    pub fn nat_gateway(self) -> IpAddr {
+        self.pick(
+            Ipv4Addr::new(203, 0, 113, 1),
+            0x2001_0db8_00ff_u128 << 80 | 1,
+        )
+    }
+
+    /// The NAT's private prefix.
+    pub fn nat_prefix(self) -> String {
+        match self {
+            Family::V4 => "203.0.113.0/24".into(),
+            Family::V6 => "2001:db8:ff::/64".into(),
+        }
+    }
+
     /// Prefix length of the link subnets.
     pub fn prefix_len(self) -> u8 {
         match self {
@@ -114,6 +139,8 @@ impl Topology {
     pub const ROUTER_INSIDE_IF: &'static str = "r-in";
     /// The inside host's interface.
     pub const INSIDE_IF: &'static str = "eth0";
+    /// The outside host's interface towards a host behind its NAT.
+    pub const NAT_IF: &'static str = "nat0";
 
     /// Builds the topology and checks, with a UDP round trip per family between
     /// outside and inside, that forwarding works (which also resolves every
@@ -192,6 +219,53 @@ impl Topology {
                 .add_route("default", &f.router_outside().to_string())?;
         }
         self.check_forwarding()
+    }
+
+    /// A host behind the outside host, which masquerades it (nftables)
+    /// to its own address when it sends out towards the router: a UA
+    /// behind NAT. Private addresses [`Family::nat_private`] on a veth
+    /// (`eth0` there, [`Self::NAT_IF`] on the outside host), default route
+    /// via [`Family::nat_gateway`]. The router gets a route to the private
+    /// prefixes via the outside host, only so that tests can reach the
+    /// NAT'd host's sockets directly (markers, drop checks); everything the
+    /// host sends leaves masqueraded. Checked with a round trip per family
+    /// to the inside host, whose reply arrives through the NAT.
+    pub fn nat_behind_outside(&self) -> Result<Netns> {
+        let host = Netns::new()?;
+        self.outside.enable_forwarding()?;
+        self.outside.add_veth(Self::NAT_IF, &host, "eth0")?;
+        for f in Family::ALL {
+            let cidr = |ip: IpAddr| format!("{ip}/{}", f.prefix_len());
+            self.outside
+                .add_addr(Self::NAT_IF, &cidr(f.nat_gateway()))?;
+            host.add_addr("eth0", &cidr(f.nat_private()))?;
+            host.add_route("default", &f.nat_gateway().to_string())?;
+            self.router
+                .add_route(&f.nat_prefix(), &f.outside().to_string())?;
+        }
+        let nft = |args: &[&str]| self.outside.exec("nft", args).map(drop);
+        nft(&["add", "table", "inet", "ph_nat"])?;
+        nft(&["add chain inet ph_nat post { type nat hook postrouting priority srcnat; }"])?;
+        for (l3, f) in [("ip", Family::V4), ("ip6", Family::V6)] {
+            let prefix = f.nat_prefix();
+            nft(&[&format!(
+                "add rule inet ph_nat post oifname {} {l3} saddr {prefix} masquerade",
+                Self::OUTSIDE_IF
+            )])?;
+        }
+        let timeout = Duration::from_secs(5);
+        for f in Family::ALL {
+            let tx = host.udp_socket(SocketAddr::new(f.nat_private(), 0))?;
+            let rx = self.inside.udp_socket(SocketAddr::new(f.inside(), 7))?;
+            let dst = rx.local_addr().map_err(Error::io("local address"))?;
+            traffic::send_marker(&tx, dst)?;
+            traffic::receive_until_marker(&rx, timeout).map_err(|e| {
+                Error::Setup(format!(
+                    "the NAT'd host does not reach the inside ({f:?}): {e}"
+                ))
+            })?;
+        }
+        Ok(host)
     }
 
     /// Starts `pinhole run` in the router namespace on both router interfaces

@@ -33,6 +33,17 @@ fn kind_of(d: &[u8]) -> Option<u8> {
     (d.len() == PAYLOAD_LEN && d[..4] == MAGIC).then(|| d[4])
 }
 
+/// The payload of data datagram `seq`, for senders that build their own
+/// packets (a tun device's writer).
+pub fn data_payload(seq: u32) -> [u8; PAYLOAD_LEN] {
+    datagram(KIND_DATA, seq)
+}
+
+/// The payload of a marker datagram, as [`data_payload`].
+pub fn marker_payload() -> [u8; PAYLOAD_LEN] {
+    datagram(KIND_MARKER, 0)
+}
+
 /// Sends `n` data datagrams from `sock` to `dst`.
 pub fn send(sock: &UdpSocket, dst: SocketAddr, n: u32) -> Result<()> {
     for seq in 0..n {
@@ -47,6 +58,15 @@ pub fn send_marker(sock: &UdpSocket, dst: SocketAddr) -> Result<()> {
     sock.send_to(&datagram(KIND_MARKER, 0), dst)
         .map(drop)
         .map_err(Error::io(format!("sending a marker to {dst}")))
+}
+
+/// An RTCP receiver report without report blocks (RFC 3550 §6.4.2) from
+/// `ssrc`: what a receive-only client sends on its RTCP port.
+pub fn rtcp_receiver_report(ssrc: u32) -> [u8; 8] {
+    // V=2, P=0, RC=0; PT=201 (RR); length 1 (in 32-bit words minus one).
+    let mut rr = [0x80, 201, 0, 1, 0, 0, 0, 0];
+    rr[4..].copy_from_slice(&ssrc.to_be_bytes());
+    rr
 }
 
 /// What a receiver got.
@@ -160,6 +180,18 @@ mod tests {
         assert_eq!(kind_of(&foreign), None);
         assert_eq!(kind_of(&datagram(KIND_DATA, 1)[..10]), None);
         assert_eq!(kind_of(&[]), None);
+    }
+
+    #[test]
+    fn receiver_report_layout() {
+        let rr = rtcp_receiver_report(0x0102_0304);
+        assert_eq!(rr[0] >> 6, 2, "version");
+        assert_eq!(rr[0] & 0x1f, 0, "no report blocks");
+        assert_eq!(rr[1], 201, "RR");
+        let words = u16::from_be_bytes([rr[2], rr[3]]);
+        assert_eq!((usize::from(words) + 1) * 4, rr.len());
+        assert_eq!(rr[4..], [1, 2, 3, 4]);
+        assert_eq!(kind_of(&rr), None, "not test traffic");
     }
 
     #[test]

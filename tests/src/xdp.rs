@@ -118,6 +118,9 @@ pub fn test_run(xdp: &Xdp, frame: &[u8], repeat: u32) -> u32 {
 /// One loaded copy of the program with its maps.
 pub struct TestProg {
     pub ebpf: Ebpf,
+    /// The XDP program [`TestProg::run`] runs: [`PROGRAM_NAME`] (Ethernet
+    /// frames) or [`pinhole_common::PROGRAM_L3_NAME`] (frames starting at the IP header).
+    pub program: &'static str,
     /// The daemon's own view of both flow maps, so the tests also check that
     /// it keys each family the way the program does.
     pub flows: FlowMap,
@@ -129,12 +132,18 @@ impl TestProg {
     /// per family, and the program into the kernel (verifier included).
     /// The other maps (latching, events) stay in `ebpf` for the caller to take.
     pub fn load(cfg: &Config, max_flows: u32) -> TestProg {
-        let mut ebpf =
-            load_object(cfg, max_flows, &[PROGRAM_NAME]).unwrap_or_else(|e| panic!("{e}"));
+        TestProg::load_program(cfg, max_flows, PROGRAM_NAME)
+    }
+
+    /// As [`TestProg::load`], with `program` (one of the object's XDP
+    /// programs) as the one [`TestProg::run`] runs.
+    pub fn load_program(cfg: &Config, max_flows: u32, program: &'static str) -> TestProg {
+        let mut ebpf = load_object(cfg, max_flows, &[program]).unwrap_or_else(|e| panic!("{e}"));
         let flows = FlowMap::take(&mut ebpf).expect("both flow maps, with the map key layouts");
         let counters = CounterMap::take(&mut ebpf).expect("counters map with Counter layout");
         TestProg {
             ebpf,
+            program,
             flows,
             counters,
         }
@@ -142,7 +151,7 @@ impl TestProg {
 
     pub fn xdp(&self) -> &Xdp {
         self.ebpf
-            .program(PROGRAM_NAME)
+            .program(self.program)
             .expect("pinhole program")
             .try_into()
             .expect("XDP program")
@@ -207,5 +216,37 @@ impl TestProg {
                 r.name()
             );
         }
+    }
+}
+
+/// The endpoints the XDP program tests share: documentation addresses, A
+/// and B both on media ports (so the reverse direction of an open flow is
+/// itself subject to filtering), C a stranger; B's and C's networks differ
+/// (the `--media-prefix` cases protect B's).
+pub mod endpoints {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+    pub fn a4() -> SocketAddr {
+        SocketAddr::new(Ipv4Addr::new(192, 0, 2, 1).into(), 12000)
+    }
+    pub fn b4() -> SocketAddr {
+        SocketAddr::new(Ipv4Addr::new(198, 51, 100, 2).into(), 10000)
+    }
+    pub fn c4() -> SocketAddr {
+        SocketAddr::new(Ipv4Addr::new(203, 0, 113, 3).into(), 12000)
+    }
+    pub fn a6() -> SocketAddr {
+        SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(), 12000)
+    }
+    pub fn b6() -> SocketAddr {
+        SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2).into(), 10000)
+    }
+    pub fn c6() -> SocketAddr {
+        SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 3).into(), 12000)
+    }
+
+    pub fn port(mut s: SocketAddr, p: u16) -> SocketAddr {
+        s.set_port(p);
+        s
     }
 }

@@ -162,13 +162,17 @@ fn metrics_count_ng_signaling_and_its_setup_latency() -> TestResult {
         let s = format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n");
         format!("3:sdp{}:{s}", s.len())
     };
+    // Each side's SDP came from its own host (received-from).
+    let from = |ip: &str| format!("13:received-froml3:IP4{}:{ip}e", ip.len());
     let offer = format!(
-        "d7:call-id2:m17:command5:offer8:from-tag1:a{}e",
-        sdp("192.0.2.2", 12000)
+        "d7:call-id2:m17:command5:offer8:from-tag1:a{}{}e",
+        sdp("192.0.2.2", 12000),
+        from("192.0.2.2")
     );
     let answer = format!(
-        "d7:call-id2:m17:command6:answer8:from-tag1:a{}6:to-tag1:be",
-        sdp("198.51.100.2", 10000)
+        "d7:call-id2:m17:command6:answer8:from-tag1:a{}6:to-tag1:b{}e",
+        sdp("198.51.100.2", 10000),
+        from("198.51.100.2")
     );
     assert!(request("o1", offer)?.contains("6:result2:ok"));
     assert!(request("a1", answer)?.contains("6:result2:ok"));

@@ -189,7 +189,12 @@ impl Case {
     }
 
     /// One ng request from the router; the reply must say `result: ok`.
-    fn ng(&self, request: &[(&str, &str)]) -> anyhow::Result<String> {
+    /// `received_from`: where the proxy got the SDP (offers and answers).
+    fn ng(
+        &self,
+        request: &[(&str, &str)],
+        received_from: Option<SocketAddr>,
+    ) -> anyhow::Result<String> {
         let sock = self
             .topo
             .router
@@ -199,6 +204,13 @@ impl Case {
         let mut datagram = format!("{cookie} d");
         for (k, v) in request {
             datagram.push_str(&format!("{}:{k}{}:{v}", k.len(), v.len()));
+        }
+        if let Some(from) = received_from {
+            let (family, ip) = match from {
+                SocketAddr::V4(a) => ("IP4", a.ip().to_string()),
+                SocketAddr::V6(a) => ("IP6", a.ip().to_string()),
+            };
+            datagram.push_str(&format!("13:received-froml3:{family}{}:{ip}e", ip.len()));
         }
         datagram.push('e');
         sock.send_to(datagram.as_bytes(), ("127.0.0.1", NG_PORT))?;
@@ -386,19 +398,25 @@ fn restart_with_keep_pinned_loses_nothing(mode: XdpMode) -> TestResult {
         c.endpoint(Family::V4, false, A_PORT + 2),
         c.endpoint(Family::V4, true, B_PORT + 2),
     );
-    c.ng(&[
-        ("command", "offer"),
-        ("call-id", "restart-call"),
-        ("from-tag", "ft"),
-        ("sdp", &sdp(caller)),
-    ])?;
-    c.ng(&[
-        ("command", "answer"),
-        ("call-id", "restart-call"),
-        ("from-tag", "ft"),
-        ("to-tag", "tt"),
-        ("sdp", &sdp(callee)),
-    ])?;
+    c.ng(
+        &[
+            ("command", "offer"),
+            ("call-id", "restart-call"),
+            ("from-tag", "ft"),
+            ("sdp", &sdp(caller)),
+        ],
+        Some(caller),
+    )?;
+    c.ng(
+        &[
+            ("command", "answer"),
+            ("call-id", "restart-call"),
+            ("from-tag", "ft"),
+            ("to-tag", "tt"),
+            ("sdp", &sdp(callee)),
+        ],
+        Some(callee),
+    )?;
     let (idle_a, idle_b) = (
         c.endpoint(Family::V4, false, A_PORT + 4),
         c.endpoint(Family::V4, true, B_PORT + 4),
@@ -490,12 +508,15 @@ fn restart_with_keep_pinned_loses_nothing(mode: XdpMode) -> TestResult {
             .any(|call| call.call_id == "restart-call" && call.kind == "ng"),
         "{calls:#?}"
     );
-    c.ng(&[
-        ("command", "delete"),
-        ("call-id", "restart-call"),
-        ("from-tag", "ft"),
-        ("delete-delay", "0"),
-    ])?;
+    c.ng(
+        &[
+            ("command", "delete"),
+            ("call-id", "restart-call"),
+            ("from-tag", "ft"),
+            ("delete-delay", "0"),
+        ],
+        None,
+    )?;
     let left = list(c.daemon())?;
     assert!(find(&left, caller, callee).is_none(), "{left:#?}");
     assert_eq!(left.len(), 3, "the call's two pairs are closed: {left:#?}");

@@ -21,7 +21,7 @@ use std::{
 use pinhole_integration::{
     lab::{self, stream_flows, FlowKey, Host, Lab, Owner},
     rtsp_peer::{RtspClient, RtspServer, ServerConfig},
-    unique_id, wait_for, Family, SignalingStats,
+    wait_for, Family, SignalingStats,
 };
 
 /// The RTSP server's port (one of the daemon's default RTSP ports).
@@ -75,15 +75,12 @@ impl Case {
     fn start(family: Family, timeout_secs: Option<u32>) -> anyhow::Result<Case> {
         let lab = Lab::new(family, &["--media-ports", "10000-20000"])?;
         let before = lab.signaling()?;
-        let session = format!("{:08}{:08}", std::process::id(), unique_id());
+        let cfg = ServerConfig::unique(timeout_secs, SERVER_RTP);
+        let session = cfg.session.clone();
         let server = RtspServer::start(
             &lab.topo.inside,
             SocketAddr::new(family.inside(), RTSP_PORT),
-            ServerConfig {
-                session: session.clone(),
-                timeout_secs,
-                server_ports: (SERVER_RTP, SERVER_RTP + 1),
-            },
+            cfg,
         )?;
         let client = RtspClient::connect(&lab.topo.outside, server.addr())?;
         Ok(Case {
@@ -111,13 +108,7 @@ impl Case {
 
     /// Sends `method` and expects 200.
     fn request_ok(&mut self, method: &str, headers: &[(&str, &str)]) -> TestResult {
-        let resp = self.client.request(method, headers)?;
-        anyhow::ensure!(
-            resp.status() == Some(200),
-            "{method}: {} {:?}",
-            resp.start,
-            resp.headers
-        );
+        self.client.request_ok(method, headers)?;
         Ok(())
     }
 

@@ -41,6 +41,11 @@ struct Case {
 
 impl Case {
     fn new(family: Family) -> anyhow::Result<Case> {
+        Case::with_args(family, &[])
+    }
+
+    /// [`Case::new`] with `extra` daemon arguments.
+    fn with_args(family: Family, extra: &[&str]) -> anyhow::Result<Case> {
         let client = which("rtpengine-ng-client");
         anyhow::ensure!(
             client,
@@ -48,7 +53,9 @@ impl Case {
              (cargo xtask test does)"
         );
         let listen = format!("127.0.0.1:{NG_PORT}");
-        let lab = Lab::new(family, &["--signaling", "off", "--ng-listen", &listen])?;
+        let mut args = vec!["--signaling", "off", "--ng-listen", &listen];
+        args.extend_from_slice(extra);
+        let lab = Lab::new(family, &args)?;
         Ok(Case { lab })
     }
 
@@ -62,7 +69,7 @@ impl Case {
 
     /// `rtpengine-ng-client --proxy-address 127.0.0.1 --proxy-port P args…`
     /// on the router.
-    fn ng_client(&self, args: &[&str]) -> anyhow::Result<CliOutput> {
+    fn ng_client<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> anyhow::Result<CliOutput> {
         let mut cmd = self.lab.topo.router.command("rtpengine-ng-client");
         cmd.args(["--proxy-address", "127.0.0.1", "--proxy-port"])
             .arg(NG_PORT.to_string())
@@ -71,7 +78,7 @@ impl Case {
     }
 
     /// Like [`ng_client`](Self::ng_client), failing unless it succeeds.
-    fn ng_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+    fn ng_ok<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> anyhow::Result<String> {
         let out = self.ng_client(args)?;
         anyhow::ensure!(
             out.status.success(),
@@ -97,23 +104,65 @@ impl Case {
         )
     }
 
+    /// `--received-from FAMILY --received-from ADDRESS`: the SIP message
+    /// came from `addr`'s host, as a proxy's module says (pinhole checks the
+    /// SDP's addresses against it).
+    fn received_from(addr: SocketAddr) -> [String; 4] {
+        let family = if addr.is_ipv4() { "IP4" } else { "IP6" };
+        let rf = "--received-from".to_string();
+        [rf.clone(), family.into(), rf, addr.ip().to_string()]
+    }
+
     fn offer(&self, call: &str) -> anyhow::Result<String> {
-        let sdp = format!("--sdp={}", self.sdp(self.caller()));
-        self.ng_ok(&["--call-id", call, "--from-tag", "caller-tag", "offer", &sdp])
+        self.ng_ok(&self.offer_args(call, self.caller(), self.caller(), &[]))
+    }
+
+    /// An offer of `media` in the SDP, received from `from`'s host, with
+    /// `flags` (client options).
+    fn offer_args(
+        &self,
+        call: &str,
+        media: SocketAddr,
+        from: SocketAddr,
+        flags: &[&str],
+    ) -> Vec<String> {
+        let mut args: Vec<String> = ["--call-id", call, "--from-tag", "caller-tag"]
+            .map(String::from)
+            .into();
+        args.extend(Self::received_from(from));
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend(["offer".into(), format!("--sdp={}", self.sdp(media))]);
+        args
     }
 
     fn answer(&self, call: &str) -> anyhow::Result<String> {
-        let sdp = format!("--sdp={}", self.sdp(self.callee()));
-        self.ng_ok(&[
+        self.answer_with(call, &[])
+    }
+
+    /// The callee's answer, received from its host, with `flags`.
+    fn answer_with(&self, call: &str, flags: &[&str]) -> anyhow::Result<String> {
+        self.ng_ok(&self.answer_args(call, flags))
+    }
+
+    /// The client's arguments for [`answer_with`](Self::answer_with).
+    fn answer_args(&self, call: &str, flags: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
             "--call-id",
             call,
             "--from-tag",
             "caller-tag",
             "--to-tag",
             "callee-tag",
-            "answer",
-            &sdp,
-        ])
+        ]
+        .map(String::from)
+        .into();
+        args.extend(Self::received_from(self.callee()));
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend([
+            "answer".into(),
+            format!("--sdp={}", self.sdp(self.callee())),
+        ]);
+        args
     }
 
     /// The pinholes `call` holds, by their owner tag.
@@ -369,7 +418,7 @@ fn hostile_requests_get_errors_and_retransmissions_run_once() -> TestResult {
     // A retransmitted offer gets the same reply and runs once.
     let sdp = case.sdp(case.caller());
     let offer = format!(
-        "r1 d7:command5:offer7:call-id4:re-18:from-tag2:ft3:sdp{}:{sdp}e",
+        "r1 d7:command5:offer7:call-id4:re-18:from-tag2:ft3:sdp{}:{sdp}5:flagsl13:trust-addressee",
         sdp.len()
     );
     let first = raw(&sock, offer.as_bytes())?.expect("a reply");
@@ -384,4 +433,125 @@ fn hostile_requests_get_errors_and_retransmissions_run_once() -> TestResult {
     assert_eq!(ng["invalid"], 6, "{ng}");
     assert_eq!(ng["no_cookie"], 1, "{ng}");
     Ok(())
+}
+
+/// The measured bug: an offer whose SDP names a third party on the
+/// caller's network while `received-from` names the caller let the third
+/// party's media through (20 of 20). Now the offer gets `result: error`
+/// naming the address, nothing is tracked, and a burst from the third party
+/// to the callee is dropped, every datagram counted as a `miss`. The same
+/// offer with `trust-address` (the proxy vouching) is accepted and the
+/// burst passes: the check is what stops it.
+fn third_party_sdp_is_refused(family: Family) -> TestResult {
+    let case = Case::new(family)?;
+    let third_ip: std::net::IpAddr = match family {
+        Family::V4 => "192.0.2.66".parse()?,
+        Family::V6 => "2001:db8:1::66".parse()?,
+    };
+    let cidr = format!("{third_ip}/{}", family.prefix_len());
+    case.lab.ns(Host::Outside).add_addr("eth0", &cidr)?;
+    let third = SocketAddr::new(third_ip, CALLER_PORT);
+    let third_sock = case.lab.ns(Host::Outside).udp_socket(third)?;
+    let callee = case.lab.udp(Host::Inside, CALLEE_PORT)?;
+
+    let out = case.ng_client(&case.offer_args("tp-1", third, case.caller(), &[]))?;
+    let why = format!(
+        "media address {third_ip} is not received-from {}",
+        case.caller().ip()
+    );
+    // The client prints the error-reason on stderr and exits non-zero.
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(!out.status.success() && said.contains(&why), "{said}");
+    assert!(
+        case.lab.daemon.calls()?.is_empty(),
+        "a refused offer is not tracked"
+    );
+    // The callee answers as if nothing happened: the proxy's answer fails too.
+    let answer = case.ng_client(&case.answer_args("tp-1", &[]))?;
+
+    let said = format!("{}{}", answer.stdout, answer.stderr);
+    assert!(said.contains("Unknown call-ID"), "{said}");
+    assert!(case.lab.daemon.list()?.is_empty(), "no pinhole");
+    case.lab
+        .assert_dropped_exactly(&third_sock, &callee, Host::Inside)?;
+
+    // Vouched for: the same SDP opens, and the third party's burst passes.
+    case.ng_ok(&case.offer_args("tp-2", third, case.caller(), &["--trust-address"]))?;
+    case.answer_with("tp-2", &["--trust-address"])?;
+
+    case.lab.assert_passes(&third_sock, &callee)?;
+    Ok(())
+}
+
+#[test]
+fn third_party_sdp_is_refused_ipv4() -> TestResult {
+    third_party_sdp_is_refused(Family::V4)
+}
+
+#[test]
+fn third_party_sdp_is_refused_ipv6() -> TestResult {
+    third_party_sdp_is_refused(Family::V6)
+}
+
+/// The private address a caller behind NAT announces (documentation
+/// range, routed nowhere: nobody sends from it).
+fn private_address(f: Family) -> std::net::IpAddr {
+    match f {
+        Family::V4 => "203.0.113.5".parse().expect("an address"),
+        Family::V6 => "2001:db8:ff::5".parse().expect("an address"),
+    }
+}
+
+/// A caller behind NAT on the outside host: its SDP names a private
+/// address, its packets come from its host (received-from). Two NAT
+/// flags, the way a proxy passes them for such a UA:
+/// - `SIP-source-address`: the pinhole is the host's address with the SDP's
+///   port (a port-preserving NAT); a burst passes each way;
+/// - `port-latching` (with `--latching 5`): the host's first packet, from
+///   another port (the NAT's mapping), latches the exact pair; bursts pass
+///   both ways, one latch counted, and the same host from a third port is
+///   then dropped.
+fn nated_caller(family: Family) -> TestResult {
+    let case = Case::with_args(family, &["--latching", "5"])?;
+    let private = SocketAddr::new(private_address(family), CALLER_PORT);
+
+    case.ng_ok(&case.offer_args("nat-1", private, case.caller(), &["--SIP-source-address"]))?;
+    case.answer_with("nat-1", &[])?;
+    case.media_passes()?;
+    case.ng_ok(&[
+        "--call-id",
+        "nat-1",
+        "--from-tag",
+        "caller-tag",
+        "--delete-delay",
+        "0",
+        "delete",
+    ])?;
+    wait_for("nat-1's pinholes to close", TIMEOUT, || {
+        Ok(case.lab.daemon.list()?.is_empty().then_some(()))
+    })?;
+
+    let nat_port = CALLER_PORT + 100;
+    case.ng_ok(&case.offer_args("nat-2", private, case.caller(), &["--port-latching"]))?;
+    case.answer_with("nat-2", &[])?;
+    let mapped = case.lab.udp(Host::Outside, nat_port)?;
+    let other_port = case.lab.udp(Host::Outside, nat_port + 2)?;
+    let callee = case.lab.udp(Host::Inside, CALLEE_PORT)?;
+    assert_eq!(case.lab.daemon.counter("latched")?, 0);
+    case.lab.assert_passes(&mapped, &callee)?;
+    case.lab.assert_passes(&callee, &mapped)?;
+    assert_eq!(case.lab.daemon.counter("latched")?, 1, "exactly one latch");
+    case.lab
+        .assert_off_path_dropped(&other_port, &[], &callee, Host::Inside)?;
+    Ok(())
+}
+
+#[test]
+fn nated_caller_ipv4() -> TestResult {
+    nated_caller(Family::V4)
+}
+
+#[test]
+fn nated_caller_ipv6() -> TestResult {
+    nated_caller(Family::V6)
 }

@@ -8,7 +8,7 @@
 //! privileges it fails with a message saying so.
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{Ipv6Addr, SocketAddr},
     ops::{Deref, DerefMut},
 };
 
@@ -18,7 +18,11 @@ use pinhole_common::{Config, FlowKey, FlowStats, FragmentPolicy, Reason, MAX_IPV
 use pinhole_integration::frames::{
     arp, ipv6_no_next_header, Built, Ext, Frame, HeaderKind, L4, TPID_8021AD, TPID_8021Q,
 };
-use pinhole_integration::xdp::{self, flow_key as key, test_run, TestProg, ETH_HLEN, XDP_PASS};
+use pinhole_integration::xdp::{
+    self,
+    endpoints::{a4, a6, b4, b6, c4, c6, port},
+    flow_key as key, test_run, TestProg, ETH_HLEN, XDP_PASS,
+};
 /// How far `bpf_ktime_get_coarse_ns` may trail CLOCK_MONOTONIC: one tick
 /// (10 ms at HZ=100, the slowest common setting), with margin.
 const COARSE_CLOCK_LAG_NS: u64 = 20_000_000;
@@ -28,32 +32,6 @@ const RANGES: [(u16, u16); 2] = [(10000, 20000), (30000, 30000)];
 
 fn config(policy: FragmentPolicy) -> Config {
     xdp::config(&RANGES, policy)
-}
-
-// Documentation addresses. A and B are both on media ports, so the reverse
-// direction of an open flow is itself subject to filtering.
-fn a4() -> SocketAddr {
-    SocketAddr::new(Ipv4Addr::new(192, 0, 2, 1).into(), 12000)
-}
-fn b4() -> SocketAddr {
-    SocketAddr::new(Ipv4Addr::new(198, 51, 100, 2).into(), 10000)
-}
-fn c4() -> SocketAddr {
-    SocketAddr::new(Ipv4Addr::new(203, 0, 113, 3).into(), 12000)
-}
-fn a6() -> SocketAddr {
-    SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(), 12000)
-}
-fn b6() -> SocketAddr {
-    SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2).into(), 10000)
-}
-fn c6() -> SocketAddr {
-    SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 3).into(), 12000)
-}
-
-fn port(mut s: SocketAddr, p: u16) -> SocketAddr {
-    s.set_port(p);
-    s
 }
 
 fn monotonic_ns() -> u64 {

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::capture::packet::{PacketError, SignalingPacket, Transport};
 use crate::{
-    calls::{CallConfig, Calls, Intent, Refusal, RtspEvent, SipEvent},
+    calls::{CallConfig, Calls, Intent, Owner, Refusal, RtspEvent, SipEvent},
     clock::RateLimit,
     metrics::SignalingCount,
     signaling::{
@@ -230,9 +230,19 @@ impl Feed {
 
     /// Runs the call timers due at `now` and forgets idle or closed streams.
     pub fn tick(&mut self, now: u64) -> Vec<Intent> {
+        self.tick_with(now, &mut |_, _, _| None)
+    }
+
+    /// [`tick`](Self::tick), with the media activity
+    /// [`Calls::tick_with_activity`] takes.
+    pub fn tick_with(
+        &mut self,
+        now: u64,
+        last_seen: &mut dyn FnMut(&Owner, SocketAddr, SocketAddr) -> Option<u64>,
+    ) -> Vec<Intent> {
         self.streams
             .evict_idle(Duration::from_nanos(now), self.tcp_idle);
-        let out = self.calls.tick(now);
+        let out = self.calls.tick_with_activity(now, last_seen);
         self.log_refusals(&out, now);
         out
     }

@@ -23,7 +23,15 @@
 //! - `pinhole_latch_events_total{kind, event}`: half-open pinholes by what
 //!   happened to them (`armed`, `latched`, `expired`, …): the latch map's
 //!   entries (`kind="entry"`, NAT and pre-answer latching alike) and the
-//!   provisional pairs of pre-answer latching (`kind="pre_answer"`).
+//!   provisional pairs of pre-answer latching (`kind="pre_answer"`);
+//! - with inline signaling, `pinhole_signaling_queue_reader_restarts_total`
+//!   and the kernel's counters of the queue
+//!   (/proc/net/netfilter/nfnetlink_queue, see
+//!   [`KernelQueueStats`](crate::capture::nfqueue::KernelQueueStats)):
+//!   `pinhole_signaling_queue_bound` (0 while no reader is bound),
+//!   `pinhole_signaling_queue_waiting`,
+//!   `pinhole_signaling_queue_dropped_total{cause="queue_full"|"user"}`,
+//!   `pinhole_signaling_queue_id_sequence`.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -96,6 +104,8 @@ pub struct Snapshot {
     pub interfaces: Vec<(String, String, bool)>,
     /// Half-open pinhole events: kind (`entry`, `pre_answer`), event, count.
     pub latch_events: Vec<(&'static str, &'static str, u64)>,
+    /// The signaling queue, with inline signaling.
+    pub queue: Option<crate::controller::report::QueueStats>,
 }
 
 /// The metrics registry. See the module documentation.
@@ -279,6 +289,46 @@ impl Collector for SnapshotCollector {
             let labels = [("kind", *kind), ("event", *event)];
             ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
         }
+
+        if let Some(q) = &s.queue {
+            ConstCounter::new(q.reader_restarts).encode(encoder.encode_descriptor(
+                "signaling_queue_reader_restarts",
+                "Restarts of the signaling queue reader after a panic or a failed socket",
+                None,
+                MetricType::Counter,
+            )?)?;
+            let k = q.kernel.unwrap_or_default();
+            gauge(
+                &mut encoder,
+                "signaling_queue_bound",
+                "Whether a reader is bound to the signaling queue (1) or not (0: signaling \
+                 passes unobserved)",
+                u64::from(q.kernel.is_some()),
+            )?;
+            gauge(
+                &mut encoder,
+                "signaling_queue_waiting",
+                "Signaling packets waiting in the kernel queue for a verdict",
+                u64::from(k.queue_total),
+            )?;
+            let mut family = encoder.encode_descriptor(
+                "signaling_queue_dropped",
+                "Packets the kernel counted as dropped by the signaling queue (queue full, or \
+                 not delivered to the reader; fail-open bypasses are not counted by the kernel)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (cause, n) in [("queue_full", k.queue_dropped), ("user", k.user_dropped)] {
+                ConstCounter::new(u64::from(n))
+                    .encode(family.encode_family(&[("cause", cause)])?)?;
+            }
+            gauge(
+                &mut encoder,
+                "signaling_queue_id_sequence",
+                "Id of the last packet the kernel handed to the reader (restarts at 0 with each bind)",
+                u64::from(k.id_sequence),
+            )?;
+        }
         Ok(())
     }
 }
@@ -424,6 +474,18 @@ mod tests {
                 ("r-in".into(), "native".into(), false),
             ],
             latch_events: vec![("entry", "latched", 3), ("pre_answer", "confirmed", 2)],
+            queue: Some(crate::controller::report::QueueStats {
+                queue_num: 4242,
+                reader_restarts: 2,
+                kernel: Some(crate::capture::nfqueue::KernelQueueStats {
+                    queue_num: 4242,
+                    queue_total: 5,
+                    queue_dropped: 6,
+                    user_dropped: 7,
+                    id_sequence: 88,
+                    ..Default::default()
+                }),
+            }),
         }
     }
 
@@ -457,6 +519,13 @@ mod tests {
             "# TYPE pinhole_latch_events counter",
             "pinhole_latch_events_total{kind=\"entry\",event=\"latched\"} 3",
             "pinhole_latch_events_total{kind=\"pre_answer\",event=\"confirmed\"} 2",
+            "# TYPE pinhole_signaling_queue_reader_restarts counter",
+            "pinhole_signaling_queue_reader_restarts_total 2",
+            "pinhole_signaling_queue_bound 1",
+            "pinhole_signaling_queue_waiting 5",
+            "pinhole_signaling_queue_dropped_total{cause=\"queue_full\"} 6",
+            "pinhole_signaling_queue_dropped_total{cause=\"user\"} 7",
+            "pinhole_signaling_queue_id_sequence 88",
             "# TYPE pinhole_setup_latency_seconds histogram",
             "# UNIT pinhole_setup_latency_seconds seconds",
             "pinhole_setup_latency_seconds_bucket{le=\"0.00001\"} 0",

@@ -277,6 +277,8 @@ fn test() -> Result<()> {
             "xdp_prog",
             "--test",
             "xdp_latch",
+            "--test",
+            "xdp_links",
         ]))
     })?;
     // Seeded: a failure prints the seed to replay (PINHOLE_PROPTEST_SEED).

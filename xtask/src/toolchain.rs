@@ -7,6 +7,7 @@
 //! rustup's stable toolchain.
 
 use std::{
+    os::unix::fs::PermissionsExt,
     path::Path,
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
@@ -46,6 +47,10 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("xdp-loader", "xdp-tools"),
     // The ng protocol test drives the daemon with rtpengine's own client.
     ("rtpengine-ng-client", "rtpengine-utils"),
+    // The real-proxy test runs Kamailio with its rtpengine module (shipped in
+    // the main package) in a test namespace. Installing it on a systemd host
+    // enables the packaged service; the tests never use it.
+    ("kamailio", "kamailio"),
 ];
 
 /// Installs the eBPF toolchain when any part of it is missing.
@@ -233,6 +238,7 @@ fn apt_install(what: &str, packages: &[&str]) -> Result<()> {
         apt(&mut update);
         proc::run(update.arg("update"))?;
     }
+    let _no_services = NoServiceStart::install()?;
     let mut install = Command::new("apt-get");
     apt(&mut install);
     proc::run(
@@ -240,6 +246,43 @@ fn apt_install(what: &str, packages: &[&str]) -> Result<()> {
             .args(["install", "-y", "--no-install-recommends"])
             .args(packages),
     )
+}
+
+/// Debian's switch that keeps packages from starting their services at
+/// install time (invoke-rc.d asks `/usr/sbin/policy-rc.d`; exit 101 means
+/// "not allowed"). The test tools include servers (kamailio) whose packages
+/// would otherwise start and enable a host-wide service on a systemd machine;
+/// the tests start their own copies inside their namespaces. Removed again
+/// on drop, and an existing policy of the machine's is left alone.
+struct NoServiceStart(Option<&'static Path>);
+
+impl NoServiceStart {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn install() -> Result<Self> {
+        let path = Path::new(Self::PATH);
+        if path.exists() {
+            return Ok(NoServiceStart(None));
+        }
+        std::fs::write(
+            path,
+            "#!/bin/sh\n# written by cargo xtask during apt-get install\nexit 101\n",
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", path.display()))?;
+        Ok(NoServiceStart(Some(path)))
+    }
+}
+
+impl Drop for NoServiceStart {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            if let Err(e) = std::fs::remove_file(path) {
+                eprintln!("warning: could not remove {}: {e}", path.display());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

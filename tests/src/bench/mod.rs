@@ -8,6 +8,7 @@ pub mod control;
 pub mod dataplane;
 pub mod lab;
 pub mod latency;
+pub mod list_load;
 pub mod nft;
 pub mod pingpong;
 pub mod report;

@@ -11,6 +11,7 @@ use super::{
     dataplane::{self, FloodSample, MediaSample},
     lab::Filter,
     latency::LatencySample,
+    list_load::ListLoadSample,
     scale::ScaleSample,
     stats::{median, Samples},
 };
@@ -68,6 +69,9 @@ pub struct AllResults {
     pub calls: Option<Vec<CallSample>>,
     pub latency: Option<Vec<LatencySample>>,
     pub scale: Option<Vec<ScaleSample>>,
+    /// Signaling while `list` runs in a loop (absent from older results).
+    #[serde(default)]
+    pub list_load: Option<ListLoadSample>,
     /// `pinhole-bench`'s Markdown output.
     pub per_packet: Option<String>,
     /// Parts that failed, with why.
@@ -420,6 +424,37 @@ fn latency_section(out: &mut String, samples: &[LatencySample]) {
     out.push('\n');
 }
 
+fn list_load_section(out: &mut String, s: &ListLoadSample) {
+    let us = |v: Option<f64>| fmt(v, 0);
+    let _ = writeln!(
+        out,
+        "### 6. Signaling while `list --json` runs in a loop\n\n\
+         A daemon holding {} pinholes (installed through the control socket) answers `list` \
+         (what `pinhole list --json` asks) in a loop on one control connection while the SIP \
+         generator of part 5 sets up calls at {:.0}/s for {:.0} s. Columns as in part 5; \
+         *lists*: replies read while the calls ran, median seconds and size of one.\n\n\
+         | pinholes | calls/s | answered | daemon p50 µs | daemon p99 µs | INVITE→200 p50 µs | INVITE→200 p99 µs | first RTP dropped | lists | s per list | MB per list |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | {} | {:.0} | {} of {} | {} | {} | {} | {} | {} of {} | {} | {} | {:.0} |\n",
+        s.pinholes,
+        s.load.rate,
+        s.load.calls as f64 / s.load.rate.max(1.0),
+        s.pinholes,
+        s.load.rate,
+        s.load.answered,
+        s.load.calls,
+        us(s.daemon.p50),
+        us(s.daemon.p99),
+        us(s.load.setup_rtt_us.quantile(0.5)),
+        us(s.load.setup_rtt_us.quantile(0.99)),
+        s.first_rtp_dropped,
+        2 * s.load.calls,
+        s.list_secs.0.len(),
+        fmt(s.list_secs.quantile(0.5), 2),
+        s.list_bytes.iter().copied().max().unwrap_or(0) as f64 / 1e6,
+    );
+}
+
 /// `hit (pass)` ns/pkt by family and pinhole count from `pinhole-bench`'s
 /// table.
 pub fn per_packet_hits(markdown: &str) -> BTreeMap<(String, u64), f64> {
@@ -668,6 +703,9 @@ pub fn markdown(all: &AllResults) -> (String, Summary) {
     }
     if let Some(l) = &all.latency {
         latency_section(&mut out, l);
+    }
+    if let Some(l) = &all.list_load {
+        list_load_section(&mut out, l);
     }
     goals_section(&mut out, &sum);
     if !all.errors.is_empty() {

@@ -8,7 +8,9 @@
 //! 3. call setup: sipp calls with RTP at increasing rates, until media is lost;
 //! 4. scale: 1k, 100k and 1M pinholes (map memory, daemon RSS, install time;
 //!    per-packet cost from `pinhole-bench`);
-//! 5. signaling → pinhole latency at 50, 200 and 1000 call setups/s.
+//! 5. signaling → pinhole latency at 50, 200 and 1000 call setups/s;
+//! 6. list-load: signaling → pinhole latency at 200 call setups/s while
+//!    `list` of 1M pinholes runs in a loop (`--parts list-load` alone).
 //!
 //! Writes `README-table.md`, `lab.svg` and `lab-results.json` (every sample)
 //! to the output directory. Needs root. `cargo xtask bench` runs it after
@@ -26,7 +28,7 @@ use std::{
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use bench::{blast, calls, dataplane, lab::Filter, latency, report, scale};
+use bench::{blast, calls, dataplane, lab::Filter, latency, list_load, report, scale};
 
 #[derive(Parser)]
 #[command(about = "pinhole vs nftables + SIP helper vs no filter, in a veth lab (needs root)")]
@@ -55,6 +57,13 @@ struct Args {
     /// Pinhole counts of the scale part.
     #[arg(long, value_delimiter = ',')]
     scale: Option<Vec<u32>>,
+    /// Pinholes the daemon holds in the list-load part (default 1M; 20k
+    /// with --quick).
+    #[arg(long)]
+    list_pinholes: Option<u32>,
+    /// Call-setup rate of the list-load part (default 200).
+    #[arg(long)]
+    list_rate: Option<u32>,
     /// CPU the generator is pinned to (default: the last one).
     #[arg(long)]
     cpu: Option<usize>,
@@ -93,6 +102,7 @@ enum Part {
     Calls,
     Scale,
     Latency,
+    ListLoad,
 }
 
 fn workspace() -> PathBuf {
@@ -127,6 +137,7 @@ fn run(args: Args) -> Result<()> {
             Part::Calls,
             Part::Scale,
             Part::Latency,
+            Part::ListLoad,
         ]
     });
     let has = |p: Part| parts.contains(&p);
@@ -207,6 +218,19 @@ fn run(args: Args) -> Result<()> {
         match latency::run(&cfg, &mut progress) {
             Ok(r) => all.latency = Some(r),
             Err(e) => errors.push(failed("latency", e)),
+        }
+    }
+    if has(Part::ListLoad) {
+        let cfg = list_load::Config {
+            pinholes: args
+                .list_pinholes
+                .unwrap_or(if quick { 20_000 } else { 1_000_000 }),
+            rate: args.list_rate.unwrap_or(200),
+            secs: if quick { 2.0 } else { 20.0 },
+        };
+        match list_load::run(&cfg, &mut progress) {
+            Ok(r) => all.list_load = Some(r),
+            Err(e) => errors.push(failed("list-load", e)),
         }
     }
     if has(Part::Calls) {

@@ -175,17 +175,22 @@ where
                     RemoteKind::BadRequest,
                     format!("request longer than {MAX_REQUEST_LINE} bytes"),
                 );
-                write_response(&mut wr, &r).await?;
+                write_response(&mut wr, r).await?;
                 return Err(e);
             }
             Err(e) => return Err(e),
         };
-        write_response(&mut wr, &response).await?;
+        write_response(&mut wr, response).await?;
     }
 }
 
-async fn write_response<W: AsyncWrite + Unpin>(wr: &mut W, r: &Response) -> io::Result<()> {
-    let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
+async fn write_response<W: AsyncWrite + Unpin>(wr: &mut W, r: Response) -> io::Result<()> {
+    // A list of 1M pinholes is hundreds of MB of JSON: encode it on a
+    // blocking thread, not on a runtime worker the controller shares.
+    let mut line = tokio::task::spawn_blocking(move || serde_json::to_vec(&r))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)?;
     line.push(b'\n');
     wr.write_all(&line).await?;
     wr.flush().await
@@ -217,12 +222,20 @@ pub async fn dispatch(line: &[u8], controller: &ControllerHandle) -> Response {
             Err(e) => Response::failure(remote_kind(&e), e.to_string()),
         }
     }
+    /// Big replies become JSON values on a blocking thread too.
+    async fn reply_off<T: serde::Serialize + Send + 'static>(
+        r: Result<T, CommandError>,
+    ) -> Response {
+        tokio::task::spawn_blocking(move || reply(r))
+            .await
+            .unwrap_or_else(|e| Response::failure(RemoteKind::Runtime, e.to_string()))
+    }
     match req {
         Request::Open(p) => reply(controller.open(p).await),
         Request::Close { a, b } => reply(controller.close(a, b).await),
-        Request::List => reply(controller.list().await),
+        Request::List => reply_off(controller.list().await).await,
         Request::Stats => reply(controller.stats().await),
-        Request::Calls => reply(controller.calls().await),
+        Request::Calls => reply_off(controller.calls().await).await,
     }
 }
 

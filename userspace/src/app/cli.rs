@@ -127,6 +127,13 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub fragments: Option<Fragments>,
 
+    /// Only UDP to a media port AND to these destination networks is
+    /// filtered; media ports elsewhere pass (default: any destination).
+    /// Repeat or comma-separate; at most 8 per family.
+    #[arg(long = "media-prefix", value_name = "CIDR", value_delimiter = ',',
+          num_args = 1.., value_parser = parse_cidr)]
+    pub media_prefixes: Vec<IpNet>,
+
     /// Idle timeout in seconds for opens that give no --idle (0 = never)
     /// [default: 300].
     #[arg(long, value_name = "SECS")]
@@ -175,6 +182,12 @@ pub struct RunArgs {
     /// Idle timeout of signaled pinholes in seconds (0 = never) [default: 60].
     #[arg(long, value_name = "SECS")]
     pub call_idle: Option<u64>,
+
+    /// Idle timeout in seconds of the pinholes of a stream the SDP puts on
+    /// hold (sendonly, recvonly, inactive, c=0.0.0.0), 0 = never
+    /// [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub hold_timeout: Option<u64>,
 
     /// Symmetric pairs (RTP and RTCP each count) one call or session may
     /// open [default: 16].
@@ -253,6 +266,7 @@ impl RunArgs {
             media_ports: list(&self.media_ports),
             max_pinholes: self.max_pinholes,
             fragments: self.fragments,
+            media_prefixes: list(&self.media_prefixes),
             default_idle: self.default_idle,
             signaling: self.signaling,
             sip_ports: list(&self.sip_ports),
@@ -263,6 +277,7 @@ impl RunArgs {
             bye_grace: self.bye_grace,
             max_call_lifetime: self.max_call_lifetime,
             call_idle: self.call_idle,
+            hold_timeout: self.hold_timeout,
             max_pinholes_per_call: self.max_pinholes_per_call,
             max_calls_per_peer: self.max_calls_per_peer,
             latching: self.latching,
@@ -394,6 +409,7 @@ mod tests {
         );
         assert_eq!(r.max_pinholes, 262_144);
         assert_eq!(r.fragments, Fragments::Pass);
+        assert!(r.media_prefixes.is_empty());
         assert_eq!(r.default_idle, 300);
         // Signaling (issue 3 contract).
         assert_eq!(r.signaling, SignalingMode::Inline);
@@ -571,6 +587,10 @@ mod tests {
             "drop",
             "--default-idle",
             "0",
+            "--media-prefix",
+            "198.51.100.0/24,2001:db8:1::/48",
+            "--media-prefix",
+            "192.0.2.9",
         ])
         .unwrap();
         assert_eq!(cli.control, Some(PathBuf::from("/tmp/x.sock")));
@@ -582,6 +602,8 @@ mod tests {
         assert_eq!((r.max_pinholes, r.default_idle), (Some(2), Some(0)));
         assert_eq!(r.fragments, Some(Fragments::Drop));
         assert_eq!(r.xdp_mode, Some(XdpMode::Skb));
+        let nets: Vec<String> = r.media_prefixes.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["198.51.100.0/24", "2001:db8:1::/48", "192.0.2.9/32"]);
     }
 
     #[test]

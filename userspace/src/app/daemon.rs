@@ -18,7 +18,7 @@ use crate::{
     api::server::{ensure_not_running, ControlServer},
     app::cli::RunArgs,
     capture::{
-        nfqueue::{QueueOptions, DEFAULT_QUEUE_MAX_LEN},
+        nfqueue::{self, QueueOptions, RestartPolicy, DEFAULT_QUEUE_MAX_LEN},
         rules::RuleSpec,
         Capture,
     },
@@ -29,6 +29,7 @@ use crate::{
     datapath::latch,
     datapath::links::{LinkTask, Watcher},
     datapath::load::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
+    datapath::media_scope::{apply_media_prefixes, warn_local_port_overlap},
     datapath::pin::{PinDir, Pinned},
     feed::FeedConfig,
     metrics::{self, Metrics},
@@ -170,6 +171,8 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // Everything that can be checked without privileges first.
     let control = s.control.as_path();
     let mut config = build_config(&s.media_ports, s.fragments.into())?;
+    apply_media_prefixes(&mut config, &s.media_prefixes)?;
+    warn_local_port_overlap(&s.media_ports, !s.media_prefixes.is_empty());
     // Pre-answer latching uses the program's latch path too.
     config.latching = u32::from(s.latching > 0 || s.pre_answer);
     let feed = feed_config(&s);
@@ -234,6 +237,11 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         interfaces = ?datapath.interfaces().collect::<Vec<_>>(),
         media_ports = %ranges.join(","),
         fragments = ?s.fragments,
+        media_prefixes = %if s.media_prefixes.is_empty() {
+            "any".to_string()
+        } else {
+            s.media_prefixes.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        },
         max_flows = s.max_pinholes,
         default_idle_secs = s.default_idle,
         "filter loaded"
@@ -248,6 +256,8 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     controller_config.metrics = metrics.clone();
     controller_config.state_writer = Some(writer.clone());
     controller_config.interfaces = Some(iface_status_rx);
+    let queue_health = inline.then(|| nfqueue::Health::new(s.queue_num));
+    controller_config.queue_health = queue_health.clone();
     let mut controller = Controller::new(
         KernelStore {
             flows,
@@ -304,12 +314,19 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
             queue_num: s.queue_num,
             max_len: DEFAULT_QUEUE_MAX_LEN,
         };
-        let capture = Capture::start(&spec, queue, handle.sink())?;
+        let health = queue_health.clone().expect("inline signaling has a queue");
+        let capture = Capture::start(
+            &spec,
+            queue,
+            handle.sink(),
+            health,
+            RestartPolicy::default(),
+        )?;
         info!(
             sip_ports = ?feed.sip_ports, rtsp_ports = ?feed.rtsp_ports, queue = s.queue_num,
             trusted = ?feed.calls.trusted_signaling.iter().map(ToString::to_string).collect::<Vec<_>>(),
             media_relay = ?feed.calls.media_relay.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            call_idle_secs = s.call_idle, bye_grace_secs = s.bye_grace, latching_secs = s.latching,
+            call_idle_secs = s.call_idle, hold_timeout_secs = s.hold_timeout, bye_grace_secs = s.bye_grace, latching_secs = s.latching,
             "inline signaling on"
         );
         Some(capture)
@@ -338,8 +355,21 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         "ready"
     );
 
+    // The reader restarts itself; once it gives up, so does the daemon
+    // (non-zero exit, for systemd to restart it) rather than run blind.
+    let mut capture = capture;
+    let reader_failed = capture.as_mut().and_then(Capture::failed);
+    let reader_failed = async move {
+        match reader_failed {
+            Some(rx) => rx
+                .await
+                .unwrap_or_else(|_| "the signaling queue reader ended".into()),
+            None => std::future::pending().await,
+        }
+    };
     let mut controller_done = false;
     let outcome = tokio::select! {
+        why = reader_failed => Err(anyhow::anyhow!("{why}; exiting so that the service manager restarts pinhole")),
         _ = sigterm.recv() => { info!("SIGTERM received, shutting down"); Ok(()) }
         _ = sigint.recv() => { info!("SIGINT received, shutting down"); Ok(()) }
         () = server.serve(handle.clone()) => Err(anyhow::anyhow!("the control server stopped unexpectedly")),
@@ -522,7 +552,7 @@ mod tests {
             err,
             format!(
                 "invalid configuration: {path}:3:1: unknown key `frobnicate` in [filter]; expected one of \
-                 interfaces, xdp_mode, media_ports, max_pinholes, fragments, default_idle"
+                 interfaces, xdp_mode, media_ports, max_pinholes, fragments, media_prefixes, default_idle"
             )
         );
         std::fs::write(&file, "[filter]\nmax_pinholes = 1\n").unwrap();

@@ -174,6 +174,19 @@ pub fn stats(reply: &StatsReply) -> String {
         l.p99,
         l.max
     ));
+    if let Some(q) = &s.queue {
+        let kernel = match &q.kernel {
+            Some(k) => format!(
+                "{} waiting, {} dropped (queue full), {} dropped (not delivered), last id {}",
+                k.queue_total, k.queue_dropped, k.user_dropped, k.id_sequence
+            ),
+            None => "not bound: signaling passes unobserved".into(),
+        };
+        out.push_str(&format!(
+            "queue {}: reader restarts {}, kernel: {kernel}\n",
+            q.queue_num, q.reader_restarts
+        ));
+    }
     if !reply.interfaces.is_empty() {
         let ifaces: Vec<String> = reply
             .interfaces
@@ -229,8 +242,12 @@ pub fn calls(reply: &CallsReply) -> String {
             rows.push(call("-".into(), "-".into(), "-".into(), 0, 0));
         }
         for s in &c.streams {
+            let state = match s.state.as_str() {
+                "open" => String::new(),
+                other => format!(" ({other})"),
+            };
             rows.push(call(
-                format!("{}/{}", s.index, s.kind),
+                format!("{}/{}{state}", s.index, s.kind),
                 s.a.to_string(),
                 s.b.to_string(),
                 s.packets,
@@ -350,6 +367,18 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
                     p99: 480.0,
                     max: 480.0,
                 },
+                queue: Some(crate::controller::report::QueueStats {
+                    queue_num: 4242,
+                    reader_restarts: 1,
+                    kernel: Some(crate::capture::nfqueue::KernelQueueStats {
+                        queue_num: 4242,
+                        queue_total: 2,
+                        queue_dropped: 3,
+                        user_dropped: 4,
+                        id_sequence: 99,
+                        ..Default::default()
+                    }),
+                }),
                 ..Default::default()
             },
             interfaces: vec![
@@ -370,6 +399,13 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
         };
         let text = stats(&reply);
         let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            text.contains(
+                "queue 4242: reader restarts 1, kernel: 2 waiting, 3 dropped (queue full), \
+                 4 dropped (not delivered), last id 99\n"
+            ),
+            "{text}"
+        );
         assert!(lines[0].starts_with("REASON"));
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert!(lines[i + 1].starts_with(r.name()), "{}", lines[i + 1]);
@@ -404,6 +440,7 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
             b_to_a: CounterInfo::default(),
             packets,
             bytes: packets * 100,
+            state: "open".into(),
         };
         let call = |kind: &str, id: &str, streams: Vec<StreamEntry>| CallEntry {
             kind: kind.into(),

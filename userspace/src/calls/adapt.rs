@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::signaling::rtsp::{self, LowerTransport, RtspMessage, TransportSpec};
 use crate::signaling::sdp::{
-    ConnectionAddress, MediaDescription, SessionDescription, TransportFamily,
+    ConnectionAddress, Direction, MediaDescription, SessionDescription, TransportFamily,
 };
 use crate::signaling::sip::{self, SipError, SipMessage};
 
@@ -65,6 +65,7 @@ fn stream(sdp: &SessionDescription, d: &MediaDescription) -> Media {
         rtcp: None,
         rtcp_mux: false,
         hold: false,
+        one_way: false,
     };
     let Some(section) = sdp.media_sections.get(d.index) else {
         return none;
@@ -105,6 +106,7 @@ fn stream(sdp: &SessionDescription, d: &MediaDescription) -> Media {
         rtcp,
         rtcp_mux: d.rtcp_mux,
         hold: false,
+        one_way: d.direction != Direction::SendRecv,
     }
 }
 
@@ -194,6 +196,7 @@ mod tests {
             rtcp: rtcp.map(sa),
             rtcp_mux,
             hold: false,
+            one_way: false,
         }
     }
 
@@ -202,6 +205,7 @@ mod tests {
         rtcp: None,
         rtcp_mux: false,
         hold: false,
+        one_way: false,
     };
 
     #[test]
@@ -246,6 +250,27 @@ mod tests {
             ),
             (
                 "m=audio 4000 RTP/AVP 0\r\na=sendonly\r\n",
+                vec![Media {
+                    one_way: true,
+                    ..media("192.0.2.10:4000", Some("192.0.2.10:4001"), false)
+                }],
+            ),
+            (
+                "m=audio 4000 RTP/AVP 0\r\na=recvonly\r\n",
+                vec![Media {
+                    one_way: true,
+                    ..media("192.0.2.10:4000", Some("192.0.2.10:4001"), false)
+                }],
+            ),
+            (
+                "a=inactive\r\nm=audio 4000 RTP/AVP 0\r\n",
+                vec![Media {
+                    one_way: true,
+                    ..media("192.0.2.10:4000", Some("192.0.2.10:4001"), false)
+                }],
+            ),
+            (
+                "a=inactive\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n",
                 vec![media("192.0.2.10:4000", Some("192.0.2.10:4001"), false)],
             ),
             ("m=message 2855 TCP/MSRP *\r\n", vec![NONE]),
@@ -427,6 +452,13 @@ mod tests {
             b: sa(b),
             cause: CloseCause::Bye,
         };
+        // Hold keeps the pairs' flows; only their idle timeout changes.
+        let retime = |a: &str, b: &str| Intent::Retime {
+            owner: owner.clone(),
+            a: sa(a),
+            b: sa(b),
+            idle_timeout: Duration::from_secs(3600),
+        };
         // (message, sender, receiver, intents)
         let steps = [
             (
@@ -491,7 +523,10 @@ mod tests {
                 ),
                 bob,
                 alice,
-                vec![],
+                vec![
+                    retime("192.0.2.10:49170", "198.51.100.20:49174"),
+                    retime("192.0.2.10:49171", "198.51.100.20:49175"),
+                ],
             ),
             (
                 sip_msg(

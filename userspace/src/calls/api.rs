@@ -2,19 +2,42 @@
 //! protocol), and read-only views of the tracked SIP calls.
 //!
 //! A proxy hands over each SDP with the Call-ID and the SIP tags instead of
-//! the daemon observing the messages. There is no signaling source address:
-//! the API listener's own allow-list is the trust check, so API calls skip
-//! `trusted_signaling`, the media-origin check (`media_relay`) and the
-//! per-peer cap; every other limit (calls, pairs per call, dialogs per call,
-//! lifetime, setup timeout) applies. A call belongs to whoever created it:
+//! the daemon observing the messages. The API listener's own allow-list
+//! replaces `trusted_signaling`; the signaling source address is what the
+//! proxy says it received the SIP message from ([`ApiSource`], ng
+//! `received-from`), and with it the same rules as for observed signaling
+//! apply: the media-origin check (`media_relay`, latching under
+//! [`CallConfig::latching`](super::CallConfig::latching)) and the per-peer
+//! cap, counted per that address. Only a proxy that says it vouches for the
+//! SDP's addresses (ng `trust-address`, [`ApiSource::vouched`]) skips the
+//! media-origin check. Every other limit (calls, pairs per call, dialogs per
+//! call, lifetime, setup timeout) applies. A call belongs to whoever created it:
 //! observed signaling for an API call is ignored (counted as unmatched), and
 //! API offers, answers and deletes for an observed call are refused with
 //! [`ApiError::NotApiCall`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::{CallKey, Calls, Ctx, Intent, Media};
+use super::{CallConfig, CallKey, Calls, Ctx, Intent, Media};
+
+/// Where an SDP handed over by the API comes from, as the proxy tells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApiSource {
+    /// The signaling peer the proxy received the SIP message carrying the
+    /// SDP from (ng `received-from`). The media must come from it (or from
+    /// a `media_relay` network, or latch from it under
+    /// [`CallConfig::latching`]), and a new call counts against its
+    /// per-peer cap.
+    pub peer: Option<IpAddr>,
+    /// The proxy vouches for the SDP's addresses (ng `trust-address`): no
+    /// media-origin check. Without it, `peer` is required.
+    pub vouched: bool,
+    /// The proxy asks for latching (ng `port-latching`): an end that fails
+    /// the origin check latches from `peer`. Refused when latching is off,
+    /// rather than answered with pinholes that cannot work.
+    pub latching: bool,
+}
 
 /// Why an API operation did nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +48,18 @@ pub enum ApiError {
     NoOffer,
     #[error("too many calls")]
     TableFull,
+    #[error("too many calls from {0} (per-peer cap)")]
+    PerPeerCap(IpAddr),
+    /// Neither `received-from` nor `trust-address`: nobody says where the
+    /// SDP came from, so its addresses cannot be checked.
+    #[error("no received-from: cannot check the media addresses (send received-from, or trust-address to vouch for them)")]
+    NoSource,
+    #[error("port-latching asked for, but latching is off (pinhole run --latching)")]
+    LatchingOff,
+    /// A media address that is neither the signaling peer's nor in a
+    /// media-relay network, and cannot latch.
+    #[error("media address {media} is not received-from {peer} nor in a --media-relay network (third-party media; see trust-address, SIP-source-address, port-latching)")]
+    ThirdPartyMedia { media: IpAddr, peer: IpAddr },
     #[error("too many branches (early dialogs) in this call")]
     TooManyDialogs,
     #[error("call is followed from observed signaling, not from this API")]
@@ -88,6 +123,41 @@ pub struct StreamInfo {
     pub rtp: Option<(SocketAddr, SocketAddr)>,
     /// The RTCP pair, if open (absent when both sides multiplex).
     pub rtcp: Option<(SocketAddr, SocketAddr)>,
+    /// Its pairs that idled out of the pinhole table (closed now; the next
+    /// offer/answer naming them opens them again).
+    pub expired: Vec<(SocketAddr, SocketAddr)>,
+    /// Either side holds the stream: its pairs use the hold timeout.
+    pub hold: bool,
+}
+
+/// Refuses, before anything changes, an SDP whose addresses the call could
+/// not use under `source`: no source at all, latching asked for while off,
+/// or an end that fails the media-origin check and cannot latch (the same
+/// [`CallConfig::media_allowed`] and [`CallConfig::latch`] as observed
+/// signaling; the pairs are checked again when they open). Rejected
+/// (port 0) and held (`c=0.0.0.0`) streams name no address.
+pub fn check_source(cfg: &CallConfig, media: &[Media], source: ApiSource) -> Result<(), ApiError> {
+    if source.latching && cfg.latching.is_zero() {
+        return Err(ApiError::LatchingOff);
+    }
+    if source.vouched {
+        return Ok(());
+    }
+    let peer = source.peer.ok_or(ApiError::NoSource)?;
+    let ends = media
+        .iter()
+        .filter(|m| !m.hold)
+        .flat_map(|m| m.rtp.into_iter().chain(m.rtcp.filter(|_| !m.rtcp_mux)));
+    for end in ends.filter(|a| a.port() != 0 && !a.ip().is_unspecified()) {
+        let latches = || cfg.latch(super::Side::A, peer, end).is_some();
+        if !cfg.media_allowed(end.ip(), peer) && !latches() {
+            return Err(ApiError::ThirdPartyMedia {
+                media: end.ip(),
+                peer,
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Calls {
@@ -117,10 +187,12 @@ impl Calls {
         from_tag: &str,
         to_tag: Option<&str>,
         media: &[Media],
+        source: ApiSource,
         now: u64,
     ) -> Result<Vec<Intent>, ApiError> {
+        check_source(&self.cfg, media, source)?;
         self.api(now, |sip, ctx| {
-            sip.api_offer(call_id, from_tag, to_tag, media, ctx)
+            sip.api_offer(call_id, from_tag, to_tag, media, source, ctx)
         })
     }
 
@@ -135,10 +207,12 @@ impl Calls {
         from_tag: &str,
         to_tag: &str,
         media: &[Media],
+        source: ApiSource,
         now: u64,
     ) -> Result<Vec<Intent>, ApiError> {
+        check_source(&self.cfg, media, source)?;
         self.api(now, |sip, ctx| {
-            sip.api_answer(call_id, from_tag, to_tag, media, ctx)
+            sip.api_answer(call_id, from_tag, to_tag, media, source, ctx)
         })
     }
 

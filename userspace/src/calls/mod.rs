@@ -41,7 +41,7 @@ use std::time::Duration;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 pub use adapt::media_of;
-pub use api::{ApiError, CallInfo, CallState, StreamInfo};
+pub use api::{check_source, ApiError, ApiSource, CallInfo, CallState, StreamInfo};
 pub use pairs::Latch;
 pub use policy::CallConfig;
 pub use rtsp_sessions::{PortPair, RtspEvent, RtspMethod, RtspStart, RtspTransport};
@@ -75,6 +75,27 @@ pub enum Owner {
     Rtsp(SessionKey),
 }
 
+impl Owner {
+    /// The owner a pinhole tag names: the inverse of [`Owner`]'s `Display`
+    /// (`sip:<call-id>;from-tag=<tag>`, `rtsp:<server>;session=<id>`).
+    /// Exact: a From-tag never contains `;`, nor a server address.
+    pub fn parse(tag: &str) -> Option<Owner> {
+        if let Some(rest) = tag.strip_prefix("sip:") {
+            let (call_id, caller_tag) = rest.rsplit_once(";from-tag=")?;
+            return Some(Owner::Sip(CallKey {
+                call_id: call_id.to_string(),
+                caller_tag: caller_tag.to_string(),
+            }));
+        }
+        let rest = tag.strip_prefix("rtsp:")?;
+        let (server, session) = rest.split_once(";session=")?;
+        Some(Owner::Rtsp(SessionKey {
+            server: server.parse().ok()?,
+            session: session.to_string(),
+        }))
+    }
+}
+
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -102,7 +123,17 @@ pub enum Intent {
         owner: Owner,
         a: SocketAddr,
         b: SocketAddr,
-        /// Passed through from [`CallConfig::idle_timeout`]; zero = never.
+        /// [`CallConfig::idle_timeout`], or [`CallConfig::hold_timeout`]
+        /// for a stream on hold; zero = never.
+        idle_timeout: Duration,
+    },
+    /// Change the idle timeout of a pair this owner opened (or latched)
+    /// earlier, in place: its flows stay in the map (a stream going on or
+    /// off hold).
+    Retime {
+        owner: Owner,
+        a: SocketAddr,
+        b: SocketAddr,
         idle_timeout: Duration,
     },
     /// Open the pair `a` ↔ `b` by latching ([`CallConfig::latching`]): the
@@ -121,7 +152,7 @@ pub enum Intent {
         /// [`CallConfig::latching`], or for a provisional pair
         /// [`CallConfig::setup_timeout`].
         window: Duration,
-        /// Passed through from [`CallConfig::idle_timeout`]; zero = never.
+        /// As for [`Intent::Open`].
         idle_timeout: Duration,
         /// A provisional pair ([`CallConfig::pre_answer`]): the `side` end
         /// is `from:0`, unknown until the answer; the pair the latch makes
@@ -279,6 +310,22 @@ pub struct Counters {
     pub rtsp_unmatched: u64,
     /// RTSP SETUPs answered with interleaved (TCP) transport: no pinhole.
     pub rtsp_interleaved: u64,
+    /// Pairs the pinhole table closed for idleness, by call layer
+    /// (observed SIP, ng, RTSP): remembered as expired and opened again by
+    /// the next offer/answer (or `PLAY`).
+    pub pairs_expired_sip: u64,
+    pub pairs_expired_ng: u64,
+    pub pairs_expired_rtsp: u64,
+    /// Expired pairs opened again.
+    pub pairs_reopened: u64,
+    /// Open pairs whose idle timeout changed in place (hold, resume).
+    pub pairs_retimed: u64,
+    /// Calls taken over from in-dialog signaling (a re-INVITE or UPDATE of
+    /// a dialog no tracked call knows).
+    pub calls_picked_up: u64,
+    /// RTSP session timeouts deferred because the client's media (RTCP
+    /// receiver reports) kept flowing.
+    pub rtsp_media_keepalive: u64,
 }
 
 impl Counters {
@@ -328,7 +375,13 @@ impl Serialize for Counters {
             name: CloseCause::name,
             values: &self.pairs_closed,
         };
-        let mut m = s.serialize_map(Some(12))?;
+        let expired = [
+            ("sip", self.pairs_expired_sip),
+            ("ng", self.pairs_expired_ng),
+            ("rtsp", self.pairs_expired_rtsp),
+        ];
+        let expired: std::collections::BTreeMap<&str, u64> = expired.into_iter().collect();
+        let mut m = s.serialize_map(Some(18))?;
         m.serialize_entry("calls_opened", &self.calls_opened)?;
         m.serialize_entry("sessions_opened", &self.sessions_opened)?;
         m.serialize_entry("calls_closed", &calls_closed)?;
@@ -341,6 +394,11 @@ impl Serialize for Counters {
         m.serialize_entry("sip_unmatched", &self.sip_unmatched)?;
         m.serialize_entry("rtsp_unmatched", &self.rtsp_unmatched)?;
         m.serialize_entry("rtsp_interleaved", &self.rtsp_interleaved)?;
+        m.serialize_entry("pairs_expired", &expired)?;
+        m.serialize_entry("pairs_reopened", &self.pairs_reopened)?;
+        m.serialize_entry("pairs_retimed", &self.pairs_retimed)?;
+        m.serialize_entry("calls_picked_up", &self.calls_picked_up)?;
+        m.serialize_entry("rtsp_media_keepalive", &self.rtsp_media_keepalive)?;
         m.end()
     }
 }
@@ -354,17 +412,36 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn open(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr) {
+    /// The idle timeout of a pair on hold or not.
+    fn idle(&self, hold: bool) -> Duration {
+        if hold {
+            self.cfg.hold_timeout
+        } else {
+            self.cfg.idle_timeout
+        }
+    }
+
+    fn open(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, hold: bool) {
         self.counters.pairs_opened += 1;
         self.out.push(Intent::Open {
             owner: owner.clone(),
             a,
             b,
-            idle_timeout: self.cfg.idle_timeout,
+            idle_timeout: self.idle(hold),
         });
     }
 
-    fn latch(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, latch: Latch) {
+    fn retime(&mut self, owner: &Owner, pair: &pairs::Pair, hold: bool) {
+        self.counters.pairs_retimed += 1;
+        self.out.push(Intent::Retime {
+            owner: owner.clone(),
+            a: pair.a,
+            b: pair.b,
+            idle_timeout: self.idle(hold),
+        });
+    }
+
+    fn latch(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, latch: Latch, hold: bool) {
         let window = if latch.pre_answer {
             self.counters.pairs_pre_answer += 1;
             self.cfg.setup_timeout
@@ -380,7 +457,7 @@ impl Ctx<'_> {
             side: latch.side,
             from: latch.from,
             window,
-            idle_timeout: self.cfg.idle_timeout,
+            idle_timeout: self.idle(hold),
             pre_answer: latch.pre_answer,
         });
     }
@@ -518,8 +595,22 @@ impl Calls {
     }
 
     /// Runs every timer due at `now`: BYE grace, max lifetime, setup and
-    /// RTSP session timeouts, and forgetting stale state.
+    /// RTSP session timeouts, and forgetting stale state. Knows no media
+    /// activity (see [`tick_with_activity`](Self::tick_with_activity)).
     pub fn tick(&mut self, now: u64) -> Vec<Intent> {
+        self.tick_with_activity(now, &mut |_, _, _| None)
+    }
+
+    /// [`tick`](Self::tick), with `last_seen(owner, src, dst)` telling when
+    /// the flow `src → dst` of a pair `owner` signaled last carried a
+    /// packet (CLOCK_MONOTONIC ns, `None`: never or unknown). An RTSP
+    /// session whose client keeps sending media (RTCP receiver reports)
+    /// does not time out.
+    pub fn tick_with_activity(
+        &mut self,
+        now: u64,
+        last_seen: &mut dyn FnMut(&Owner, SocketAddr, SocketAddr) -> Option<u64>,
+    ) -> Vec<Intent> {
         let mut out = Vec::new();
         let mut ctx = Ctx {
             cfg: &self.cfg,
@@ -528,8 +619,26 @@ impl Calls {
             now,
         };
         self.sip.tick(&mut ctx);
-        self.rtsp.tick(&mut ctx);
+        self.rtsp.tick(&mut ctx, last_seen);
         out
+    }
+
+    /// The pinhole table closed the pair `a` ↔ `b` of `owner` because it
+    /// idled out. The call or session remembers the pair as expired (not
+    /// open) and opens it again when the next offer/answer (or RTSP
+    /// `PLAY`) names it. Returns whether `owner` held the pair.
+    pub fn on_pair_expired(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr) -> bool {
+        let found = match owner {
+            Owner::Sip(key) => self.sip.on_pair_expired(key, a, b),
+            Owner::Rtsp(key) => self.rtsp.on_pair_expired(key, a, b).then_some(false),
+        };
+        match (owner, found) {
+            (Owner::Sip(_), Some(true)) => self.counters.pairs_expired_ng += 1,
+            (Owner::Sip(_), Some(false)) => self.counters.pairs_expired_sip += 1,
+            (Owner::Rtsp(_), Some(_)) => self.counters.pairs_expired_rtsp += 1,
+            (_, None) => {}
+        }
+        found.is_some()
     }
 
     /// The state a restarted daemon needs to go on following the calls and

@@ -48,13 +48,19 @@ pub(crate) struct Pair {
 pub(crate) struct Candidate {
     pub pair: Pair,
     pub verdict: Result<(), Refusal>,
+    /// The stream is on hold (`sendonly`, `recvonly`, `inactive` or
+    /// `c=0.0.0.0` on either side): the pair idles out after
+    /// [`CallConfig::hold_timeout`] instead of [`CallConfig::idle_timeout`].
+    pub hold: bool,
 }
 
 impl Candidate {
     /// Checks the pair `a` ↔ `b`, where `a` was announced by the signaling
     /// peer `a_origin` and `b` by `b_origin`. One end that fails the media
     /// origin check makes the pair a latching one when the configuration
-    /// allows it ([`CallConfig::latch`]), else third-party media.
+    /// allows it ([`CallConfig::latch`]), else third-party media. An end
+    /// whose origin is unspecified (the control API's `trust-address`,
+    /// [`super::sip_calls::VOUCHED`]) is vouched for and passes.
     pub fn check(
         cfg: &CallConfig,
         a: SocketAddr,
@@ -66,10 +72,8 @@ impl Candidate {
         if c.verdict.is_err() {
             return c;
         }
-        let latch = match (
-            cfg.media_allowed(a.ip(), a_origin),
-            cfg.media_allowed(b.ip(), b_origin),
-        ) {
+        let allowed = |m: IpAddr, o: IpAddr| o.is_unspecified() || cfg.media_allowed(m, o);
+        let latch = match (allowed(a.ip(), a_origin), allowed(b.ip(), b_origin)) {
             (true, true) => return c,
             (false, true) => cfg.latch(Side::A, a_origin, b),
             (true, false) => cfg.latch(Side::B, b_origin, a),
@@ -122,7 +126,13 @@ impl Candidate {
                 }),
             },
             verdict: Ok(()),
+            hold: false,
         })
+    }
+
+    /// The same candidate, on hold or not.
+    pub fn held(self, hold: bool) -> Candidate {
+        Candidate { hold, ..self }
     }
 
     /// Checks the pair `a` ↔ `b` whose addresses a trusted party vouches
@@ -138,15 +148,26 @@ impl Candidate {
         Candidate {
             pair: Pair { a, b, latch: None },
             verdict,
+            hold: false,
         }
     }
 }
 
-/// The pairs an owner holds open, in the order they were opened, and the
-/// refusals already reported for what it currently asks for.
+/// The pairs an owner holds open, in the order they were opened, the pairs
+/// that idled out of the pinhole table, and the refusals already reported
+/// for what it currently asks for.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct PairSet {
     installed: Vec<Pair>,
+    /// Installed pairs opened (or retimed) with the hold timeout.
+    #[serde(default)]
+    held: Vec<Pair>,
+    /// Pairs the table closed for idleness ([`PairSet::expire`]) that the
+    /// signaling still names: not open, counted against the cap, and
+    /// opened again by the next completed offer/answer exchange (or RTSP
+    /// `PLAY`), never by a message that merely repeats old state.
+    #[serde(default)]
+    expired: Vec<Pair>,
     /// Not saved: after a restore, a refusal still asked for is reported
     /// once more.
     #[serde(skip)]
@@ -158,24 +179,66 @@ impl PairSet {
         &self.installed
     }
 
+    pub fn expired(&self) -> &[Pair] {
+        &self.expired
+    }
+
+    /// The table closed the installed pair `a` ↔ `b` (either orientation)
+    /// because it idled out: it is remembered as expired, not open. Returns
+    /// whether this set held it.
+    pub fn expire(&mut self, a: SocketAddr, b: SocketAddr) -> bool {
+        let Some(i) = self
+            .installed
+            .iter()
+            .position(|p| (p.a, p.b) == (a, b) || (p.a, p.b) == (b, a))
+        else {
+            return false;
+        };
+        let p = self.installed.remove(i);
+        self.held.retain(|h| *h != p);
+        if !self.expired.contains(&p) {
+            self.expired.push(p);
+        }
+        true
+    }
+
+    /// Opens every expired pair again (RTSP `PLAY`).
+    pub fn reopen_expired(&mut self, owner: &Owner, ctx: &mut Ctx<'_>) {
+        for p in std::mem::take(&mut self.expired) {
+            ctx.counters.pairs_reopened += 1;
+            open_pair(owner, &p, false, ctx);
+            self.installed.push(p);
+        }
+    }
+
     /// Makes the open pairs follow `candidates`: closes pairs no longer asked
     /// for (with `cause`), then opens new acceptable ones while fewer than
     /// `cap` are open. Pairs already open are never displaced by new ones.
     /// A refusal is reported once for as long as the pair keeps being asked
-    /// for, so repeated signaling does not repeat it.
+    /// for, so repeated signaling does not repeat it. Expired pairs still
+    /// asked for open again only when `reopen` (an offer/answer exchange
+    /// completed). A kept pair whose hold state changed keeps its flows and
+    /// only gets its idle timeout changed ([`super::Intent::Retime`]).
     pub fn reconcile(
         &mut self,
         owner: &Owner,
         candidates: &[Candidate],
         cap: usize,
         cause: CloseCause,
+        reopen: bool,
         ctx: &mut Ctx<'_>,
     ) {
         let mut wanted_set = HashSet::new();
+        let mut wanted_hold = HashSet::new();
         let wanted: Vec<Pair> = candidates
             .iter()
             .filter(|c| c.verdict.is_ok() && wanted_set.insert(c.pair))
-            .map(|c| c.pair)
+            .map(|c| {
+                if c.hold {
+                    wanted_hold.insert(c.pair);
+                }
+                c.pair
+            })
             .collect();
         let mut refused_set = HashSet::new();
         let mut refused: Vec<(Pair, Refusal)> = Vec::new();
@@ -194,12 +257,29 @@ impl PairSet {
             .filter(|p| wanted_set.contains(p))
             .collect();
         let kept = next.len();
+        // Expired pairs no longer asked for are forgotten (the table closed
+        // them already); those still asked for wait for an exchange.
+        let mut expired: Vec<Pair> = self
+            .expired
+            .iter()
+            .copied()
+            .filter(|p| wanted_set.contains(p) && !next.contains(p))
+            .collect();
         let mut opens = Vec::new();
+        if reopen {
+            for p in expired.drain(..) {
+                if next.len() < cap {
+                    ctx.counters.pairs_reopened += 1;
+                    next.push(p);
+                    opens.push(p);
+                }
+            }
+        }
         for p in wanted {
-            if next[..kept].contains(&p) {
+            if next.contains(&p) || expired.contains(&p) {
                 continue;
             }
-            if next.len() < cap {
+            if next.len() + expired.len() < cap {
                 next.push(p);
                 opens.push(p);
             } else if !p.latch.is_some_and(|l| l.pre_answer) {
@@ -225,11 +305,15 @@ impl PairSet {
         for p in gone.iter().filter(|p| !provisional(p)) {
             ctx.close_pair(owner, p, cause);
         }
-        for p in opens {
-            match p.latch {
-                Some(l) => ctx.latch(owner, p.a, p.b, l),
-                None => ctx.open(owner, p.a, p.b),
+        // Hold changes of kept pairs: the same flows, another idle timeout.
+        for p in &next[..kept] {
+            let hold = wanted_hold.contains(p);
+            if hold != self.held.contains(p) {
+                ctx.retime(owner, p, hold);
             }
+        }
+        for p in &opens {
+            open_pair(owner, p, wanted_hold.contains(p), ctx);
         }
         for p in gone.iter().filter(|p| provisional(p)) {
             ctx.close_pair(owner, p, cause);
@@ -240,15 +324,31 @@ impl PairSet {
                 ctx.refuse(Some(owner), reason, Some((p.a, p.b)));
             }
         }
+        self.held = next
+            .iter()
+            .copied()
+            .filter(|p| wanted_hold.contains(p))
+            .collect();
         self.installed = next;
+        self.expired = expired;
         self.refused = refused;
     }
 
-    /// Closes every open pair.
+    /// Closes every open pair (and forgets the expired ones).
     pub fn close_all(&mut self, owner: &Owner, cause: CloseCause, ctx: &mut Ctx<'_>) {
         for p in self.installed.drain(..) {
             ctx.close_pair(owner, &p, cause);
         }
+        self.held.clear();
+        self.expired.clear();
         self.refused.clear();
+    }
+}
+
+/// Emits the open (or latch) of `p`.
+fn open_pair(owner: &Owner, p: &Pair, hold: bool, ctx: &mut Ctx<'_>) {
+    match p.latch {
+        Some(l) => ctx.latch(owner, p.a, p.b, l, hold),
+        None => ctx.open(owner, p.a, p.b, hold),
     }
 }

@@ -36,6 +36,10 @@ pub struct CallConfig {
     pub max_lifetime: Duration,
     /// Idle timeout handed to the pinhole table with every open (zero: never).
     pub idle_timeout: Duration,
+    /// Idle timeout of the pairs of a stream on hold (`sendonly`,
+    /// `recvonly`, `inactive` or `c=0.0.0.0` on either side): legitimately
+    /// silent, so longer than `idle_timeout` (zero: never).
+    pub hold_timeout: Duration,
     /// How long an unanswered call setup or offer, or an RTSP SETUP without
     /// response, is remembered (cf. SIP Timer C). Refreshed by provisional
     /// responses.
@@ -86,6 +90,7 @@ impl Default for CallConfig {
             bye_grace: Duration::from_secs(2),
             max_lifetime: Duration::from_secs(4 * 3600),
             idle_timeout: Duration::from_secs(300),
+            hold_timeout: Duration::from_secs(3600),
             setup_timeout: Duration::from_secs(180),
             rtsp_session_timeout: Duration::from_secs(60),
             closed_linger: Duration::from_secs(32),

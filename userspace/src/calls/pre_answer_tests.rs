@@ -530,11 +530,25 @@ fn ipv6_offers_arm_from_the_callee_signaling_address() {
 fn the_api_never_arms_provisional_pairs() {
     let mut calls = Calls::new(pre_answer());
     assert_eq!(
-        calls.on_api_offer(CALL_ID, "caller-tag", None, &[no_rtcp(A_RTP)], ms(0)),
+        calls.on_api_offer(
+            CALL_ID,
+            "caller-tag",
+            None,
+            &[no_rtcp(A_RTP)],
+            vouched(),
+            ms(0)
+        ),
         Ok(vec![])
     );
     assert_eq!(
-        calls.on_api_answer(CALL_ID, "caller-tag", "b1", &[no_rtcp(B_RTP)], ms(10)),
+        calls.on_api_answer(
+            CALL_ID,
+            "caller-tag",
+            "b1",
+            &[no_rtcp(B_RTP)],
+            vouched(),
+            ms(10)
+        ),
         Ok(vec![Intent::Open {
             owner: owner(),
             a: sa(A_RTP),

@@ -147,8 +147,14 @@ impl RtspSessions {
             return;
         }
         if let Some(key) = &known {
+            // Any request of the session keeps it alive (GET_PARAMETER,
+            // OPTIONS, SET_PARAMETER, PLAY, PAUSE, a further SETUP).
             let s = self.sessions.get_mut(key).expect("known");
             s.last_refresh = ctx.now;
+            if method == RtspMethod::Play {
+                // Pairs that idled out during a PAUSE open again.
+                s.pairs.reopen_expired(&Owner::Rtsp(key.clone()), ctx);
+            }
             self.reschedule(key);
         }
         if method == RtspMethod::Setup {
@@ -255,9 +261,11 @@ impl RtspSessions {
             .pairs
             .installed()
             .iter()
+            .chain(session.pairs.expired())
             .map(|p| Candidate {
                 pair: *p,
                 verdict: Ok(()),
+                hold: false,
             })
             .collect();
         let endpoint = |ip: IpAddr, port: u16| canonical(SocketAddr::new(ip, port));
@@ -282,6 +290,7 @@ impl RtspSessions {
             &candidates,
             ctx.cfg.max_pairs_per_call,
             CloseCause::Teardown,
+            false,
             ctx,
         );
         self.reschedule(&key);
@@ -352,15 +361,49 @@ impl RtspSessions {
         }
     }
 
-    pub fn tick(&mut self, ctx: &mut Ctx<'_>) {
+    /// The table closed the pair `a` ↔ `b` of the session `key` for
+    /// idleness; returns whether the session held it.
+    pub fn on_pair_expired(&mut self, key: &SessionKey, a: SocketAddr, b: SocketAddr) -> bool {
+        self.sessions
+            .get_mut(key)
+            .is_some_and(|s| s.pairs.expire(a, b))
+    }
+
+    /// Closes the sessions whose timeout passed without a request, unless
+    /// the client's media kept flowing: `last_seen(owner, client end,
+    /// server end)` of its open pairs (RTCP receiver reports on the RTCP
+    /// pair, typically) counts as a keep-alive, as servers do (RFC 2326
+    /// §12.37, RFC 7826 §18.56: RTCP refreshes the session).
+    pub fn tick(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        last_seen: &mut dyn FnMut(&Owner, SocketAddr, SocketAddr) -> Option<u64>,
+    ) {
         self.expire_pending(ctx.now, ctx.cfg.setup_timeout);
         while let Some((t, key)) = self.timers.pop_first() {
             if t > ctx.now {
                 self.timers.insert((t, key));
                 break;
             }
-            if let Some(s) = self.sessions.get_mut(&key) {
-                s.deadline = u64::MAX;
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            s.deadline = u64::MAX;
+            let owner = Owner::Rtsp(key.clone());
+            let media = s
+                .pairs
+                .installed()
+                .iter()
+                .filter_map(|p| last_seen(&owner, p.a, p.b))
+                .max()
+                .filter(|&t| t > s.last_refresh && t <= ctx.now);
+            if let Some(t) = media {
+                s.last_refresh = t;
+                if limit(t, s.timeout) > ctx.now {
+                    ctx.counters.rtsp_media_keepalive += 1;
+                    self.reschedule(&key);
+                    continue;
+                }
             }
             self.close(&key, CloseCause::SessionTimeout, ctx);
         }

@@ -1,6 +1,7 @@
 //! RTSP session flows with hand-built events; every step asserts the exact
 //! intents.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::test_support::Step::{Rtsp, Tick};
@@ -613,4 +614,83 @@ fn a_restored_session_times_out_and_tears_down() {
         teardown_closes(CloseCause::Teardown)
     );
     assert_eq!(calls.active_sessions(), 0);
+}
+
+#[test]
+fn play_after_a_pause_longer_than_the_idle_timeout_reopens() {
+    let (rtp, rtcp) = (
+        ("192.0.2.10:5000", "198.51.100.20:6000"),
+        ("192.0.2.10:5001", "198.51.100.20:6001"),
+    );
+    let mut steps = setup();
+    steps.extend([
+        Rtsp(
+            2,
+            request(RtspMethod::Pause, 3, Some("12345678"), None),
+            vec![],
+        ),
+        // The pairs idle out during the pause; GET_PARAMETER keeps the
+        // session but opens nothing.
+        Step::Expire(400_000, owner(), rtp.0, rtp.1),
+        Step::Expire(400_000, owner(), rtcp.1, rtcp.0),
+        Rtsp(
+            401_000,
+            request(RtspMethod::Other, 4, Some("12345678"), None),
+            vec![],
+        ),
+        Rtsp(
+            402_000,
+            request(RtspMethod::Play, 5, Some("12345678"), None),
+            vec![open(rtp.0, rtp.1), open(rtcp.0, rtcp.1)],
+        ),
+        Rtsp(
+            403_000,
+            request(RtspMethod::Teardown, 6, Some("12345678"), None),
+            teardown_closes(CloseCause::Teardown),
+        ),
+    ]);
+    let calls = run(CallConfig::default(), steps);
+    let c = calls.counters();
+    assert_eq!((c.pairs_expired_rtsp, c.pairs_reopened), (2, 2));
+}
+
+#[test]
+fn client_rtcp_keeps_a_session_up() {
+    let mut calls = run(CallConfig::default(), setup());
+    let rtcp = (sa("192.0.2.10:5001"), sa("198.51.100.20:6001"));
+    // The client sends receiver reports every 5 s and no RTSP request: the
+    // client → server flow of the RTCP pair is the keep-alive. Server → client
+    // media does not count (a server streams whether the client is there).
+    let mut last_rr = ms(1);
+    for t in (5_000..=300_000).step_by(5_000) {
+        let now = ms(t);
+        let got = calls.tick_with_activity(now, &mut |o, a, b| {
+            assert_eq!(*o, owner());
+            ((a, b) == rtcp).then_some(last_rr)
+        });
+        assert_eq!(got, vec![], "at {t} ms");
+        last_rr = now;
+    }
+    assert_eq!(calls.active_sessions(), 1);
+    assert!(calls.counters().rtsp_media_keepalive >= 4);
+    // The reports stop: the session times out 60 s after the last one.
+    let stop = last_rr;
+    let none = |t: u64, calls: &mut Calls| {
+        calls.tick_with_activity(t, &mut |_, a, b| ((a, b) == rtcp).then_some(stop))
+    };
+    assert_eq!(none(stop + 59 * 1_000_000_000, &mut calls), vec![]);
+    assert_eq!(
+        none(stop + 60 * 1_000_000_000, &mut calls),
+        teardown_closes(CloseCause::SessionTimeout)
+    );
+    // Only the server's media: times out.
+    let mut calls = run(CallConfig::default(), setup());
+    let server_only = |_: &Owner, a: SocketAddr, _: SocketAddr| {
+        (a.ip() == ip("198.51.100.20")).then_some(ms(59_000))
+    };
+    let mut f = server_only;
+    assert_eq!(
+        calls.tick_with_activity(ms(60_001), &mut f),
+        teardown_closes(CloseCause::SessionTimeout)
+    );
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::api::{ApiError, CallInfo, CallState, StreamInfo};
+use super::api::{ApiError, ApiSource, CallInfo, CallState, StreamInfo};
 use super::pairs::{Candidate, PairSet};
 use super::policy::canonical;
 use super::Side;
@@ -40,9 +40,9 @@ pub enum SipStart {
 
 /// One `m=` line of an SDP body, as far as pinholes are concerned.
 ///
-/// The `a=sendonly`/`recvonly`/`inactive` direction is deliberately absent:
-/// a held stream keeps its pinholes (RTCP keeps flowing), so direction never
-/// changes what is open.
+/// A held stream keeps its pinholes (RTCP keeps flowing), so the direction
+/// never changes what is open; it only makes the pairs idle out after the
+/// hold timeout instead of the idle timeout ([`CallConfig::hold_timeout`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Media {
     /// Where this side receives RTP: the effective `c=` address and the
@@ -60,6 +60,10 @@ pub struct Media {
     /// non-zero port. The stream keeps its previous endpoint; `rtp` and
     /// `rtcp` are ignored.
     pub hold: bool,
+    /// The direction is `sendonly`, `recvonly` or `inactive` (RFC 3264
+    /// §5.1): media flows one way or not at all, so the stream is on hold.
+    #[serde(default)]
+    pub one_way: bool,
 }
 
 /// One observed SIP message, reduced to what the call state needs.
@@ -90,6 +94,17 @@ impl SipEvent {
 struct Txn {
     cseq: u32,
     method: SipMethod,
+}
+
+/// Whether `ev`, matching no tracked call, may take its dialog over
+/// ([`SipCalls::pick_up`]): an in-dialog INVITE, or UPDATE with SDP.
+fn may_pick_up(ev: &SipEvent) -> bool {
+    ev.to_tag.is_some()
+        && match ev.start {
+            SipStart::Request(SipMethod::Invite) => true,
+            SipStart::Request(SipMethod::Update) => ev.sdp.is_some(),
+            _ => false,
+        }
 }
 
 /// An SDP offer.
@@ -132,6 +147,10 @@ struct Endpoint {
     rtcp: Option<SocketAddr>,
     rtcp_mux: bool,
     origin: IpAddr,
+    /// This side put the stream on hold ([`Media::hold`] or
+    /// [`Media::one_way`]).
+    #[serde(default)]
+    held: bool,
 }
 
 /// The media a dialog negotiated, per side, stream by stream.
@@ -161,8 +180,11 @@ impl Dialog {
     }
 
     /// Feeds one message's SDP (or final error) to the dialog's offer/answer
-    /// state. `sender_is_caller` tells which side sent the message.
-    fn offer_answer(&mut self, ev: &SipEvent, sender_is_caller: bool, now: u64) {
+    /// state. `sender_is_caller` tells which side sent the message. Returns
+    /// whether it completed an exchange (or repeated its answer): then the
+    /// dialog's media are confirmed anew, and pairs that idled out open
+    /// again.
+    fn offer_answer(&mut self, ev: &SipEvent, sender_is_caller: bool, now: u64) -> bool {
         let txn = Txn {
             cseq: ev.cseq,
             method: ev.cseq_method,
@@ -178,14 +200,14 @@ impl Dialog {
                 {
                     self.pending = None;
                 }
-                return;
+                return false;
             }
             if code < 101 {
-                return;
+                return false;
             }
         }
         let Some(media) = &ev.sdp else {
-            return;
+            return false;
         };
         let origin = ev.src.ip();
 
@@ -198,11 +220,11 @@ impl Dialog {
                 // A repeat from another host is a forgery (or a stray copy):
                 // it must not move or cut the committed media.
                 if x.answer_origin.is_some_and(|o| o != origin) {
-                    return;
+                    return false;
                 }
                 let offer = x.offer.clone();
                 self.commit(&offer, media, origin);
-                return;
+                return true;
             }
         }
         // The answer to the pending offer.
@@ -226,7 +248,7 @@ impl Dialog {
                     answer_in_response: is_response,
                     answer_origin: Some(origin),
                 });
-                return;
+                return true;
             }
         }
         // A repeat of the offer of the last exchange (e.g. the 2xx after a
@@ -236,7 +258,7 @@ impl Dialog {
                 && x.offer.in_response == is_response
                 && x.offer.by_caller == sender_is_caller
             {
-                return;
+                return false;
             }
         }
         let may_offer = match ev.start {
@@ -246,7 +268,7 @@ impl Dialog {
             SipStart::Response(_) => ev.cseq_method == SipMethod::Invite,
         };
         if !may_offer {
-            return;
+            return false;
         }
         let at = match &self.pending {
             Some(p)
@@ -267,6 +289,7 @@ impl Dialog {
             to: Some(ev.dst.ip()),
             at,
         });
+        false
     }
 
     /// Makes `offer` + `answer` the dialog's media.
@@ -283,21 +306,17 @@ impl Dialog {
         });
     }
 
-    /// The pairs this dialog's media justify. `api`: the media were handed
-    /// over by the control API, which vouches for their addresses.
-    fn candidates(&self, cfg: &CallConfig, api: bool, out: &mut Vec<Candidate>) {
+    /// The pairs this dialog's media justify. An end announced by
+    /// [`VOUCHED`] skips the media-origin check.
+    fn candidates(&self, cfg: &CallConfig, out: &mut Vec<Candidate>) {
         let check = |a: SocketAddr, a_origin, b: SocketAddr, b_origin| {
-            if api {
-                Candidate::check_vouched(a, b)
-            } else {
-                Candidate::check(cfg, a, a_origin, b, b_origin)
-            }
+            Candidate::check(cfg, a, a_origin, b, b_origin)
         };
-        for (_, rtp, rtcp) in self.stream_pairs() {
+        for (_, rtp, rtcp, hold) in self.stream_pairs() {
             let ((xr, xo), (yr, yo)) = rtp;
-            out.push(check(xr, xo, yr, yo));
+            out.push(check(xr, xo, yr, yo).held(hold));
             if let Some(((xc, xo), (yc, yo))) = rtcp {
-                out.push(check(xc, xo, yc, yo));
+                out.push(check(xc, xo, yc, yo).held(hold));
             }
         }
     }
@@ -312,8 +331,9 @@ impl Dialog {
     }
 
     /// Per negotiated stream (m-line index): the RTP pair and, unless both
-    /// sides multiplex, the RTCP pair, each end with its announcing peer.
-    fn stream_pairs(&self) -> Vec<(usize, EndPair, Option<EndPair>)> {
+    /// sides multiplex, the RTCP pair, each end with its announcing peer,
+    /// and whether either side holds the stream.
+    fn stream_pairs(&self) -> Vec<(usize, EndPair, Option<EndPair>, bool)> {
         let Some(n) = &self.active else {
             return Vec::new();
         };
@@ -328,7 +348,7 @@ impl Dialog {
                 }
                 _ => None,
             };
-            out.push((i, ((xr, x.origin), (yr, y.origin)), rtcp));
+            out.push((i, ((xr, x.origin), (yr, y.origin)), rtcp, x.held || y.held));
         }
         out
     }
@@ -383,6 +403,7 @@ fn resolve(media: &[Media], origin: IpAddr, prev: &[Endpoint]) -> Vec<Endpoint> 
         rtcp: None,
         rtcp_mux: false,
         origin,
+        held: false,
     };
     media
         .iter()
@@ -391,7 +412,8 @@ fn resolve(media: &[Media], origin: IpAddr, prev: &[Endpoint]) -> Vec<Endpoint> 
             let port_zero = m.rtp.is_some_and(|a| a.port() == 0);
             let hold = !port_zero && (m.hold || m.rtp.is_some_and(|a| a.ip().is_unspecified()));
             if hold {
-                return prev.get(i).copied().unwrap_or(rejected);
+                let prev = prev.get(i).copied().unwrap_or(rejected);
+                return Endpoint { held: true, ..prev };
             }
             if port_zero {
                 return rejected;
@@ -404,6 +426,7 @@ fn resolve(media: &[Media], origin: IpAddr, prev: &[Endpoint]) -> Vec<Endpoint> 
                     .map(canonical),
                 rtcp_mux: m.rtcp_mux,
                 origin,
+                held: m.one_way,
             }
         })
         .collect()
@@ -429,11 +452,13 @@ struct Call {
     /// before this field existed.
     #[serde(default)]
     initial_offer_to: Option<IpAddr>,
-    /// Source IP of the initial INVITE (for the per-peer cap); none for a
-    /// call driven by the control API.
+    /// Source IP of the initial INVITE (for the per-peer cap); for a call
+    /// driven by the control API, the initial offer's `received-from`, if
+    /// any.
     peer: Option<IpAddr>,
-    /// Driven by the control API (ng): no signaling source, so no trust,
-    /// per-peer or media-origin checks; observed signaling leaves it alone.
+    /// Driven by the control API (ng): the proxy names the signaling
+    /// source (`received-from`) and is the trust check itself; observed
+    /// signaling leaves it alone.
     api: bool,
     /// Sequence of API offers (the CSeq of their synthetic transactions).
     api_seq: u32,
@@ -449,6 +474,11 @@ struct Call {
     /// timers are rebuilt on restore).
     #[serde(skip, default = "super::never")]
     deadline: u64,
+    /// Taken over from in-dialog signaling ([`SipCalls::pick_up`]): the
+    /// "caller" is whoever sent that request. Until an exchange completes
+    /// it lives no longer than `setup_timeout`, and a failure ends it.
+    #[serde(default)]
+    picked_up: bool,
 }
 
 impl Call {
@@ -459,6 +489,9 @@ impl Call {
             Phase::Calling => t = t.min(limit(self.last_progress, cfg.setup_timeout)),
             Phase::Confirmed { .. } => {}
         }
+        if self.awaits_media() {
+            t = t.min(limit(self.created, cfg.setup_timeout));
+        }
         for d in &self.dialogs {
             if let Some(p) = &d.pending {
                 t = t.min(limit(p.at, cfg.setup_timeout));
@@ -467,14 +500,21 @@ impl Call {
         t
     }
 
+    /// A picked-up call none of whose exchanges completed yet.
+    fn awaits_media(&self) -> bool {
+        self.picked_up && self.dialogs.iter().all(|d| d.active.is_none())
+    }
+
     fn dialog_mut(&mut self, tag: &str) -> Option<&mut Dialog> {
         self.dialogs.iter_mut().find(|d| d.tag == tag)
     }
 
-    fn reconcile(&mut self, owner: &Owner, cause: CloseCause, ctx: &mut Ctx<'_>) {
+    /// Makes the open pairs follow the dialogs' media; `reopen`: an
+    /// offer/answer exchange completed, so pairs that idled out open again.
+    fn reconcile(&mut self, owner: &Owner, cause: CloseCause, reopen: bool, ctx: &mut Ctx<'_>) {
         let mut candidates = Vec::new();
         for d in &self.dialogs {
-            d.candidates(ctx.cfg, self.api, &mut candidates);
+            d.candidates(ctx.cfg, &mut candidates);
         }
         // Provisional pairs of offers still waiting for their answer, after
         // the negotiated ones (which they never displace under the cap).
@@ -492,8 +532,14 @@ impl Call {
                 d.pre_answer_candidates(ctx.cfg, &mut candidates);
             }
         }
-        self.pairs
-            .reconcile(owner, &candidates, ctx.cfg.max_pairs_per_call, cause, ctx);
+        self.pairs.reconcile(
+            owner,
+            &candidates,
+            ctx.cfg.max_pairs_per_call,
+            cause,
+            reopen,
+            ctx,
+        );
     }
 }
 
@@ -520,6 +566,11 @@ impl Tombstones {
         }
         self.map.insert(key.clone(), (cseq, until));
         self.order.push_back((until, key));
+    }
+
+    /// Whether `key` closed within the linger, whatever the CSeq.
+    fn holds(&self, key: &CallKey, now: u64) -> bool {
+        self.map.get(key).is_some_and(|&(_, until)| until > now)
     }
 
     fn blocks(&self, key: &CallKey, cseq: u32, now: u64) -> bool {
@@ -572,8 +623,80 @@ impl SipCalls {
         }
         match self.lookup(ev) {
             Some((key, from_is_caller)) => self.in_call(key, from_is_caller, ev, ctx),
+            None if may_pick_up(ev) => self.pick_up(ev, ctx),
             None => ctx.counters.sip_unmatched += 1,
         }
+    }
+
+    /// An in-dialog re-INVITE (with or without SDP: late offer) or UPDATE
+    /// with SDP of a dialog no tracked call knows: its call expired from
+    /// the table, or began before this daemon with no saved state. It is
+    /// taken over like a new call, under the same checks as an initial
+    /// INVITE (trust was checked by the caller; table, per-peer cap, and
+    /// per pair the per-call cap and media origin in `reconcile`); the
+    /// sender of the request becomes the call's "caller" side, the To-tag
+    /// its dialog. Nothing opens before the exchange completes (or, with
+    /// pre-answer latching, before the answerer's media arrive). A dialog
+    /// that closed within the linger (BYE, CANCEL, failure) is not revived.
+    fn pick_up(&mut self, ev: &SipEvent, ctx: &mut Ctx<'_>) {
+        let Some(to_tag) = ev.to_tag.clone() else {
+            return;
+        };
+        let key = CallKey {
+            call_id: ev.call_id.clone(),
+            caller_tag: ev.from_tag.clone(),
+        };
+        let other = CallKey {
+            call_id: ev.call_id.clone(),
+            caller_tag: to_tag.clone(),
+        };
+        if self.tombstones.holds(&key, ctx.now) || self.tombstones.holds(&other, ctx.now) {
+            ctx.counters.sip_unmatched += 1;
+            return;
+        }
+        let owner = Owner::Sip(key.clone());
+        if self.calls.len() >= ctx.cfg.max_calls {
+            ctx.refuse(Some(&owner), Refusal::TableFull, None);
+            return;
+        }
+        let peer = ev.src.ip();
+        if self.peers.get(&peer).copied().unwrap_or(0) >= ctx.cfg.max_calls_per_peer {
+            ctx.refuse(Some(&owner), Refusal::PerPeerCap, None);
+            return;
+        }
+        *self.peers.entry(peer).or_insert(0) += 1;
+        ctx.counters.calls_opened += 1;
+        ctx.counters.calls_picked_up += 1;
+        self.index(&key);
+        self.calls.insert(
+            key.clone(),
+            Call {
+                initial_cseq: ev.cseq,
+                initial_offer: None,
+                initial_offer_to: None,
+                peer: Some(peer),
+                api: false,
+                api_seq: 0,
+                created: ctx.now,
+                last_signal: ctx.now,
+                last_progress: ctx.now,
+                phase: Phase::Confirmed {
+                    winner: to_tag.clone(),
+                },
+                dialogs: vec![Dialog::new(to_tag, None)],
+                pairs: PairSet::default(),
+                deadline: u64::MAX,
+                picked_up: true,
+            },
+        );
+        self.in_call(key, true, ev, ctx);
+    }
+
+    /// The table closed the pair `a` ↔ `b` of the call `key` for
+    /// idleness. `Some(api)` when the call held it.
+    pub fn on_pair_expired(&mut self, key: &CallKey, a: SocketAddr, b: SocketAddr) -> Option<bool> {
+        let call = self.calls.get_mut(key)?;
+        call.pairs.expire(a, b).then_some(call.api)
     }
 
     /// The call `ev` belongs to, and whether its From header is the caller's.
@@ -613,7 +736,7 @@ impl SipCalls {
                 call.initial_offer_to = Some(ev.dst.ip());
                 call.last_progress = ctx.now;
                 call.dialogs.clear();
-                call.reconcile(&owner, CloseCause::Renegotiated, ctx);
+                call.reconcile(&owner, CloseCause::Renegotiated, false, ctx);
                 self.reschedule(&key, ctx.cfg);
             }
             return;
@@ -649,11 +772,12 @@ impl SipCalls {
                 dialogs: Vec::new(),
                 pairs: PairSet::default(),
                 deadline: u64::MAX,
+                picked_up: false,
             },
         );
         if ctx.cfg.pre_answer {
             let call = self.calls.get_mut(&key).expect("just inserted");
-            call.reconcile(&owner, CloseCause::Renegotiated, ctx);
+            call.reconcile(&owner, CloseCause::Renegotiated, false, ctx);
         }
         self.reschedule(&key, ctx.cfg);
     }
@@ -706,7 +830,7 @@ impl SipCalls {
                     && ev.cseq == call.initial_cseq =>
             {
                 if code >= 300 {
-                    if calling {
+                    if calling || call.awaits_media() {
                         end = Some(CloseCause::Failed);
                     }
                 } else if code >= 101 {
@@ -718,8 +842,16 @@ impl SipCalls {
             }
             _ => match tag.and_then(|t| call.dialog_mut(t)) {
                 Some(dialog) => {
-                    dialog.offer_answer(ev, sender_is_caller, ctx.now);
-                    call.reconcile(&owner, CloseCause::Renegotiated, ctx);
+                    let done = dialog.offer_answer(ev, sender_is_caller, ctx.now);
+                    call.reconcile(&owner, CloseCause::Renegotiated, done, ctx);
+                    // A picked-up call whose only offer failed.
+                    let failed = matches!(ev.start, SipStart::Response(c) if c >= 300);
+                    if failed
+                        && call.awaits_media()
+                        && call.dialogs.iter().all(|d| d.pending.is_none())
+                    {
+                        end = Some(CloseCause::Failed);
+                    }
                 }
                 None => ctx.counters.sip_unmatched += 1,
             },
@@ -747,7 +879,7 @@ impl SipCalls {
             }
             Phase::Calling if (200..300).contains(&code) => {
                 call.dialogs.retain(|d| d.tag == tag);
-                call.reconcile(owner, CloseCause::ForkLost, ctx);
+                call.reconcile(owner, CloseCause::ForkLost, false, ctx);
                 call.phase = Phase::Confirmed {
                     winner: tag.to_string(),
                 };
@@ -774,8 +906,8 @@ impl SipCalls {
             call.dialogs.push(Dialog::new(tag.to_string(), pending));
         }
         let dialog = call.dialog_mut(tag).expect("present or just added");
-        dialog.offer_answer(ev, false, ctx.now);
-        call.reconcile(owner, CloseCause::Renegotiated, ctx);
+        let done = dialog.offer_answer(ev, false, ctx.now);
+        call.reconcile(owner, CloseCause::Renegotiated, done, ctx);
     }
 
     fn close(&mut self, key: &CallKey, cause: CloseCause, ctx: &mut Ctx<'_>) {
@@ -840,6 +972,9 @@ impl SipCalls {
                 Phase::Calling if limit(call.last_progress, cfg.setup_timeout) <= now => {
                     Some(CloseCause::SetupTimeout)
                 }
+                _ if call.awaits_media() && limit(call.created, cfg.setup_timeout) <= now => {
+                    Some(CloseCause::SetupTimeout)
+                }
                 _ => None,
             };
             match cause {
@@ -858,7 +993,7 @@ impl SipCalls {
                     if dropped && cfg.pre_answer {
                         // Unanswered offers take their provisional pairs.
                         let owner = Owner::Sip(key.clone());
-                        call.reconcile(&owner, CloseCause::SetupTimeout, ctx);
+                        call.reconcile(&owner, CloseCause::SetupTimeout, false, ctx);
                     }
                     self.reschedule(&key, cfg);
                 }
@@ -875,9 +1010,20 @@ impl SipCalls {
     }
 }
 
-/// The "signaling peer" of media handed over by the control API. Never
-/// compared: API calls skip the media-origin check.
-const API_ORIGIN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+/// The "signaling peer" of media whose addresses the proxy vouches for (ng
+/// `trust-address`): such an end skips the media-origin check
+/// ([`Candidate::check`]). No real signaling source is unspecified, and
+/// state saved before API calls had a source used it for every API end.
+pub(crate) const VOUCHED: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// The origin recorded for media handed over from `source`.
+fn api_origin(source: ApiSource) -> Result<IpAddr, ApiError> {
+    match source {
+        ApiSource { vouched: true, .. } => Ok(VOUCHED),
+        ApiSource { peer: Some(p), .. } => Ok(p.to_canonical()),
+        ApiSource { peer: None, .. } => Err(ApiError::NoSource),
+    }
+}
 
 /// Control-API (ng) operations. The proxy's `from-tag` names the side that
 /// sent the SIP message carrying the SDP, so a call is found by its caller's
@@ -939,8 +1085,10 @@ impl SipCalls {
         from_tag: &str,
         to_tag: Option<&str>,
         media: &[Media],
+        source: ApiSource,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), ApiError> {
+        let origin = api_origin(source)?;
         let (key, by_caller) = match self.api_lookup(call_id, from_tag, to_tag) {
             Some(found) => found,
             None => {
@@ -952,6 +1100,14 @@ impl SipCalls {
                     ctx.refuse(Some(&Owner::Sip(key)), Refusal::TableFull, None);
                     return Err(ApiError::TableFull);
                 }
+                let peer = source.peer.map(|p| p.to_canonical());
+                if let Some(p) = peer {
+                    if self.peers.get(&p).copied().unwrap_or(0) >= ctx.cfg.max_calls_per_peer {
+                        ctx.refuse(Some(&Owner::Sip(key)), Refusal::PerPeerCap, None);
+                        return Err(ApiError::PerPeerCap(p));
+                    }
+                    *self.peers.entry(p).or_insert(0) += 1;
+                }
                 ctx.counters.calls_opened += 1;
                 self.index(&key);
                 self.calls.insert(
@@ -960,7 +1116,7 @@ impl SipCalls {
                         initial_cseq: 0,
                         initial_offer: None,
                         initial_offer_to: None,
-                        peer: None,
+                        peer,
                         api: true,
                         api_seq: 0,
                         created: ctx.now,
@@ -970,6 +1126,7 @@ impl SipCalls {
                         dialogs: Vec::new(),
                         pairs: PairSet::default(),
                         deadline: u64::MAX,
+                        picked_up: false,
                     },
                 );
                 (key, true)
@@ -988,7 +1145,7 @@ impl SipCalls {
             by_caller,
             in_response: false,
             media: media.to_vec(),
-            origin: API_ORIGIN,
+            origin,
             to: None,
             at: ctx.now,
         };
@@ -999,10 +1156,10 @@ impl SipCalls {
                 // The initial offer, or its repeat (a retransmission, another
                 // branch, the INVITE again after a challenge).
                 call.last_progress = ctx.now;
-                if call.initial_offer.as_ref().map(|(m, _)| &m[..]) != Some(media) {
-                    call.initial_offer = Some((media.to_vec(), API_ORIGIN));
+                if call.initial_offer.as_ref().map(|(m, o)| (&m[..], *o)) != Some((media, origin)) {
+                    call.initial_offer = Some((media.to_vec(), origin));
                     call.dialogs.clear();
-                    call.reconcile(&owner, CloseCause::Renegotiated, ctx);
+                    call.reconcile(&owner, CloseCause::Renegotiated, false, ctx);
                 }
             }
             (None, _) => {
@@ -1034,8 +1191,10 @@ impl SipCalls {
         from_tag: &str,
         to_tag: &str,
         media: &[Media],
+        source: ApiSource,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), ApiError> {
+        let origin = api_origin(source)?;
         let (key, from_is_caller) = self
             .api_lookup(call_id, from_tag, Some(to_tag))
             .ok_or(ApiError::UnknownCall)?;
@@ -1074,12 +1233,12 @@ impl SipCalls {
             .pending
             .take_if(|p| p.by_caller != answerer_is_caller)
         {
-            dialog.commit(&offer, media, API_ORIGIN);
+            dialog.commit(&offer, media, origin);
             dialog.last = Some(Exchange {
                 answer_txn: offer.txn,
                 offer,
                 answer_in_response: true,
-                answer_origin: Some(API_ORIGIN),
+                answer_origin: Some(origin),
             });
         } else if let Some(offer) = dialog
             .last
@@ -1088,7 +1247,7 @@ impl SipCalls {
             .map(|x| x.offer.clone())
         {
             // The answer again (183 then 200, or a retransmission).
-            dialog.commit(&offer, media, API_ORIGIN);
+            dialog.commit(&offer, media, origin);
         } else {
             return Err(ApiError::NoOffer);
         }
@@ -1098,7 +1257,7 @@ impl SipCalls {
                 winner: tag.to_string(),
             };
         }
-        call.reconcile(&owner, CloseCause::Renegotiated, ctx);
+        call.reconcile(&owner, CloseCause::Renegotiated, true, ctx);
         self.reschedule(&key, ctx.cfg);
         Ok(())
     }
@@ -1153,7 +1312,7 @@ impl SipCalls {
                 .filter(|t| call.dialogs.len() > 1 && call.dialogs.iter().any(|d| d.tag == *t));
             if let Some(tag) = branch {
                 call.dialogs.retain(|d| d.tag != tag);
-                call.reconcile(&owner, CloseCause::ForkLost, ctx);
+                call.reconcile(&owner, CloseCause::ForkLost, false, ctx);
                 self.reschedule(&key, ctx.cfg);
             } else if delay.is_zero() {
                 self.close(&key, CloseCause::Bye, ctx);
@@ -1218,16 +1377,29 @@ impl SipCalls {
                 .any(|p| p.a == a && p.b == b)
                 .then_some((a, b))
         };
+        let expired = |((a, _), (b, _)): EndPair| {
+            call.pairs
+                .expired()
+                .iter()
+                .any(|p| p.a == a && p.b == b)
+                .then_some((a, b))
+        };
         let mut streams = Vec::new();
         for d in &call.dialogs {
-            for (index, rtp, rtcp) in d.stream_pairs() {
-                let (rtp, rtcp) = (open(rtp), rtcp.and_then(open));
-                if rtp.is_some() || rtcp.is_some() {
+            for (index, rtp_ends, rtcp_ends, hold) in d.stream_pairs() {
+                let (rtp, rtcp) = (open(rtp_ends), rtcp_ends.and_then(open));
+                let gone: Vec<_> = std::iter::once(expired(rtp_ends))
+                    .chain(std::iter::once(rtcp_ends.and_then(expired)))
+                    .flatten()
+                    .collect();
+                if rtp.is_some() || rtcp.is_some() || !gone.is_empty() {
                     streams.push(StreamInfo {
                         dialog: d.tag.clone(),
                         index,
                         rtp,
                         rtcp,
+                        expired: gone,
+                        hold,
                     });
                 }
             }

@@ -14,6 +14,7 @@ fn rejected() -> Media {
         rtcp: None,
         rtcp_mux: false,
         hold: false,
+        one_way: false,
     }
 }
 
@@ -24,6 +25,7 @@ fn held() -> Media {
         rtcp: None,
         rtcp_mux: false,
         hold: true,
+        one_way: false,
     }
 }
 
@@ -421,20 +423,32 @@ fn rejected_reinvite_keeps_media_and_drops_the_offer() {
 
 #[test]
 fn hold_keeps_pairs_in_both_styles() {
-    let sendonly = caller_req(SipMethod::Invite, 2, "b1", Some(vec![audio(A_RTP)]));
+    let one_way = Media {
+        one_way: true,
+        ..audio(A_RTP)
+    };
+    let sendonly = caller_req(SipMethod::Invite, 2, "b1", Some(vec![one_way]));
     let zero = caller_req(SipMethod::Invite, 3, "b1", Some(vec![held()]));
     let resume = caller_req(SipMethod::Invite, 4, "b1", Some(vec![audio(A_RTP)]));
+    let retime = |hold| {
+        vec![
+            retimed(owner(), A_RTP, B_RTP, hold),
+            retimed(owner(), A_RTCP, B_RTCP, hold),
+        ]
+    };
     let mut steps = established();
     steps.extend([
-        // a=sendonly / a=inactive: same endpoints, the answer says recvonly.
+        // a=sendonly / a=inactive: same endpoints; the answer puts the
+        // pairs on the hold timeout, in place (no close, no open).
         Sip(1_000, sendonly.clone(), vec![]),
         Sip(
             1_001,
             reply(&sendonly, 200, None, Some(vec![audio(B_RTP)])),
-            vec![],
+            retime(true),
         ),
         Sip(1_002, caller_req(SipMethod::Ack, 2, "b1", None), vec![]),
-        // c=0.0.0.0: the previous endpoint stays, nothing opens to 0.0.0.0.
+        // c=0.0.0.0: the previous endpoint stays, nothing opens to 0.0.0.0;
+        // still on hold, so nothing changes.
         Sip(2_000, zero.clone(), vec![]),
         Sip(
             2_001,
@@ -442,16 +456,18 @@ fn hold_keeps_pairs_in_both_styles() {
             vec![],
         ),
         Sip(2_002, caller_req(SipMethod::Ack, 3, "b1", None), vec![]),
-        // Resume.
+        // Resume: back to the idle timeout, again in place.
         Sip(3_000, resume.clone(), vec![]),
         Sip(
             3_001,
             reply(&resume, 200, None, Some(vec![audio(B_RTP)])),
-            vec![],
+            retime(false),
         ),
     ]);
     let calls = run(CallConfig::default(), steps);
-    assert_eq!(calls.counters().pairs_opened, 2);
+    let c = calls.counters();
+    assert_eq!((c.pairs_opened, c.pairs_retimed), (2, 4));
+    assert_eq!(c.pairs_closed.iter().sum::<u64>(), 0);
 }
 
 #[test]
@@ -1255,7 +1271,10 @@ fn a_restored_call_goes_on_hold_and_closes_on_bye() {
                 None,
                 Some(vec![audio(B_RTP)]),
             ),
-            vec![],
+            vec![
+                retimed(owner(), A_RTP, B_RTP, true),
+                retimed(owner(), A_RTCP, B_RTCP, true),
+            ],
         ),
         Sip(7_000, callee_req(SipMethod::Bye, 1, "b1", None), vec![]),
         Tick(8_999, vec![]),
@@ -1297,4 +1316,326 @@ fn a_restored_call_keeps_its_timers_and_peer_count() {
     let empty = restarted(&calls);
     assert_eq!(empty.active_calls(), 0);
     assert_eq!(empty.next_deadline(), None);
+}
+
+/// The established stream's two pairs idle out of the table.
+fn expire_both(t: u64) -> [Step; 2] {
+    [
+        Step::Expire(t, owner(), A_RTP, B_RTP),
+        Step::Expire(t, owner(), B_RTCP, A_RTCP),
+    ]
+}
+
+#[test]
+fn expired_pairs_reopen_on_the_next_completed_exchange() {
+    // (what renegotiates after the pairs idled out, as steps naming the
+    // same media; the last step completes the exchange)
+    let reinvite = caller_req(SipMethod::Invite, 2, "b1", Some(vec![audio(A_RTP)]));
+    let update = callee_req(SipMethod::Update, 1, "b1", Some(vec![audio(B_RTP)]));
+    let late = caller_req(SipMethod::Invite, 2, "b1", None);
+    let cases: Vec<(&str, Vec<SipEvent>)> = vec![
+        (
+            "re-INVITE, same SDP",
+            vec![
+                reinvite.clone(),
+                reply(&reinvite, 200, None, Some(vec![audio(B_RTP)])),
+            ],
+        ),
+        (
+            "UPDATE from the callee",
+            vec![
+                update.clone(),
+                reply(&update, 200, None, Some(vec![audio(A_RTP)])),
+            ],
+        ),
+        (
+            "late offer: re-INVITE without SDP, offer in 200, answer in ACK",
+            vec![
+                late.clone(),
+                reply(&late, 200, None, Some(vec![audio(B_RTP)])),
+                caller_req(SipMethod::Ack, 2, "b1", Some(vec![audio(A_RTP)])),
+            ],
+        ),
+    ];
+    for (name, msgs) in cases {
+        let mut calls = run(CallConfig::default(), established());
+        let mut steps: Vec<Step> = expire_both(60_000).into();
+        // An in-dialog message that completes no exchange reopens nothing:
+        // the pairs stay closed until signaling confirms the media again.
+        steps.push(Sip(
+            61_000,
+            caller_req(SipMethod::Other, 2, "b1", None),
+            vec![],
+        ));
+        let last = msgs.len() - 1;
+        for (i, m) in msgs.into_iter().enumerate() {
+            let want = if i == last {
+                opens(A_RTP, B_RTP)
+            } else {
+                vec![]
+            };
+            steps.push(Sip(62_000 + i as u64, m, want));
+        }
+        play(&mut calls, steps);
+        let c = calls.counters();
+        assert_eq!(
+            (c.pairs_expired_sip, c.pairs_reopened, c.pairs_opened),
+            (2, 2, 4),
+            "{name}"
+        );
+        // Open again: a BYE closes them as usual.
+        play(
+            &mut calls,
+            [
+                Sip(70_000, caller_req(SipMethod::Bye, 9, "b1", None), vec![]),
+                Tick(72_000, closes(CloseCause::Bye)),
+            ],
+        );
+    }
+}
+
+#[test]
+fn calls_list_shows_expired_and_held_streams() {
+    let mut calls = run(CallConfig::default(), established());
+    play(&mut calls, expire_both(60_000));
+    let info = calls.sip_calls();
+    assert_eq!(info[0].streams.len(), 1);
+    let s = &info[0].streams[0];
+    assert_eq!((s.rtp, s.rtcp, s.hold), (None, None, false));
+    assert_eq!(
+        s.expired,
+        vec![(sa(A_RTP), sa(B_RTP)), (sa(A_RTCP), sa(B_RTCP))]
+    );
+    // Expiry of a pair the call does not hold is not counted.
+    assert!(!calls.on_pair_expired(&owner(), sa(A_RTP), sa(B_RTCP)));
+    assert_eq!(calls.counters().pairs_expired_sip, 2);
+}
+
+#[test]
+fn a_stream_put_on_hold_before_expiry_reopens_on_hold() {
+    // Pairs that idled out while on hold (hold timeout passed) reopen with
+    // the hold timeout when the next exchange still holds the stream.
+    let one_way = Media {
+        one_way: true,
+        ..audio(A_RTP)
+    };
+    let hold = caller_req(SipMethod::Invite, 2, "b1", Some(vec![one_way]));
+    let again = caller_req(SipMethod::Invite, 3, "b1", Some(vec![one_way]));
+    let mut steps = established();
+    steps.extend([
+        Sip(1_000, hold.clone(), vec![]),
+        Sip(
+            1_001,
+            reply(&hold, 200, None, Some(vec![audio(B_RTP)])),
+            vec![
+                retimed(owner(), A_RTP, B_RTP, true),
+                retimed(owner(), A_RTCP, B_RTCP, true),
+            ],
+        ),
+    ]);
+    steps.extend(expire_both(4_000_000));
+    steps.extend([
+        Sip(4_001_000, again.clone(), vec![]),
+        Sip(
+            4_001_001,
+            reply(&again, 200, None, Some(vec![audio(B_RTP)])),
+            vec![
+                Intent::Open {
+                    owner: owner(),
+                    a: sa(A_RTP),
+                    b: sa(B_RTP),
+                    idle_timeout: HOLD,
+                },
+                Intent::Open {
+                    owner: owner(),
+                    a: sa(A_RTCP),
+                    b: sa(B_RTCP),
+                    idle_timeout: HOLD,
+                },
+            ],
+        ),
+    ]);
+    run(CallConfig::default(), steps);
+}
+
+/// A request of a dialog this daemon never saw (no INVITE), from the
+/// callee's side when `from_callee`.
+fn unknown_dialog(from_callee: bool, method: SipMethod, sdp: Option<Vec<Media>>) -> SipEvent {
+    if from_callee {
+        callee_req(method, 7, "b1", sdp)
+    } else {
+        caller_req(method, 7, "b1", sdp)
+    }
+}
+
+#[test]
+fn in_dialog_signaling_of_an_unknown_dialog_is_picked_up() {
+    // (sender is the callee, method, offer carried by the request)
+    for (from_callee, method, early_offer) in [
+        (false, SipMethod::Invite, true),
+        (true, SipMethod::Invite, true),
+        (false, SipMethod::Update, true),
+        (true, SipMethod::Update, true),
+        (false, SipMethod::Invite, false),
+        (true, SipMethod::Invite, false),
+    ] {
+        let name = format!("callee {from_callee}, {method:?}, early offer {early_offer}");
+        let (mine, theirs) = if from_callee {
+            (B_RTP, A_RTP)
+        } else {
+            (A_RTP, B_RTP)
+        };
+        let req = unknown_dialog(from_callee, method, early_offer.then(|| vec![audio(mine)]));
+        // The requester is the picked-up call's "a" side.
+        let key = if from_callee { "b1" } else { "caller-tag" };
+        let o = sip_owner("call-1@192.0.2.10", key);
+        let both = |a: &str, b: &str| {
+            let rtcp = |s: &str| {
+                let s = sa(s);
+                SocketAddr::new(s.ip(), s.port() + 1).to_string()
+            };
+            vec![
+                opened(o.clone(), a, b),
+                opened(o.clone(), &rtcp(a), &rtcp(b)),
+            ]
+        };
+        let mut steps = vec![Sip(0, req.clone(), vec![])];
+        if early_offer {
+            steps.push(Sip(
+                1,
+                reply(&req, 200, None, Some(vec![audio(theirs)])),
+                both(mine, theirs),
+            ));
+        } else {
+            // Late offer: the 200 offers, the ACK answers.
+            steps.push(Sip(
+                1,
+                reply(&req, 200, None, Some(vec![audio(theirs)])),
+                vec![],
+            ));
+            let ack = SipEvent {
+                start: SipStart::Request(SipMethod::Ack),
+                cseq_method: SipMethod::Ack,
+                sdp: Some(vec![audio(mine)]),
+                ..req.clone()
+            };
+            steps.push(Sip(2, ack, both(mine, theirs)));
+        }
+        // Later messages of either direction find the call: the other
+        // side's BYE ends it.
+        let bye = if from_callee {
+            caller_req(SipMethod::Bye, 9, "b1", None)
+        } else {
+            callee_req(SipMethod::Bye, 9, "b1", None)
+        };
+        steps.push(Sip(10, bye, vec![]));
+        let mut calls = Calls::new(CallConfig::default());
+        play(&mut calls, steps);
+        let c = calls.counters();
+        assert_eq!(
+            (c.calls_picked_up, c.pairs_opened, c.sip_unmatched),
+            (1, 2, 0),
+            "{name}"
+        );
+        assert_eq!(calls.active_calls(), 1, "{name}: in BYE grace");
+        assert_eq!(calls.tick(ms(2_010)).len(), 2, "{name}: BYE closes");
+    }
+}
+
+#[test]
+fn picked_up_dialogs_pass_the_same_checks_as_an_initial_invite() {
+    let reinvite = || unknown_dialog(false, SipMethod::Invite, Some(vec![audio(A_RTP)]));
+    let answered = |media: &str| reply(&reinvite(), 200, None, Some(vec![audio(media)]));
+    let trusted_elsewhere = CallConfig {
+        trusted_signaling: vec!["203.0.113.0/24".parse().unwrap()],
+        ..CallConfig::default()
+    };
+    let one_per_peer = CallConfig {
+        max_calls_per_peer: 0,
+        ..CallConfig::default()
+    };
+    let one_pair = CallConfig {
+        max_pairs_per_call: 1,
+        ..CallConfig::default()
+    };
+    // (config, answer media, counter that must count, pairs opened)
+    let cases: Vec<(&str, CallConfig, &str, Refusal, u64)> = vec![
+        (
+            "untrusted",
+            trusted_elsewhere,
+            B_RTP,
+            Refusal::UntrustedSignaling,
+            0,
+        ),
+        ("per-peer cap", one_per_peer, B_RTP, Refusal::PerPeerCap, 0),
+        (
+            "third-party media in the answer",
+            CallConfig::default(),
+            "203.0.113.5:10000",
+            Refusal::ThirdPartyMedia,
+            0,
+        ),
+        ("per-call cap", one_pair, B_RTP, Refusal::PerCallCap, 1),
+    ];
+    for (name, cfg, media, reason, opened) in cases {
+        let mut calls = Calls::new(cfg);
+        calls.on_sip(&reinvite(), ms(0));
+        calls.on_sip(&answered(media), ms(1));
+        let c = calls.counters();
+        assert!(c.refused(reason) >= 1, "{name}: {c:?}");
+        assert_eq!(c.pairs_opened, opened, "{name}");
+    }
+}
+
+#[test]
+fn a_closed_or_failed_dialog_is_not_picked_up() {
+    // A BYE'd call's late re-INVITE does not revive it.
+    let mut steps = established();
+    steps.extend([
+        Sip(100, caller_req(SipMethod::Bye, 2, "b1", None), vec![]),
+        Tick(2_100, closes(CloseCause::Bye)),
+        Sip(
+            2_200,
+            caller_req(SipMethod::Invite, 3, "b1", Some(vec![audio(A_RTP)])),
+            vec![],
+        ),
+    ]);
+    let calls = run(CallConfig::default(), steps);
+    assert_eq!(calls.counters().calls_picked_up, 0);
+    assert_eq!(calls.active_calls(), 0);
+
+    // A picked-up re-INVITE that fails ends the call at once; one never
+    // answered ends at the setup timeout; in-dialog requests other than
+    // INVITE and UPDATE with SDP pick nothing up.
+    let req = unknown_dialog(false, SipMethod::Invite, Some(vec![audio(A_RTP)]));
+    let mut calls = Calls::new(CallConfig::default());
+    play(
+        &mut calls,
+        [
+            Sip(0, req.clone(), vec![]),
+            Sip(1, reply(&req, 488, None, None), vec![]),
+        ],
+    );
+    assert_eq!(calls.active_calls(), 0);
+    assert_eq!(calls.counters().calls_closed(CloseCause::Failed), 1);
+    play(&mut calls, [Sip(2_000, req.clone(), vec![])]);
+    assert_eq!(calls.active_calls(), 0, "the failed dialog lingers closed");
+    let mut calls = Calls::new(CallConfig::default());
+    play(&mut calls, [Sip(0, req, vec![])]);
+    assert_eq!(calls.tick(ms(180_000)), vec![]);
+    assert_eq!(calls.active_calls(), 0);
+    for m in [
+        SipMethod::Ack,
+        SipMethod::Bye,
+        SipMethod::Prack,
+        SipMethod::Other,
+    ] {
+        calls.on_sip(
+            &unknown_dialog(false, m, Some(vec![audio(A_RTP)])),
+            ms(200_000),
+        );
+    }
+    calls.on_sip(&unknown_dialog(true, SipMethod::Update, None), ms(200_000));
+    assert_eq!(calls.active_calls(), 0);
+    assert_eq!(calls.counters().calls_picked_up, 1);
 }

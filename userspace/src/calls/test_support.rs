@@ -36,6 +36,22 @@ pub(super) fn ms(t: u64) -> u64 {
     T0 + t * 1_000_000
 }
 
+/// An API source that vouches for the SDP's addresses (ng `trust-address`).
+pub(super) fn vouched() -> ApiSource {
+    ApiSource {
+        vouched: true,
+        ..ApiSource::default()
+    }
+}
+
+/// An API source that names the signaling peer (ng `received-from`).
+pub(super) fn received_from(peer: &str) -> ApiSource {
+    ApiSource {
+        peer: Some(ip(peer)),
+        ..ApiSource::default()
+    }
+}
+
 /// Audio stream at `rtp`, RTCP on the next port.
 pub(super) fn audio(rtp: &str) -> Media {
     let rtp = sa(rtp);
@@ -44,6 +60,7 @@ pub(super) fn audio(rtp: &str) -> Media {
         rtcp: Some(SocketAddr::new(rtp.ip(), rtp.port() + 1)),
         rtcp_mux: false,
         hold: false,
+        one_way: false,
     }
 }
 
@@ -73,6 +90,20 @@ pub(super) fn opened(owner: Owner, a: &str, b: &str) -> Intent {
     }
 }
 
+/// The idle timeout of a held stream's pairs ([`CallConfig::default`]'s).
+pub(super) const HOLD: Duration = Duration::from_secs(3600);
+
+/// `owner` changes the idle timeout of `a` ↔ `b` in place: to [`HOLD`]
+/// when `hold`, else back to [`IDLE`].
+pub(super) fn retimed(owner: Owner, a: &str, b: &str, hold: bool) -> Intent {
+    Intent::Retime {
+        owner,
+        a: sa(a),
+        b: sa(b),
+        idle_timeout: if hold { HOLD } else { IDLE },
+    }
+}
+
 /// `owner` closes `a` ↔ `b` for `cause`.
 pub(super) fn closed(owner: Owner, a: &str, b: &str, cause: CloseCause) -> Intent {
     Intent::Close {
@@ -92,6 +123,9 @@ pub(super) enum Step {
     Rtsp(u64, RtspEvent, Vec<Intent>),
     /// A tick.
     Tick(u64, Vec<Intent>),
+    /// The pinhole table closed `owner`'s pair `a` ↔ `b` for idleness
+    /// (told by [`Calls::on_pair_expired`], which must know the pair).
+    Expire(u64, Owner, &'static str, &'static str),
 }
 
 /// Feeds `steps` in order to fresh [`Calls`] and asserts each step's intents.
@@ -116,6 +150,12 @@ pub(super) fn play(calls: &mut Calls, steps: impl IntoIterator<Item = Step>) {
             Step::Tick(t, want) => {
                 let got = calls.tick(ms(t));
                 assert_eq!(got, want, "step {i}: tick at {t} ms");
+            }
+            Step::Expire(t, owner, a, b) => {
+                assert!(
+                    calls.on_pair_expired(&owner, sa(a), sa(b)),
+                    "step {i}: expiry of {a} <-> {b} at {t} ms names no pair of {owner}"
+                );
             }
         }
     }

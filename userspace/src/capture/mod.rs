@@ -59,22 +59,30 @@ pub enum CaptureError {
 pub struct Capture {
     // Drop order: rules first, so nothing more is queued.
     _rules: rules::Rules,
-    _reader: nfqueue::Reader,
+    reader: nfqueue::Reader,
 }
 
 impl Capture {
     /// Binds the queue, then (after removing stale rules of a crashed run)
-    /// installs the rules.
+    /// installs the rules. The reader reports to `health` and restarts
+    /// under `policy`.
     pub fn start(
         spec: &rules::RuleSpec,
         queue: nfqueue::QueueOptions,
         sink: impl nfqueue::Sink,
+        health: std::sync::Arc<nfqueue::Health>,
+        policy: nfqueue::RestartPolicy,
     ) -> Result<Capture, CaptureError> {
-        let reader = nfqueue::start(queue, sink)?;
+        let reader = nfqueue::start(queue, sink, health, policy)?;
         let rules = rules::Rules::install(spec, &[])?;
         Ok(Capture {
             _rules: rules,
-            _reader: reader,
+            reader,
         })
+    }
+
+    /// See [`nfqueue::Reader::failed`].
+    pub fn failed(&mut self) -> Option<tokio::sync::oneshot::Receiver<String>> {
+        self.reader.failed()
     }
 }

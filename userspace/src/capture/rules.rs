@@ -7,9 +7,19 @@
 //! attached interface, in IPv4 and IPv6. `--queue-bypass` lets packets pass
 //! when no daemon listens on the queue.
 //!
+//! A second chain, [`DEFRAG_CHAIN`], is jumped to from nowhere: its one rule
+//! (`-m socket`, see [`DEFRAG_MATCHES`]) exists only so that the kernel
+//! turns on IP defragmentation (`nf_defrag_ipv4`/`nf_defrag_ipv6`) in the
+//! namespace while the rules are installed. A SIP message bigger than the
+//! path MTU crosses as IP fragments; only the first carries the UDP port the
+//! queue rules match, so without reassembly ahead of mangle the daemon would
+//! see a truncated message (and nothing of later fragments). With it, every
+//! mangle hook sees whole datagrams, forwarded or local, IPv4 and IPv6; the
+//! output path fragments them again to the original fragment size.
+//!
 //! [`Rules::install`] first removes whatever a previous (crashed) run left
 //! behind, then installs; dropping [`Rules`] removes everything again. The
-//! chain name is fixed, so one daemon with inline signaling per network
+//! chain names are fixed, so one daemon with inline signaling per network
 //! namespace.
 
 use std::{io, process::Command};
@@ -20,7 +30,22 @@ use super::CaptureError;
 
 /// The chain holding the queue rules.
 pub const CHAIN: &str = "PINHOLE_SIG";
+/// The chain, jumped to from nowhere, whose rule turns on defragmentation.
+pub const DEFRAG_CHAIN: &str = "PINHOLE_DEFRAG";
 const TABLE: &str = "mangle";
+
+/// The matches that turn on defragmentation when a rule using them is
+/// loaded, lightest first, with what they cost the router besides
+/// reassembly. `xt_socket` enables `nf_defrag_ipv4`/`nf_defrag_ipv6` and
+/// nothing else; `xt_conntrack`, the fallback for a kernel without
+/// `xt_socket`, also turns connection tracking on in the namespace.
+pub const DEFRAG_MATCHES: &[(&[&str], &str)] = &[
+    (&["-m", "socket"], "defragmentation only"),
+    (
+        &["-m", "conntrack", "--ctstate", "INVALID"],
+        "connection tracking is on in this namespace (xt_socket is unavailable)",
+    ),
+];
 
 /// The built-in chains that jump to [`CHAIN`], with the interface option
 /// each uses.
@@ -185,12 +210,31 @@ impl Runner {
                 }
             }
         }
-        if self.run(&strings(&["-S", CHAIN]))?.is_ok() {
-            self.must(&strings(&["-F", CHAIN]))?;
-            self.must(&strings(&["-X", CHAIN]))?;
-            removed += 1;
+        for chain in [CHAIN, DEFRAG_CHAIN] {
+            if self.run(&strings(&["-S", chain]))?.is_ok() {
+                self.must(&strings(&["-F", chain]))?;
+                self.must(&strings(&["-X", chain]))?;
+                removed += 1;
+            }
         }
         Ok(removed)
+    }
+
+    /// Creates [`DEFRAG_CHAIN`] with the first of [`DEFRAG_MATCHES`] the
+    /// kernel accepts; returns what it costs, or `None` (logged) when none
+    /// works: fragmented signaling is then not reassembled.
+    fn enable_defrag(&self) -> Result<Option<&'static str>, CaptureError> {
+        self.must(&strings(&["-N", DEFRAG_CHAIN]))?;
+        for (matches, cost) in DEFRAG_MATCHES {
+            let mut rule = strings(&["-A", DEFRAG_CHAIN]);
+            rule.extend(strings(matches));
+            rule.extend(strings(&["-j", "RETURN"]));
+            match self.run(&rule)? {
+                Ok(_) => return Ok(Some(cost)),
+                Err(e) => debug!(program = self.program, "`{}`: {e}", rule.join(" ")),
+            }
+        }
+        Ok(None)
     }
 
     /// Cleans up, then creates the chain, its rules and the jumps. On failure
@@ -205,6 +249,19 @@ impl Runner {
             );
         }
         let result = (|| {
+            // Before the queue rules: no message is queued in pieces.
+            match self.enable_defrag()? {
+                Some(cost) => info!(
+                    program = self.program,
+                    chain = DEFRAG_CHAIN,
+                    "IP defragmentation ahead of the signaling queue: {cost}"
+                ),
+                None => warn!(
+                    program = self.program,
+                    "neither xt_socket nor xt_conntrack is available: SIP over UDP that arrives \
+                     as IP fragments is not reassembled, and its calls get no pinholes"
+                ),
+            }
             self.must(&strings(&["-N", CHAIN]))?;
             for rule in spec.chain_rules() {
                 // Every chain rule targets NFQUEUE: a failure here means the
@@ -242,8 +299,10 @@ impl Runner {
                     .map(str::to_string),
             );
         }
-        if let Ok(text) = self.run(&strings(&["-S", CHAIN]))? {
-            out.extend(text.lines().map(str::to_string));
+        for chain in [CHAIN, DEFRAG_CHAIN] {
+            if let Ok(text) = self.run(&strings(&["-S", chain]))? {
+                out.extend(text.lines().map(str::to_string));
+            }
         }
         Ok(out)
     }
@@ -399,11 +458,22 @@ mod tests {
         let rules = Rules::install(&spec, &prefix).unwrap();
         for r in [Runner::iptables(&prefix), Runner::ip6tables(&prefix)] {
             let listing = r.listing().unwrap();
-            // `-S CHAIN` also prints `-N CHAIN`.
-            assert_eq!(listing.len(), per_family + 1, "{listing:#?}");
+            // `-S CHAIN` also prints `-N CHAIN`; the defrag chain is
+            // `-N` and its one rule.
+            assert_eq!(listing.len(), per_family + 1 + 2, "{listing:#?}");
             assert!(listing.iter().any(|l| l.contains("--dport 5060")
                 && l.contains("--queue-num 4242")
                 && l.contains("--queue-bypass")));
+            assert!(
+                listing.contains(&format!("-A {DEFRAG_CHAIN} -m socket -j RETURN")),
+                "defragmentation through xt_socket, not conntrack: {listing:#?}"
+            );
+            assert!(
+                !listing
+                    .iter()
+                    .any(|l| l.contains(&format!("-j {DEFRAG_CHAIN}"))),
+                "nothing jumps to the defrag chain: {listing:#?}"
+            );
         }
         drop(rules);
         for r in [Runner::iptables(&prefix), Runner::ip6tables(&prefix)] {

@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use pinhole_common::{FragmentPolicy, PortRange, DEFAULT_MAX_FLOWS, MAX_PORT_RANGES};
+use pinhole_common::{
+    FragmentPolicy, PortRange, DEFAULT_MAX_FLOWS, MAX_MEDIA_PREFIXES, MAX_PORT_RANGES,
+};
 use serde::de::{self, Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
@@ -330,6 +332,8 @@ settings! {
     max_pinholes: u32, wire u32, file ("filter", "max_pinholes"), flag "--max-pinholes";
     /// Non-first UDP fragments.
     fragments: Fragments, wire Fragments, file ("filter", "fragments"), flag "--fragments";
+    /// Destination networks the media ranges protect.
+    media_prefixes: Vec<IpNet>, wire Nets, file ("filter", "media_prefixes"), flag "--media-prefix";
     /// Idle timeout of opens without one, seconds.
     default_idle: u64, wire u64, file ("filter", "default_idle"), flag "--default-idle";
     /// How pinholes are learned.
@@ -350,6 +354,8 @@ settings! {
     max_call_lifetime: u64, wire u64, file ("signaling", "max_call_lifetime"), flag "--max-call-lifetime";
     /// Idle timeout of signaled pinholes, seconds.
     call_idle: u64, wire u64, file ("signaling", "call_idle"), flag "--call-idle";
+    /// Idle timeout of the pinholes of a held stream, seconds.
+    hold_timeout: u64, wire u64, file ("signaling", "hold_timeout"), flag "--hold-timeout";
     /// Pairs per call or session.
     max_pinholes_per_call: u32, wire u32, file ("signaling", "max_pinholes_per_call"), flag "--max-pinholes-per-call";
     /// Calls (and RTSP sessions) per signaling peer.
@@ -391,6 +397,10 @@ pub struct RunSettings {
     pub max_pinholes: u32,
     /// Default `pass`.
     pub fragments: Fragments,
+    /// Destination networks the media ranges protect; UDP to a media port
+    /// elsewhere passes as `not_media_prefix`. Empty (the default) = every
+    /// destination. At most 8 per family.
+    pub media_prefixes: Vec<IpNet>,
     /// Seconds; 0 = never. Default 300.
     pub default_idle: u64,
     /// Default `inline`.
@@ -411,6 +421,8 @@ pub struct RunSettings {
     pub max_call_lifetime: u64,
     /// Seconds; 0 = never. Default 60.
     pub call_idle: u64,
+    /// Seconds; 0 = never. Default 3600.
+    pub hold_timeout: u64,
     /// Default 16.
     pub max_pinholes_per_call: u32,
     /// Default 256.
@@ -462,6 +474,7 @@ impl Default for RunSettings {
             }],
             max_pinholes: DEFAULT_MAX_FLOWS,
             fragments: Fragments::Pass,
+            media_prefixes: Vec::new(),
             default_idle: 300,
             signaling: SignalingMode::Inline,
             sip_ports: vec![5060],
@@ -472,6 +485,7 @@ impl Default for RunSettings {
             bye_grace: 2,
             max_call_lifetime: 14400,
             call_idle: 60,
+            hold_timeout: 3600,
             max_pinholes_per_call: 16,
             max_calls_per_peer: 256,
             latching: 0,
@@ -502,6 +516,7 @@ impl RunSettings {
             bye_grace: Duration::from_secs(self.bye_grace),
             max_lifetime: Duration::from_secs(self.max_call_lifetime),
             idle_timeout: Duration::from_secs(self.call_idle),
+            hold_timeout: Duration::from_secs(self.hold_timeout),
             latching: Duration::from_secs(self.latching),
             pre_answer: self.pre_answer,
             ..d
@@ -722,6 +737,7 @@ pub fn resolve(
         media_ports: o.media_ports.unwrap_or(d.media_ports),
         max_pinholes: o.max_pinholes.unwrap_or(d.max_pinholes),
         fragments: o.fragments.unwrap_or(d.fragments),
+        media_prefixes: o.media_prefixes.unwrap_or(d.media_prefixes),
         default_idle: o.default_idle.unwrap_or(d.default_idle),
         signaling: o.signaling.unwrap_or(d.signaling),
         sip_ports: o.sip_ports.unwrap_or(d.sip_ports),
@@ -732,6 +748,7 @@ pub fn resolve(
         bye_grace: o.bye_grace.unwrap_or(d.bye_grace),
         max_call_lifetime: o.max_call_lifetime.unwrap_or(d.max_call_lifetime),
         call_idle: o.call_idle.unwrap_or(d.call_idle),
+        hold_timeout: o.hold_timeout.unwrap_or(d.hold_timeout),
         max_pinholes_per_call: o.max_pinholes_per_call.unwrap_or(d.max_pinholes_per_call),
         max_calls_per_peer: o.max_calls_per_peer.unwrap_or(d.max_calls_per_peer),
         latching: o.latching.unwrap_or(d.latching),
@@ -804,6 +821,20 @@ fn validate(s: &RunSettings, locate: &Locate<'_>, errors: &mut Vec<ConfigError>)
             err(
                 "media_ports",
                 format!("ranges {} and {} overlap", show(o), show(r)),
+            );
+        }
+    }
+
+    for (family, v4) in [(4, true), (6, false)] {
+        let given = s
+            .media_prefixes
+            .iter()
+            .filter(|n| n.addr().is_ipv4() == v4)
+            .count();
+        if given > MAX_MEDIA_PREFIXES {
+            err(
+                "media_prefixes",
+                format!("{given} IPv{family} networks; the filter holds at most {MAX_MEDIA_PREFIXES} per family"),
             );
         }
     }
@@ -946,6 +977,7 @@ xdp_mode = "skb"
 media_ports = ["10000-20000", 5004, "6970-7170"]
 max_pinholes = 1024
 fragments = "drop"
+media_prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
 default_idle = 0
 
 [signaling]
@@ -958,6 +990,7 @@ media_relay = ["203.0.113.0/28"]
 bye_grace = 0
 max_call_lifetime = 0
 call_idle = 5
+hold_timeout = 900
 max_pinholes_per_call = 4
 max_calls_per_peer = 1
 
@@ -978,6 +1011,13 @@ state_file = "/tmp/ph-state.json"
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.interfaces, ["veth0", "veth1"]);
         assert_eq!(s.xdp_mode, XdpMode::Skb);
+        assert_eq!(
+            s.media_prefixes,
+            [
+                "198.51.100.0/24".parse::<IpNet>().unwrap(),
+                "2001:db8:1::/48".parse().unwrap()
+            ]
+        );
         assert_eq!(
             s.media_ports,
             [
@@ -1005,6 +1045,7 @@ state_file = "/tmp/ph-state.json"
         assert_eq!(nets, ["192.0.2.0/24", "2001:db8::1/128", "198.51.100.0/24"]);
         assert_eq!(s.media_relay[0].to_string(), "203.0.113.0/28");
         assert_eq!((s.bye_grace, s.max_call_lifetime, s.call_idle), (0, 0, 5));
+        assert_eq!(s.hold_timeout, 900);
         assert_eq!((s.max_pinholes_per_call, s.max_calls_per_peer), (4, 1));
         assert_eq!(s.ng_listen, Some("[::1]:2223".parse().unwrap()));
         assert_eq!(s.ng_allow.len(), 2);

@@ -554,6 +554,51 @@ impl<S: FlowStore> Core<S> {
         }
     }
 
+    /// Changes the idle timeout of the latching claim `claim`, in place:
+    /// a claim still waiting keeps it for its adoption, a latched one
+    /// re-claims its pinhole (same flows, no map change). Returns whether
+    /// `claim` is a latching one.
+    pub(super) fn latch_retime(&mut self, claim: &ClaimKey, idle: Duration) -> bool {
+        let Some(c) = self.latches.claims.get_mut(claim) else {
+            return false;
+        };
+        c.idle_timeout_secs = secs_up(idle);
+        if let State::Latched(pair) = c.state {
+            let tag = adoption_tag(&claim.owner, c.pre_answer);
+            let secs = c.idle_timeout_secs;
+            if let Err(e) = self.adopt(&tag, pair.a().addr(), pair.b().addr(), secs, &[]) {
+                warn!(
+                    owner = claim.owner,
+                    "changing a latched pair's idle timeout failed: {e}"
+                );
+            }
+        }
+        true
+    }
+
+    /// The latched claim of `owner` (provisional or not) whose pinhole
+    /// `pair` idled out, forgotten so that the call's next latch for it
+    /// arms afresh.
+    pub(super) fn latch_expired(
+        &mut self,
+        owner: &str,
+        pre_answer: bool,
+        pair: &Pair,
+    ) -> Option<ClaimKey> {
+        let key = self
+            .latches
+            .claims
+            .iter()
+            .find(|(k, c)| {
+                k.owner == owner
+                    && c.pre_answer == pre_answer
+                    && matches!(c.state, State::Latched(p) if p.key() == pair.key())
+            })
+            .map(|(k, _)| k.clone())?;
+        self.latches.claims.remove(&key);
+        Some(key)
+    }
+
     /// Records the pair the program installed as `owner`'s pinhole.
     fn adopt(
         &mut self,
@@ -575,27 +620,26 @@ impl<S: FlowStore> Core<S> {
         Ok(pair)
     }
 
-    /// Packets and bytes of the flow `src → dst` of a pair `owner`
-    /// signaled: when that pair latched, of the corresponding flow of the
-    /// latched pair (whose remote end has the NAT's address and port).
-    pub(super) fn signaled_flow_totals(
+    /// The flow that carries `owner`'s signaled `src` → `dst`: the latched
+    /// pair's when the XDP program latched it, else `src` → `dst`.
+    pub(super) fn signaled_flow(
         &self,
         owner: &str,
         src: SocketAddr,
         dst: SocketAddr,
-    ) -> Totals {
+    ) -> (SocketAddr, SocketAddr) {
         let claim = |a, b| ClaimKey {
             owner: owner.to_string(),
             a,
             b,
         };
         if let Some(p) = self.latches.latched_pair(&claim(src, dst)) {
-            return self.flow_totals(p.a().addr(), p.b().addr());
+            return (p.a().addr(), p.b().addr());
         }
         if let Some(p) = self.latches.latched_pair(&claim(dst, src)) {
-            return self.flow_totals(p.b().addr(), p.a().addr());
+            return (p.b().addr(), p.a().addr());
         }
-        self.flow_totals(src, dst)
+        (src, dst)
     }
 
     /// `signaling.detail.latching` of `stats --json`.
@@ -819,9 +863,8 @@ mod tests {
         let [fwd, _] = flows(NAT, LOCAL);
         fx.c.core.store.flows.get_mut(&fwd).unwrap().packets = 7;
         let totals = |s: &str, d: &str| {
-            fx.c.core
-                .signaled_flow_totals(&tag("c1"), sa(s), sa(d))
-                .packets
+            let (s, d) = fx.c.core.signaled_flow(&tag("c1"), sa(s), sa(d));
+            fx.c.core.flow_totals(s, d).packets
         };
         assert_eq!((totals(SDP, LOCAL), totals(LOCAL, SDP)), (7, 0));
         fx.assert_consistent();
@@ -836,6 +879,28 @@ mod tests {
         assert!(fx.pinholes().is_empty());
         fx.assert_consistent();
         assert!(fx.c.store().flows.is_empty());
+    }
+
+    /// An ng call's latch is claimed under its `ng:` tag; its close, from
+    /// an ng request or from the timers, releases it (latched or not).
+    #[test]
+    fn an_ng_calls_latch_closes_with_it() {
+        let mut fx = Fx::new(64, 64);
+        fx.c.core.apply(vec![latch("c1")], Source::Ng);
+        let ev = fx.packet(NAT).expect("latched");
+        fx.c.on_latched(vec![ev]);
+        assert_eq!(fx.pinholes().len(), 1);
+        // The close of a delete-delay comes from the timers (observed).
+        fx.apply(vec![close("c1")]);
+        assert!(fx.pinholes().is_empty(), "the latched pair closed");
+        fx.assert_consistent();
+        assert!(fx.c.store().flows.is_empty());
+        // Not latched yet: the close withdraws the entry.
+        fx.c.core.apply(vec![latch("c2")], Source::Ng);
+        fx.c.core.apply(vec![close("c2")], Source::Ng);
+        assert_eq!(fx.counters().withdrawn, 1);
+        fx.assert_consistent();
+        assert_eq!(fx.packet(NAT), None);
     }
 
     #[test]

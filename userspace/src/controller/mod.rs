@@ -51,7 +51,7 @@ use crate::{
     datapath::maps::{CounterMap, FlowMap, Inserted},
     feed::{Feed, FeedConfig},
     metrics::{Metrics, SignalingCount, Snapshot},
-    ng::{call_stats, CallsBackend, NgConfig, NgService, Pinholes, Totals},
+    ng::{call_stats, ApplyFailure, CallsBackend, NgConfig, NgService, Pinholes, Totals},
 };
 
 /// Why the controller refused or failed a command.
@@ -70,8 +70,10 @@ pub enum CommandError {
 }
 
 mod persist;
+mod reports;
 
 pub use persist::RestoreReport;
+pub use reports::{CallsJob, CopiedStats, FlowStatsMap, ListJob, StatsReader};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// Commands waiting for the controller before senders have to wait.
@@ -103,6 +105,9 @@ pub trait FlowStore: Send + 'static {
     /// Removes the half-open entry `key`; `Ok(false)` when it was not there
     /// (the XDP program claimed it).
     fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError>;
+    /// A reader of every flow's counters for a report built on another
+    /// thread ([`reports`]); it never changes the store.
+    fn reader(&self) -> Result<Box<dyn StatsReader>, StoreError>;
 }
 
 /// The kernel's maps.
@@ -150,6 +155,10 @@ impl FlowStore for KernelStore {
     fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError> {
         self.latch_map("latch disarm")?.disarm(key)
     }
+
+    fn reader(&self) -> Result<Box<dyn StatsReader>, StoreError> {
+        Ok(Box::new(self.flows.reader()?))
+    }
 }
 
 /// A clock in CLOCK_MONOTONIC nanoseconds (replaceable in tests).
@@ -179,6 +188,8 @@ pub struct ControllerConfig {
     /// The attached interfaces' state, published by the link tracker
     /// ([`crate::datapath::links`]); for `stats` and the metrics.
     pub interfaces: Option<watch::Receiver<Vec<InterfaceStatus>>>,
+    /// The signaling queue reader's health, with inline signaling.
+    pub queue_health: Option<Arc<crate::capture::nfqueue::Health>>,
 }
 
 impl ControllerConfig {
@@ -194,6 +205,7 @@ impl ControllerConfig {
             metrics: None,
             state_writer: None,
             interfaces: None,
+            queue_health: None,
         }
     }
 }
@@ -430,6 +442,8 @@ struct Applied {
     opened: usize,
     /// Why opens failed, one entry per failed open.
     failures: Vec<String>,
+    /// Of those, failures because the table or the flow map is full.
+    full: usize,
 }
 
 /// The state the controller task owns.
@@ -561,15 +575,22 @@ impl<S: FlowStore> Controller<S> {
             Command::Close { a, b, reply } => {
                 let _ = reply.send(self.close(a, b));
             }
-            Command::List { reply } => {
-                let _ = reply.send(self.list());
-            }
+            // Built off this task from a snapshot (see `reports`).
+            Command::List { reply } => match self.list_job() {
+                Ok(job) => reports::off_task(move || job.build(), reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
-            Command::Calls { reply } => {
-                let _ = reply.send(Ok(self.calls()));
-            }
+            Command::Calls { reply } => match self.calls_job() {
+                Ok(job) => reports::off_task(move || job.build(), reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Signaling { packet, done } => {
                 self.on_signaling(packet);
                 let _ = done.send(());
@@ -676,29 +697,34 @@ impl<S: FlowStore> Controller<S> {
         }
     }
 
-    /// Runs the call timers that are due.
+    /// Runs the call timers that are due. RTSP sessions see their media's
+    /// last packets (a client that only sends RTCP stays up).
     pub fn call_timers(&mut self) {
-        let intents = self.feed.tick(self.now());
+        let now = self.now();
+        let core = &self.core;
+        let intents = self
+            .feed
+            .tick_with(now, &mut |owner, a, b| core.signaled_last_seen(owner, a, b));
         self.core.apply(intents, Source::Observed);
     }
 
-    /// Expires idle pinholes, runs call timers, forgets idle TCP streams and
-    /// retries failed removals.
+    /// Expires idle pinholes (telling their calls), runs call timers,
+    /// forgets idle TCP streams and retries failed removals.
     pub fn tick(&mut self) {
-        self.core.expire();
+        for (owner, a, b) in self.core.expire() {
+            if !self.feed.calls_mut().on_pair_expired(&owner, a, b) {
+                debug!(%owner, %a, %b, "expired pinhole of no tracked call");
+            }
+        }
         self.call_timers();
         self.core.expire_latches();
         self.core.retry_removals();
     }
 
-    /// The pinholes with their traffic.
+    /// The pinholes with their traffic, built here (the command builds
+    /// it off the task: [`list_job`](Self::list_job)).
     pub fn list(&self) -> Result<ListReply, CommandError> {
-        let now = self.now();
-        let mut pinholes = Vec::with_capacity(self.core.table.len());
-        for p in self.core.table.iter() {
-            pinholes.push(self.core.describe(p, now)?);
-        }
-        Ok(ListReply { pinholes })
+        self.list_job()?.build()
     }
 
     /// Verdict counters, table usage and signaling counters.
@@ -794,7 +820,27 @@ impl<S: FlowStore> Controller<S> {
                 "latching": self.core.latch_stats(),
                 "ng": ng,
             }),
+            queue: self.queue_stats(),
         }
+    }
+
+    /// The signaling queue's numbers; the kernel's are read from /proc of
+    /// this namespace (a few hundred bytes).
+    fn queue_stats(&self) -> Option<crate::controller::report::QueueStats> {
+        let health = self.core.config.queue_health.as_ref()?;
+        let q = health.queue_num();
+        let kernel = match crate::capture::nfqueue::kernel_stats(q) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::debug!("reading {}: {e}", crate::capture::nfqueue::PROC_PATH);
+                None
+            }
+        };
+        Some(crate::controller::report::QueueStats {
+            queue_num: q,
+            reader_restarts: health.restarts(),
+            kernel,
+        })
     }
 
     /// Everything the metrics endpoint reports, as of now.
@@ -807,6 +853,7 @@ impl<S: FlowStore> Controller<S> {
         Snapshot {
             calls_active: calls.active_calls() as u64,
             rtsp_sessions_active: calls.active_sessions() as u64,
+            queue: self.queue_stats(),
             interfaces: self
                 .interfaces()
                 .into_iter()
@@ -826,88 +873,10 @@ impl<S: FlowStore> Controller<S> {
     }
 
     /// The calls (SIP, ng, RTSP) with their streams and traffic, sorted by
-    /// kind, call id and tag.
-    pub fn calls(&self) -> CallsReply {
-        let now = self.now();
-        let secs = |since: u64| now.saturating_sub(since) / NS_PER_SEC;
-        let core = &self.core;
-        let mut calls = Vec::new();
-        for info in self.feed.calls().sip_calls() {
-            let source = if info.api {
-                Source::Ng
-            } else {
-                Source::Observed
-            };
-            let tag = owner_tag(&Owner::Sip(info.key.clone()), source);
-            let stats = call_stats(
-                std::slice::from_ref(&info),
-                |s, d| core.signaled_flow_totals(&tag, s, d),
-                |t| t,
-            );
-            let streams = stats
-                .streams
-                .iter()
-                .map(|s| {
-                    stream_entry(
-                        s.index,
-                        if s.rtcp { "rtcp" } else { "rtp" },
-                        Some(s.to_tag.clone()),
-                        (s.a, s.b),
-                        (s.a_to_b, s.b_to_a),
-                    )
-                })
-                .collect();
-            calls.push(call_entry(
-                if info.api { "ng" } else { "sip" },
-                info.key.call_id.clone(),
-                info.key.caller_tag.clone(),
-                owner_tag(&Owner::Sip(info.key.clone()), source),
-                info.state.name(),
-                secs(info.created),
-                Some(secs(info.last_signal)),
-                streams,
-            ));
-        }
-        // RTSP sessions, from the pinholes they hold.
-        let mut sessions: BTreeMap<&str, Vec<&Pinhole>> = BTreeMap::new();
-        for p in core.table.iter() {
-            for owner in p.owner_names() {
-                if owner.starts_with(RTSP_OWNER_PREFIX) {
-                    sessions.entry(owner).or_default().push(p);
-                }
-            }
-        }
-        for (owner, pinholes) in sessions {
-            let rest = &owner[RTSP_OWNER_PREFIX.len()..];
-            let (server, session) = rest.split_once(";session=").unwrap_or((rest, ""));
-            let created = pinholes.iter().map(|p| p.created_ns).min().unwrap_or(now);
-            let streams = pinholes
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let (a, b) = (p.pair.a().addr(), p.pair.b().addr());
-                    stream_entry(
-                        i,
-                        "media",
-                        None,
-                        (a, b),
-                        (core.flow_totals(a, b), core.flow_totals(b, a)),
-                    )
-                })
-                .collect();
-            calls.push(call_entry(
-                "rtsp",
-                session.to_string(),
-                server.to_string(),
-                owner.to_string(),
-                "active",
-                secs(created),
-                None,
-                streams,
-            ));
-        }
-        calls.sort_by(|x, y| (&x.kind, &x.call_id, &x.tag).cmp(&(&y.kind, &y.call_id, &y.tag)));
-        CallsReply { calls }
+    /// kind, call id and tag; built here (the command builds it off the
+    /// task: [`calls_job`](Self::calls_job)).
+    pub fn calls(&self) -> Result<CallsReply, CommandError> {
+        self.calls_job()?.build()
     }
 }
 
@@ -917,6 +886,7 @@ fn stream_entry(
     dialog: Option<String>,
     (a, b): (SocketAddr, SocketAddr),
     (a_to_b, b_to_a): (Totals, Totals),
+    state: &str,
 ) -> StreamEntry {
     let info = |t: Totals| CounterInfo {
         packets: t.packets,
@@ -932,6 +902,7 @@ fn stream_entry(
         bytes: a_to_b.bytes.saturating_add(b_to_a.bytes),
         a_to_b: info(a_to_b),
         b_to_a: info(b_to_a),
+        state: state.into(),
     }
 }
 
@@ -973,6 +944,15 @@ fn refusals(calls: &CallCounters, applied: &ApplyCounters) -> Vec<(&'static str,
     v
 }
 
+/// Whether an open failed for want of room in the table or the flow map.
+fn is_full(e: &CommandError) -> bool {
+    matches!(
+        e,
+        CommandError::Table(TableError::Full { .. })
+            | CommandError::Store(StoreError::MapFull | StoreError::LatchMapFull)
+    )
+}
+
 /// [`Pinholes`] for one ng request: the controller's table and map.
 struct NgPinholes<'a, S> {
     core: &'a mut Core<S>,
@@ -984,17 +964,24 @@ struct NgPinholes<'a, S> {
 }
 
 impl<S: FlowStore> Pinholes for NgPinholes<'_, S> {
-    fn apply(&mut self, intents: Vec<Intent>) -> Option<String> {
+    fn apply(&mut self, intents: Vec<Intent>) -> Result<(), ApplyFailure> {
         let r = self.core.apply(intents, Source::Ng);
         self.opened += r.opened;
         match r.failures.as_slice() {
-            [] => None,
-            [first, ..] => Some(format!(
-                "{} of {} media pairs not opened: {first}",
-                r.failures.len(),
-                r.failures.len() + r.opened
-            )),
+            [] => Ok(()),
+            [first, ..] => Err(ApplyFailure {
+                full: r.full > 0,
+                reason: format!(
+                    "{} of {} media pairs not opened: {first}",
+                    r.failures.len(),
+                    r.failures.len() + r.opened
+                ),
+            }),
         }
+    }
+
+    fn free_flows(&self) -> usize {
+        self.core.table.free()
     }
 
     fn flow_totals(&self, src: SocketAddr, dst: SocketAddr) -> Totals {
@@ -1170,6 +1157,7 @@ impl<S: FlowStore> Core<S> {
                     match self.open_signaled(&tag, a, b, idle_timeout) {
                         Ok(()) => out.opened += 1,
                         Err(e) => {
+                            out.full += usize::from(is_full(&e));
                             out.failures.push(e.to_string());
                             self.open_failed(&tag, a, b, e);
                         }
@@ -1199,12 +1187,19 @@ impl<S: FlowStore> Core<S> {
                         // still opens what it justifies.
                         Err(e) if pre_answer => self.pre_answer_unarmed(&tag, a, b, e),
                         Err(e) => {
+                            out.full += usize::from(is_full(&e));
                             out.failures.push(e.to_string());
                             self.open_failed(&tag, a, b, e);
                         }
                     }
                 }
                 Intent::Close { owner, a, b, cause } => self.close_signaled(&owner, a, b, cause),
+                Intent::Retime {
+                    owner,
+                    a,
+                    b,
+                    idle_timeout,
+                } => self.retime_signaled(&owner, a, b, idle_timeout),
                 // Counted and logged by the feed.
                 Intent::Refused { .. } => {}
             }
@@ -1232,12 +1227,7 @@ impl<S: FlowStore> Core<S> {
 
     fn open_failed(&mut self, owner: &str, a: SocketAddr, b: SocketAddr, e: CommandError) {
         let now = self.now();
-        let full = matches!(
-            e,
-            CommandError::Table(TableError::Full { .. })
-                | CommandError::Store(StoreError::MapFull | StoreError::LatchMapFull)
-        );
-        if full {
+        if is_full(&e) {
             self.applied.map_full += 1;
             // The table already logged a TableError::Full refusal.
             if let Some(n) = self.full_log.allow(now) {
@@ -1255,12 +1245,18 @@ impl<S: FlowStore> Core<S> {
     /// Releases `owner`'s claim; the pinhole carries the owner's `sip:` or,
     /// for a call a proxy drives, its `ng:` tag.
     fn close_signaled(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, cause: CloseCause) {
-        let claim = latching::ClaimKey {
-            owner: owner_tag(owner, Source::Observed),
+        let claim = |source| latching::ClaimKey {
+            owner: owner_tag(owner, source),
             a,
             b,
         };
-        if self.latch_release(&claim, cause) || self.pre_answer_release_unknown(&claim, cause) {
+        // A latch claims under the tag of the request that armed it: an ng
+        // call's under its `ng:` tag, while its closes may come from the
+        // timers (observed) as well as from ng requests.
+        if self.latch_release(&claim(Source::Observed), cause)
+            || self.latch_release(&claim(Source::Ng), cause)
+            || self.pre_answer_release_unknown(&claim(Source::Observed), cause)
+        {
             return;
         }
         let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
@@ -1286,16 +1282,89 @@ impl<S: FlowStore> Core<S> {
         }
     }
 
-    /// Closes the pinholes idle past their timeout.
-    fn expire(&mut self) {
+    /// Changes the idle timeout of `owner`'s pair `a` ↔ `b` in place (a
+    /// stream going on or off hold): a re-claim by the same owner, which
+    /// keeps the pinhole's flows in the map (no remove, no insert).
+    fn retime_signaled(&mut self, owner: &Owner, a: SocketAddr, b: SocketAddr, idle: Duration) {
+        let claim = latching::ClaimKey {
+            owner: owner_tag(owner, Source::Observed),
+            a,
+            b,
+        };
+        if self.latch_retime(&claim, idle) {
+            return;
+        }
+        let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
+            return;
+        };
+        let ng = Some(owner_tag(owner, Source::Ng));
+        let tag = match self.table.find(ea, eb) {
+            Some(p) if p.is_held_by(&ng) => ng,
+            Some(p) if p.is_held_by(&Some(claim.owner.clone())) => Some(claim.owner),
+            // Expired or force-closed: the call was told, nothing to keep.
+            _ => {
+                debug!(%owner, %a, %b, "retime of a pair the table does not hold");
+                return;
+            }
+        };
+        let Some(tag) = tag else { return };
+        if let Err(e) = self.open_signaled(&tag, a, b, idle) {
+            warn!(%owner, %a, %b, "changing the idle timeout failed: {e}");
+        }
+    }
+
+    /// Closes the pinholes idle past their timeout. Returns, for each
+    /// signaling owner of each, the owner and the pair as it signaled it
+    /// (for a latched pair, the signaled one, not the latched one), so
+    /// that its call can be told.
+    fn expire(&mut self) -> Vec<(Owner, SocketAddr, SocketAddr)> {
         let now = self.now();
         let Core { table, store, .. } = self;
         let expired = table.expire(now, |k| last_seen(store, k));
+        let mut told = Vec::new();
         for (p, ops) in expired {
             self.apply_removes(&ops);
             let idle = now.saturating_sub(p.active_ns) / NS_PER_SEC;
             info!(id = %p.id, a = %p.pair.a(), b = %p.pair.b(), idle_secs = idle, "pinhole expired");
+            for tag in p.claims.keys().flatten() {
+                told.extend(self.expired_claim(tag, &p.pair));
+            }
         }
+        told
+    }
+
+    /// The owner and signaled pair of the claim `tag` on the expired
+    /// pinhole `pair`; `None` for a claim no call layer made.
+    fn expired_claim(&mut self, tag: &str, pair: &Pair) -> Option<(Owner, SocketAddr, SocketAddr)> {
+        let (base, pre_answer) = match tag.strip_suffix(latching::PRE_ANSWER_SUFFIX) {
+            Some(base) => (base, true),
+            None => (tag, false),
+        };
+        let (a, b) = match self.latch_expired(base, pre_answer, pair) {
+            Some(claim) => (claim.a, claim.b),
+            None if pre_answer => return None,
+            None => (pair.a().addr(), pair.b().addr()),
+        };
+        let owner = match base.strip_prefix(NG_OWNER_PREFIX) {
+            Some(rest) => Owner::parse(&format!("sip:{rest}")),
+            None => Owner::parse(base),
+        }?;
+        Some((owner, a, b))
+    }
+
+    /// When the flow `a → b` of a pair `owner` signaled last carried a
+    /// packet: of the latched pair when it latched.
+    fn signaled_last_seen(&self, owner: &Owner, a: SocketAddr, b: SocketAddr) -> Option<u64> {
+        let claim = latching::ClaimKey {
+            owner: owner_tag(owner, Source::Observed),
+            a,
+            b,
+        };
+        let (src, dst) = match self.latches.latched_pair(&claim) {
+            Some(p) => (p.a(), p.b()),
+            None => (Endpoint::new(a).ok()?, Endpoint::new(b).ok()?),
+        };
+        last_seen(&self.store, &flow_key(src, dst))
     }
 
     /// Retries removals that failed.
@@ -1350,43 +1419,8 @@ impl<S: FlowStore> Core<S> {
             refusals,
             interfaces: Vec::new(),
             latch_events: self.latches.counters().events(),
+            queue: None,
         }
-    }
-
-    fn describe(&self, p: &Pinhole, now: u64) -> Result<PinholeInfo, CommandError> {
-        let mut flows = Vec::with_capacity(p.flows.len());
-        let mut active = p.active_ns;
-        let (mut packets, mut bytes) = (0u64, 0u64);
-        for k in &p.flows {
-            let stats = self.store.get(k)?.unwrap_or_default();
-            if stats.last_seen_ns != 0 {
-                active = active.max(stats.last_seen_ns);
-            }
-            packets = packets.wrapping_add(stats.packets);
-            bytes = bytes.wrapping_add(stats.bytes);
-            let (src, dst) = flow_endpoints(k).expect("the table only holds valid keys");
-            flows.push(FlowInfo {
-                src,
-                dst,
-                packets: stats.packets,
-                bytes: stats.bytes,
-            });
-        }
-        let owners: Vec<String> = p.owner_names().map(str::to_string).collect();
-        Ok(PinholeInfo {
-            id: p.id.0,
-            a: p.pair.a(),
-            b: p.pair.b(),
-            rtcp: p.pair.rtcp(),
-            idle_timeout_secs: p.idle_timeout_secs,
-            idle_secs: now.saturating_sub(active) / NS_PER_SEC,
-            age_secs: now.saturating_sub(p.created_ns) / NS_PER_SEC,
-            packets,
-            bytes,
-            owner: owners.first().cloned().unwrap_or_default(),
-            owners,
-            flows,
-        })
     }
 
     /// Applies removes; returns how many entries were removed or queued.
@@ -1454,6 +1488,10 @@ pub struct FakeStore {
     pub latches: std::collections::HashMap<LatchKey, LatchValue>,
     /// Arming fails (latch map full) when this many entries are armed.
     pub latch_capacity: Option<usize>,
+    /// Successful inserts of new flows and removes of present ones, so
+    /// tests can assert that a change left the map alone.
+    pub inserts: usize,
+    pub removes: usize,
 }
 
 #[cfg(test)]
@@ -1485,6 +1523,7 @@ impl FlowStore for FakeStore {
             return Err(StoreError::MapFull);
         }
         self.flows.insert(*key, FlowStats::default());
+        self.inserts += 1;
         Ok(Inserted::New)
     }
 
@@ -1495,7 +1534,9 @@ impl FlowStore for FakeStore {
                 message: "injected failure".into(),
             });
         }
-        Ok(self.flows.remove(key).is_some())
+        let removed = self.flows.remove(key).is_some();
+        self.removes += usize::from(removed);
+        Ok(removed)
     }
 
     fn get(&self, key: &FlowKey) -> Result<Option<FlowStats>, StoreError> {
@@ -1523,6 +1564,10 @@ impl FlowStore for FakeStore {
 
     fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError> {
         Ok(self.latches.remove(key).is_some())
+    }
+
+    fn reader(&self) -> Result<Box<dyn StatsReader>, StoreError> {
+        Ok(Box::new(CopiedStats(self.flows.clone())))
     }
 }
 
@@ -2010,6 +2055,88 @@ mod tests {
         (fx, c)
     }
 
+    /// A re-INVITE (CSeq `n`) of call `call` from Alice with `attr` in its
+    /// SDP, and Bob's 200 with `answer_attr`.
+    fn reinvite(call: &str, n: u32, attr: &str, answer_attr: &str) -> [String; 2] {
+        let body = |ip: &str, port: u16, a: &str| format!("{}{a}", sdp(ip, port));
+        let cseq = format!("{n} INVITE");
+        [
+            sip(
+                "INVITE sip:bob@198.51.100.20 SIP/2.0",
+                call,
+                Some("b1"),
+                &cseq,
+                Some(&body("192.0.2.10", 10000, attr)),
+            ),
+            sip(
+                "SIP/2.0 200 OK",
+                call,
+                Some("b1"),
+                &cseq,
+                Some(&body("198.51.100.20", 20000, answer_attr)),
+            ),
+        ]
+    }
+
+    #[test]
+    fn hold_retimes_in_place_and_expiry_reopens_on_the_next_reinvite() {
+        let (fx, mut c) = signaling_fixture(64);
+        let now = || fx.now.load(Ordering::SeqCst);
+        let advance = |secs: u64| fx.now.fetch_add(secs * S, Ordering::SeqCst);
+        let call = "call-hold@192.0.2.10";
+        let exchange = |c: &mut Controller<FakeStore>, [req, resp]: [String; 2]| {
+            c.on_signaling(Ok(udp(ALICE, BOB, &req, now())));
+            c.on_signaling(Ok(udp(BOB, ALICE, &resp, now())));
+        };
+        let idle = |c: &Controller<FakeStore>| -> Vec<u64> {
+            c.table().iter().map(|p| p.idle_timeout_secs).collect()
+        };
+        c.on_signaling(Ok(udp(ALICE, BOB, &invite(call, 10000), now())));
+        c.on_signaling(Ok(udp(BOB, ALICE, &ok200(call, 20000), now())));
+        assert_eq!(idle(&c), [60, 60]);
+        let (ins, rem) = (c.store().inserts, c.store().removes);
+        assert_eq!((ins, rem), (4, 0));
+
+        // On hold: the hold timeout, the same flows (no remove, no insert).
+        exchange(
+            &mut c,
+            reinvite(call, 2, "a=sendonly\r\n", "a=recvonly\r\n"),
+        );
+        assert_eq!(idle(&c), [3600, 3600]);
+        assert_eq!((c.store().inserts, c.store().removes), (ins, rem));
+        // Silent for 10 minutes: still open.
+        advance(600);
+        c.tick();
+        assert_eq!(c.table().len(), 2);
+        // Resume with the same SDP: back to the idle timeout, still in place.
+        exchange(&mut c, reinvite(call, 3, "", ""));
+        assert_eq!(idle(&c), [60, 60]);
+        assert_eq!((c.store().inserts, c.store().removes), (ins, rem));
+
+        // Silence past the idle timeout: expired, and the call knows.
+        advance(61);
+        c.tick();
+        assert_eq!(c.table().len(), 0);
+        assert_eq!(c.store().flows.len(), 0);
+        let counters = c.feed().calls().counters();
+        assert_eq!(counters.pairs_expired_sip, 2);
+        let listed = c.calls().unwrap();
+        let states: Vec<&str> = listed.calls[0]
+            .streams
+            .iter()
+            .map(|s| s.state.as_str())
+            .collect();
+        assert_eq!(states, ["expired", "expired"]);
+        // A re-INVITE with the same SDP opens both pairs again.
+        exchange(&mut c, reinvite(call, 4, "", ""));
+        assert_eq!(idle(&c), [60, 60]);
+        assert_eq!(c.store().flows.len(), 4);
+        assert_eq!(c.feed().calls().counters().pairs_reopened, 2);
+        let listed = c.calls().unwrap();
+        assert!(listed.calls[0].streams.iter().all(|s| s.state == "open"));
+        assert_consistent(&c);
+    }
+
     #[test]
     fn sip_call_over_udp_opens_the_answered_pairs_and_bye_grace_closes_them() {
         let (fx, mut c) = signaling_fixture(64);
@@ -2315,6 +2442,8 @@ mod tests {
             ("call-id", Value::str(call)),
             ("from-tag", Value::str("ft")),
             ("sdp", Value::str(sdp)),
+            // The SDP's addresses are the test's own (ng/ tests received-from).
+            ("flags", Value::List(vec![Value::str("trust-address")])),
         ];
         if let Some(t) = to_tag {
             entries.push(("to-tag", Value::str(t)));
@@ -2387,7 +2516,7 @@ mod tests {
         );
         let rtp = q.get("totals").and_then(|t| t.get("RTP")).unwrap();
         assert_eq!(rtp.get("packets").and_then(Value::as_int), Some(7), "{q:?}");
-        let calls = c.calls();
+        let calls = c.calls().unwrap();
         assert_eq!(calls.calls.len(), 1);
         let e = &calls.calls[0];
         assert_eq!(
@@ -2477,7 +2606,13 @@ mod tests {
         );
         assert_eq!(c.table().len(), 2);
         assert!(c.table().iter().all(|p| p.owner_names().count() == 2));
-        let kinds: Vec<String> = c.calls().calls.iter().map(|e| e.kind.clone()).collect();
+        let kinds: Vec<String> = c
+            .calls()
+            .unwrap()
+            .calls
+            .iter()
+            .map(|e| e.kind.clone())
+            .collect();
         assert_eq!(kinds, ["ng", "sip"]);
 
         // delete with a 5 s delay: still open, then closed by the timer;
@@ -2561,7 +2696,7 @@ mod tests {
             ..params("192.0.2.10:5000", "198.51.100.20:6970", false, None)
         })
         .unwrap();
-        let calls = c.calls().calls;
+        let calls = c.calls().unwrap().calls;
         assert_eq!(calls.len(), 1);
         let e = &calls[0];
         assert_eq!(

@@ -260,6 +260,7 @@ mod tests {
                 rtcp: None,
                 rtcp_mux: true,
                 hold: false,
+                one_way: false,
             }]),
         }
     }
@@ -368,7 +369,7 @@ mod tests {
         now.store(1_020 * S, Ordering::SeqCst);
         second.tick();
         assert_eq!(second.core.table.len(), 2, "manual and the new one");
-        assert_eq!(second.calls().calls.len(), 0);
+        assert_eq!(second.calls().unwrap().calls.len(), 0);
         // The manual pinhole still expires on its idle timeout, counted
         // from the adopted map's traffic.
         second

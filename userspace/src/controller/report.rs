@@ -142,6 +142,14 @@ pub struct StreamEntry {
     pub b_to_a: CounterInfo,
     pub packets: u64,
     pub bytes: u64,
+    /// `open`, `hold` (open, on the hold timeout) or `expired` (idled out
+    /// of the table; the next offer/answer naming it opens it again).
+    #[serde(default = "open_state")]
+    pub state: String,
+}
+
+fn open_state() -> String {
+    "open".into()
 }
 
 /// Result of `stats` (and `stats --json`).
@@ -193,6 +201,20 @@ pub struct SignalingStats {
     /// Everything the call layer counts (refusals and closes by cause, …).
     #[serde(default)]
     pub detail: serde_json::Value,
+    /// The signaling queue, with inline signaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStats>,
+}
+
+/// The signaling queue: the reader's restarts and the kernel's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    pub queue_num: u16,
+    /// Times the reader thread was restarted after a failure.
+    pub reader_restarts: u64,
+    /// The kernel's row in /proc/net/netfilter/nfnetlink_queue; absent
+    /// while the queue is not bound.
+    pub kernel: Option<crate::capture::nfqueue::KernelQueueStats>,
 }
 
 /// Pinholes and calls refused, by reason.

@@ -23,6 +23,10 @@
 //!
 //! Times are nanoseconds of CLOCK_MONOTONIC, the clock of the XDP program's
 //! `last_seen_ns`.
+//!
+//! The pinholes live in a persistent map ([`imbl::OrdMap`]), so
+//! [`PinholeTable::snapshot`] is O(1): a report task walks the table as it
+//! was at that instant while the controller goes on changing it.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -231,11 +235,14 @@ pub struct Release {
     pub ops: Vec<MapOp>,
 }
 
+/// The pinholes by id, shared with the snapshots taken of it.
+pub type Pinholes = imbl::OrdMap<PinholeId, Pinhole>;
+
 /// The table of open pinholes.
 #[derive(Debug)]
 pub struct PinholeTable {
     capacity: usize,
-    pinholes: BTreeMap<PinholeId, Pinhole>,
+    pinholes: Pinholes,
     by_pair: HashMap<PairKey, PinholeId>,
     refs: HashMap<FlowKey, u32>,
     next_id: u64,
@@ -253,7 +260,7 @@ impl PinholeTable {
     pub fn new(capacity: usize) -> Self {
         PinholeTable {
             capacity,
-            pinholes: BTreeMap::new(),
+            pinholes: Pinholes::new(),
             by_pair: HashMap::new(),
             refs: HashMap::new(),
             next_id: 1,
@@ -293,7 +300,7 @@ impl PinholeTable {
     }
 
     /// Flows neither used nor reserved.
-    fn free(&self) -> usize {
+    pub fn free(&self) -> usize {
         self.capacity
             .saturating_sub(self.refs.len())
             .saturating_sub(self.reserved)
@@ -331,6 +338,13 @@ impl PinholeTable {
     /// The pinholes, oldest id first.
     pub fn iter(&self) -> impl Iterator<Item = &Pinhole> {
         self.pinholes.values()
+    }
+
+    /// The pinholes as they are now, oldest id first, for a reader on
+    /// another task: O(1), and later changes of the table do not show in it
+    /// (they copy the B-tree nodes they touch while a snapshot holds them).
+    pub fn snapshot(&self) -> Pinholes {
+        self.pinholes.clone()
     }
 
     pub fn get(&self, id: PinholeId) -> Option<&Pinhole> {
@@ -668,14 +682,23 @@ impl PinholeTable {
         now_ns: u64,
         mut last_seen: impl FnMut(&FlowKey) -> Option<u64>,
     ) -> Vec<(Pinhole, Vec<MapOp>)> {
+        // Only pinholes old enough to expire are touched (`get_mut` copies
+        // a node a snapshot shares), the others are just read.
+        let old: Vec<PinholeId> = self
+            .pinholes
+            .values()
+            .filter(|p| {
+                p.idle_timeout_ns()
+                    .is_some_and(|timeout| now_ns.saturating_sub(p.active_ns) >= timeout)
+            })
+            .map(|p| p.id)
+            .collect();
         let mut due = Vec::new();
-        for p in self.pinholes.values_mut() {
-            let Some(timeout) = p.idle_timeout_ns() else {
+        for id in old {
+            let Some(p) = self.pinholes.get_mut(&id) else {
                 continue;
             };
-            if now_ns.saturating_sub(p.active_ns) < timeout {
-                continue;
-            }
+            let timeout = p.idle_timeout_ns().unwrap_or(u64::MAX);
             p.active_ns = p.last_active_ns(&mut last_seen);
             if now_ns.saturating_sub(p.active_ns) >= timeout {
                 due.push(p.id);

@@ -20,6 +20,12 @@ pub enum SetupError {
     DuplicateInterface(String),
     #[error("invalid interface name `{0}`")]
     BadInterfaceName(String),
+    #[error("too many IPv{family} --media-prefix networks ({given}); at most {max}")]
+    TooManyPrefixes {
+        family: u8,
+        given: usize,
+        max: usize,
+    },
 }
 
 /// A failure of the kernel flow store (the BPF map or a fake of it).
@@ -50,6 +56,19 @@ pub enum LoadError {
     AlreadyAttached(String),
     #[error("interface {0} does not support native XDP; retry with --xdp-mode skb")]
     NativeUnsupported(String),
+    #[error(
+        "interface {0} has no link-layer header (tun, WireGuard, PPP); such links have no \
+         native XDP (the kernel refuses it on tun, WireGuard and PPP); use --xdp-mode skb"
+    )]
+    NativeOnL3(String),
+    #[error(
+        "interface {iface} has link type {arphrd}, which pinhole cannot filter; it handles \
+         Ethernet (ARPHRD 1, PPPoE sessions included) and links without a link-layer header \
+         (tun/WireGuard 65534, PPP 512)"
+    )]
+    UnsupportedLink { iface: String, arphrd: u16 },
+    #[error("cannot tell the link type of interface {iface}: {message}")]
+    LinkType { iface: String, message: String },
     #[error("attaching to interface {iface} failed: {source}")]
     Attach {
         iface: String,

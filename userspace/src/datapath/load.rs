@@ -19,12 +19,13 @@ use aya::{
 };
 use pinhole_common::{
     Config, FragmentPolicy, PortRange, CONFIG_GLOBAL, FLOWS_V4_MAP, FLOWS_V6_MAP, MAX_PORT_RANGES,
-    PROGRAM_NAME,
+    PROGRAM_L3_NAME, PROGRAM_NAME,
 };
 use tracing::{error, info, warn};
 
 use crate::{
     datapath::error::{LoadError, SetupError},
+    datapath::link_kind::{self, SYSFS_NET},
     datapath::maps::{CounterMap, FlowMap},
     datapath::pin::{PinDir, Pinned},
 };
@@ -459,22 +460,12 @@ impl Datapath {
             None
         };
 
-        let program = program_mut(&mut ebpf)?;
-        program.load().map_err(|e| match e {
-            ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } => {
-                if matches!(io_error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
-                    LoadError::PermissionDenied
-                } else {
-                    error!("verifier log:\n{verifier_log}");
-                    LoadError::Verifier { errno: io_error }
-                }
-            }
-            e if is_permission(&e) => LoadError::PermissionDenied,
-            e => LoadError::Program(e),
-        })?;
+        // Both programs: which one an interface gets depends on its link
+        // type (see link_kind), known only at attach, and re-attach may
+        // meet a re-created interface of another type.
+        for name in [PROGRAM_NAME, PROGRAM_L3_NAME] {
+            load_program(&mut ebpf, name)?;
+        }
         Ok(Datapath {
             attachments: Vec::new(),
             logger,
@@ -503,13 +494,14 @@ impl Datapath {
             interfaces,
             ..
         } = self;
-        let program = program_mut(ebpf)?;
         let aya_mode: AyaXdpMode = (*mode).into();
         let pinned: Vec<Pinned> = match pins {
             Some(p) => p.entries()?,
             None => Vec::new(),
         };
         for (iface, index) in interfaces.iter() {
+            let kind = link_kind::detect(Path::new(SYSFS_NET), iface, *mode)?;
+            let program = program_mut(ebpf, kind.program())?;
             let want = Pinned::Link {
                 mode: *mode,
                 iface: iface.clone(),
@@ -558,7 +550,7 @@ impl Datapath {
                 iface: iface.clone(),
                 link: Some(link),
             });
-            info!(iface = %iface, ifindex = index, mode = ?mode, "XDP program attached");
+            info!(iface = %iface, ifindex = index, mode = ?mode, link = ?kind, "XDP program attached");
         }
         if let Some(pins) = pins.as_ref() {
             for stale in pinned.iter().filter(|p| match p {
@@ -570,11 +562,13 @@ impl Datapath {
             }
             let path = pins.pin_path(&Pinned::Prog);
             pins.remove(&Pinned::Prog)?;
-            program.pin(&path).map_err(|e| LoadError::Pin {
-                what: "the XDP program".into(),
-                path,
-                message: e.to_string(),
-            })?;
+            program_mut(ebpf, PROGRAM_NAME)?
+                .pin(&path)
+                .map_err(|e| LoadError::Pin {
+                    what: "the XDP program".into(),
+                    path,
+                    message: e.to_string(),
+                })?;
         }
         Ok(())
     }
@@ -593,7 +587,9 @@ impl Datapath {
             interfaces,
             ..
         } = self;
-        let program = program_mut(ebpf)?;
+        // The type is read again: a re-created interface may be another one.
+        let kind = link_kind::detect(Path::new(SYSFS_NET), iface, *mode)?;
+        let program = program_mut(ebpf, kind.program())?;
         let aya_mode: AyaXdpMode = (*mode).into();
         let want = Pinned::Link {
             mode: *mode,
@@ -742,14 +738,33 @@ impl Drop for Datapath {
     }
 }
 
-fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
-    ebpf.program_mut(PROGRAM_NAME)
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, LoadError> {
+    ebpf.program_mut(name)
         .ok_or(LoadError::Missing {
             what: "program",
-            name: PROGRAM_NAME,
+            name,
         })?
         .try_into()
         .map_err(LoadError::Program)
+}
+
+/// Loads the XDP program `name` into the kernel (verifier included).
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoadError> {
+    program_mut(ebpf, name)?.load().map_err(|e| match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            if matches!(io_error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+                LoadError::PermissionDenied
+            } else {
+                error!("verifier log:\n{verifier_log}");
+                LoadError::Verifier { errno: io_error }
+            }
+        }
+        e if is_permission(&e) => LoadError::PermissionDenied,
+        e => LoadError::Program(e),
+    })
 }
 
 /// Swaps the program of the link pinned at `path` for `program`, if the

@@ -17,6 +17,8 @@ use pinhole_common::{
 
 use crate::datapath::error::{LoadError, StoreError};
 
+pub mod batch;
+
 /// `BPF_ANY`: create or update.
 pub(crate) const BPF_ANY: u64 = 0;
 /// `BPF_NOEXIST`: create only.
@@ -220,6 +222,30 @@ impl FlowMap {
         v4.chain(v6).map(|r| r.map_err(|e| map_err("iterate", e)))
     }
 
+    /// A reader of both maps for another thread (duplicates their file
+    /// descriptors).
+    pub fn reader(&self) -> Result<FlowReader, StoreError> {
+        let dup = |fd: std::os::fd::BorrowedFd<'_>, ks, vs| {
+            batch::MapFdBatch::new(fd, ks, vs).map_err(|e| StoreError::Other {
+                op: "dup",
+                message: e.to_string(),
+            })
+        };
+        use std::{mem::size_of, os::fd::AsFd};
+        Ok(FlowReader {
+            v4: dup(
+                aya::maps::IterableMap::map(&self.maps.v4).fd().as_fd(),
+                size_of::<FlowKeyV4>(),
+                size_of::<FlowStats>(),
+            )?,
+            v6: dup(
+                aya::maps::IterableMap::map(&self.maps.v6).fd().as_fd(),
+                size_of::<FlowKeyV6>(),
+                size_of::<FlowStats>(),
+            )?,
+        })
+    }
+
     /// How many entries the maps hold (walks the keys: O(n) syscalls).
     pub fn len(&self) -> Result<usize, StoreError> {
         self.maps.len().map_err(|e| map_err("iterate", e))
@@ -228,6 +254,39 @@ impl FlowMap {
     /// Whether both maps are empty.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         self.maps.is_empty().map_err(|e| map_err("iterate", e))
+    }
+}
+
+/// Both flow maps read in batches ([`batch`]), from any thread.
+#[derive(Debug)]
+pub struct FlowReader {
+    v4: batch::MapFdBatch,
+    v6: batch::MapFdBatch,
+}
+
+impl FlowReader {
+    /// Every flow's stats: two `BPF_MAP_LOOKUP_BATCH` walks of up to
+    /// [`batch::FIRST_CHUNK`] entries a call instead of two syscalls per
+    /// entry.
+    pub fn read_all(&self) -> Result<std::collections::HashMap<FlowKey, FlowStats>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        let err = |e: batch::BatchError| StoreError::Other {
+            op: "batch lookup",
+            message: e.to_string(),
+        };
+        batch::walk(&self.v4, |k, v| {
+            if let (Some(k), Some(v)) = (batch::decode::<FlowKeyV4>(k), batch::decode(v)) {
+                out.insert(k.to_flow_key(), v);
+            }
+        })
+        .map_err(err)?;
+        batch::walk(&self.v6, |k, v| {
+            if let (Some(k), Some(v)) = (batch::decode::<FlowKeyV6>(k), batch::decode(v)) {
+                out.insert(k.to_flow_key(), v);
+            }
+        })
+        .map_err(err)?;
+        Ok(out)
     }
 }
 

@@ -3,7 +3,9 @@
 pub mod ebpf;
 pub mod error;
 pub mod latch;
+pub mod link_kind;
 pub mod links;
 pub mod load;
 pub mod maps;
+pub mod media_scope;
 pub mod pin;

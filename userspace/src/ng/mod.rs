@@ -6,14 +6,18 @@
 //! - [`wire`]: datagram framing (`COOKIE SP bencode-dictionary`), typed
 //!   requests ([`NgRequest`]) and replies;
 //! - [`cache`]: replies by cookie, so a retransmitted request runs once;
+//! - [`options`]: rtpengine's offer/answer options (`received-from`, the
+//!   address flags, and the SDP-changing options pinhole refuses);
 //! - [`service`]: request → reply ([`NgService::handle`]) behind
 //!   [`NgBackend`], with [`CallsBackend`] implementing it over the call
 //!   state and a [`Pinholes`] trait for the table and the flow map;
 //! - [`serve_udp`]: the listener loop.
 //!
 //! pinhole filters, it does not relay: `offer` and `answer` return the SDP
-//! unchanged and open pinholes between the endpoints it names, exactly as
-//! observed signaling would (see [`crate::calls`]).
+//! unchanged and open pinholes between the endpoints it names, under the
+//! rules of observed signaling (see [`crate::calls`]), with the signaling
+//! peer taken from `received-from`. Options that would need the SDP or the
+//! media changed are refused ([`options`]).
 //!
 //! Wiring, in the daemon: bind a `tokio::net::UdpSocket` on the listen
 //! address and run [`serve_udp`] with a closure that sends `(peer,
@@ -24,6 +28,7 @@
 
 pub mod bencode;
 pub mod cache;
+pub mod options;
 pub mod service;
 pub mod wire;
 
@@ -36,8 +41,8 @@ use std::net::SocketAddr;
 use tokio::net::UdpSocket;
 
 pub use service::{
-    call_stats, BackendError, CallStats, CallsBackend, NgBackend, NgConfig, NgCounters, NgService,
-    Pinholes, StreamStats, Totals, RECV_BUFFER,
+    call_stats, ApplyFailure, BackendError, CallStats, CallsBackend, NgBackend, NgConfig,
+    NgCounters, NgService, Pinholes, StreamStats, Totals, OUT_OF_PORTS, RECV_BUFFER, SESSION_LIMIT,
 };
 pub use wire::{CallRef, Command, Delete, NgRequest, OfferAnswer};
 

@@ -119,10 +119,18 @@ pub enum BackendError {
     Failed(String),
 }
 
+/// rtpengine's `error-reason` when it has no port left for a call, which
+/// Kamailio's and OpenSIPS's modules take as "try the next node".
+pub const OUT_OF_PORTS: &str = "Ran out of ports";
+/// rtpengine's `error-reason` at its session limit, which the modules
+/// also fail over on.
+pub const SESSION_LIMIT: &str = "Parallel session limit reached";
+
 impl From<ApiError> for BackendError {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::UnknownCall => BackendError::UnknownCall,
+            ApiError::TableFull => BackendError::Failed(SESSION_LIMIT.into()),
             e if e.is_warning() => BackendError::Warning(e.to_string()),
             e => BackendError::Failed(e.to_string()),
         }
@@ -331,12 +339,18 @@ fn execute(backend: &mut dyn NgBackend, req: NgRequest, room: usize, format: For
 }
 
 /// `offer` or `answer`: the SDP goes back unchanged, pinhole filters and
-/// does not relay.
+/// does not relay; options that would need it changed are refused.
 fn offer_answer(backend: &mut dyn NgBackend, oa: &OfferAnswer, offer: bool) -> Value {
     let media = match parse_sdp(&oa.sdp) {
         Ok(media) => media,
         Err(reason) => return wire::reply_error(&reason),
     };
+    // parse_sdp checked that the SDP is UTF-8.
+    let text = String::from_utf8_lossy(&oa.sdp);
+    if let Some(reason) = oa.options.refusal(&text, &media) {
+        return wire::reply_error(&reason);
+    }
+    let media = oa.options.apply(media);
     let r = if offer {
         backend.offer(oa, &media)
     } else {
@@ -460,15 +474,28 @@ fn statistics(s: &Snapshot) -> Value {
 /// What [`CallsBackend`] needs from the daemon besides the call state.
 pub trait Pinholes {
     /// Carries out the call state's intents against the pinhole table and
-    /// the flow map, as for observed signaling. Returns a warning for the
-    /// proxy when some could not be carried out (e.g. the flow map is full).
-    fn apply(&mut self, intents: Vec<Intent>) -> Option<String>;
+    /// the flow map, as for observed signaling. Returns why some could not
+    /// be carried out.
+    fn apply(&mut self, intents: Vec<Intent>) -> Result<(), ApplyFailure>;
+    /// Flows the table can still take (each pair takes two).
+    fn free_flows(&self) -> usize;
     /// Packets and bytes of the flow `src` → `dst` so far (zero if none).
     fn flow_totals(&self, src: SocketAddr, dst: SocketAddr) -> Totals;
     /// The global numbers for `statistics`.
     fn snapshot(&self) -> Snapshot;
     /// Unix seconds for a timestamp of the call state (monotonic ns).
     fn unix_secs(&self, mono_ns: u64) -> u64;
+}
+
+/// Why [`Pinholes::apply`] did not carry everything out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyFailure {
+    /// Some open failed because the table or the flow map is full: the
+    /// proxy gets [`OUT_OF_PORTS`], so it tries its next node.
+    pub full: bool,
+    /// What failed, for a failure that is not `full` (the reply's
+    /// `warning`: the call itself stands).
+    pub reason: String,
 }
 
 /// [`NgBackend`] over the call state and a [`Pinholes`] implementation;
@@ -483,8 +510,9 @@ impl<P: Pinholes> CallsBackend<'_, P> {
     fn applied(&mut self, r: Result<Vec<Intent>, ApiError>) -> Result<(), BackendError> {
         let intents = r?;
         match self.pinholes.apply(intents) {
-            None => Ok(()),
-            Some(w) => Err(BackendError::Warning(w)),
+            Ok(()) => Ok(()),
+            Err(f) if f.full => Err(BackendError::Failed(OUT_OF_PORTS.into())),
+            Err(f) => Err(BackendError::Warning(f.reason)),
         }
     }
 
@@ -535,11 +563,23 @@ pub fn call_stats(
 
 impl<P: Pinholes> NgBackend for CallsBackend<'_, P> {
     fn offer(&mut self, req: &OfferAnswer, media: &[Media]) -> Result<(), BackendError> {
+        // rtpengine allocates a new call's ports on the offer, and says so
+        // when it cannot: the proxy then offers the call to its next node.
+        // The pairs open on the answer; a table without room for them now
+        // will not have it then.
+        let new = self
+            .calls
+            .find_sip_calls(&req.call_id, Some(&req.from_tag), req.to_tag.as_deref())
+            .is_empty();
+        if new && self.pinholes.free_flows() < flows_needed(media) {
+            return Err(BackendError::Failed(OUT_OF_PORTS.into()));
+        }
         let r = self.calls.on_api_offer(
             &req.call_id,
             &req.from_tag,
             req.to_tag.as_deref(),
             media,
+            req.options.source(),
             self.now,
         );
         self.applied(r)
@@ -547,9 +587,14 @@ impl<P: Pinholes> NgBackend for CallsBackend<'_, P> {
 
     fn answer(&mut self, req: &OfferAnswer, media: &[Media]) -> Result<(), BackendError> {
         let to_tag = req.to_tag.as_deref().ok_or(BackendError::UnknownCall)?;
-        let r = self
-            .calls
-            .on_api_answer(&req.call_id, &req.from_tag, to_tag, media, self.now);
+        let r = self.calls.on_api_answer(
+            &req.call_id,
+            &req.from_tag,
+            to_tag,
+            media,
+            req.options.source(),
+            self.now,
+        );
         self.applied(r)
     }
 
@@ -593,6 +638,20 @@ impl<P: Pinholes> NgBackend for CallsBackend<'_, P> {
         s.rtsp_sessions_active = self.calls.active_sessions() as u64;
         s
     }
+}
+
+/// Flows the pairs of `media` take once answered: two per RTP pair, two per
+/// RTCP pair unless the offer multiplexes (held and rejected streams none).
+pub fn flows_needed(media: &[Media]) -> usize {
+    media
+        .iter()
+        .filter(|m| {
+            !m.hold
+                && m.rtp
+                    .is_some_and(|a| a.port() != 0 && !a.ip().is_unspecified())
+        })
+        .map(|m| if m.rtcp_mux || m.rtcp.is_none() { 2 } else { 4 })
+        .sum()
 }
 
 /// Whether `ip` is in one of `nets` (IPv4-mapped IPv6 counts as IPv4).

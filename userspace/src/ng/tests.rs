@@ -28,12 +28,28 @@ fn proxy() -> SocketAddr {
 #[derive(Default)]
 struct Table {
     flows: HashMap<(SocketAddr, SocketAddr), Totals>,
+    /// Half-open pairs: (end that latches, its signaling address, other end).
+    latches: Vec<(SocketAddr, std::net::IpAddr, SocketAddr)>,
     applies: usize,
-    warn: Option<String>,
+    warn: Option<ApplyFailure>,
+    capacity: usize,
+}
+
+impl Table {
+    fn with_capacity(capacity: usize) -> Table {
+        Table {
+            capacity,
+            ..Table::default()
+        }
+    }
 }
 
 impl Pinholes for Table {
-    fn apply(&mut self, intents: Vec<Intent>) -> Option<String> {
+    fn free_flows(&self) -> usize {
+        self.capacity.saturating_sub(self.flows.len())
+    }
+
+    fn apply(&mut self, intents: Vec<Intent>) -> Result<(), ApplyFailure> {
         self.applies += 1;
         for i in intents {
             match i {
@@ -45,13 +61,19 @@ impl Pinholes for Table {
                     self.flows.remove(&(a, b));
                     self.flows.remove(&(b, a));
                 }
-                Intent::Refused { .. } => {}
-                l @ Intent::Latch { .. } => {
-                    panic!("API calls are vouched for and never latch: {l:?}")
+                Intent::Refused { .. } | Intent::Retime { .. } => {}
+                Intent::Latch {
+                    a, b, side, from, ..
+                } => {
+                    let (end, other) = match side {
+                        crate::calls::Side::A => (a, b),
+                        crate::calls::Side::B => (b, a),
+                    };
+                    self.latches.push((end, from, other));
                 }
             }
         }
-        self.warn.clone()
+        self.warn.clone().map_or(Ok(()), Err)
     }
 
     fn flow_totals(&self, src: SocketAddr, dst: SocketAddr) -> Totals {
@@ -83,7 +105,7 @@ impl Daemon {
         Daemon {
             svc: NgService::new(NgConfig::default()),
             calls: Calls::new(CallConfig::default()),
-            table: Table::default(),
+            table: Table::with_capacity(1024),
         }
     }
 
@@ -138,6 +160,18 @@ fn offer() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// `base` with the entries of `set` replacing (or added to) its own.
+fn with(
+    mut base: Vec<(&'static str, Value)>,
+    set: &[(&'static str, Value)],
+) -> Vec<(&'static str, Value)> {
+    for (k, v) in set {
+        base.retain(|(b, _)| b != k);
+        base.push((k, v.clone()));
+    }
+    base
+}
+
 fn answer() -> Vec<(&'static str, Value)> {
     vec![
         ("command", s("answer")),
@@ -145,6 +179,7 @@ fn answer() -> Vec<(&'static str, Value)> {
         ("from-tag", s("ft")),
         ("to-tag", s("tt")),
         ("sdp", s(CALLEE_SDP)),
+        ("flags", Value::List(vec![s("trust-address")])),
     ]
 }
 
@@ -317,16 +352,32 @@ fn delayed_delete_and_backend_outcomes() {
     assert_eq!(text(&r, &["warning"]), "call is being deleted");
     // The timer closes it.
     let intents = d.calls.tick(S + 2 * S);
-    d.table.apply(intents);
+    d.table.apply(intents).unwrap();
     assert!(d.table.flows.is_empty());
 
     // An answer nobody offered, and a warning from the table.
     let r = d.send("a2", &answer(), 4 * S);
     assert_eq!(text(&r, &["error-reason"]), "Unknown call-ID");
-    d.table.warn = Some("flow map full".into());
-    let r = d.send("o3", &offer(), 5 * S);
-    assert_eq!(text(&r, &["warning"]), "flow map full");
-    assert_eq!(text(&r, &["sdp"]), CALLER_SDP);
+    d.table.warn = Some(ApplyFailure {
+        full: false,
+        reason: "1 of 2 media pairs not opened: conflict".into(),
+    });
+    d.send("o3", &offer(), 5 * S);
+    let r = d.send("a3", &answer(), 5 * S);
+    assert_eq!(
+        text(&r, &["warning"]),
+        "1 of 2 media pairs not opened: conflict"
+    );
+    assert_eq!(text(&r, &["sdp"]), CALLEE_SDP);
+    // A full table: rtpengine's error, so that the proxy fails over.
+    d.table.warn = Some(ApplyFailure {
+        full: true,
+        reason: "flow map full".into(),
+    });
+    d.send("o4", &with(offer(), &[("call-id", s("c4"))]), 6 * S);
+    let r = d.send("a4", &with(answer(), &[("call-id", s("c4"))]), 6 * S);
+    assert_eq!(text(&r, &["result"]), "error");
+    assert_eq!(text(&r, &["error-reason"]), "Ran out of ports");
     // Caps: an error.
     let mut d = Daemon::new();
     d.calls = Calls::new(CallConfig {
@@ -335,7 +386,10 @@ fn delayed_delete_and_backend_outcomes() {
     });
     let r = d.send("o", &offer(), 0);
     assert_eq!(text(&r, &["result"]), "error");
-    assert_eq!(text(&r, &["error-reason"]), "too many calls");
+    assert_eq!(
+        text(&r, &["error-reason"]),
+        "Parallel session limit reached"
+    );
 }
 
 enum Want {
@@ -608,4 +662,87 @@ async fn udp_listener_round_trip() {
     assert_eq!(&buf[..n], b"k7 d6:result4:ponge");
     assert_eq!(daemon.lock().unwrap().svc.counters().no_cookie, 1);
     task.abort();
+}
+
+/// The measured bug: an offer whose SDP names a third party while
+/// received-from names the UA opened its media. Now it is refused by name,
+/// nothing is tracked, and the UA's own address is accepted.
+#[test]
+fn received_from_decides_whose_media_passes() {
+    let rf = |a: &str| ("received-from", Value::List(vec![s("IP4"), s(a)]));
+    let sdp = |a: &str| {
+        s(&format!(
+            "v=0\r\no=- 1 1 IN IP4 {a}\r\ns=-\r\nc=IN IP4 {a}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        ))
+    };
+    let no_flags = |e: Vec<(&'static str, Value)>| {
+        e.into_iter()
+            .filter(|(k, _)| *k != "flags")
+            .collect::<Vec<_>>()
+    };
+    let mut d = Daemon::new();
+    let third = with(
+        no_flags(offer()),
+        &[rf("203.0.113.10"), ("sdp", sdp("203.0.113.66"))],
+    );
+    let r = d.send("t", &third, 0);
+    assert_eq!(text(&r, &["result"]), "error");
+    assert!(
+        text(&r, &["error-reason"]).contains("203.0.113.66 is not received-from 203.0.113.10"),
+        "{r:?}"
+    );
+    assert_eq!(d.calls.active_calls(), 0);
+    // No received-from, no trust-address: refused, safe default.
+    let r = d.send("n", &no_flags(offer()), 0);
+    assert!(text(&r, &["error-reason"]).contains("no received-from"));
+    // The UA's own address, then the callee's from its own received-from.
+    let own = with(
+        no_flags(offer()),
+        &[rf("203.0.113.10"), ("sdp", sdp("203.0.113.10"))],
+    );
+    assert_eq!(text(&d.send("o", &own, 0), &["result"]), "ok");
+    let ans = with(no_flags(answer()), &[rf("198.51.100.20")]);
+    assert_eq!(text(&d.send("a", &ans, 0), &["result"]), "ok");
+    assert_eq!(d.table.flows.len(), 4);
+    // SIP-source-address: the SDP's (private) address is replaced by
+    // received-from.
+    let mut d = Daemon::new();
+    let nat = with(
+        no_flags(offer()),
+        &[
+            rf("203.0.113.10"),
+            ("sdp", sdp("198.51.100.50")),
+            ("flags", Value::List(vec![s("SIP-source-address")])),
+        ],
+    );
+    let r = d.send("s", &nat, 0);
+    assert_eq!(text(&r, &["result"]), "ok");
+    assert_eq!(text(&r, &["sdp"]), text(&sdp("198.51.100.50"), &[]));
+    d.send("a", &with(no_flags(answer()), &[rf("198.51.100.20")]), 0);
+    assert!(d
+        .table
+        .flows
+        .contains_key(&(sa("203.0.113.10:4000"), sa("198.51.100.20:10000"))));
+    // A refused option: an error naming it, nothing tracked.
+    let mut d = Daemon::new();
+    let ice = with(offer(), &[("ICE", s("remove"))]);
+    let r = d.send("i", &ice, 0);
+    assert!(text(&r, &["error-reason"]).ends_with("unsupported: ICE=remove"));
+    assert_eq!(d.calls.active_calls(), 0);
+}
+
+/// A table without room for a new call's pairs: rtpengine's "Ran out of
+/// ports" on the offer, so the proxy offers the call to its next node.
+#[test]
+fn a_full_table_runs_out_of_ports_on_the_offer() {
+    let mut d = Daemon::new();
+    // CALLER_SDP: one stream, RTCP on its own pair: four flows.
+    d.table.capacity = 3;
+    let r = d.send("o", &offer(), 0);
+    assert_eq!(text(&r, &["result"]), "error");
+    assert_eq!(text(&r, &["error-reason"]), OUT_OF_PORTS);
+    assert_eq!(d.calls.active_calls(), 0);
+    d.table.capacity = 4;
+    assert_eq!(text(&d.send("o2", &offer(), 0), &["result"]), "ok");
+    assert_eq!(d.svc.counters().errors[Command::Offer as usize], 1);
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::bencode::{self, BencodeError, Limits, Value};
+use super::options::MediaOptions;
 
 /// Longest cookie accepted (rtpengine's peers use a few dozen bytes).
 pub const MAX_COOKIE: usize = 256;
@@ -215,9 +216,12 @@ pub struct OfferAnswer {
     pub to_tag: Option<String>,
     /// The SDP body, byte for byte (echoed unchanged in the reply).
     pub sdp: Vec<u8>,
-    /// `flags` (pinhole acts on none of them; kept for logging).
+    /// `flags`, as sent (kept for logging; [`options`](Self::options) is
+    /// what pinhole makes of them).
     pub flags: Vec<String>,
     pub via_branch: Option<String>,
+    /// `received-from`, the address flags and the options pinhole refuses.
+    pub options: MediaOptions,
 }
 
 /// A `delete`.
@@ -305,6 +309,8 @@ pub fn parse_request(body: &[u8], limits: Limits) -> Result<NgRequest, RequestEr
         Command::Ping => NgRequest::Ping,
         Command::Statistics => NgRequest::Statistics,
         Command::Offer | Command::Answer => {
+            let flags = fields.strings("flags")?;
+            let options = MediaOptions::parse(&flags, |k| fields.get(k))?;
             let oa = OfferAnswer {
                 call_id: fields.id("call-id")?,
                 from_tag: fields.tag("from-tag")?,
@@ -318,8 +324,9 @@ pub fn parse_request(body: &[u8], limits: Limits) -> Result<NgRequest, RequestEr
                         expected: "a string",
                     })?
                     .to_vec(),
-                flags: fields.strings("flags")?,
+                flags,
                 via_branch: fields.opt_tag("via-branch")?,
+                options,
             };
             if command == Command::Offer {
                 NgRequest::Offer(oa)
@@ -565,6 +572,10 @@ mod tests {
                     sdp: sdp.as_bytes().to_vec(),
                     flags: vec!["trust address".into()],
                     via_branch: None,
+                    options: MediaOptions {
+                        trust_address: true,
+                        ..MediaOptions::default()
+                    },
                 }),
             ),
             (
@@ -583,6 +594,7 @@ mod tests {
                     sdp: sdp.as_bytes().to_vec(),
                     flags: vec![],
                     via_branch: Some("z9hG4bK1".into()),
+                    options: MediaOptions::default(),
                 }),
             ),
             (
