@@ -428,6 +428,8 @@ pub struct Controller<S> {
     persist: Option<persist::Persist>,
     /// The last expiry step ran out of budget with pinholes still due.
     expiry_backlog: bool,
+    /// The longest step of the task's loop so far.
+    longest_step: Duration,
 }
 
 /// The pinhole table, the flow store and what keeps them in step.
@@ -465,6 +467,7 @@ impl<S: FlowStore> Controller<S> {
             metrics: config.metrics.clone(),
             persist: config.state_writer.clone().map(persist::Persist::new),
             expiry_backlog: false,
+            longest_step: Duration::ZERO,
             core: Core {
                 table: PinholeTable::new(config.capacity),
                 store,
@@ -510,19 +513,21 @@ impl<S: FlowStore> Controller<S> {
             let save = self.persist.as_ref().and_then(|p| p.due());
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
+                    Some(cmd) => self.timed(|c| c.handle(cmd)),
                     None => break,
                 },
                 _ = tick.tick() => {
                     fired = None;
-                    self.tick();
+                    self.timed(Self::tick);
                 }
                 _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                     fired = deadline;
-                    self.call_timers();
+                    self.timed(Self::call_timers);
                 }
                 _ = tokio::time::sleep_until(save.unwrap_or_else(Instant::now)), if save.is_some() => {
-                    self.save_state();
+                    self.timed(|c| {
+                        c.save_state();
+                    });
                 }
                 // The rest of a mass expiry, one budget per step, after the
                 // commands that are waiting: signaling is never held up by
@@ -530,16 +535,31 @@ impl<S: FlowStore> Controller<S> {
                 _ = std::future::ready(()), if self.expiry_backlog => {
                     for _ in 0..EXPIRY_YIELD_COMMANDS {
                         match rx.try_recv() {
-                            Ok(cmd) => self.handle(cmd),
+                            Ok(cmd) => self.timed(|c| c.handle(cmd)),
                             Err(_) => break,
                         }
                     }
-                    self.expire_step();
+                    self.timed(Self::expire_step);
                 }
             }
             self.note_changes();
         }
         debug!("controller stopped");
+    }
+
+    /// Runs one step of the task (a command, a tick, timers, a save, an
+    /// expiry step) and keeps the longest one: nothing else runs on the
+    /// task meanwhile, so it bounds how long a command can wait behind
+    /// another.
+    fn timed(&mut self, step: impl FnOnce(&mut Self)) {
+        let started = std::time::Instant::now();
+        step(self);
+        self.longest_step = self.longest_step.max(started.elapsed());
+    }
+
+    /// The longest step the task took since start (see `stats`).
+    pub fn longest_step(&self) -> Duration {
+        self.longest_step
     }
 
     /// The runtime instant of a deadline on the controller's clock.
@@ -757,6 +777,7 @@ impl<S: FlowStore> Controller<S> {
             expired: table.expired(),
             signaling: self.signaling_stats(),
             interfaces: self.interfaces(),
+            longest_step_us: u64::try_from(self.longest_step.as_micros()).unwrap_or(u64::MAX),
         })
     }
 
