@@ -141,6 +141,8 @@ impl Topology {
     pub const INSIDE_IF: &'static str = "eth0";
     /// The outside host's interface towards a host behind its NAT.
     pub const NAT_IF: &'static str = "nat0";
+    /// The bridge of [`Topology::bridge_router_outside`], in the router.
+    pub const ROUTER_BRIDGE: &'static str = "br0";
 
     /// Builds the topology and checks, with a UDP round trip per family between
     /// outside and inside, that forwarding works (which also resolves every
@@ -217,6 +219,32 @@ impl Topology {
                 .add_addr(Self::ROUTER_OUTSIDE_IF, &cidr(f.router_outside()))?;
             self.outside
                 .add_route("default", &f.router_outside().to_string())?;
+        }
+        self.check_forwarding()
+    }
+
+    /// Makes the router's outside veth a port of a new bridge
+    /// [`Self::ROUTER_BRIDGE`] that holds the router's outside addresses
+    /// (moved from the veth), as on a router whose address lives on a
+    /// bridge over its outside NIC; then checks forwarding. XDP stays on
+    /// the port, which sees frames before the bridge; the stack routes
+    /// signaling with the bridge as `-i`/`-o`.
+    pub fn bridge_router_outside(&self) -> Result<()> {
+        let (br, port) = (Self::ROUTER_BRIDGE, Self::ROUTER_OUTSIDE_IF);
+        self.router.ip(&["link", "add", br, "type", "bridge"])?;
+        // The port's MAC, so the outside host's neighbour entries stay right.
+        let mac = self
+            .router
+            .exec("cat", &[&format!("/sys/class/net/{port}/address")])?;
+        self.router
+            .ip(&["link", "set", br, "address", mac.trim()])?;
+        self.router
+            .ip(&["addr", "flush", "dev", port, "scope", "global"])?;
+        self.router.ip(&["link", "set", port, "master", br])?;
+        self.router.ip(&["link", "set", br, "up"])?;
+        for f in Family::ALL {
+            let cidr = format!("{}/{}", f.router_outside(), f.prefix_len());
+            self.router.add_addr(br, &cidr)?;
         }
         self.check_forwarding()
     }
