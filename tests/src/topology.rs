@@ -141,8 +141,9 @@ impl Topology {
     pub const INSIDE_IF: &'static str = "eth0";
     /// The outside host's interface towards a host behind its NAT.
     pub const NAT_IF: &'static str = "nat0";
-    /// The bridge of [`Topology::bridge_router_outside`], in the router.
-    pub const ROUTER_BRIDGE: &'static str = "br0";
+    /// The bridges of [`Topology::bridge_router_links`] (outside, inside),
+    /// in the router.
+    pub const BRIDGES: [&'static str; 2] = ["br0", "br1"];
 
     /// Builds the topology and checks, with a UDP round trip per family between
     /// outside and inside, that forwarding works (which also resolves every
@@ -223,28 +224,41 @@ impl Topology {
         self.check_forwarding()
     }
 
-    /// Makes the router's outside veth a port of a new bridge
-    /// [`Self::ROUTER_BRIDGE`] that holds the router's outside addresses
-    /// (moved from the veth), as on a router whose address lives on a
-    /// bridge over its outside NIC; then checks forwarding. XDP stays on
-    /// the port, which sees frames before the bridge; the stack routes
-    /// signaling with the bridge as `-i`/`-o`.
-    pub fn bridge_router_outside(&self) -> Result<()> {
-        let (br, port) = (Self::ROUTER_BRIDGE, Self::ROUTER_OUTSIDE_IF);
-        self.router.ip(&["link", "add", br, "type", "bridge"])?;
-        // The port's MAC, so the outside host's neighbour entries stay right.
-        let mac = self
-            .router
-            .exec("cat", &[&format!("/sys/class/net/{port}/address")])?;
-        self.router
-            .ip(&["link", "set", br, "address", mac.trim()])?;
-        self.router
-            .ip(&["addr", "flush", "dev", port, "scope", "global"])?;
-        self.router.ip(&["link", "set", port, "master", br])?;
-        self.router.ip(&["link", "set", br, "up"])?;
-        for f in Family::ALL {
-            let cidr = format!("{}/{}", f.router_outside(), f.prefix_len());
-            self.router.add_addr(br, &cidr)?;
+    /// Makes each router veth a port of a new bridge ([`Self::BRIDGES`])
+    /// that holds the router's addresses of that link (moved from the
+    /// veth), as on a router whose addresses live on bridges over its NICs;
+    /// then checks forwarding. XDP stays on the ports, which see frames
+    /// before the bridge; the stack routes signaling with the bridges, never
+    /// an attached name, as `-i`/`-o`.
+    pub fn bridge_router_links(&self) -> Result<()> {
+        let links: [(&str, &str, fn(Family) -> IpAddr); 2] = [
+            (
+                Self::ROUTER_OUTSIDE_IF,
+                Self::BRIDGES[0],
+                Family::router_outside,
+            ),
+            (
+                Self::ROUTER_INSIDE_IF,
+                Self::BRIDGES[1],
+                Family::router_inside,
+            ),
+        ];
+        for (port, br, addr) in links {
+            self.router.ip(&["link", "add", br, "type", "bridge"])?;
+            // The port's MAC, so the hosts' neighbour entries stay right.
+            let mac = self
+                .router
+                .exec("cat", &[&format!("/sys/class/net/{port}/address")])?;
+            self.router
+                .ip(&["link", "set", br, "address", mac.trim()])?;
+            self.router
+                .ip(&["addr", "flush", "dev", port, "scope", "global"])?;
+            self.router.ip(&["link", "set", port, "master", br])?;
+            self.router.ip(&["link", "set", br, "up"])?;
+            for f in Family::ALL {
+                self.router
+                    .add_addr(br, &format!("{}/{}", addr(f), f.prefix_len()))?;
+            }
         }
         self.check_forwarding()
     }
