@@ -123,6 +123,9 @@ impl XdpMode {
 
 /// Three namespaces wired as in the module docs, both families configured and
 /// reachable end to end.
+/// One of the router's addresses per family ([`Family::router_outside`]…).
+type RouterAddr = fn(Family) -> IpAddr;
+
 #[derive(Debug)]
 pub struct Topology {
     pub outside: Netns,
@@ -231,7 +234,7 @@ impl Topology {
     /// before the bridge; the stack routes signaling with the bridges, never
     /// an attached name, as `-i`/`-o`.
     pub fn bridge_router_links(&self) -> Result<()> {
-        let links: [(&str, &str, fn(Family) -> IpAddr); 2] = [
+        let links: [(&str, &str, RouterAddr); 2] = [
             (
                 Self::ROUTER_OUTSIDE_IF,
                 Self::BRIDGES[0],
