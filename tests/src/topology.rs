@@ -121,11 +121,11 @@ impl XdpMode {
     }
 }
 
-/// Three namespaces wired as in the module docs, both families configured and
-/// reachable end to end.
 /// One of the router's addresses per family ([`Family::router_outside`]…).
 type RouterAddr = fn(Family) -> IpAddr;
 
+/// Three namespaces wired as in the module docs, both families configured and
+/// reachable end to end.
 #[derive(Debug)]
 pub struct Topology {
     pub outside: Netns,

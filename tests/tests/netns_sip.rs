@@ -661,10 +661,13 @@ mod trust {
 
 /// Where the router's addresses live on upper devices of the attached
 /// interfaces. This kernel has no 802.1Q devices (`ip link add link X type
-/// vlan` fails), so VLAN sub-interfaces are not built here; a bridge is the
-/// nearest honest equivalent (an upper device over the attached port with
-/// its own name), and tagged media is covered by BPF_PROG_TEST_RUN frames
-/// in xdp_prog.
+/// vlan` fails) and no bridge VLAN filtering (`ip link add B type bridge
+/// vlan_filtering 1` fails: Operation not supported), so no tagged frame
+/// crosses a netns here. A bridge is the nearest honest equivalent (an
+/// upper device over the attached port, with its own name, that routed
+/// signaling carries); tagged media (802.1Q, 802.1ad, QinQ) is covered by
+/// BPF_PROG_TEST_RUN frames in xdp_prog, and the capture rules no longer
+/// name any interface, so a VLAN device is captured like the bridge.
 mod deployments {
     use super::*;
 
