@@ -226,6 +226,15 @@ fn plain_call(family: Family, transport: Transport) -> TestResult {
 /// forwarded signaling crossing one attached name was queued already. The
 /// bridges are created after the daemon started, so capture must not
 /// depend on names known at start.
+///
+/// This kernel has no 802.1Q devices (`ip link add link X type
+/// vlan` fails) and no bridge VLAN filtering (`ip link add B type bridge
+/// vlan_filtering 1` fails: Operation not supported), so no tagged frame
+/// crosses a netns here. A bridge is the nearest honest equivalent (an
+/// upper device over the attached port, with its own name, that routed
+/// signaling carries); tagged media (802.1Q, 802.1ad, QinQ) is covered by
+/// BPF_PROG_TEST_RUN frames in xdp_prog, and the capture rules no longer
+/// name any interface, so a VLAN device is captured like the bridge.
 fn bridged_call(family: Family, transport: Transport) -> TestResult {
     let spec = CallSpec::new("call", family, transport);
     plain_call_in(Case::start_prepared(&spec, &[], |lab| {
@@ -233,6 +242,7 @@ fn bridged_call(family: Family, transport: Transport) -> TestResult {
     })?)
 }
 
+/// The body of [`plain_call`] and [`bridged_call`] on a started case.
 fn plain_call_in(mut t: Case) -> TestResult {
     let (_, e) = t.media();
     t.established("the call's pinholes")?;
@@ -623,6 +633,7 @@ mod udp_v4 {
         Transport::Udp,
         [
             plain_call,
+            bridged_call,
             early_media,
             reinvite_changes_port,
             hold_sendonly,
@@ -659,34 +670,6 @@ mod trust {
     }
 }
 
-/// Where the router's addresses live on upper devices of the attached
-/// interfaces. This kernel has no 802.1Q devices (`ip link add link X type
-/// vlan` fails) and no bridge VLAN filtering (`ip link add B type bridge
-/// vlan_filtering 1` fails: Operation not supported), so no tagged frame
-/// crosses a netns here. A bridge is the nearest honest equivalent (an
-/// upper device over the attached port, with its own name, that routed
-/// signaling carries); tagged media (802.1Q, 802.1ad, QinQ) is covered by
-/// BPF_PROG_TEST_RUN frames in xdp_prog, and the capture rules no longer
-/// name any interface, so a VLAN device is captured like the bridge.
-mod deployments {
-    use super::*;
-
-    #[test]
-    fn bridged_call_udp_v4() -> TestResult {
-        super::bridged_call(Family::V4, Transport::Udp)
-    }
-
-    #[test]
-    fn bridged_call_udp_v6() -> TestResult {
-        super::bridged_call(Family::V6, Transport::Udp)
-    }
-
-    #[test]
-    fn bridged_call_tcp_v4() -> TestResult {
-        super::bridged_call(Family::V4, Transport::Tcp)
-    }
-}
-
 mod timers {
     use super::*;
 
@@ -707,6 +690,7 @@ mod tcp_v4 {
         Transport::Tcp,
         [
             plain_call,
+            bridged_call,
             early_media,
             reinvite_changes_port,
             hold_sendonly,
@@ -725,6 +709,7 @@ mod udp_v6 {
         Transport::Udp,
         [
             plain_call,
+            bridged_call,
             early_media,
             reinvite_changes_port,
             hold_zero_address,
