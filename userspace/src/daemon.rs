@@ -301,7 +301,6 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // operator) that sees the control socket also sees calls being followed.
     let capture = if inline {
         let spec = RuleSpec {
-            interfaces: s.interfaces.clone(),
             sip_ports: feed.sip_ports.clone(),
             rtsp_ports: feed.rtsp_ports.clone(),
             queue_num: s.queue_num,
