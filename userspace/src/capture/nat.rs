@@ -673,7 +673,16 @@ mod tests {
         assert!(check_maps(&many).unwrap_err().contains("at most"));
     }
 
-    fn event(src: &str, dst: &str, media: &[(&str, Option<&str>)]) -> SipEvent {
+    /// An INVITE `src → dst` whose SDP has two streams: RTP on `media`
+    /// with RTCP on `rtcp`, and RTP on `media` port + 2 with RTCP muxed.
+    fn event([src, dst, media, rtcp]: [&str; 4]) -> SipEvent {
+        let second = Media {
+            rtp: Some(SocketAddr::new(sa(media).ip(), sa(media).port() + 2)),
+            rtcp: None,
+            rtcp_mux: true,
+            hold: false,
+            one_way: false,
+        };
         SipEvent {
             src: sa(src),
             dst: sa(dst),
@@ -683,18 +692,14 @@ mod tests {
             to_tag: None,
             cseq: 1,
             cseq_method: SipMethod::Invite,
-            sdp: Some(
-                media
-                    .iter()
-                    .map(|(rtp, rtcp)| Media {
-                        rtp: Some(sa(rtp)),
-                        rtcp: rtcp.map(sa),
-                        rtcp_mux: false,
-                        hold: false,
-                        one_way: false,
-                    })
-                    .collect(),
-            ),
+            sdp: Some(vec![
+                Media {
+                    rtp: Some(sa(media)),
+                    rtcp: Some(sa(rtcp)),
+                    ..second
+                },
+                second,
+            ]),
         }
     }
 
@@ -704,75 +709,78 @@ mod tests {
             "192.0.2.1=198.51.100.0/24".parse().unwrap(),
             "2001:db8:1::1=2001:db8:2::/64".parse().unwrap(),
         ]);
-        // (event before, event after): an inside caller's INVITE with
-        // private SDP; one with a STUN (public) SDP; the outside's reply
-        // to the inside, unchanged SDP from outside; IPv6.
-        let cases = [
+        // (src, dst, RTP, RTCP) before → after: an inside caller's INVITE
+        // with private SDP; with a STUN (public) SDP and RTCP elsewhere
+        // inside; the outside's message to the inside, its SDP unchanged;
+        // IPv6.
+        type Row<'a> = [&'a str; 4];
+        let cases: &[(Row<'_>, Row<'_>)] = &[
             (
-                event(
+                [
                     "198.51.100.2:5060",
                     "203.0.113.9:5060",
-                    &[("198.51.100.2:16000", Some("198.51.100.2:16001"))],
-                ),
-                event(
+                    "198.51.100.2:16000",
+                    "198.51.100.2:16001",
+                ],
+                [
                     "192.0.2.1:5060",
                     "203.0.113.9:5060",
-                    &[("192.0.2.1:16000", Some("192.0.2.1:16001"))],
-                ),
+                    "192.0.2.1:16000",
+                    "192.0.2.1:16001",
+                ],
             ),
             (
-                event(
+                [
                     "198.51.100.2:5060",
                     "203.0.113.9:5060",
-                    &[("192.0.2.1:16000", None)],
-                ),
-                event(
+                    "192.0.2.1:16000",
+                    "198.51.100.3:17001",
+                ],
+                [
                     "192.0.2.1:5060",
                     "203.0.113.9:5060",
-                    &[("192.0.2.1:16000", None)],
-                ),
+                    "192.0.2.1:16000",
+                    "192.0.2.1:17001",
+                ],
             ),
             (
-                event(
+                [
                     "203.0.113.9:5060",
                     "198.51.100.2:5070",
-                    &[("203.0.113.9:12000", None)],
-                ),
-                event(
+                    "203.0.113.9:12000",
+                    "203.0.113.9:12001",
+                ],
+                [
                     "203.0.113.9:5060",
                     "192.0.2.1:5070",
-                    &[("203.0.113.9:12000", None)],
-                ),
+                    "203.0.113.9:12000",
+                    "203.0.113.9:12001",
+                ],
             ),
             (
-                event(
+                [
                     "[2001:db8:2::2]:5060",
                     "[2001:db8:9::9]:5060",
-                    &[("[2001:db8:2::2]:16000", None)],
-                ),
-                event(
+                    "[2001:db8:2::2]:16000",
+                    "[2001:db8:2::2]:16001",
+                ],
+                [
                     "[2001:db8:1::1]:5060",
                     "[2001:db8:9::9]:5060",
-                    &[("[2001:db8:1::1]:16000", None)],
-                ),
+                    "[2001:db8:1::1]:16000",
+                    "[2001:db8:1::1]:16001",
+                ],
             ),
         ];
-        for (mut before, after) in cases {
-            view.apply(&mut before);
-            assert_eq!(
-                (before.src, before.dst, &before.sdp),
-                (after.src, after.dst, &after.sdp)
-            );
+        for (before, after) in cases {
+            let mut ev = event(*before);
+            view.apply(&mut ev);
+            assert_eq!(ev, event(*after), "{before:?}");
         }
         // No mapping: nothing changes.
-        let mut ev = event(
-            "198.51.100.2:5060",
-            "203.0.113.9:5060",
-            &[("198.51.100.2:16000", None)],
-        );
-        let want = ev.clone();
+        let mut ev = event(cases[0].0);
         NatView::default().apply(&mut ev);
-        assert_eq!(ev, want);
+        assert_eq!(ev, event(cases[0].0));
     }
 
     /// The listing of a router that masquerades, port-forwards a PBX and
