@@ -477,6 +477,16 @@ pub enum Level {
 /// there and `--nat` is not, a note that `--nat` covers them otherwise.
 pub fn advice(found: &[NatRule], maps: &[NatMap], interfaces: &[String]) -> Vec<(Level, String)> {
     let mut out = Vec::new();
+    if !maps.is_empty() && interfaces.len() > 1 {
+        out.push((
+            Level::Warn,
+            format!(
+                "--nat with {} interfaces ({}): pinholes carry the public addresses, so media arriving on an inside interface matches none; attach to the outside interface only",
+                interfaces.len(),
+                interfaces.join(",")
+            ),
+        ));
+    }
     let nat: Vec<&NatRule> = found
         .iter()
         .filter(|r| r.kind != NatKind::SipHelper)
@@ -529,16 +539,6 @@ pub fn advice(found: &[NatRule], maps: &[NatMap], interfaces: &[String]) -> Vec<
                 join(maps)
             ),
         ));
-        if interfaces.len() > 1 {
-            out.push((
-                Level::Warn,
-                format!(
-                    "--nat with {} interfaces ({}): pinholes carry the public addresses, so media arriving on an inside interface matches none; attach to the outside interface only",
-                    interfaces.len(),
-                    interfaces.join(",")
-                ),
-            ));
-        }
     }
     out
 }
@@ -1057,12 +1057,18 @@ COMMIT
         let a = advice(&masq, &map, &two);
         assert_eq!(
             a.iter().map(|x| x.0).collect::<Vec<_>>(),
-            [Level::Info, Level::Warn]
+            [Level::Warn, Level::Info]
         );
         assert!(
-            a[1].1.contains("attach to the outside interface only"),
+            a[0].1.contains("attach to the outside interface only"),
             "{}",
-            a[1].1
+            a[0].1
+        );
+        // Two interfaces with --nat warn even when no NAT rule was found.
+        let a = advice(&[], &map, &two);
+        assert_eq!(
+            a.iter().map(|x| x.0).collect::<Vec<_>>(),
+            [Level::Warn, Level::Warn]
         );
         // The helper alone changes no address.
         let a = advice(&helper, &[], &ifaces);
