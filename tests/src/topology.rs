@@ -316,14 +316,26 @@ impl Topology {
     /// Starts `pinhole run` in the router namespace on both router interfaces
     /// in `mode`, with `extra` arguments.
     pub fn start_daemon(&self, mode: XdpMode, extra: &[&str]) -> Result<Daemon> {
-        let mut args = vec![
-            "--iface",
-            Self::ROUTER_OUTSIDE_IF,
-            "--iface",
-            Self::ROUTER_INSIDE_IF,
-            "--xdp-mode",
-            mode.arg(),
-        ];
+        self.start_daemon_on(
+            &[Self::ROUTER_OUTSIDE_IF, Self::ROUTER_INSIDE_IF],
+            mode,
+            extra,
+        )
+    }
+
+    /// Starts `pinhole run` in the router namespace on `ifaces` in `mode`,
+    /// with `extra` arguments.
+    pub fn start_daemon_on(
+        &self,
+        ifaces: &[&str],
+        mode: XdpMode,
+        extra: &[&str],
+    ) -> Result<Daemon> {
+        let mut args = Vec::new();
+        for iface in ifaces {
+            args.extend(["--iface", iface]);
+        }
+        args.extend(["--xdp-mode", mode.arg()]);
         args.extend_from_slice(extra);
         Daemon::start(&self.router, &args)
     }
