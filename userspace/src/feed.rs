@@ -9,7 +9,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use tracing::{info, warn};
 
-use crate::capture::packet::{PacketError, SignalingPacket, Transport};
+use crate::capture::{
+    nat::NatView,
+    packet::{PacketError, SignalingPacket, Transport},
+};
 use crate::{
     calls::{CallConfig, Calls, Intent, Owner, Refusal, RtspEvent, SipEvent},
     clock::RateLimit,
@@ -37,6 +40,8 @@ pub struct FeedConfig {
     pub calls: CallConfig,
     pub max_tcp_streams: usize,
     pub tcp_idle: Duration,
+    /// `--nat`: SIP is read as the outside sees it (see [`super::nat`]).
+    pub nat: NatView,
 }
 
 impl Default for FeedConfig {
@@ -47,6 +52,7 @@ impl Default for FeedConfig {
             calls: CallConfig::default(),
             max_tcp_streams: DEFAULT_MAX_TCP_STREAMS,
             tcp_idle: DEFAULT_TCP_IDLE,
+            nat: NatView::default(),
         }
     }
 }
@@ -139,6 +145,7 @@ pub struct Feed {
     sip_ports: Vec<u16>,
     rtsp_ports: Vec<u16>,
     tcp_idle: Duration,
+    nat: NatView,
     calls: Calls,
     streams: FlowTable<Framer>,
     counters: FeedCounters,
@@ -163,6 +170,7 @@ impl Feed {
             sip_ports: cfg.sip_ports,
             rtsp_ports: cfg.rtsp_ports,
             tcp_idle: cfg.tcp_idle,
+            nat: cfg.nat,
             calls: Calls::new(cfg.calls),
             streams: FlowTable::new(cfg.max_tcp_streams, Limits::default()),
             counters: FeedCounters::default(),
@@ -324,7 +332,8 @@ impl Feed {
             Proto::Sip => {
                 let event = sip::parse(bytes).and_then(|m| SipEvent::from_message(&m, src, dst));
                 match event {
-                    Ok(ev) => {
+                    Ok(mut ev) => {
+                        self.nat.apply(&mut ev);
                         self.counters.sip_messages += 1;
                         out.extend(self.calls.on_sip(&ev, now));
                     }

@@ -18,6 +18,7 @@ use crate::{
     api::server::{ensure_not_running, ControlServer},
     app::cli::RunArgs,
     capture::{
+        nat::{self as router_nat, NatView},
         nfqueue::{self, QueueOptions, RestartPolicy, DEFAULT_QUEUE_MAX_LEN},
         rules::RuleSpec,
         Capture,
@@ -108,6 +109,7 @@ pub fn feed_config(s: &RunSettings) -> FeedConfig {
         sip_ports: dedup(&s.sip_ports),
         rtsp_ports: dedup(&s.rtsp_ports),
         calls: s.call_config(),
+        nat: NatView::new(s.nat.clone()),
         ..FeedConfig::default()
     }
 }
@@ -304,8 +306,15 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // Signaling is queued to us before we are ready, so that a test (or an
     // operator) that sees the control socket also sees calls being followed.
     let capture = if inline {
+        router_nat::check_router(
+            &router_nat::Watched {
+                interfaces: &s.interfaces,
+                sip_ports: &feed.sip_ports,
+                media_ports: &s.media_ports,
+            },
+            &s.nat,
+        );
         let spec = RuleSpec {
-            interfaces: s.interfaces.clone(),
             sip_ports: feed.sip_ports.clone(),
             rtsp_ports: feed.rtsp_ports.clone(),
             queue_num: s.queue_num,
@@ -505,6 +514,34 @@ mod tests {
             "198.51.100.1".parse().unwrap(),
             "2001:db8::1".parse().unwrap()
         ));
+    }
+
+    #[test]
+    fn nat_maps_reach_the_feed() {
+        let f = feed_config(
+            &resolved(&[
+                "--nat",
+                "192.0.2.1=198.51.100.0/24,2001:db8:1::1=2001:db8:2::/64",
+            ])
+            .unwrap(),
+        );
+        let inside: SocketAddr = "198.51.100.2:16000".parse().unwrap();
+        assert_eq!(f.nat.outside(inside), "192.0.2.1:16000".parse().unwrap());
+        let inside6: SocketAddr = "[2001:db8:2::2]:16000".parse().unwrap();
+        assert_eq!(
+            f.nat.outside(inside6),
+            "[2001:db8:1::1]:16000".parse().unwrap()
+        );
+        assert!(feed_config(&resolved(&[]).unwrap()).nat.is_empty());
+        assert!(Cli::try_parse_from([
+            "pinhole",
+            "run",
+            "--iface",
+            "lo",
+            "--nat",
+            "198.51.100.0/24"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -144,8 +144,14 @@ pub fn stats(reply: &StatsReply) -> String {
     }
     let mut out = render_table(&header, &rows);
     out.push_str(&format!(
-        "\npinholes: {}\nflows: {} of {} used\nrefused (table full): {}\nexpired: {}\n",
-        reply.pinholes, reply.flows.used, reply.flows.capacity, reply.rejected_full, reply.expired
+        "\npinholes: {}\nflows: {} of {} used\nrefused (table full): {}\nexpired: {}\n\
+         controller longest step: {} us\n",
+        reply.pinholes,
+        reply.flows.used,
+        reply.flows.capacity,
+        reply.rejected_full,
+        reply.expired,
+        reply.longest_step_us
     ));
     let s = &reply.signaling;
     let r = &s.refused;
@@ -357,6 +363,7 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
             pinholes: 2,
             rejected_full: 1,
             expired: 0,
+            longest_step_us: 850,
             signaling: crate::controller::report::SignalingStats {
                 mode: "inline".into(),
                 sip_messages: 7,
@@ -415,6 +422,7 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
         assert!(lines[Reason::COUNT as usize + 1].starts_with("future_reason"));
         assert!(text.contains("flows: 4 of 262144 used"));
         assert!(text.contains("refused (table full): 1"));
+        assert!(text.contains("controller longest step: 850 us"), "{text}");
         assert!(text.contains("signaling: inline"), "{text}");
         assert!(text.contains("messages: 7 SIP, 0 RTSP (0 packets, 1 parse errors)"));
         assert!(text.contains("setup latency: 3 samples, p50 120.5 us, p99 480 us"));

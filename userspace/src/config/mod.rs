@@ -32,6 +32,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::calls::CallConfig;
+use crate::capture::nat::{check_maps, NatMap};
 use crate::datapath::load::XdpMode;
 use crate::datapath::load::{parse_port_range, MAX_FLOWS, MIN_FLOWS};
 use crate::ng::NgConfig;
@@ -364,6 +365,8 @@ settings! {
     latching: u64, wire u64, file ("signaling", "latching"), flag "--latching";
     /// Pre-answer latching of the answerer's early media.
     pre_answer: bool, wire OnOff, file ("signaling", "pre_answer"), flag "--pre-answer";
+    /// NAT on the router: inside networks and the public address they appear as.
+    nat: Vec<NatMap>, wire Vec<NatMap>, file ("signaling", "nat"), flag "--nat";
     /// ng listener address.
     ng_listen: SocketAddr, wire SocketAddr, file ("ng", "listen"), flag "--ng-listen";
     /// Networks allowed to use the ng listener.
@@ -443,6 +446,11 @@ pub struct RunSettings {
     /// sent right after its answer, race the answer's processing and are
     /// dropped.
     pub pre_answer: bool,
+    /// NAT on the router itself ([`crate::capture::nat`]): SIP signaling is
+    /// read as the outside sees it, each inside network's addresses as its
+    /// public address with the same ports. Default none; at most
+    /// [`crate::capture::nat::MAX_NAT_MAPS`], not overlapping.
+    pub nat: Vec<NatMap>,
     /// ng protocol listener (UDP). Default: off.
     pub ng_listen: Option<SocketAddr>,
     /// Who may use the ng listener. Default loopback (`127.0.0.0/8`,
@@ -490,6 +498,7 @@ impl Default for RunSettings {
             max_calls_per_peer: 256,
             latching: 0,
             pre_answer: true,
+            nat: Vec::new(),
             ng_listen: None,
             ng_allow: NgConfig::default().allow,
             metrics_listen: None,
@@ -753,6 +762,7 @@ pub fn resolve(
         max_calls_per_peer: o.max_calls_per_peer.unwrap_or(d.max_calls_per_peer),
         latching: o.latching.unwrap_or(d.latching),
         pre_answer: o.pre_answer.unwrap_or(d.pre_answer),
+        nat: o.nat.unwrap_or(d.nat),
         ng_listen: o.ng_listen.or(d.ng_listen),
         ng_allow: o.ng_allow.unwrap_or(d.ng_allow),
         metrics_listen: o.metrics_listen.or(d.metrics_listen),
@@ -894,6 +904,10 @@ fn validate(s: &RunSettings, locate: &Locate<'_>, errors: &mut Vec<ConfigError>)
                 s.latching
             ),
         );
+    }
+
+    if let Err(e) = check_maps(&s.nat) {
+        err("nat", e);
     }
 
     for field in ["ng_listen", "metrics_listen"] {
@@ -1183,6 +1197,15 @@ state_file = "/tmp/ph-state.json"
                     (12, 9, "`allow` in [ng]: empty: no client could use the ng listener"),
                     (14, 11, "`pin_dir` in [state]: `bpf` is not an absolute path"),
                 ],
+            ),
+            (
+                // --nat values: malformed, and overlapping inside networks.
+                "[filter]\ninterfaces = [\"eth0\"]\n[signaling]\nnat = [\"192.0.2.1\"]\n",
+                vec![(4, 7, "expected PUBLIC=INSIDE_CIDR")],
+            ),
+            (
+                "[filter]\ninterfaces = [\"eth0\"]\n[signaling]\nnat = [\"192.0.2.1=198.51.100.0/24\", \"192.0.2.2=198.51.100.9\"]\n",
+                vec![(4, 7, "`nat` in [signaling]: 192.0.2.2=198.51.100.9/32 and 192.0.2.1=198.51.100.0/24 overlap")],
             ),
             (
                 "[filter]\nxdp_mode = \"skb\"\n",

@@ -78,6 +78,12 @@ pub use reports::{CallsJob, CopiedStats, FlowStatsMap, ListJob, StatsReader};
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// Commands waiting for the controller before senders have to wait.
 const CHANNEL_DEPTH: usize = 256;
+/// Due pinholes one expiry step handles at most. Each costs its flows'
+/// `last_seen` lookups or removals (syscalls), a log line and telling its
+/// call; the bound keeps a mass expiry from holding signaling up.
+pub const EXPIRY_BUDGET: usize = 128;
+/// Waiting commands handled before each further step of a mass expiry.
+const EXPIRY_YIELD_COMMANDS: usize = CHANNEL_DEPTH;
 /// Longest a call-timer sleep is scheduled ahead (the periodic tick runs the
 /// call timers too, so nothing is late by more than that anyway).
 const MAX_TIMER_SLEEP: Duration = Duration::from_secs(3600);
@@ -454,6 +460,10 @@ pub struct Controller<S> {
     ng: Option<NgService>,
     metrics: Option<Arc<Metrics>>,
     persist: Option<persist::Persist>,
+    /// The last expiry step ran out of budget with pinholes still due.
+    expiry_backlog: bool,
+    /// The longest step of the task's loop so far.
+    longest_step: Duration,
 }
 
 /// The pinhole table, the flow store and what keeps them in step.
@@ -490,6 +500,8 @@ impl<S: FlowStore> Controller<S> {
             ng: config.ng.clone().map(NgService::new),
             metrics: config.metrics.clone(),
             persist: config.state_writer.clone().map(persist::Persist::new),
+            expiry_backlog: false,
+            longest_step: Duration::ZERO,
             core: Core {
                 table: PinholeTable::new(config.capacity),
                 store,
@@ -535,24 +547,53 @@ impl<S: FlowStore> Controller<S> {
             let save = self.persist.as_ref().and_then(|p| p.due());
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
+                    Some(cmd) => self.timed(|c| c.handle(cmd)),
                     None => break,
                 },
                 _ = tick.tick() => {
                     fired = None;
-                    self.tick();
+                    self.timed(Self::tick);
                 }
                 _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                     fired = deadline;
-                    self.call_timers();
+                    self.timed(Self::call_timers);
                 }
                 _ = tokio::time::sleep_until(save.unwrap_or_else(Instant::now)), if save.is_some() => {
-                    self.save_state();
+                    self.timed(|c| {
+                        c.save_state();
+                    });
+                }
+                // The rest of a mass expiry, one budget per step, after the
+                // commands that are waiting: signaling is never held up by
+                // more than one step.
+                _ = std::future::ready(()), if self.expiry_backlog => {
+                    for _ in 0..EXPIRY_YIELD_COMMANDS {
+                        match rx.try_recv() {
+                            Ok(cmd) => self.timed(|c| c.handle(cmd)),
+                            Err(_) => break,
+                        }
+                    }
+                    self.timed(Self::expire_step);
                 }
             }
             self.note_changes();
         }
         debug!("controller stopped");
+    }
+
+    /// Runs one step of the task (a command, a tick, timers, a save, an
+    /// expiry step) and keeps the longest one: nothing else runs on the
+    /// task meanwhile, so it bounds how long a command can wait behind
+    /// another.
+    fn timed(&mut self, step: impl FnOnce(&mut Self)) {
+        let started = std::time::Instant::now();
+        step(self);
+        self.longest_step = self.longest_step.max(started.elapsed());
+    }
+
+    /// The longest step the task took since start (see `stats`).
+    pub fn longest_step(&self) -> Duration {
+        self.longest_step
     }
 
     /// The runtime instant of a deadline on the controller's clock.
@@ -711,14 +752,29 @@ impl<S: FlowStore> Controller<S> {
     /// Expires idle pinholes (telling their calls), runs call timers,
     /// forgets idle TCP streams and retries failed removals.
     pub fn tick(&mut self) {
-        for (owner, a, b) in self.core.expire() {
+        self.expire_step();
+        self.call_timers();
+        self.core.expire_latches();
+        self.core.retry_removals();
+    }
+
+    /// Expires at most [`EXPIRY_BUDGET`] due pinholes and tells their
+    /// calls; [`expiry_backlog`](Self::expiry_backlog) says whether more
+    /// are due. A mass expiry is thus spread over several steps with the
+    /// commands that came meanwhile handled in between (see `run`).
+    pub fn expire_step(&mut self) {
+        let (told, more) = self.core.expire();
+        self.expiry_backlog = more;
+        for (owner, a, b) in told {
             if !self.feed.calls_mut().on_pair_expired(&owner, a, b) {
                 debug!(%owner, %a, %b, "expired pinhole of no tracked call");
             }
         }
-        self.call_timers();
-        self.core.expire_latches();
-        self.core.retry_removals();
+    }
+
+    /// Whether the last expiry step left due pinholes.
+    pub fn expiry_backlog(&self) -> bool {
+        self.expiry_backlog
     }
 
     /// The pinholes with their traffic, built here (the command builds
@@ -755,6 +811,7 @@ impl<S: FlowStore> Controller<S> {
             expired: table.expired(),
             signaling: self.signaling_stats(),
             interfaces: self.interfaces(),
+            longest_step_us: u64::try_from(self.longest_step.as_micros()).unwrap_or(u64::MAX),
         })
     }
 
@@ -1313,16 +1370,17 @@ impl<S: FlowStore> Core<S> {
         }
     }
 
-    /// Closes the pinholes idle past their timeout. Returns, for each
-    /// signaling owner of each, the owner and the pair as it signaled it
-    /// (for a latched pair, the signaled one, not the latched one), so
-    /// that its call can be told.
-    fn expire(&mut self) -> Vec<(Owner, SocketAddr, SocketAddr)> {
+    /// Closes pinholes idle past their timeout, at most [`EXPIRY_BUDGET`]
+    /// due ones. Returns, for each signaling owner of each, the owner and
+    /// the pair as it signaled it (for a latched pair, the signaled one,
+    /// not the latched one), so that its call can be told; and whether due
+    /// pinholes are left for another step.
+    fn expire(&mut self) -> (Vec<(Owner, SocketAddr, SocketAddr)>, bool) {
         let now = self.now();
         let Core { table, store, .. } = self;
-        let expired = table.expire(now, |k| last_seen(store, k));
+        let step = table.expire_some(now, EXPIRY_BUDGET, |k| last_seen(store, k));
         let mut told = Vec::new();
-        for (p, ops) in expired {
+        for (p, ops) in step.expired {
             self.apply_removes(&ops);
             let idle = now.saturating_sub(p.active_ns) / NS_PER_SEC;
             info!(id = %p.id, a = %p.pair.a(), b = %p.pair.b(), idle_secs = idle, "pinhole expired");
@@ -1330,7 +1388,7 @@ impl<S: FlowStore> Core<S> {
                 told.extend(self.expired_claim(tag, &p.pair));
             }
         }
-        told
+        (told, step.more)
     }
 
     /// The owner and signaled pair of the claim `tag` on the expired
@@ -1860,6 +1918,40 @@ mod tests {
             "{err}"
         );
         assert!(c.table().is_empty());
+        assert_consistent(&c);
+    }
+
+    #[test]
+    fn a_mass_expiry_is_spread_over_bounded_steps() {
+        let n = 3 * EXPIRY_BUDGET + 5;
+        let fx = fixture(4 * n, 10);
+        let mut c = Controller::new(FakeStore::new(4 * n), fx.config);
+        for i in 0..n {
+            let a = format!("192.0.2.{}:{}", 1 + i / 1000, 4000 + 2 * (i % 1000));
+            c.open(params(&a, "198.51.100.2:10000", false, None))
+                .unwrap();
+        }
+        fx.now.fetch_add(10 * S, Ordering::SeqCst);
+        c.tick();
+        assert!(c.expiry_backlog());
+        assert_eq!(c.table().expired(), EXPIRY_BUDGET as u64);
+        // Commands between steps see the table as it is then.
+        c.open(params(
+            "192.0.2.200:4000",
+            "198.51.100.9:10000",
+            false,
+            None,
+        ))
+        .unwrap();
+        let mut steps = 1;
+        while c.expiry_backlog() {
+            c.expire_step();
+            steps += 1;
+            assert!(steps <= 10, "expiry does not end");
+        }
+        assert_eq!(steps, 4);
+        assert_eq!(c.table().expired(), n as u64);
+        assert_eq!(c.table().len(), 1, "the pinhole opened meanwhile stays");
         assert_consistent(&c);
     }
 

@@ -171,6 +171,11 @@ pub struct StatsReply {
     /// them (interfaces can go away and come back while the daemon runs).
     #[serde(default)]
     pub interfaces: Vec<InterfaceStatus>,
+    /// The longest the controller task spent on one step (a command, a
+    /// tick, call timers, a state snapshot, an expiry step) since start, in
+    /// µs: how long signaling can wait behind other work.
+    #[serde(default)]
+    pub longest_step_us: u64,
 }
 
 /// The `signaling` object of `stats`.
