@@ -32,7 +32,7 @@ pub struct Cli {
     pub control: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub command: CliCommand,
 }
 
 impl Cli {
@@ -45,7 +45,7 @@ impl Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum CliCommand {
     /// Attach the filter to interfaces and serve the control socket until
     /// SIGINT/SIGTERM.
     Run(Box<RunArgs>),
@@ -382,7 +382,7 @@ mod tests {
     /// The settings `pinhole run ARGS` resolves to without a file.
     fn settings(args: &[&str]) -> crate::config::RunSettings {
         let cli = parse(args).unwrap();
-        let Command::Run(r) = &cli.command else {
+        let CliCommand::Run(r) = &cli.command else {
             panic!()
         };
         crate::config::resolve(None, r.options(cli.control.as_deref())).unwrap()
@@ -393,7 +393,7 @@ mod tests {
         let cli = parse(&["run", "--iface", "eth0"]).unwrap();
         assert_eq!(cli.control, None);
         assert_eq!(cli.control_path(), PathBuf::from(DEFAULT_CONTROL));
-        let Command::Run(r) = &cli.command else {
+        let CliCommand::Run(r) = &cli.command else {
             panic!()
         };
         // Nothing but the interface is set by the flags …
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(r.log_format, LogFormat::Json);
         assert_eq!(r.control, PathBuf::from("/tmp/c.sock"));
         let cli = parse(&["run", "--config", "/etc/pinhole/pinhole.toml"]).unwrap();
-        let Command::Run(r) = cli.command else {
+        let CliCommand::Run(r) = cli.command else {
             panic!()
         };
         assert_eq!(
@@ -470,9 +470,9 @@ mod tests {
         );
         assert!(matches!(
             parse(&["calls", "--json"]).unwrap().command,
-            Command::Calls(OutputArgs { json: true })
+            CliCommand::Calls(OutputArgs { json: true })
         ));
-        let Command::CheckConfig(c) = parse(&["check-config", "x.toml"]).unwrap().command else {
+        let CliCommand::CheckConfig(c) = parse(&["check-config", "x.toml"]).unwrap().command else {
             panic!()
         };
         assert_eq!(c.file, PathBuf::from("x.toml"));
@@ -497,7 +497,7 @@ mod tests {
         assert_eq!(r.pin_dir, PathBuf::from("/sys/fs/bpf/ph-1"));
         assert_eq!(r.state_file, PathBuf::from("/tmp/s.json"));
         assert!(r.keep_pinned);
-        let Command::Detach(d) = parse(&["detach", "--pin-dir", "/sys/fs/bpf/x"])
+        let CliCommand::Detach(d) = parse(&["detach", "--pin-dir", "/sys/fs/bpf/x"])
             .unwrap()
             .command
         else {
@@ -543,7 +543,7 @@ mod tests {
             "1",
         ])
         .unwrap();
-        let Command::Run(r) = cli.command else {
+        let CliCommand::Run(r) = cli.command else {
             panic!()
         };
         assert_eq!(r.signaling, Some(SignalingMode::Off));
@@ -604,7 +604,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.control, Some(PathBuf::from("/tmp/x.sock")));
-        let Command::Run(r) = cli.command else {
+        let CliCommand::Run(r) = cli.command else {
             panic!()
         };
         assert_eq!(r.ifaces, vec!["a", "b"]);
@@ -646,17 +646,17 @@ mod tests {
             "--with-rtcp",
         ])
         .unwrap();
-        let Command::Open(o) = cli.command else {
+        let CliCommand::Open(o) = cli.command else {
             panic!()
         };
         assert_eq!((o.idle, o.with_rtcp), (Some(30), true));
         assert!(matches!(
             parse(&["list", "--json"]).unwrap().command,
-            Command::List(OutputArgs { json: true })
+            CliCommand::List(OutputArgs { json: true })
         ));
         assert!(matches!(
             parse(&["stats"]).unwrap().command,
-            Command::Stats(OutputArgs { json: false })
+            CliCommand::Stats(OutputArgs { json: false })
         ));
     }
 

@@ -18,7 +18,7 @@ use crate::{
 pub(super) type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
 
 /// A request to the controller.
-pub enum Command {
+pub enum ControllerCommand {
     Open {
         params: OpenParams,
         reply: Reply<OpenReply>,
@@ -71,11 +71,14 @@ pub enum Command {
 /// A cheap, cloneable way to talk to the controller.
 #[derive(Clone)]
 pub struct ControllerHandle {
-    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) tx: mpsc::Sender<ControllerCommand>,
 }
 
 impl ControllerHandle {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> ControllerCommand,
+    ) -> Result<T, CommandError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(make(reply))
@@ -85,23 +88,25 @@ impl ControllerHandle {
     }
 
     pub async fn open(&self, params: OpenParams) -> Result<OpenReply, CommandError> {
-        self.call(|reply| Command::Open { params, reply }).await
+        self.call(|reply| ControllerCommand::Open { params, reply })
+            .await
     }
 
     pub async fn close(&self, a: Endpoint, b: Endpoint) -> Result<CloseReply, CommandError> {
-        self.call(|reply| Command::Close { a, b, reply }).await
+        self.call(|reply| ControllerCommand::Close { a, b, reply })
+            .await
     }
 
     pub async fn list(&self) -> Result<ListReply, CommandError> {
-        self.call(|reply| Command::List { reply }).await
+        self.call(|reply| ControllerCommand::List { reply }).await
     }
 
     pub async fn stats(&self) -> Result<StatsReply, CommandError> {
-        self.call(|reply| Command::Stats { reply }).await
+        self.call(|reply| ControllerCommand::Stats { reply }).await
     }
 
     pub async fn calls(&self) -> Result<CallsReply, CommandError> {
-        self.call(|reply| Command::Calls { reply }).await
+        self.call(|reply| ControllerCommand::Calls { reply }).await
     }
 
     /// Hands a signaling packet over and waits until it is applied.
@@ -111,7 +116,7 @@ impl ControllerHandle {
     ) -> Result<(), CommandError> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Command::Signaling { packet, done })
+            .send(ControllerCommand::Signaling { packet, done })
             .await
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)
@@ -126,7 +131,7 @@ impl ControllerHandle {
     ) -> Result<Option<Vec<u8>>, CommandError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Ng {
+            .send(ControllerCommand::Ng {
                 peer,
                 datagram,
                 received_at,
@@ -141,17 +146,17 @@ impl ControllerHandle {
     pub async fn refresh_metrics(&self) -> Result<(), CommandError> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Command::RefreshMetrics { done })
+            .send(ControllerCommand::RefreshMetrics { done })
             .await
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)
     }
 
-    /// Has the controller save its state now (see [`Command::SaveState`]).
+    /// Has the controller save its state now (see [`ControllerCommand::SaveState`]).
     pub async fn save_state(&self) -> Result<u64, CommandError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::SaveState { reply })
+            .send(ControllerCommand::SaveState { reply })
             .await
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)
@@ -162,7 +167,7 @@ impl ControllerHandle {
     pub async fn latched(&self, events: Vec<Latched>) -> Result<(), CommandError> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Command::Latched { events, done })
+            .send(ControllerCommand::Latched { events, done })
             .await
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)
@@ -191,7 +196,7 @@ impl ControllerHandle {
 
 /// Delivers packets from the queue reader thread to the controller.
 pub struct QueueSink {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<ControllerCommand>,
 }
 
 impl Sink for QueueSink {
@@ -199,7 +204,7 @@ impl Sink for QueueSink {
         let (done, rx) = oneshot::channel();
         if self
             .tx
-            .blocking_send(Command::Signaling { packet, done })
+            .blocking_send(ControllerCommand::Signaling { packet, done })
             .is_err()
         {
             return false;

@@ -1,7 +1,7 @@
 //! The controller: one task that owns the [`PinholeTable`], the flow store and
 //! the call state, so table, map and calls change together and in one order.
 //!
-//! Everything else talks to it through a bounded channel of [`Command`]s, each
+//! Everything else talks to it through a bounded channel of [`ControllerCommand`]s, each
 //! with a oneshot reply: the control socket, the signaling queue reader
 //! (which waits for each packet's pinholes to be in the map before it lets
 //! the packet go on), the ng listener (rtpengine's protocol, for SIP
@@ -12,7 +12,7 @@
 //! Files, one concern each:
 //! - `mod.rs`: [`Controller`], the task's state and its run loop;
 //!   [`ControllerConfig`], [`CommandError`];
-//! - `handle.rs`: the [`Command`] enum, [`ControllerHandle`], the queue sink;
+//! - `handle.rs`: the [`ControllerCommand`] enum, [`ControllerHandle`], the queue sink;
 //! - `core.rs`: `Core`, the table and the flow store kept in step (open,
 //!   close, apply intents, expire);
 //! - `store.rs`: the [`FlowStore`] trait and [`KernelStore`]
@@ -89,7 +89,7 @@ pub use self::core::ApplyCounters;
 use self::core::{refusals, Core, NgPinholes, Source};
 #[cfg(test)]
 pub use fake_store::FakeStore;
-pub use handle::{spawn, start, Command, ControllerHandle, QueueSink};
+pub use handle::{spawn, start, ControllerCommand, ControllerHandle, QueueSink};
 pub use store::{FlowStore, KernelStore};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -217,7 +217,7 @@ impl<S: FlowStore> Controller<S> {
         &self.latency
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<ControllerCommand>) {
         let mut tick = tokio::time::interval(self.core.config.tick);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The deadline the timer last fired for: if running the timers did
@@ -290,35 +290,35 @@ impl<S: FlowStore> Controller<S> {
 
     /// Runs one command and sends its reply (a client that went away is not
     /// an error).
-    pub fn handle(&mut self, cmd: Command) {
+    pub fn handle(&mut self, cmd: ControllerCommand) {
         match cmd {
-            Command::Open { params, reply } => {
+            ControllerCommand::Open { params, reply } => {
                 let _ = reply.send(self.open(params));
             }
-            Command::Close { a, b, reply } => {
+            ControllerCommand::Close { a, b, reply } => {
                 let _ = reply.send(self.close(a, b));
             }
             // Built off this task from a snapshot (see `reports`).
-            Command::List { reply } => match self.list_job() {
+            ControllerCommand::List { reply } => match self.list_job() {
                 Ok(job) => reports::off_task(move || job.build(), reply),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::Stats { reply } => {
+            ControllerCommand::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
-            Command::Calls { reply } => match self.calls_job() {
+            ControllerCommand::Calls { reply } => match self.calls_job() {
                 Ok(job) => reports::off_task(move || job.build(), reply),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::Signaling { packet, done } => {
+            ControllerCommand::Signaling { packet, done } => {
                 self.on_signaling(packet);
                 let _ = done.send(());
             }
-            Command::Ng {
+            ControllerCommand::Ng {
                 peer,
                 datagram,
                 received_at,
@@ -326,14 +326,14 @@ impl<S: FlowStore> Controller<S> {
             } => {
                 let _ = reply.send(self.on_ng(peer, &datagram, received_at));
             }
-            Command::RefreshMetrics { done } => {
+            ControllerCommand::RefreshMetrics { done } => {
                 self.refresh_metrics();
                 let _ = done.send(());
             }
-            Command::SaveState { reply } => {
+            ControllerCommand::SaveState { reply } => {
                 let _ = reply.send(self.save_state());
             }
-            Command::Latched { events, done } => {
+            ControllerCommand::Latched { events, done } => {
                 self.on_latched(events);
                 let _ = done.send(());
             }

@@ -157,7 +157,7 @@ pub fn decode_body(body: &[u8], limits: Limits) -> Result<Value, RequestError> {
 
 /// The commands pinhole implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Command {
+pub enum NgCommand {
     Ping,
     Offer,
     Answer,
@@ -167,32 +167,32 @@ pub enum Command {
     Statistics,
 }
 
-impl Command {
-    pub const ALL: [Command; 7] = [
-        Command::Ping,
-        Command::Offer,
-        Command::Answer,
-        Command::Delete,
-        Command::Query,
-        Command::List,
-        Command::Statistics,
+impl NgCommand {
+    pub const ALL: [NgCommand; 7] = [
+        NgCommand::Ping,
+        NgCommand::Offer,
+        NgCommand::Answer,
+        NgCommand::Delete,
+        NgCommand::Query,
+        NgCommand::List,
+        NgCommand::Statistics,
     ];
 
     /// The command's name on the wire (and in metrics labels).
     pub fn name(self) -> &'static str {
         match self {
-            Command::Ping => "ping",
-            Command::Offer => "offer",
-            Command::Answer => "answer",
-            Command::Delete => "delete",
-            Command::Query => "query",
-            Command::List => "list",
-            Command::Statistics => "statistics",
+            NgCommand::Ping => "ping",
+            NgCommand::Offer => "offer",
+            NgCommand::Answer => "answer",
+            NgCommand::Delete => "delete",
+            NgCommand::Query => "query",
+            NgCommand::List => "list",
+            NgCommand::Statistics => "statistics",
         }
     }
 
-    fn from_name(name: &[u8]) -> Option<Command> {
-        Command::ALL
+    fn from_name(name: &[u8]) -> Option<NgCommand> {
+        NgCommand::ALL
             .into_iter()
             .find(|c| c.name().as_bytes() == name)
     }
@@ -250,15 +250,15 @@ pub enum NgRequest {
 }
 
 impl NgRequest {
-    pub fn command(&self) -> Command {
+    pub fn command(&self) -> NgCommand {
         match self {
-            NgRequest::Ping => Command::Ping,
-            NgRequest::Offer(_) => Command::Offer,
-            NgRequest::Answer(_) => Command::Answer,
-            NgRequest::Delete(_) => Command::Delete,
-            NgRequest::Query(_) => Command::Query,
-            NgRequest::List { .. } => Command::List,
-            NgRequest::Statistics => Command::Statistics,
+            NgRequest::Ping => NgCommand::Ping,
+            NgRequest::Offer(_) => NgCommand::Offer,
+            NgRequest::Answer(_) => NgCommand::Answer,
+            NgRequest::Delete(_) => NgCommand::Delete,
+            NgRequest::Query(_) => NgCommand::Query,
+            NgRequest::List { .. } => NgCommand::List,
+            NgRequest::Statistics => NgCommand::Statistics,
         }
     }
 }
@@ -302,13 +302,13 @@ pub fn parse_request(body: &[u8], limits: Limits) -> Result<NgRequest, RequestEr
             key: "command",
             expected: "a string",
         })?;
-    let Some(command) = Command::from_name(command) else {
+    let Some(command) = NgCommand::from_name(command) else {
         return Err(RequestError::UnknownCommand(printable(command)));
     };
     Ok(match command {
-        Command::Ping => NgRequest::Ping,
-        Command::Statistics => NgRequest::Statistics,
-        Command::Offer | Command::Answer => {
+        NgCommand::Ping => NgRequest::Ping,
+        NgCommand::Statistics => NgRequest::Statistics,
+        NgCommand::Offer | NgCommand::Answer => {
             let flags = fields.strings("flags")?;
             let options = MediaOptions::parse(&flags, |k| fields.get(k))?;
             let oa = OfferAnswer {
@@ -328,7 +328,7 @@ pub fn parse_request(body: &[u8], limits: Limits) -> Result<NgRequest, RequestEr
                 via_branch: fields.opt_tag("via-branch")?,
                 options,
             };
-            if command == Command::Offer {
+            if command == NgCommand::Offer {
                 NgRequest::Offer(oa)
             } else if oa.to_tag.is_none() {
                 return Err(RequestError::Missing("to-tag"));
@@ -336,13 +336,13 @@ pub fn parse_request(body: &[u8], limits: Limits) -> Result<NgRequest, RequestEr
                 NgRequest::Answer(oa)
             }
         }
-        Command::Delete => NgRequest::Delete(Delete {
+        NgCommand::Delete => NgRequest::Delete(Delete {
             call: fields.call_ref()?,
             delete_delay: fields.uint("delete-delay")?,
             fatal: fields.strings("flags")?.iter().any(|f| f == "fatal"),
         }),
-        Command::Query => NgRequest::Query(fields.call_ref()?),
-        Command::List => {
+        NgCommand::Query => NgRequest::Query(fields.call_ref()?),
+        NgCommand::List => {
             let limit = match fields.uint("limit")? {
                 None => DEFAULT_LIST_LIMIT,
                 Some(0) => {

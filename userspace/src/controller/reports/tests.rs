@@ -3,7 +3,7 @@ use std::collections::BTreeSet;
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::controller::{report::OpenParams, Command, ControllerConfig, FakeStore};
+use crate::controller::{report::OpenParams, ControllerCommand, ControllerConfig, FakeStore};
 
 fn ep(s: &str) -> Endpoint {
     s.parse().unwrap()
@@ -74,10 +74,10 @@ async fn the_command_replies_as_the_direct_list() {
     }
     let direct = serde_json::to_string(&c.list().unwrap()).unwrap();
     let (reply, rx) = oneshot::channel();
-    c.handle(Command::List { reply });
+    c.handle(ControllerCommand::List { reply });
     let via = serde_json::to_string(&rx.await.unwrap().unwrap()).unwrap();
     assert_eq!(direct, via);
     let (reply, rx) = oneshot::channel();
-    c.handle(Command::Calls { reply });
+    c.handle(ControllerCommand::Calls { reply });
     assert!(rx.await.unwrap().unwrap().calls.is_empty());
 }
