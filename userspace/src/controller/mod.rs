@@ -565,7 +565,7 @@ impl<S: FlowStore> Controller<S> {
 
     /// The signaling queue's numbers; the kernel's are read from /proc of
     /// this namespace (a few hundred bytes).
-    fn queue_stats(&self) -> Option<crate::controller::report::QueueStats> {
+    fn queue_stats(&self) -> Option<crate::capture::nfqueue::QueueStats> {
         let health = self.core.config.queue_health.as_ref()?;
         let q = health.queue_num();
         let kernel = match crate::capture::nfqueue::kernel_stats(q) {
@@ -575,7 +575,7 @@ impl<S: FlowStore> Controller<S> {
                 None
             }
         };
-        Some(crate::controller::report::QueueStats {
+        Some(crate::capture::nfqueue::QueueStats {
             queue_num: q,
             reader_restarts: health.restarts(),
             kernel,
