@@ -508,5 +508,8 @@ pub fn reply_error(reason: &str) -> Value {
     ])
 }
 
+// Spelled out: the fuzz crate compiles this file by `#[path]`, where a bare
+// `mod tests;` would resolve to ng/tests.rs.
 #[cfg(test)]
+#[path = "wire/tests.rs"]
 mod tests;
