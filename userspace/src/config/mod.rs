@@ -17,24 +17,29 @@
 //! See `examples/pinhole.toml` for the complete, commented file.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use pinhole_common::{
-    FragmentPolicy, PortRange, DEFAULT_MAX_FLOWS, MAX_MEDIA_PREFIXES, MAX_PORT_RANGES,
-};
-use serde::de::{self, Deserialize, Deserializer};
+use pinhole_common::{PortRange, DEFAULT_MAX_FLOWS};
+use serde::de::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
+
+mod diagnostics;
+mod validate;
+mod values;
+
+pub use diagnostics::{render, ConfigError, Location};
+use validate::validate;
+pub use values::{parse_cidr, Fragments, LogFormat, OnOff, SignalingMode};
+use values::{Nets, Ports};
 
 use crate::calls::CallConfig;
 use crate::capture::nat::{check_maps, NatMap};
 use crate::datapath::load::XdpMode;
-use crate::datapath::load::{parse_port_range, MAX_FLOWS, MIN_FLOWS};
 use crate::ng::NgConfig;
 
 /// An invalid `pinhole run` setting (file or flags): bad input (exit 2).
@@ -63,206 +68,6 @@ pub const MAX_LATCHING_SECS: u64 = 300;
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
-
-/// Non-first UDP fragments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Fragments {
-    Pass,
-    Drop,
-}
-
-impl From<Fragments> for FragmentPolicy {
-    fn from(f: Fragments) -> Self {
-        match f {
-            Fragments::Pass => FragmentPolicy::Pass,
-            Fragments::Drop => FragmentPolicy::Drop,
-        }
-    }
-}
-
-/// How pinholes are learned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SignalingMode {
-    /// Queue SIP/RTSP through the daemon (iptables NFQUEUE) and follow calls.
-    Inline,
-    /// Only the control socket, the CLI and the ng protocol open pinholes.
-    Off,
-}
-
-/// An on/off setting (`--pre-answer on|off`, `pre_answer = "on"`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OnOff {
-    On,
-    Off,
-}
-
-impl From<OnOff> for bool {
-    fn from(v: OnOff) -> bool {
-        v == OnOff::On
-    }
-}
-
-/// Log output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// A media port range in the file: `"LO-HI"`, `"PORT"` or `PORT`.
-struct PortSpec(PortRange);
-
-impl<'de> Deserialize<'de> for PortSpec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = PortSpec;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a port range \"LO-HI\" or a port")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<PortSpec, E> {
-                parse_port_range(s).map(PortSpec).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<PortSpec, E> {
-                match u16::try_from(n) {
-                    Ok(p) if p > 0 => Ok(PortSpec(PortRange { lo: p, hi: p })),
-                    _ => Err(E::custom(format!("invalid port {n}; expected 1-65535"))),
-                }
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-struct Ports(Vec<PortRange>);
-
-impl<'de> Deserialize<'de> for Ports {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Vec::<PortSpec>::deserialize(d)?;
-        Ok(Ports(v.into_iter().map(|p| p.0).collect()))
-    }
-}
-
-impl From<Ports> for Vec<PortRange> {
-    fn from(p: Ports) -> Self {
-        p.0
-    }
-}
-
-/// Parses `ADDR/PREFIX` (host bits cleared) or a bare address (that host).
-pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    let t = s.trim();
-    let bad = || {
-        format!("invalid network `{s}`; expected ADDR/PREFIX such as 192.0.2.0/24 or 2001:db8::/32")
-    };
-    if t.contains('/') {
-        t.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| bad())
-    } else {
-        t.parse::<IpAddr>().map(IpNet::from).map_err(|_| bad())
-    }
-}
-
-struct Nets(Vec<IpNet>);
-
-impl<'de> Deserialize<'de> for Nets {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Vec::<String>::deserialize(d)?;
-        v.iter()
-            .map(|s| parse_cidr(s))
-            .collect::<Result<_, _>>()
-            .map(Nets)
-            .map_err(de::Error::custom)
-    }
-}
-
-impl From<Nets> for Vec<IpNet> {
-    fn from(n: Nets) -> Self {
-        n.0
-    }
-}
-
-/// A position in the file, 1-based.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Location {
-    pub line: usize,
-    pub col: usize,
-}
-
-impl Location {
-    /// The position of byte `offset` in `text`.
-    fn of(text: &str, offset: usize) -> Location {
-        let mut offset = offset.min(text.len());
-        while !text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        Location {
-            line,
-            col: before[line_start..].chars().count() + 1,
-        }
-    }
-}
-
-/// One problem with the configuration. `line` and `col` are 1-based
-/// positions in the file, or 0 when the problem is not in the file (a flag,
-/// a default, or the file as a whole).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
-}
-
-impl ConfigError {
-    fn at(loc: Option<Location>, message: impl Into<String>) -> Self {
-        let loc = loc.unwrap_or(Location { line: 0, col: 0 });
-        ConfigError {
-            line: loc.line,
-            col: loc.col,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            f.write_str(&self.message)
-        } else {
-            write!(
-                f,
-                "line {}, column {}: {}",
-                self.line, self.col, self.message
-            )
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Renders errors one per line as `PATH:LINE:COL: message` (or `PATH:
-/// message` without a position), for `check-config` and `run --config`.
-pub fn render(path: &Path, errors: &[ConfigError]) -> String {
-    errors
-        .iter()
-        .map(|e| {
-            if e.line == 0 {
-                format!("{}: {}", path.display(), e.message)
-            } else {
-                format!("{}:{}:{}: {}", path.display(), e.line, e.col, e.message)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// Declares every setting once: its type in [`RunOptions`] and
 /// [`RunSettings`], the wire type it is decoded from, its place in the file
@@ -777,167 +582,6 @@ pub fn resolve(
         Ok(s)
     } else {
         Err(errors)
-    }
-}
-
-type Locate<'a> = dyn Fn(&'static str) -> (Option<Location>, String) + 'a;
-
-/// Semantic checks: ranges, overlaps, caps, names, paths.
-fn validate(s: &RunSettings, locate: &Locate<'_>, errors: &mut Vec<ConfigError>) {
-    let mut err = |field: &'static str, msg: String| {
-        let (loc, name) = locate(field);
-        errors.push(ConfigError::at(loc, format!("{name}: {msg}")));
-    };
-
-    if s.interfaces.is_empty() {
-        err("interfaces", "no interface to filter".into());
-    }
-    for (i, name) in s.interfaces.iter().enumerate() {
-        let bad = name.is_empty()
-            || name.len() > MAX_IFNAME
-            || name == "."
-            || name == ".."
-            || name
-                .chars()
-                .any(|c| c == '/' || c == ':' || c.is_whitespace());
-        if bad {
-            err(
-                "interfaces",
-                format!("invalid interface name `{name}` (1-{MAX_IFNAME} characters, no `/`, `:` or spaces)"),
-            );
-        } else if s.interfaces[..i].contains(name) {
-            err("interfaces", format!("interface `{name}` listed twice"));
-        }
-    }
-
-    let show = |r: &PortRange| format!("{}-{}", r.lo, r.hi);
-    if s.media_ports.is_empty() {
-        err("media_ports", "no media port range".into());
-    }
-    if s.media_ports.len() > MAX_PORT_RANGES {
-        err(
-            "media_ports",
-            format!(
-                "{} ranges; the filter holds at most {MAX_PORT_RANGES}",
-                s.media_ports.len()
-            ),
-        );
-    }
-    for (i, r) in s.media_ports.iter().enumerate() {
-        if let Some(o) = s.media_ports[..i]
-            .iter()
-            .find(|o| r.lo <= o.hi && o.lo <= r.hi)
-        {
-            err(
-                "media_ports",
-                format!("ranges {} and {} overlap", show(o), show(r)),
-            );
-        }
-    }
-
-    for (family, v4) in [(4, true), (6, false)] {
-        let given = s
-            .media_prefixes
-            .iter()
-            .filter(|n| n.addr().is_ipv4() == v4)
-            .count();
-        if given > MAX_MEDIA_PREFIXES {
-            err(
-                "media_prefixes",
-                format!("{given} IPv{family} networks; the filter holds at most {MAX_MEDIA_PREFIXES} per family"),
-            );
-        }
-    }
-
-    if !(MIN_FLOWS..=MAX_FLOWS).contains(&s.max_pinholes) {
-        err(
-            "max_pinholes",
-            format!(
-                "{} out of range ({MIN_FLOWS}-{MAX_FLOWS} flows)",
-                s.max_pinholes
-            ),
-        );
-    }
-
-    for (field, ports) in [("sip_ports", &s.sip_ports), ("rtsp_ports", &s.rtsp_ports)] {
-        for (i, p) in ports.iter().enumerate() {
-            if *p == 0 {
-                err(field, "invalid port 0; expected 1-65535".into());
-            } else if ports[..i].contains(p) {
-                err(field, format!("port {p} listed twice"));
-            }
-        }
-    }
-    for (i, p) in s.sip_ports.iter().enumerate() {
-        if s.sip_ports[..i].contains(p) {
-            continue;
-        }
-        if s.rtsp_ports.contains(p) {
-            err(
-                "rtsp_ports",
-                format!("port {p} is both a SIP and an RTSP port"),
-            );
-        }
-        // SIP over UDP to a protected port would be dropped by the filter.
-        if let Some(r) = s.media_ports.iter().find(|r| (r.lo..=r.hi).contains(p)) {
-            err(
-                "sip_ports",
-                format!(
-                    "SIP port {p} lies in media port range {}; the filter would drop its UDP packets",
-                    show(r)
-                ),
-            );
-        }
-    }
-
-    if s.max_pinholes_per_call == 0 {
-        err("max_pinholes_per_call", "must be at least 1".into());
-    }
-    if s.max_calls_per_peer == 0 {
-        err("max_calls_per_peer", "must be at least 1".into());
-    }
-    if s.latching > MAX_LATCHING_SECS {
-        err(
-            "latching",
-            format!(
-                "{} s is not bounded latching; at most {MAX_LATCHING_SECS} s (0 = strict)",
-                s.latching
-            ),
-        );
-    }
-
-    if let Err(e) = check_maps(&s.nat) {
-        err("nat", e);
-    }
-
-    for field in ["ng_listen", "metrics_listen"] {
-        let addr = if field == "ng_listen" {
-            s.ng_listen
-        } else {
-            s.metrics_listen
-        };
-        if addr.is_some_and(|a| a.port() == 0) {
-            err(field, "port 0; clients need a fixed port".into());
-        }
-    }
-    if s.ng_listen.is_some() && s.ng_allow.is_empty() {
-        err(
-            "ng_allow",
-            "empty: no client could use the ng listener".into(),
-        );
-    }
-
-    for (field, path) in [
-        ("control", &s.control),
-        ("pin_dir", &s.pin_dir),
-        ("state_file", &s.state_file),
-    ] {
-        if !path.is_absolute() {
-            err(
-                field,
-                format!("`{}` is not an absolute path", path.display()),
-            );
-        }
     }
 }
 

@@ -1,3 +1,5 @@
+use pinhole_common::FragmentPolicy;
+
 use super::*;
 
 const EXAMPLE: &str = include_str!("../../../examples/pinhole.toml");
