@@ -1,4 +1,8 @@
-use super::*;
+use aya::programs::ProgramError;
+use pinhole_common::{FragmentPolicy, PortRange};
+
+use super::{object::ringbuf_size, *};
+use crate::datapath::error::SetupError;
 
 #[test]
 fn the_pinned_maps_are_the_programs_own() {
