@@ -528,7 +528,7 @@ pub fn advice(found: &[NatRule], maps: &[NatMap], interfaces: &[String]) -> Vec<
         out.push((
             Level::Warn,
             format!(
-                "NAT on this router ({rules}): XDP sees inbound media addressed to the router's public address while the signaling it reads names the inside addresses, so calls through this NAT lose their inbound media. Run with --nat PUBLIC=INSIDE_CIDR (the router's address on the outside interface = the inside network or the forwarded host, e.g. --nat 192.0.2.1=198.51.100.0/24), attached to the outside interface only; see README \"NAT on the router\"{helper_note}"
+                "NAT on this router ({rules}): XDP sees inbound media addressed to the router's public address while the signaling it reads names the inside addresses, so calls through this NAT lose their inbound media. Run with --nat PUBLIC=INSIDE_CIDR (the router's address on the outside interface = the inside network or the forwarded host, e.g. --nat 192.0.2.1=198.51.100.0/24), attached to the outside interface only; see docs/deployments.md \"NAT on the router\"{helper_note}"
             ),
         ));
     } else {
