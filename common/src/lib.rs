@@ -253,9 +253,16 @@ impl MapKey {
     }
 }
 
+/// How far the clock must move past a flow's stored `last_seen_ns` before a
+/// hit stamps it again (1 s). Stamping on every packet cost a store per hit;
+/// with this, `last_seen_ns` lags a flow's newest packet by less than 1 s,
+/// and idle expiry may therefore fire up to 1 s early.
+pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
+
 /// Per-flow statistics, the value of [`FLOWS_V4_MAP`] and [`FLOWS_V6_MAP`].
 /// The XDP program adds to `packets` and `bytes` atomically and stamps
-/// `last_seen_ns` (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC) on every hit.
+/// `last_seen_ns` (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC) on a hit when
+/// the clock moved by at least [`LAST_SEEN_GRANULARITY_NS`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {

@@ -24,6 +24,7 @@ use aya_ebpf::{
 };
 use pinhole_common::{
     Action, Config, Counter, FlowKeyV4, FlowKeyV6, FlowStats, Reason, DEFAULT_MAX_FLOWS,
+    LAST_SEEN_GRANULARITY_NS,
 };
 
 /// Open IPv4 flows, one entry per direction. Capacity is set at load time.
@@ -144,10 +145,15 @@ fn account(stats: *mut FlowStats, len: u64) -> Reason {
     unsafe {
         atomic_add(core::ptr::addr_of_mut!((*stats).packets), 1);
         atomic_add(core::ptr::addr_of_mut!((*stats).bytes), len);
-        core::ptr::write_volatile(
-            core::ptr::addr_of_mut!((*stats).last_seen_ns),
-            aya_ebpf::helpers::bpf_ktime_get_coarse_ns(),
-        );
+        // Stamp only when the clock moved by at least LAST_SEEN_GRANULARITY_NS:
+        // a media flow then writes the field about once a second instead of
+        // on every packet (read, compare, rarely write). Expiry reads it with
+        // that granularity, i.e. a flow may look idle up to 1 s early.
+        let seen = core::ptr::addr_of_mut!((*stats).last_seen_ns);
+        let now = aya_ebpf::helpers::bpf_ktime_get_coarse_ns();
+        if now.wrapping_sub(core::ptr::read_volatile(seen)) >= LAST_SEEN_GRANULARITY_NS {
+            core::ptr::write_volatile(seen, now);
+        }
     }
     Reason::Hit
 }

@@ -20,6 +20,7 @@ use std::{
 
 use pinhole_common::{
     Counter, FlowKey, FlowStats, LatchValue, Reason, FAMILY_V4, FAMILY_V6, IPPROTO_UDP,
+    LAST_SEEN_GRANULARITY_NS,
 };
 use tokio::{
     sync::{mpsc, oneshot, watch},
@@ -1414,9 +1415,15 @@ impl<S: FlowStore> Core<S> {
     }
 }
 
+/// When `key` last carried a packet, at the latest: the XDP program stamps
+/// `last_seen_ns` only when it lags by [`LAST_SEEN_GRANULARITY_NS`], so the
+/// newest packet may be up to that much later than the stamp. Adding it means
+/// idle expiry never fires early on a live flow; it may fire up to 1 s late.
 fn last_seen<S: FlowStore>(store: &S, key: &FlowKey) -> Option<u64> {
     match store.get(key) {
-        Ok(Some(s)) if s.last_seen_ns != 0 => Some(s.last_seen_ns),
+        Ok(Some(s)) if s.last_seen_ns != 0 => {
+            Some(s.last_seen_ns.saturating_add(LAST_SEEN_GRANULARITY_NS))
+        }
         Ok(_) => None,
         Err(e) => {
             warn!(flow = %FlowDisplay(key), "reading flow stats failed: {e}");
@@ -1872,7 +1879,12 @@ mod tests {
             (3, 300, 4, 12)
         );
         assert_eq!((p.flows[0].packets, p.flows[1].packets), (3, 0));
+        // The stamp may lag the newest packet by up to 1 s (the program
+        // stamps at that granularity): idle counts from t0+9, never early.
         fx.now.store(t0 + 18 * S, Ordering::SeqCst);
+        c.tick();
+        assert_eq!(c.table().len(), 1, "stamp at +8 may mean a packet at +8.99");
+        fx.now.store(t0 + 19 * S, Ordering::SeqCst);
         c.tick();
         assert!(c.table().is_empty());
         assert_eq!(c.stats().unwrap().expired, 1);
