@@ -19,7 +19,7 @@ use pinhole_fuzz::tcp_script::{Op, TcpScript};
 // The fixtures name the parsers as `super::super::sip`: mount them two levels
 // below a module that has `sip` and `MessageError`, as in the unit tests.
 pub use pinhole_fuzz::signaling::{sip, MessageError};
-#[allow(dead_code)]
+#[expect(dead_code, reason = "the seeds use only some fixtures")]
 #[path = "rfc_fixtures.rs"]
 mod tests;
 

@@ -72,6 +72,12 @@ impl Checker {
                     self.closes += 1;
                 }
                 Intent::Refused { .. } => self.refusals += 1,
+                // Hold and resume change an open pair's idle timeout in
+                // place: only a pair this owner holds open may be retimed.
+                Intent::Retime { owner, a, b, .. } => assert!(
+                    self.open.contains(&(owner.clone(), a, b)),
+                    "{owner} retimed {a} <-> {b}, which it had not open"
+                ),
                 // Latching (a half-open pair for media behind NAT) is off in
                 // this configuration, so nothing else may come out.
                 #[allow(unreachable_patterns)]

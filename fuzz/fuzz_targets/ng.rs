@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pinhole_fuzz::ng::bencode::{self, Limits, Value};
-use pinhole_fuzz::ng::proto::{self, Format};
+use pinhole_fuzz::ng::wire::{self, Format};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(v) = bencode::decode(data) {
@@ -15,27 +15,27 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, v);
         assert_eq!(again.encode(), enc, "encoding is not canonical");
     }
-    let Ok((cookie, body)) = proto::split(data) else {
+    let Ok((cookie, body)) = wire::split(data) else {
         return;
     };
-    assert!(!cookie.is_empty() && cookie.len() <= proto::MAX_COOKIE);
+    assert!(!cookie.is_empty() && cookie.len() <= wire::MAX_COOKIE);
     let limits = Limits::default();
-    if let Ok(v) = proto::decode_body(body, limits) {
+    if let Ok(v) = wire::decode_body(body, limits) {
         let format = Format::of(body);
         // JSON carries strings, so only values whose byte strings are UTF-8
         // survive the trip exactly.
         if format == Format::Bencode || utf8_only(&v) {
-            let reply = proto::frame_as(cookie, &v, format);
-            let (c, b) = proto::split(&reply).expect("a framed reply splits");
+            let reply = wire::frame_as(cookie, &v, format);
+            let (c, b) = wire::split(&reply).expect("a framed reply splits");
             assert_eq!(c, cookie);
             assert_eq!(Format::of(b), format);
             // JSON escapes can make the reply longer than the request.
             if b.len() <= limits.max_input {
-                assert_eq!(proto::decode_body(b, limits).ok(), Some(v));
+                assert_eq!(wire::decode_body(b, limits).ok(), Some(v));
             }
         }
     }
-    if let Ok(req) = proto::parse_request(body, limits) {
+    if let Ok(req) = wire::parse_request(body, limits) {
         let _ = req.command().name();
     }
 });

@@ -13,8 +13,6 @@
 pub mod signaling;
 
 /// The call state ([`calls::Calls`]) and its adapters from parsed messages.
-/// Much of it serves only the daemon, hence `dead_code`.
-#[allow(dead_code)]
 #[path = "../../userspace/src/calls/mod.rs"]
 pub mod calls;
 

@@ -5,5 +5,5 @@
 pub mod bencode;
 #[path = "../../userspace/src/ng/options.rs"]
 pub mod options;
-#[path = "../../userspace/src/ng/proto.rs"]
-pub mod proto;
+#[path = "../../userspace/src/ng/wire.rs"]
+pub mod wire;

@@ -466,6 +466,10 @@ pub struct Stats {
     /// The configured interfaces' attach state.
     #[serde(default)]
     pub interfaces: Vec<InterfaceState>,
+    /// The controller task's longest step since start (absent from daemons
+    /// that do not report it).
+    #[serde(default)]
+    pub longest_step_us: Option<u64>,
 }
 
 /// `stats --json` → `interfaces[]`.

@@ -161,7 +161,14 @@ pub struct Lab {
     /// How the daemon was started, for [`Lab::restart_daemon`].
     mode: XdpMode,
     args: Vec<String>,
+    /// The router interfaces the daemon is attached to.
+    ifaces: &'static [&'static str],
 }
+
+/// Both router interfaces (the default).
+const BOTH_IFACES: &[&str] = &[Topology::ROUTER_OUTSIDE_IF, Topology::ROUTER_INSIDE_IF];
+/// The router's outside interface only.
+const OUTSIDE_IFACE: &[&str] = &[Topology::ROUTER_OUTSIDE_IF];
 
 impl Lab {
     /// Builds the topology and starts the daemon with `daemon_args`, native
@@ -172,14 +179,38 @@ impl Lab {
 
     /// [`Lab::new`] with the XDP attach `mode`.
     pub fn with_mode(mode: XdpMode, family: Family, daemon_args: &[&str]) -> Result<Lab> {
+        Lab::build(mode, family, BOTH_IFACES, |_| Ok(()), daemon_args)
+    }
+
+    /// A router that NATs (see `tests/tests/netns_router_nat.rs`):
+    /// `prepare` configures the router (its NAT rules) before the daemon
+    /// starts, which then attaches to the router's outside interface only,
+    /// native XDP.
+    pub fn outside_only(
+        family: Family,
+        prepare: impl FnOnce(&Topology) -> Result<()>,
+        daemon_args: &[&str],
+    ) -> Result<Lab> {
+        Lab::build(XdpMode::Native, family, OUTSIDE_IFACE, prepare, daemon_args)
+    }
+
+    fn build(
+        mode: XdpMode,
+        family: Family,
+        ifaces: &'static [&'static str],
+        prepare: impl FnOnce(&Topology) -> Result<()>,
+        daemon_args: &[&str],
+    ) -> Result<Lab> {
         let topo = Topology::new()?;
-        let daemon = topo.start_daemon(mode, daemon_args)?;
+        prepare(&topo)?;
+        let daemon = topo.start_daemon_on(ifaces, mode, daemon_args)?;
         Ok(Lab {
             daemon,
             topo,
             family,
             mode,
             args: daemon_args.iter().map(|a| a.to_string()).collect(),
+            ifaces,
         })
     }
 
@@ -194,7 +225,7 @@ impl Lab {
             )));
         }
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        self.daemon = self.topo.start_daemon(self.mode, &args)?;
+        self.daemon = self.topo.start_daemon_on(self.ifaces, self.mode, &args)?;
         Ok(())
     }
 

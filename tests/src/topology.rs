@@ -121,6 +121,9 @@ impl XdpMode {
     }
 }
 
+/// One of the router's addresses per family ([`Family::router_outside`]…).
+type RouterAddr = fn(Family) -> IpAddr;
+
 /// Three namespaces wired as in the module docs, both families configured and
 /// reachable end to end.
 #[derive(Debug)]
@@ -141,6 +144,9 @@ impl Topology {
     pub const INSIDE_IF: &'static str = "eth0";
     /// The outside host's interface towards a host behind its NAT.
     pub const NAT_IF: &'static str = "nat0";
+    /// The bridges of [`Topology::bridge_router_links`] (outside, inside),
+    /// in the router.
+    pub const BRIDGES: [&'static str; 2] = ["br0", "br1"];
 
     /// Builds the topology and checks, with a UDP round trip per family between
     /// outside and inside, that forwarding works (which also resolves every
@@ -221,6 +227,45 @@ impl Topology {
         self.check_forwarding()
     }
 
+    /// Makes each router veth a port of a new bridge ([`Self::BRIDGES`])
+    /// that holds the router's addresses of that link (moved from the
+    /// veth), as on a router whose addresses live on bridges over its NICs;
+    /// then checks forwarding. XDP stays on the ports, which see frames
+    /// before the bridge; the stack routes signaling with the bridges, never
+    /// an attached name, as `-i`/`-o`.
+    pub fn bridge_router_links(&self) -> Result<()> {
+        let links: [(&str, &str, RouterAddr); 2] = [
+            (
+                Self::ROUTER_OUTSIDE_IF,
+                Self::BRIDGES[0],
+                Family::router_outside,
+            ),
+            (
+                Self::ROUTER_INSIDE_IF,
+                Self::BRIDGES[1],
+                Family::router_inside,
+            ),
+        ];
+        for (port, br, addr) in links {
+            self.router.ip(&["link", "add", br, "type", "bridge"])?;
+            // The port's MAC, so the hosts' neighbour entries stay right.
+            let mac = self
+                .router
+                .exec("cat", &[&format!("/sys/class/net/{port}/address")])?;
+            self.router
+                .ip(&["link", "set", br, "address", mac.trim()])?;
+            self.router
+                .ip(&["addr", "flush", "dev", port, "scope", "global"])?;
+            self.router.ip(&["link", "set", port, "master", br])?;
+            self.router.ip(&["link", "set", br, "up"])?;
+            for f in Family::ALL {
+                self.router
+                    .add_addr(br, &format!("{}/{}", addr(f), f.prefix_len()))?;
+            }
+        }
+        self.check_forwarding()
+    }
+
     /// A host behind the outside host, which masquerades it (nftables)
     /// to its own address when it sends out towards the router: a UA
     /// behind NAT. Private addresses [`Family::nat_private`] on a veth
@@ -271,14 +316,26 @@ impl Topology {
     /// Starts `pinhole run` in the router namespace on both router interfaces
     /// in `mode`, with `extra` arguments.
     pub fn start_daemon(&self, mode: XdpMode, extra: &[&str]) -> Result<Daemon> {
-        let mut args = vec![
-            "--iface",
-            Self::ROUTER_OUTSIDE_IF,
-            "--iface",
-            Self::ROUTER_INSIDE_IF,
-            "--xdp-mode",
-            mode.arg(),
-        ];
+        self.start_daemon_on(
+            &[Self::ROUTER_OUTSIDE_IF, Self::ROUTER_INSIDE_IF],
+            mode,
+            extra,
+        )
+    }
+
+    /// Starts `pinhole run` in the router namespace on `ifaces` in `mode`,
+    /// with `extra` arguments.
+    pub fn start_daemon_on(
+        &self,
+        ifaces: &[&str],
+        mode: XdpMode,
+        extra: &[&str],
+    ) -> Result<Daemon> {
+        let mut args = Vec::new();
+        for iface in ifaces {
+            args.extend(["--iface", iface]);
+        }
+        args.extend(["--xdp-mode", mode.arg()]);
         args.extend_from_slice(extra);
         Daemon::start(&self.router, &args)
     }

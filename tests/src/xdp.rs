@@ -13,8 +13,8 @@ use aya::{
     Ebpf, EbpfLoader, TestRun,
 };
 use pinhole::{
-    loader::build_config,
-    maps::{CounterMap, FlowMap},
+    datapath::load::build_config,
+    datapath::maps::{CounterMap, FlowMap},
 };
 use pinhole_common::{
     Action, Config, Counter, FlowKey, FlowStats, FragmentPolicy, PortRange, Reason, CONFIG_GLOBAL,
@@ -81,7 +81,7 @@ pub fn load_object(cfg: &Config, max_flows: u32, programs: &[&str]) -> Result<Eb
         .override_global(CONFIG_GLOBAL, cfg, true)
         .map_max_entries(FLOWS_V4_MAP, max_flows)
         .map_max_entries(FLOWS_V6_MAP, max_flows)
-        .load(pinhole::ebpf::OBJECT)
+        .load(pinhole::datapath::ebpf::OBJECT)
         .map_err(|e| {
             Error::Setup(format!(
                 "loading the pinhole eBPF object failed: {e}. This needs root \

@@ -22,7 +22,7 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use pinhole::{
     addr::{flow_key, Endpoint},
-    latch::{take_events, LatchKey, LatchMap, Latched},
+    datapath::latch::{take_events, LatchKey, LatchMap, Latched},
 };
 use pinhole_common::{FlowKey, FlowStats, FragmentPolicy, LatchValue, Reason};
 use pinhole_integration::{

@@ -16,7 +16,7 @@
 use std::net::SocketAddr;
 
 use ipnet::IpNet;
-use pinhole::media_scope::apply_media_prefixes;
+use pinhole::datapath::media_scope::apply_media_prefixes;
 use pinhole_common::{Config, FlowKey, FragmentPolicy, Reason, PROGRAM_L3_NAME, PROGRAM_NAME};
 use pinhole_integration::frames::{arp, Frame, HeaderKind, ETH_P_PPP_SES, PPP_LCP, TPID_8021Q};
 use pinhole_integration::xdp::{

@@ -13,7 +13,7 @@ use std::{
 };
 
 use aya::{programs::TestRunOptions, TestRun};
-use pinhole::maps::Inserted;
+use pinhole::datapath::maps::Inserted;
 use pinhole_common::{Config, FlowKey, FlowStats, FragmentPolicy, Reason, MAX_IPV6_EXT_HEADERS};
 use pinhole_integration::frames::{
     arp, ipv6_no_next_header, Built, Ext, Frame, HeaderKind, L4, TPID_8021AD, TPID_8021Q,

@@ -10,7 +10,34 @@ use std::{
 use pinhole_common::{FlowKey, FAMILY_V4, FAMILY_V6, IPPROTO_UDP};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::AddrError;
+/// A malformed or unusable endpoint, or an impossible pair of endpoints.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AddrError {
+    #[error("empty endpoint; expected ADDR:PORT or [IPv6]:PORT")]
+    Empty,
+    #[error("`{0}` has no port; expected ADDR:PORT or [IPv6]:PORT")]
+    MissingPort(String),
+    #[error("IPv6 address in `{0}` must be written in brackets: [ADDR]:PORT")]
+    UnbracketedV6(String),
+    #[error("invalid IP address `{0}`")]
+    BadIp(String),
+    #[error("invalid port `{0}`; expected a number 1-65535")]
+    BadPort(String),
+    #[error("port {0} out of range (1-65535)")]
+    PortRange(String),
+    #[error("{0} is not a unicast address")]
+    NotUnicast(std::net::IpAddr),
+    #[error("{0} is an IPv4-mapped IPv6 address; write it in IPv4 form")]
+    V4Mapped(std::net::Ipv6Addr),
+    #[error("IPv6 zone ids are not supported (`{0}`)")]
+    ZoneId(String),
+    #[error("A ({a}) and B ({b}) mix IPv4 and IPv6; a pinhole joins two endpoints of one family")]
+    FamilyMix { a: SocketAddr, b: SocketAddr },
+    #[error("A and B are the same endpoint ({0})")]
+    SameEndpoint(SocketAddr),
+    #[error("--with-rtcp needs both ports below 65535 (RTCP uses port+1), got {0}")]
+    RtcpPort(SocketAddr),
+}
 
 /// A validated media endpoint: a unicast IP address without zone id and a
 /// non-zero UDP port.

@@ -2,9 +2,9 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use clap::{error::ErrorKind, Parser};
 use pinhole::{
-    cli::{one_line_clap_error, Cli, Command},
+    app::cli::{one_line_clap_error, Cli, Command},
+    app::exit::{exit_code, one_line, EXIT_BAD_INPUT},
     config::{LogFormat, RunSettings},
-    error::{exit_code, one_line, EXIT_BAD_INPUT},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 
     // `check-config` touches nothing and logs nothing.
     if let Command::CheckConfig(args) = &cli.command {
-        return match pinhole::commands::check_config(&args.file) {
+        return match pinhole::app::commands::check_config(&args.file) {
             Ok(summary) => {
                 println!("{summary}");
                 ExitCode::SUCCESS
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     // The daemon's settings (file and flags) decide its log format, so they
     // are resolved before logging starts.
     let settings = match &cli.command {
-        Command::Run(args) => match pinhole::daemon::settings(cli.control.as_deref(), args) {
+        Command::Run(args) => match pinhole::app::daemon::settings(cli.control.as_deref(), args) {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -71,8 +71,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match settings {
-        Some(settings) => runtime.block_on(pinhole::daemon::run(settings)),
-        None => runtime.block_on(pinhole::commands::dispatch(cli)),
+        Some(settings) => runtime.block_on(pinhole::app::daemon::run(settings)),
+        None => runtime.block_on(pinhole::app::commands::dispatch(cli)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

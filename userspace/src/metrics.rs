@@ -105,7 +105,7 @@ pub struct Snapshot {
     /// Half-open pinhole events: kind (`entry`, `pre_answer`), event, count.
     pub latch_events: Vec<(&'static str, &'static str, u64)>,
     /// The signaling queue, with inline signaling.
-    pub queue: Option<crate::proto::QueueStats>,
+    pub queue: Option<crate::controller::report::QueueStats>,
 }
 
 /// The metrics registry. See the module documentation.
@@ -474,7 +474,7 @@ mod tests {
                 ("r-in".into(), "native".into(), false),
             ],
             latch_events: vec![("entry", "latched", 3), ("pre_answer", "confirmed", 2)],
-            queue: Some(crate::proto::QueueStats {
+            queue: Some(crate::controller::report::QueueStats {
                 queue_num: 4242,
                 reader_restarts: 2,
                 kernel: Some(crate::capture::nfqueue::KernelQueueStats {

@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod fuzz;
+mod layers;
 mod proc;
 mod soak;
 mod toolchain;
@@ -55,9 +56,13 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Everything CI checks, in order, stopping at the first failure: rustfmt,
-    /// clippy (host and eBPF), unit tests, a fuzz smoke run, BPF_PROG_TEST_RUN tests, network
+    /// clippy (host and eBPF), the layer check, unit tests, a fuzz smoke run, BPF_PROG_TEST_RUN tests, network
     /// namespace integration tests and a benchmark smoke run. Needs root.
     Test,
+    /// Only the layer check of `test`: the userspace library's top-level
+    /// modules must not import each other in a circle (installs
+    /// cargo-modules when missing).
+    Layers,
     /// A real SIP call through pinhole in a veth lab, with a report (installs
     /// what is missing, builds in release mode; needs root).
     Demo {
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
         Task::Build { release } => build(release).map(|bin| eprintln!("built {}", bin.display())),
         Task::Run { release, args } => run(release, &args),
         Task::Test => test(),
+        Task::Layers => layers::check(),
         Task::Demo { args } => demo::run(&args),
         Task::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
         Task::Bench(args) => bench::run(&args),
@@ -239,6 +245,7 @@ fn test() -> Result<()> {
         ]))
     })?;
     steps.run("clippy (eBPF, bpfel-unknown-none)", clippy_ebpf)?;
+    steps.run("layers (no import circle, cargo-modules)", layers::check)?;
     steps.run("unit tests", || {
         proc::run(&mut cargo_cmd([
             "test",

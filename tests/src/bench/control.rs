@@ -14,7 +14,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use pinhole::{
     addr::Endpoint,
-    proto::{OpenParams, Request, Response},
+    api::wire::{Request, Response},
+    controller::report::OpenParams,
 };
 
 /// The `i`-th synthetic pinhole: a unique IPv4 outside endpoint in

@@ -149,7 +149,7 @@ impl BenchLab {
     /// interfaces.
     fn attach_empty_xdp(&self) -> Result<Ebpf> {
         let mut ebpf = EbpfLoader::new()
-            .load(pinhole::ebpf::OBJECT)
+            .load(pinhole::datapath::ebpf::OBJECT)
             .context("loading pinhole's eBPF object")?;
         let prog: &mut Xdp = ebpf
             .program_mut(BASELINE_PROGRAM_NAME)

@@ -46,6 +46,9 @@ pub struct ListLoadSample {
     /// they ended), each one's seconds and bytes.
     pub list_secs: Samples,
     pub list_bytes: Vec<u64>,
+    /// The controller's longest step since start (`stats`), install included.
+    #[serde(default)]
+    pub longest_step_us: Option<u64>,
 }
 
 /// Sends `list` requests on one connection until `stop`, timing each reply.
@@ -150,10 +153,12 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<ListLoadSampl
         first_rtp_dropped: active.dropped()?,
         list_secs: Samples::new(list_secs),
         list_bytes,
+        longest_step_us: stats.longest_step_us,
     };
     progress(&format!(
         "{} pinholes, {} cps: {}/{} answered, daemon p50 {} p99 {} µs, INVITE→200 p50 {:.0} µs \
-         p99 {:.0} µs, first RTP dropped {}/{}, {} lists (median {:.2} s, {:.0} MB each)",
+         p99 {:.0} µs, first RTP dropped {}/{}, {} lists (median {:.2} s, {:.0} MB each), \
+         controller's longest step {} µs",
         cfg.pinholes,
         cfg.rate,
         sample.load.answered,
@@ -167,6 +172,7 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<ListLoadSampl
         sample.list_secs.0.len(),
         sample.list_secs.quantile(0.5).unwrap_or(f64::NAN),
         sample.list_bytes.iter().copied().max().unwrap_or(0) as f64 / 1e6,
+        sample.longest_step_us.map_or("-".into(), |v| v.to_string()),
     ));
     Ok(sample)
 }

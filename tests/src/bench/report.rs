@@ -432,10 +432,12 @@ fn list_load_section(out: &mut String, s: &ListLoadSample) {
          A daemon holding {} pinholes (installed through the control socket) answers `list` \
          (what `pinhole list --json` asks) in a loop on one control connection while the SIP \
          generator of part 5 sets up calls at {:.0}/s for {:.0} s. Columns as in part 5; \
-         *lists*: replies read while the calls ran, median seconds and size of one.\n\n\
-         | pinholes | calls/s | answered | daemon p50 µs | daemon p99 µs | INVITE→200 p50 µs | INVITE→200 p99 µs | first RTP dropped | lists | s per list | MB per list |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
-         | {} | {:.0} | {} of {} | {} | {} | {} | {} | {} of {} | {} | {} | {:.0} |\n",
+         *lists*: replies read while the calls ran, median seconds and size of one; \
+         *longest step*: the controller task's longest uninterrupted step since start \
+         (`stats`), the install included.\n\n\
+         | pinholes | calls/s | answered | daemon p50 µs | daemon p99 µs | INVITE→200 p50 µs | INVITE→200 p99 µs | first RTP dropped | lists | s per list | MB per list | longest step µs |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | {} | {:.0} | {} of {} | {} | {} | {} | {} | {} of {} | {} | {} | {:.0} | {} |\n",
         s.pinholes,
         s.load.rate,
         s.load.calls as f64 / s.load.rate.max(1.0),
@@ -452,6 +454,7 @@ fn list_load_section(out: &mut String, s: &ListLoadSample) {
         s.list_secs.0.len(),
         fmt(s.list_secs.quantile(0.5), 2),
         s.list_bytes.iter().copied().max().unwrap_or(0) as f64 / 1e6,
+        s.longest_step_us.map_or("-".into(), |v| v.to_string()),
     );
 }
 

@@ -36,8 +36,8 @@ use aya::{
 };
 use clap::Parser;
 use pinhole::{
-    latch::{take_events, LatchKey, LatchMap},
-    maps::FlowMap,
+    datapath::latch::{take_events, LatchKey, LatchMap},
+    datapath::maps::FlowMap,
 };
 use pinhole_common::{
     FlowKey, FlowStats, FragmentPolicy, LatchValue, BASELINE_PROGRAM_NAME, PROGRAM_NAME,

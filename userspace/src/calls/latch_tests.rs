@@ -176,7 +176,6 @@ struct Case {
 
 /// (name, config, caller signaling, offer, callee signaling, answer,
 /// intents of the 200)
-#[allow(clippy::too_many_arguments)]
 fn case(
     name: &'static str,
     cfg: CallConfig,

@@ -333,7 +333,6 @@ impl Dialog {
     /// Per negotiated stream (m-line index): the RTP pair and, unless both
     /// sides multiplex, the RTCP pair, each end with its announcing peer,
     /// and whether either side holds the stream.
-    #[allow(clippy::type_complexity)]
     fn stream_pairs(&self) -> Vec<(usize, EndPair, Option<EndPair>, bool)> {
         let Some(n) = &self.active else {
             return Vec::new();

@@ -5,13 +5,16 @@
 //! reaches its peer.
 //!
 //! - [`packet`]: L3 packet → [`SignalingPacket`] (etherparse);
-//! - [`feed`]: packets → SIP/RTSP messages → call state → intents (pure);
+//! - [`crate::feed`] (its own tier, below calls): packets → SIP/RTSP
+//!   messages → call state → intents (pure);
 //! - [`rules`]: the iptables/ip6tables rules, removed on drop;
+//! - [`nat`]: NAT on the router itself: the `--nat` view of signaling and
+//!   the detection of NAT rules at start;
 //! - [`nfqueue`]: the queue reader thread;
 //! - [`latency`]: the setup-latency histogram.
 
-pub mod feed;
 pub mod latency;
+pub mod nat;
 pub mod nfqueue;
 pub mod packet;
 pub mod rules;

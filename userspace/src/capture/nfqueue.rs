@@ -34,11 +34,10 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::{
-    feed::RateLimit,
     packet::{decode, PacketError, SignalingPacket},
     CaptureError,
 };
-use crate::clock::monotonic_ns;
+use crate::clock::{monotonic_ns, RateLimit};
 
 /// Default kernel queue length (packets waiting for the daemon); beyond it
 /// the queue fails open and packets pass unobserved.

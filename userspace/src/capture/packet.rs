@@ -1,6 +1,8 @@
 //! Decoding a queued L3 packet (what NFQUEUE hands over: the IP header
 //! onwards) into a typed [`SignalingPacket`], with `etherparse`.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::{IpAddr, SocketAddr};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
@@ -104,6 +106,11 @@ pub fn decode(l3: &[u8], received_at: u64) -> Result<SignalingPacket, PacketErro
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests build known-good packets and fail loudly"
+)]
 mod tests {
     use super::*;
     use etherparse::PacketBuilder;

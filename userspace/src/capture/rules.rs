@@ -2,10 +2,26 @@
 //!
 //! A chain [`CHAIN`] in the `mangle` table holds one `NFQUEUE --queue-num N
 //! --queue-bypass` rule per protocol, port and direction (UDP+TCP for SIP
-//! ports, TCP for RTSP ports). It is jumped to from mangle `FORWARD`
-//! (`-i IF` and `-o IF`), `INPUT` (`-i IF`) and `OUTPUT` (`-o IF`) for every
-//! attached interface, in IPv4 and IPv6. `--queue-bypass` lets packets pass
-//! when no daemon listens on the queue.
+//! ports, TCP for RTSP ports). It is jumped to from mangle `FORWARD`,
+//! `INPUT` (`! -i lo`) and `OUTPUT` (`! -o lo`), in IPv4 and IPv6, whatever
+//! the interface. `--queue-bypass` lets packets pass when no daemon listens
+//! on the queue.
+//!
+//! The jumps are deliberately not scoped to the attached interfaces. XDP on
+//! `eth0` sees the frames of every upper device stacked on it (a VLAN
+//! `eth0.100`, a bridge `br0` or bond `bond0` with `eth0` as port), but the
+//! stack reports routed signaling with the *upper* device as `-i`/`-o`: a
+//! rule naming `eth0` never matches it, and every call routed over the upper
+//! device lost its media (0 of 236 inbound RTP packets with the router's
+//! address on a bridge over the attached port). Following upper devices by
+//! name would have to track VLANs, bridges, bonds and teams created, renamed
+//! and re-parented at run time; capturing everywhere is right under any
+//! churn. What it changes: SIP/RTSP that never crosses an attached interface
+//! is queued too (one userspace round trip, no verdict change: the daemon
+//! accepts every packet), and may open pinholes whose media then never meets
+//! the XDP program; they cost table entries under the same caps and expire
+//! idle. Loopback is excluded: it is never attached and local proxies chat
+//! on it. The XDP fast path is unchanged.
 //!
 //! A second chain, [`DEFRAG_CHAIN`], is jumped to from nowhere: its one rule
 //! (`-m socket`, see [`DEFRAG_MATCHES`]) exists only so that the kernel
@@ -47,18 +63,17 @@ pub const DEFRAG_MATCHES: &[(&[&str], &str)] = &[
     ),
 ];
 
-/// The built-in chains that jump to [`CHAIN`], with the interface option
-/// each uses.
+/// The built-in chains that jump to [`CHAIN`], with the match each jump
+/// uses (loopback is never attached, so never queued).
 const HOOKS: &[(&str, &[&str])] = &[
-    ("FORWARD", &["-i", "-o"]),
-    ("INPUT", &["-i"]),
-    ("OUTPUT", &["-o"]),
+    ("FORWARD", &[]),
+    ("INPUT", &["!", "-i", "lo"]),
+    ("OUTPUT", &["!", "-o", "lo"]),
 ];
 
 /// What to queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSpec {
-    pub interfaces: Vec<String>,
     pub sip_ports: Vec<u16>,
     pub rtsp_ports: Vec<u16>,
     pub queue_num: u16,
@@ -105,21 +120,20 @@ impl RuleSpec {
     }
 
     /// The arguments (after `-w -t mangle`) inserting each jump to [`CHAIN`].
+    /// They do not depend on the spec: see the module documentation for
+    /// why they are not scoped to the attached interfaces.
     pub fn jumps(&self) -> Vec<Vec<String>> {
-        let mut out = Vec::new();
-        for (hook, opts) in HOOKS {
-            for iface in &self.interfaces {
-                for opt in *opts {
-                    out.push(
-                        ["-I", hook, "1", opt, iface, "-j", CHAIN]
-                            .iter()
-                            .map(|s| s.to_string())
-                            .collect(),
-                    );
-                }
-            }
-        }
-        out
+        HOOKS
+            .iter()
+            .map(|(hook, matches)| {
+                ["-I", hook, "1"]
+                    .iter()
+                    .chain(matches.iter())
+                    .chain(["-j", CHAIN].iter())
+                    .map(|s| s.to_string())
+                    .collect()
+            })
+            .collect()
     }
 }
 
@@ -358,7 +372,6 @@ mod tests {
 
     fn spec() -> RuleSpec {
         RuleSpec {
-            interfaces: vec!["ph0".into(), "ph1".into()],
             sip_ports: vec![5060],
             rtsp_ports: vec![554, 5060],
             queue_num: 4242,
@@ -387,17 +400,14 @@ mod tests {
     }
 
     #[test]
-    fn jumps_per_interface_and_hook() {
+    fn jumps_cover_every_interface_but_loopback() {
+        // Not scoped by name: signaling routed over a VLAN, bridge or bond
+        // stacked on an attached port carries the upper device's name.
         let jumps: Vec<String> = spec().jumps().iter().map(|r| r.join(" ")).collect();
         let want = [
-            "-I FORWARD 1 -i ph0 -j PINHOLE_SIG",
-            "-I FORWARD 1 -o ph0 -j PINHOLE_SIG",
-            "-I FORWARD 1 -i ph1 -j PINHOLE_SIG",
-            "-I FORWARD 1 -o ph1 -j PINHOLE_SIG",
-            "-I INPUT 1 -i ph0 -j PINHOLE_SIG",
-            "-I INPUT 1 -i ph1 -j PINHOLE_SIG",
-            "-I OUTPUT 1 -o ph0 -j PINHOLE_SIG",
-            "-I OUTPUT 1 -o ph1 -j PINHOLE_SIG",
+            "-I FORWARD 1 -j PINHOLE_SIG",
+            "-I INPUT 1 ! -i lo -j PINHOLE_SIG",
+            "-I OUTPUT 1 ! -o lo -j PINHOLE_SIG",
         ];
         assert_eq!(jumps, want);
     }
@@ -449,7 +459,6 @@ mod tests {
         let ns = Netns::new("rules");
         let prefix = ns.prefix();
         let spec = RuleSpec {
-            interfaces: vec!["ph-a".into(), "ph-b".into()],
             sip_ports: vec![5060],
             rtsp_ports: vec![554],
             queue_num: 4242,
@@ -484,14 +493,7 @@ mod tests {
         // them instead of stacking a second set, and works twice in a row.
         let leaked = Rules::install(&spec, &prefix).unwrap();
         std::mem::forget(leaked);
-        let again = Rules::install(
-            &RuleSpec {
-                interfaces: vec!["ph-a".into()],
-                ..spec.clone()
-            },
-            &prefix,
-        )
-        .unwrap();
+        let again = Rules::install(&spec, &prefix).unwrap();
         let r = Runner::iptables(&prefix);
         let jumps = r
             .listing()
@@ -500,8 +502,8 @@ mod tests {
             .filter(|l| l.ends_with(&format!("-j {CHAIN}")))
             .count();
         assert_eq!(
-            jumps, 4,
-            "only the new run's jumps (ph-a: FORWARD x2, INPUT, OUTPUT)"
+            jumps, 3,
+            "only the new run's jumps (FORWARD, INPUT, OUTPUT)"
         );
         drop(again);
         assert_eq!(r.cleanup().unwrap(), 0, "nothing left to clean");

@@ -1,4 +1,4 @@
-//! Half-open pinholes (bounded latching, see [`crate::latch`]): the
+//! Half-open pinholes (bounded latching, see [`crate::datapath::latch`]): the
 //! controller's side.
 //!
 //! A [`Intent::Latch`] arms an entry in the latch map (one per (remote
@@ -30,7 +30,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::*;
 use crate::{
     calls::Side,
-    latch::{LatchKey, Latched},
+    datapath::latch::{LatchKey, Latched},
 };
 use pinhole_common::LatchValue;
 
@@ -985,7 +985,7 @@ mod tests {
     fn reservations_keep_room_for_the_latch_and_full_maps_are_counted() {
         // A table of 4 flows: one manual pinhole (2) and one half-open (2).
         let mut fx = Fx::new(4, 64);
-        fx.c.open(crate::proto::OpenParams {
+        fx.c.open(crate::controller::report::OpenParams {
             a: "192.0.2.1:4000".parse().unwrap(),
             b: "198.51.100.2:10000".parse().unwrap(),
             rtcp: false,
@@ -999,7 +999,7 @@ mod tests {
         assert_eq!(fx.apply(vec![other]).failures.len(), 1);
         assert_eq!(fx.counters().refused_full, 1);
         assert_eq!(fx.c.applied().map_full, 1);
-        let manual = fx.c.open(crate::proto::OpenParams {
+        let manual = fx.c.open(crate::controller::report::OpenParams {
             a: "192.0.2.1:4002".parse().unwrap(),
             b: "198.51.100.2:10002".parse().unwrap(),
             rtcp: false,

@@ -1,18 +1,29 @@
 //! Keeping the state file in step with the controller, and taking over the
-//! state an earlier daemon saved (see [`crate::state`]).
+//! state an earlier daemon saved (see [`crate::controller::state_file`]).
 //!
 //! After every command, tick or timer the controller compares a cheap
 //! [`Fingerprint`] of its state with the one it last saved; a difference
 //! schedules a write [`DEBOUNCE`] later, so a burst of changes is written
 //! once. Writes are also spaced by at least [`MIN_INTERVAL`] and by
-//! [`COST_FACTOR`] times what the last snapshot took to build, which bounds
-//! the share of the controller's time that goes into saving a big table.
-//! The [`StateWriter`] thread does the I/O.
+//! [`COST_FACTOR`] times what the last snapshot took to serialise, which
+//! bounds the share of a CPU that goes into saving a big table.
+//!
+//! The controller only takes the snapshot: the table's is O(1)
+//! ([`PinholeTable::snapshot`]), the calls' a copy (O(calls), a few hundred
+//! bytes each). The [`StateWriter`] thread turns it into JSON and writes
+//! it, so the pinholes and calls of one instant are saved together, in the
+//! order the snapshots were taken, without holding the controller up.
 
 use std::collections::HashSet;
 
 use super::*;
-use crate::state::{SavedPinhole, State, StateWriter};
+use crate::{
+    calls::CallsSnapshot,
+    controller::{
+        state_file::{SavedPinhole, State, StateWriter},
+        table::Pinholes,
+    },
+};
 
 /// Delay between a change and its write, to coalesce bursts.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -59,6 +70,23 @@ impl Persist {
     /// When the pending write is due.
     pub(super) fn due(&self) -> Option<Instant> {
         self.due
+    }
+}
+
+/// The state of one instant, before it is serialised.
+struct StateSnapshot {
+    next_id: u64,
+    pinholes: Pinholes,
+    calls: CallsSnapshot,
+}
+
+impl StateSnapshot {
+    fn into_state(self) -> State {
+        State::new(
+            self.next_id,
+            self.pinholes.values().map(SavedPinhole::of).collect(),
+            self.calls,
+        )
     }
 }
 
@@ -111,29 +139,35 @@ impl<S: FlowStore> Controller<S> {
 
     /// The state as the state file keeps it.
     pub fn state(&self) -> State {
-        let table = &self.core.table;
-        State::new(
-            table.next_id(),
-            table.iter().map(SavedPinhole::of).collect(),
-            self.feed.calls().snapshot(),
-        )
+        self.state_snapshot().into_state()
     }
 
-    /// Hands a snapshot to the writer; returns its sequence number (0 when
-    /// there is no state file).
+    /// What the state file keeps, taken now: cheap, the rest is done by
+    /// [`StateSnapshot::into_state`] wherever the caller likes.
+    fn state_snapshot(&self) -> StateSnapshot {
+        let table = &self.core.table;
+        StateSnapshot {
+            next_id: table.next_id(),
+            pinholes: table.snapshot(),
+            calls: self.feed.calls().snapshot(),
+        }
+    }
+
+    /// Hands a snapshot to the writer, which serialises and writes it;
+    /// returns its sequence number (0 when there is no state file).
     pub(super) fn save_state(&mut self) -> u64 {
         if self.persist.is_none() {
             return 0;
         }
-        let started = std::time::Instant::now();
         let fp = self.fingerprint();
-        let bytes = self.state().to_bytes();
-        let cost = started.elapsed();
+        let snapshot = self.state_snapshot();
         let p = self.persist.as_mut().expect("checked");
-        let seq = p.writer.submit(bytes);
+        let seq = p
+            .writer
+            .submit_with(move || snapshot.into_state().to_bytes());
         p.saved = Some(fp);
         p.due = None;
-        p.earliest = Instant::now() + MIN_INTERVAL.max(cost * COST_FACTOR);
+        p.earliest = Instant::now() + MIN_INTERVAL.max(p.writer.build_cost() * COST_FACTOR);
         seq
     }
 
@@ -318,7 +352,7 @@ mod tests {
         let state = State::parse(
             Path::new("state.json"),
             json.as_bytes(),
-            &crate::state::boot_id(),
+            &crate::controller::state_file::boot_id(),
         )
         .unwrap();
         let report = second.restore(state);
@@ -445,9 +479,16 @@ mod tests {
         assert_eq!(c.persist.as_ref().unwrap().due(), Some(due));
         let seq2 = c.save_state();
         assert!(seq2 > seq);
+        // Serialised on the writer thread from the snapshot of the save:
+        // what changes after it is not in the file.
+        c.close(ep("192.0.2.1:4000"), ep("198.51.100.2:10000"))
+            .unwrap();
+        open(&mut c, "192.0.2.1:8000", "198.51.100.2:18000", false, 30);
         writer.wait(seq2, Duration::from_secs(10)).unwrap();
-        let saved = crate::state::load(&path).unwrap().unwrap();
-        assert_eq!(saved.pinholes.len(), 2);
+        let saved = crate::controller::state_file::load(&path).unwrap().unwrap();
+        let ports: Vec<u16> = saved.pinholes.iter().map(|p| p.a.port()).collect();
+        assert_eq!(ports, [4000, 6000]);
+        assert_eq!(saved.next_id, 3);
         drop(c);
         drop(writer);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -10,7 +10,7 @@
 //! - a [`StatsReader`] on the flow maps (two duplicated descriptors);
 //!
 //! and a blocking task reads the maps in batches
-//! ([`crate::maps::batch`]) and builds the reply. The pinholes and owners
+//! ([`crate::datapath::maps::batch`]) and builds the reply. The pinholes and owners
 //! are those of the snapshot's instant; the counters are read just after it
 //! (a flow closed in between shows zero traffic, as a flow missing from the
 //! map always did).
@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::table::Pinholes;
+use crate::controller::table::Pinholes;
 
 /// Every flow's counters as read at one moment.
 pub type FlowStatsMap = HashMap<FlowKey, FlowStats>;
@@ -31,9 +31,9 @@ pub trait StatsReader: Send + 'static {
     fn read_all(&self) -> Result<FlowStatsMap, StoreError>;
 }
 
-impl StatsReader for crate::maps::FlowReader {
+impl StatsReader for crate::datapath::maps::FlowReader {
     fn read_all(&self) -> Result<FlowStatsMap, StoreError> {
-        crate::maps::FlowReader::read_all(self)
+        crate::datapath::maps::FlowReader::read_all(self)
     }
 }
 

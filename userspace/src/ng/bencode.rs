@@ -9,6 +9,8 @@
 //! deeper than the depth limit. The encoder writes dictionaries with sorted
 //! keys, as the specification asks.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 
 /// A decoded bencode value.
@@ -329,6 +331,7 @@ fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests decode known-good fixtures")]
 mod tests {
     use super::*;
 

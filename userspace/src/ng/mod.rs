@@ -3,7 +3,7 @@
 //! nothing changed but an address.
 //!
 //! - [`bencode`]: the codec;
-//! - [`proto`]: datagram framing (`COOKIE SP bencode-dictionary`), typed
+//! - [`wire`]: datagram framing (`COOKIE SP bencode-dictionary`), typed
 //!   requests ([`NgRequest`]) and replies;
 //! - [`cache`]: replies by cookie, so a retransmitted request runs once;
 //! - [`options`]: rtpengine's offer/answer options (`received-from`, the
@@ -29,8 +29,8 @@
 pub mod bencode;
 pub mod cache;
 pub mod options;
-pub mod proto;
 pub mod service;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -40,11 +40,11 @@ use std::net::SocketAddr;
 
 use tokio::net::UdpSocket;
 
-pub use proto::{CallRef, Command, Delete, NgRequest, OfferAnswer};
 pub use service::{
     call_stats, ApplyFailure, BackendError, CallStats, CallsBackend, NgBackend, NgConfig,
     NgCounters, NgService, Pinholes, StreamStats, Totals, OUT_OF_PORTS, RECV_BUFFER, SESSION_LIMIT,
 };
+pub use wire::{CallRef, Command, Delete, NgRequest, OfferAnswer};
 
 /// Receives datagrams on `socket`, hands each to `handle` with its sender,
 /// and sends back the reply `handle` returns, if any. One request at a time,

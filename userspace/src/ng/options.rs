@@ -20,7 +20,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::bencode::Value;
-use super::proto::RequestError;
+use super::wire::RequestError;
 use crate::calls::{ApiSource, Media};
 
 /// The options of one `offer` or `answer`.

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 
 use super::bencode::{Limits, Value};
 use super::cache::{CacheConfig, ReplyCache};
-use super::proto::{self, CallRef, Command, Delete, Format, NgRequest, OfferAnswer};
+use super::wire::{self, CallRef, Command, Delete, Format, NgRequest, OfferAnswer};
 use crate::calls::{media_of, ApiError, CallInfo, Calls, Intent, Media};
 use crate::metrics::{SignalingCount, Snapshot};
 use crate::signaling::sdp;
@@ -223,7 +223,7 @@ impl NgService {
             self.counters.denied += 1;
             return None;
         }
-        let Ok((cookie, body)) = proto::split(datagram) else {
+        let Ok((cookie, body)) = wire::split(datagram) else {
             self.counters.no_cookie += 1;
             return None;
         };
@@ -231,10 +231,10 @@ impl NgService {
             self.counters.retransmissions += 1;
             return Some(reply.to_vec());
         }
-        let format = proto::Format::of(body);
+        let format = wire::Format::of(body);
         let reply = if datagram.len() > self.cfg.max_request {
             self.counters.invalid += 1;
-            proto::reply_error(&format!(
+            wire::reply_error(&format!(
                 "request of {} bytes exceeds the {}-byte limit",
                 datagram.len(),
                 self.cfg.max_request
@@ -244,7 +244,7 @@ impl NgService {
                 max_input: self.cfg.max_request,
                 ..Limits::default()
             };
-            match proto::parse_request(body, limits) {
+            match wire::parse_request(body, limits) {
                 Ok(req) => {
                     let command = req.command();
                     let room = MAX_REPLY - cookie.len() - 1;
@@ -260,15 +260,15 @@ impl NgService {
                 }
                 Err(e) => {
                     self.counters.invalid += 1;
-                    proto::reply_error(&e.to_string())
+                    wire::reply_error(&e.to_string())
                 }
             }
         };
-        let mut out = proto::frame_as(cookie, &reply, format);
+        let mut out = wire::frame_as(cookie, &reply, format);
         if out.len() > MAX_REPLY {
-            out = proto::frame_as(
+            out = wire::frame_as(
                 cookie,
-                &proto::reply_error("reply too large for a datagram"),
+                &wire::reply_error("reply too large for a datagram"),
                 format,
             );
         }
@@ -289,34 +289,34 @@ fn render_error(e: BackendError, extra: Vec<(&str, Value)>) -> Value {
         BackendError::Warning(w) => {
             let mut extra = extra;
             extra.push(("warning", Value::str(&w)));
-            proto::reply_ok(extra)
+            wire::reply_ok(extra)
         }
-        e => proto::reply_error(&e.to_string()),
+        e => wire::reply_error(&e.to_string()),
     }
 }
 
 /// Runs one request; `room`: bytes the reply may take in `format`.
 fn execute(backend: &mut dyn NgBackend, req: NgRequest, room: usize, format: Format) -> Value {
     match req {
-        NgRequest::Ping => proto::reply_pong(),
+        NgRequest::Ping => wire::reply_pong(),
         NgRequest::Offer(oa) => offer_answer(backend, &oa, true),
         NgRequest::Answer(oa) => offer_answer(backend, &oa, false),
         NgRequest::Delete(d) => match backend.delete(&d) {
-            Ok(stats) => proto::reply_ok(stats_entries(&stats)),
+            Ok(stats) => wire::reply_ok(stats_entries(&stats)),
             Err(BackendError::UnknownCall) if !d.fatal => {
-                proto::reply_warning("Call-ID not found or tags didn't match")
+                wire::reply_warning("Call-ID not found or tags didn't match")
             }
             Err(e) => render_error(e, Vec::new()),
         },
         NgRequest::Query(c) => match backend.query(&c) {
-            Ok(stats) => proto::reply_ok(stats_entries(&stats)),
+            Ok(stats) => wire::reply_ok(stats_entries(&stats)),
             Err(e) => render_error(e, Vec::new()),
         },
         NgRequest::List { limit } => {
             let ids = backend.list(limit.min(u16::MAX.into()));
             // Stop before the reply outgrows a datagram.
-            let empty = proto::reply_ok([("calls", Value::List(Vec::new()))]);
-            let mut size = proto::frame_as(b"", &empty, format).len();
+            let empty = wire::reply_ok([("calls", Value::List(Vec::new()))]);
+            let mut size = wire::frame_as(b"", &empty, format).len();
             let mut calls = Vec::new();
             for id in ids.into_iter().take(limit) {
                 size = size.saturating_add(match format {
@@ -330,10 +330,10 @@ fn execute(backend: &mut dyn NgBackend, req: NgRequest, room: usize, format: For
                 }
                 calls.push(Value::str(&id));
             }
-            proto::reply_ok([("calls", Value::List(calls))])
+            wire::reply_ok([("calls", Value::List(calls))])
         }
         NgRequest::Statistics => {
-            proto::reply_ok([("statistics", statistics(&backend.statistics()))])
+            wire::reply_ok([("statistics", statistics(&backend.statistics()))])
         }
     }
 }
@@ -343,12 +343,12 @@ fn execute(backend: &mut dyn NgBackend, req: NgRequest, room: usize, format: For
 fn offer_answer(backend: &mut dyn NgBackend, oa: &OfferAnswer, offer: bool) -> Value {
     let media = match parse_sdp(&oa.sdp) {
         Ok(media) => media,
-        Err(reason) => return proto::reply_error(&reason),
+        Err(reason) => return wire::reply_error(&reason),
     };
     // parse_sdp checked that the SDP is UTF-8.
     let text = String::from_utf8_lossy(&oa.sdp);
     if let Some(reason) = oa.options.refusal(&text, &media) {
-        return proto::reply_error(&reason);
+        return wire::reply_error(&reason);
     }
     let media = oa.options.apply(media);
     let r = if offer {
@@ -358,7 +358,7 @@ fn offer_answer(backend: &mut dyn NgBackend, oa: &OfferAnswer, offer: bool) -> V
     };
     let sdp = vec![("sdp", Value::Bytes(oa.sdp.clone()))];
     match r {
-        Ok(()) => proto::reply_ok(sdp),
+        Ok(()) => wire::reply_ok(sdp),
         Err(e) => render_error(e, sdp),
     }
 }

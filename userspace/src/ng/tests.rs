@@ -123,7 +123,7 @@ impl Daemon {
         let body = Value::dict(entries.iter().cloned()).encode();
         let dgram = [cookie.as_bytes(), b" ", &body].concat();
         let reply = self.raw(proxy(), &dgram, now).expect("a reply");
-        let (c, body) = proto::split(&reply).unwrap();
+        let (c, body) = wire::split(&reply).unwrap();
         assert_eq!(c, cookie.as_bytes());
         bencode::decode(body).unwrap()
     }
@@ -471,7 +471,7 @@ fn hostile_datagrams_get_errors_or_nothing() {
             Want::NoReply => assert_eq!(got, None, "{label}"),
             Want::Error(reason) => {
                 let got = got.unwrap_or_else(|| panic!("no reply to {label}"));
-                let (_, body) = proto::split(&got).unwrap();
+                let (_, body) = wire::split(&got).unwrap();
                 let v = bencode::decode(body).unwrap();
                 assert_eq!(text(&v, &["result"]), "error", "{label}");
                 assert!(
@@ -615,13 +615,13 @@ fn replies_fit_a_datagram() {
     let list = b"c d7:command4:list5:limiti100000ee";
     let reply = svc.handle(&mut Many, proxy(), list, 0).unwrap();
     assert!(reply.len() <= MAX_REPLY);
-    let v = bencode::decode(proto::split(&reply).unwrap().1).unwrap();
+    let v = bencode::decode(wire::split(&reply).unwrap().1).unwrap();
     let n = v.get("calls").and_then(Value::as_list).unwrap().len();
     assert!((500..5000).contains(&n), "{n}");
     // A reply that cannot be cut becomes an error.
     let query = b"q d7:command5:query7:call-id1:xe";
     let reply = svc.handle(&mut Many, proxy(), query, 0).unwrap();
-    let v = bencode::decode(proto::split(&reply).unwrap().1).unwrap();
+    let v = bencode::decode(wire::split(&reply).unwrap().1).unwrap();
     assert_eq!(
         text(&v, &["error-reason"]),
         "reply too large for a datagram"
@@ -635,7 +635,7 @@ fn replies_fit_a_datagram() {
             0,
         )
         .unwrap();
-    let v = bencode::decode(proto::split(&r).unwrap().1).unwrap();
+    let v = bencode::decode(wire::split(&r).unwrap().1).unwrap();
     assert_eq!(text(&v, &["error-reason"]), "no");
 }
 

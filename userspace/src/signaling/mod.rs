@@ -28,7 +28,12 @@ pub mod sdp;
 pub mod sip;
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests parse known fixtures and fail loudly"
+)]
 mod tests;
 
 pub use message::{

@@ -1,7 +1,7 @@
 //! Typed handles on the program's maps. Map names come only from
 //! `pinhole_common`.
 //!
-//! The flow maps and the latch maps ([`crate::latch::LatchMap`]) have one
+//! The flow maps and the latch maps ([`crate::datapath::latch::LatchMap`]) have one
 //! shape: a hash map per address family, each with its own key layout and
 //! the same value type. [`FamilyMaps`] is that pair; the typed handles turn
 //! their keys into a [`FamilyKey`] and name their operations and errors.
@@ -15,7 +15,7 @@ use pinhole_common::{
     FLOWS_V6_MAP,
 };
 
-use crate::error::{LoadError, StoreError};
+use crate::datapath::error::{LoadError, StoreError};
 
 pub mod batch;
 

@@ -15,7 +15,9 @@
 //! Writes are atomic: a temporary file in the same directory, fsync, rename
 //! over the file, fsync of the directory. A [`StateWriter`] thread does them
 //! off the controller's task, keeping only the newest snapshot when writes
-//! fall behind.
+//! fall behind. It also serialises the snapshot
+//! ([`StateWriter::submit_with`]): the controller only takes it, which is
+//! O(1) for the table.
 
 use std::{
     collections::BTreeMap,
@@ -35,7 +37,7 @@ use tracing::{info, warn};
 use crate::{
     addr::Endpoint,
     calls::CallsSnapshot,
-    table::{Claim, OwnerTag, Pinhole},
+    controller::table::{Claim, OwnerTag, Pinhole},
 };
 
 /// The `format` tag of a state file.
@@ -353,10 +355,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     result.map_err(fail)
 }
 
+/// Builds the bytes of one snapshot, on the writer thread.
+type Job = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
 #[derive(Default)]
 struct Slot {
     /// The newest snapshot not written yet, with its sequence number.
-    next: Option<(u64, Vec<u8>)>,
+    next: Option<(u64, Job)>,
+    /// How long the newest snapshot took to serialise.
+    build_cost: Duration,
     /// Sequence numbers handed out and finished (written or failed).
     submitted: u64,
     done: u64,
@@ -402,12 +409,29 @@ impl StateWriter {
 
     /// Queues `bytes` for writing; returns its sequence number.
     pub fn submit(&self, bytes: Vec<u8>) -> u64 {
+        self.submit_with(move || bytes)
+    }
+
+    /// Queues a snapshot whose bytes `build` makes on the writer thread;
+    /// returns its sequence number. Snapshots are written in the order
+    /// submitted; one still waiting when a newer one comes is dropped
+    /// unbuilt.
+    pub fn submit_with(&self, build: impl FnOnce() -> Vec<u8> + Send + 'static) -> u64 {
         let mut slot = self.shared.slot.lock().expect("state writer lock");
         slot.submitted += 1;
         let seq = slot.submitted;
-        slot.next = Some((seq, bytes));
+        slot.next = Some((seq, Box::new(build)));
         self.shared.cv.notify_all();
         seq
+    }
+
+    /// How long the newest snapshot written took to build (serialise).
+    pub fn build_cost(&self) -> Duration {
+        self.shared
+            .slot
+            .lock()
+            .expect("state writer lock")
+            .build_cost
     }
 
     /// Waits until the snapshot `seq` (or a newer one) is written, for at
@@ -458,7 +482,7 @@ impl Drop for StateWriter {
 fn write_loop(shared: &Shared) {
     let mut failing = false;
     loop {
-        let (seq, bytes) = {
+        let (seq, build) = {
             let mut slot = shared.slot.lock().expect("state writer lock");
             loop {
                 if let Some(next) = slot.next.take() {
@@ -470,7 +494,11 @@ fn write_loop(shared: &Shared) {
                 slot = shared.cv.wait(slot).expect("state writer lock");
             }
         };
+        let started = Instant::now();
+        let bytes = build();
+        let build_cost = started.elapsed();
         let result = write_atomic(&shared.path, &bytes);
+        drop(bytes);
         match &result {
             Err(e) if !failing => {
                 warn!("{e}; a restarted daemon would find older state");
@@ -484,6 +512,7 @@ fn write_loop(shared: &Shared) {
         }
         let mut slot = shared.slot.lock().expect("state writer lock");
         slot.done = slot.done.max(seq);
+        slot.build_cost = build_cost;
         slot.error = result.err().map(|e| e.to_string());
         shared.cv.notify_all();
     }
@@ -611,6 +640,19 @@ mod tests {
         }
         w.wait(last, Duration::from_secs(10)).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "49\n");
+        // Built on the writer thread, in order.
+        let writer_thread = std::thread::current().id();
+        let seqs: Vec<u64> = (0..3u32)
+            .map(|i| {
+                w.submit_with(move || {
+                    assert_ne!(std::thread::current().id(), writer_thread);
+                    format!("built {i}\n").into_bytes()
+                })
+            })
+            .collect();
+        w.wait(seqs[2], Duration::from_secs(10)).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "built 2\n");
+        assert!(seqs.windows(2).all(|s| s[0] < s[1]));
         drop(w);
         // A path whose directory is a file cannot be written.
         let bad = path.join("x.json");

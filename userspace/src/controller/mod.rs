@@ -10,6 +10,9 @@
 //! grace, delete delays, lifetimes) run at their deadline.
 
 mod latching;
+pub mod report;
+pub mod state_file;
+pub mod table;
 
 use std::{
     collections::BTreeMap,
@@ -30,26 +33,42 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
+    addr::AddrError,
     addr::{flow_endpoints, flow_key, Endpoint, Pair},
     calls::{CloseCause, Counters as CallCounters, Intent, Owner, Refusal},
-    capture::{
-        feed::{Feed, FeedConfig, RateLimit},
-        latency::Histogram,
-        nfqueue::Sink,
-        PacketError, SignalingPacket,
-    },
-    error::{AddrError, CommandError, StoreError, TableError},
-    latch::{LatchKey, LatchMap, Latched},
-    maps::{CounterMap, FlowMap, Inserted},
-    metrics::{Metrics, SignalingCount, Snapshot},
-    ng::{call_stats, ApplyFailure, CallsBackend, NgConfig, NgService, Pinholes, Totals},
-    proto::{
+    capture::{latency::Histogram, nfqueue::Sink, PacketError, SignalingPacket},
+    clock::RateLimit,
+    controller::report::{
         CallEntry, CallsReply, CloseReply, CounterInfo, FlowInfo, FlowUsage, InterfaceStatus,
         LatencyStats, ListReply, OpenParams, OpenReply, PinholeInfo, RefusedStats, SignalingStats,
         StatsReply, StreamEntry, MAX_OWNER_LEN,
     },
-    table::{owner_name, MapOp, OpenOutcome, OpenRequest, Pinhole, PinholeId, PinholeTable},
+    controller::table::TableError,
+    controller::table::{
+        owner_name, MapOp, OpenOutcome, OpenRequest, Pinhole, PinholeId, PinholeTable,
+    },
+    datapath::error::StoreError,
+    datapath::latch::{LatchKey, LatchMap, Latched},
+    datapath::maps::{CounterMap, FlowMap, Inserted},
+    feed::{Feed, FeedConfig},
+    metrics::{Metrics, SignalingCount, Snapshot},
+    ng::{call_stats, ApplyFailure, CallsBackend, NgConfig, NgService, Pinholes, Totals},
 };
+
+/// Why the controller refused or failed a command.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Addr(#[from] AddrError),
+    #[error("owner tag longer than {max} bytes")]
+    OwnerTooLong { max: usize },
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the controller has stopped")]
+    Stopped,
+}
 
 mod persist;
 mod reports;
@@ -60,6 +79,12 @@ pub use reports::{CallsJob, CopiedStats, FlowStatsMap, ListJob, StatsReader};
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// Commands waiting for the controller before senders have to wait.
 const CHANNEL_DEPTH: usize = 256;
+/// Due pinholes one expiry step handles at most. Each costs its flows'
+/// `last_seen` lookups or removals (syscalls), a log line and telling its
+/// call; the bound keeps a mass expiry from holding signaling up.
+pub const EXPIRY_BUDGET: usize = 128;
+/// Waiting commands handled before each further step of a mass expiry.
+const EXPIRY_YIELD_COMMANDS: usize = CHANNEL_DEPTH;
 /// Longest a call-timer sleep is scheduled ahead (the periodic tick runs the
 /// call timers too, so nothing is late by more than that anyway).
 const MAX_TIMER_SLEEP: Duration = Duration::from_secs(3600);
@@ -166,9 +191,9 @@ pub struct ControllerConfig {
     pub metrics: Option<Arc<Metrics>>,
     /// Writes the state file (`--state-file`), kept in step with the
     /// table and the calls.
-    pub state_writer: Option<Arc<crate::state::StateWriter>>,
+    pub state_writer: Option<Arc<crate::controller::state_file::StateWriter>>,
     /// The attached interfaces' state, published by the link tracker
-    /// ([`crate::links`]); for `stats` and the metrics.
+    /// ([`crate::datapath::links`]); for `stats` and the metrics.
     pub interfaces: Option<watch::Receiver<Vec<InterfaceStatus>>>,
     /// The signaling queue reader's health, with inline signaling.
     pub queue_health: Option<Arc<crate::capture::nfqueue::Health>>,
@@ -233,7 +258,7 @@ pub enum Command {
         done: oneshot::Sender<()>,
     },
     /// Hands the current state to the state writer now; the reply is the
-    /// snapshot's sequence number for [`crate::state::StateWriter::wait`].
+    /// snapshot's sequence number for [`crate::controller::state_file::StateWriter::wait`].
     SaveState {
         reply: oneshot::Sender<u64>,
     },
@@ -345,6 +370,19 @@ impl ControllerHandle {
         rx.await.map_err(|_| CommandError::Stopped)
     }
 
+    /// Applies the latch reports arriving on `events` (from the datapath's
+    /// ring reader) one batch at a time, each applied before the next is
+    /// taken, until the sender or the controller is gone.
+    pub fn forward_latched(self, mut events: mpsc::Receiver<Vec<Latched>>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Some(batch) = events.recv().await {
+                if self.latched(batch).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
     /// A [`Sink`] for the queue reader thread (blocking, not for async code).
     pub fn sink(&self) -> QueueSink {
         QueueSink {
@@ -423,6 +461,10 @@ pub struct Controller<S> {
     ng: Option<NgService>,
     metrics: Option<Arc<Metrics>>,
     persist: Option<persist::Persist>,
+    /// The last expiry step ran out of budget with pinholes still due.
+    expiry_backlog: bool,
+    /// The longest step of the task's loop so far.
+    longest_step: Duration,
 }
 
 /// The pinhole table, the flow store and what keeps them in step.
@@ -459,6 +501,8 @@ impl<S: FlowStore> Controller<S> {
             ng: config.ng.clone().map(NgService::new),
             metrics: config.metrics.clone(),
             persist: config.state_writer.clone().map(persist::Persist::new),
+            expiry_backlog: false,
+            longest_step: Duration::ZERO,
             core: Core {
                 table: PinholeTable::new(config.capacity),
                 store,
@@ -504,24 +548,53 @@ impl<S: FlowStore> Controller<S> {
             let save = self.persist.as_ref().and_then(|p| p.due());
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
+                    Some(cmd) => self.timed(|c| c.handle(cmd)),
                     None => break,
                 },
                 _ = tick.tick() => {
                     fired = None;
-                    self.tick();
+                    self.timed(Self::tick);
                 }
                 _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                     fired = deadline;
-                    self.call_timers();
+                    self.timed(Self::call_timers);
                 }
                 _ = tokio::time::sleep_until(save.unwrap_or_else(Instant::now)), if save.is_some() => {
-                    self.save_state();
+                    self.timed(|c| {
+                        c.save_state();
+                    });
+                }
+                // The rest of a mass expiry, one budget per step, after the
+                // commands that are waiting: signaling is never held up by
+                // more than one step.
+                _ = std::future::ready(()), if self.expiry_backlog => {
+                    for _ in 0..EXPIRY_YIELD_COMMANDS {
+                        match rx.try_recv() {
+                            Ok(cmd) => self.timed(|c| c.handle(cmd)),
+                            Err(_) => break,
+                        }
+                    }
+                    self.timed(Self::expire_step);
                 }
             }
             self.note_changes();
         }
         debug!("controller stopped");
+    }
+
+    /// Runs one step of the task (a command, a tick, timers, a save, an
+    /// expiry step) and keeps the longest one: nothing else runs on the
+    /// task meanwhile, so it bounds how long a command can wait behind
+    /// another.
+    fn timed(&mut self, step: impl FnOnce(&mut Self)) {
+        let started = std::time::Instant::now();
+        step(self);
+        self.longest_step = self.longest_step.max(started.elapsed());
+    }
+
+    /// The longest step the task took since start (see `stats`).
+    pub fn longest_step(&self) -> Duration {
+        self.longest_step
     }
 
     /// The runtime instant of a deadline on the controller's clock.
@@ -680,14 +753,29 @@ impl<S: FlowStore> Controller<S> {
     /// Expires idle pinholes (telling their calls), runs call timers,
     /// forgets idle TCP streams and retries failed removals.
     pub fn tick(&mut self) {
-        for (owner, a, b) in self.core.expire() {
+        self.expire_step();
+        self.call_timers();
+        self.core.expire_latches();
+        self.core.retry_removals();
+    }
+
+    /// Expires at most [`EXPIRY_BUDGET`] due pinholes and tells their
+    /// calls; [`expiry_backlog`](Self::expiry_backlog) says whether more
+    /// are due. A mass expiry is thus spread over several steps with the
+    /// commands that came meanwhile handled in between (see `run`).
+    pub fn expire_step(&mut self) {
+        let (told, more) = self.core.expire();
+        self.expiry_backlog = more;
+        for (owner, a, b) in told {
             if !self.feed.calls_mut().on_pair_expired(&owner, a, b) {
                 debug!(%owner, %a, %b, "expired pinhole of no tracked call");
             }
         }
-        self.call_timers();
-        self.core.expire_latches();
-        self.core.retry_removals();
+    }
+
+    /// Whether the last expiry step left due pinholes.
+    pub fn expiry_backlog(&self) -> bool {
+        self.expiry_backlog
     }
 
     /// The pinholes with their traffic, built here (the command builds
@@ -724,6 +812,7 @@ impl<S: FlowStore> Controller<S> {
             expired: table.expired(),
             signaling: self.signaling_stats(),
             interfaces: self.interfaces(),
+            longest_step_us: u64::try_from(self.longest_step.as_micros()).unwrap_or(u64::MAX),
         })
     }
 
@@ -795,7 +884,7 @@ impl<S: FlowStore> Controller<S> {
 
     /// The signaling queue's numbers; the kernel's are read from /proc of
     /// this namespace (a few hundred bytes).
-    fn queue_stats(&self) -> Option<crate::proto::QueueStats> {
+    fn queue_stats(&self) -> Option<crate::controller::report::QueueStats> {
         let health = self.core.config.queue_health.as_ref()?;
         let q = health.queue_num();
         let kernel = match crate::capture::nfqueue::kernel_stats(q) {
@@ -805,7 +894,7 @@ impl<S: FlowStore> Controller<S> {
                 None
             }
         };
-        Some(crate::proto::QueueStats {
+        Some(crate::controller::report::QueueStats {
             queue_num: q,
             reader_restarts: health.restarts(),
             kernel,
@@ -875,7 +964,10 @@ fn stream_entry(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "split with the controller in phase B"
+)]
 fn call_entry(
     kind: &str,
     call_id: String,
@@ -1279,16 +1371,17 @@ impl<S: FlowStore> Core<S> {
         }
     }
 
-    /// Closes the pinholes idle past their timeout. Returns, for each
-    /// signaling owner of each, the owner and the pair as it signaled it
-    /// (for a latched pair, the signaled one, not the latched one), so
-    /// that its call can be told.
-    fn expire(&mut self) -> Vec<(Owner, SocketAddr, SocketAddr)> {
+    /// Closes pinholes idle past their timeout, at most [`EXPIRY_BUDGET`]
+    /// due ones. Returns, for each signaling owner of each, the owner and
+    /// the pair as it signaled it (for a latched pair, the signaled one,
+    /// not the latched one), so that its call can be told; and whether due
+    /// pinholes are left for another step.
+    fn expire(&mut self) -> (Vec<(Owner, SocketAddr, SocketAddr)>, bool) {
         let now = self.now();
         let Core { table, store, .. } = self;
-        let expired = table.expire(now, |k| last_seen(store, k));
+        let step = table.expire_some(now, EXPIRY_BUDGET, |k| last_seen(store, k));
         let mut told = Vec::new();
-        for (p, ops) in expired {
+        for (p, ops) in step.expired {
             self.apply_removes(&ops);
             let idle = now.saturating_sub(p.active_ns) / NS_PER_SEC;
             info!(id = %p.id, a = %p.pair.a(), b = %p.pair.b(), idle_secs = idle, "pinhole expired");
@@ -1296,7 +1389,7 @@ impl<S: FlowStore> Core<S> {
                 told.extend(self.expired_claim(tag, &p.pair));
             }
         }
-        told
+        (told, step.more)
     }
 
     /// The owner and signaled pair of the claim `tag` on the expired
@@ -1445,7 +1538,9 @@ impl std::fmt::Display for FlowDisplay<'_> {
 }
 
 /// An in-memory [`FlowStore`] for tests: a hash map with a capacity, a switch
-/// to make inserts or removes fail, and settable counters.
+/// to make inserts or removes fail, and settable counters. Compiled for the
+/// library's own tests only (the tests crate drives the real daemon).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct FakeStore {
     pub flows: std::collections::HashMap<FlowKey, FlowStats>,
@@ -1464,6 +1559,7 @@ pub struct FakeStore {
     pub removes: usize,
 }
 
+#[cfg(test)]
 impl FakeStore {
     pub fn new(capacity: usize) -> Self {
         FakeStore {
@@ -1473,6 +1569,7 @@ impl FakeStore {
     }
 }
 
+#[cfg(test)]
 impl FlowStore for FakeStore {
     fn insert(&mut self, key: &FlowKey) -> Result<Inserted, StoreError> {
         if self.flows.contains_key(key) {
@@ -1539,6 +1636,7 @@ impl FlowStore for FakeStore {
     }
 }
 
+#[cfg(test)]
 impl FakeStore {
     /// What the XDP program does with a packet `src → dst` that misses the
     /// flow map at `now`: claims a live half-open entry for (`src` address,
@@ -1590,7 +1688,10 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::{addr::flow_key, error::RemoteKind};
+    use crate::{
+        addr::flow_key,
+        api::{server::remote_kind, wire::RemoteKind},
+    };
 
     const S: u64 = NS_PER_SEC;
 
@@ -1643,7 +1744,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (r.id, r.outcome, r.flows, r.idle_timeout_secs),
-            (1, crate::table::OpenOutcome::Opened, 2, 30)
+            (1, crate::controller::table::OpenOutcome::Opened, 2, 30)
         );
         let r2 = handle
             .open(params(
@@ -1696,7 +1797,7 @@ mod tests {
             .close(ep("198.51.100.2:10000"), ep("192.0.2.1:4000"))
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), RemoteKind::Runtime);
+        assert_eq!(remote_kind(&err), RemoteKind::Runtime);
         assert!(handle.list().await.unwrap().pinholes.is_empty());
 
         drop(handle);
@@ -1714,11 +1815,14 @@ mod tests {
         ];
         for p in cases {
             let err = c.open(p.clone()).unwrap_err();
-            assert_eq!(err.kind(), RemoteKind::BadRequest, "{p:?}: {err}");
+            assert_eq!(remote_kind(&err), RemoteKind::BadRequest, "{p:?}: {err}");
         }
         let mut long = params("192.0.2.1:4000", "198.51.100.2:10000", false, None);
         long.owner = Some("x".repeat(MAX_OWNER_LEN + 1));
-        assert_eq!(c.open(long).unwrap_err().kind(), RemoteKind::BadRequest);
+        assert_eq!(
+            remote_kind(&c.open(long).unwrap_err()),
+            RemoteKind::BadRequest
+        );
         assert!(c.table().is_empty());
         assert_consistent(&c);
     }
@@ -1821,6 +1925,40 @@ mod tests {
             "{err}"
         );
         assert!(c.table().is_empty());
+        assert_consistent(&c);
+    }
+
+    #[test]
+    fn a_mass_expiry_is_spread_over_bounded_steps() {
+        let n = 3 * EXPIRY_BUDGET + 5;
+        let fx = fixture(4 * n, 10);
+        let mut c = Controller::new(FakeStore::new(4 * n), fx.config);
+        for i in 0..n {
+            let a = format!("192.0.2.{}:{}", 1 + i / 1000, 4000 + 2 * (i % 1000));
+            c.open(params(&a, "198.51.100.2:10000", false, None))
+                .unwrap();
+        }
+        fx.now.fetch_add(10 * S, Ordering::SeqCst);
+        c.tick();
+        assert!(c.expiry_backlog());
+        assert_eq!(c.table().expired(), EXPIRY_BUDGET as u64);
+        // Commands between steps see the table as it is then.
+        c.open(params(
+            "192.0.2.200:4000",
+            "198.51.100.9:10000",
+            false,
+            None,
+        ))
+        .unwrap();
+        let mut steps = 1;
+        while c.expiry_backlog() {
+            c.expire_step();
+            steps += 1;
+            assert!(steps <= 10, "expiry does not end");
+        }
+        assert_eq!(steps, 4);
+        assert_eq!(c.table().expired(), n as u64);
+        assert_eq!(c.table().len(), 1, "the pinhole opened meanwhile stays");
         assert_consistent(&c);
     }
 

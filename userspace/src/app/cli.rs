@@ -12,8 +12,8 @@ use pinhole_common::PortRange;
 pub use crate::config::parse_cidr;
 use crate::{
     addr::Endpoint,
-    config::{Fragments, LogFormat, RunOptions, SignalingMode, XdpMode},
-    loader::{parse_port_range, MAX_FLOWS, MIN_FLOWS},
+    config::{Fragments, LogFormat, RunOptions, SignalingMode},
+    datapath::load::{parse_port_range, XdpMode, MAX_FLOWS, MIN_FLOWS},
 };
 
 /// Default path of the control socket.
@@ -214,6 +214,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "on|off")]
     pub pre_answer: Option<crate::config::OnOff>,
 
+    /// NAT on this router: read SIP as the outside sees it, the addresses
+    /// of INSIDE_CIDR (packet source or destination, SDP media) as PUBLIC
+    /// with the same ports (masquerade, port forwards, the conntrack SIP
+    /// helper). Attach to the outside interface only. Repeat or
+    /// comma-separate (default: none).
+    #[arg(long = "nat", value_name = "PUBLIC=INSIDE_CIDR", value_delimiter = ',',
+          num_args = 1..)]
+    pub nat: Vec<crate::capture::nat::NatMap>,
+
     /// Serve rtpengine's ng control protocol on this UDP address (e.g.
     /// 127.0.0.1:2223), for SIP proxies (default: off).
     #[arg(long, value_name = "ADDR")]
@@ -282,6 +291,7 @@ impl RunArgs {
             max_calls_per_peer: self.max_calls_per_peer,
             latching: self.latching,
             pre_answer: self.pre_answer.map(bool::from),
+            nat: list(&self.nat),
             ng_listen: self.ng_listen,
             ng_allow: list(&self.ng_allow),
             metrics_listen: self.metrics_listen,

@@ -13,7 +13,7 @@ use aya::{
     programs::{
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
-        ProgramError, Xdp, XdpMode,
+        ProgramError, Xdp, XdpMode as AyaXdpMode,
     },
     Ebpf, EbpfLoader,
 };
@@ -24,11 +24,30 @@ use pinhole_common::{
 use tracing::{error, info, warn};
 
 use crate::{
-    error::{ConfigError, LoadError},
-    link_kind::{self, SYSFS_NET},
-    maps::{CounterMap, FlowMap},
-    pin::{PinDir, Pinned},
+    datapath::error::{LoadError, SetupError},
+    datapath::link_kind::{self, SYSFS_NET},
+    datapath::maps::{CounterMap, FlowMap},
+    datapath::pin::{PinDir, Pinned},
 };
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// In the driver (fast; veth and most physical NICs).
+    Native,
+    /// Generic XDP in the network stack (works everywhere, slower).
+    Skb,
+}
+
+impl From<XdpMode> for AyaXdpMode {
+    fn from(m: XdpMode) -> Self {
+        match m {
+            XdpMode::Native => AyaXdpMode::Driver,
+            XdpMode::Skb => AyaXdpMode::Skb,
+        }
+    }
+}
 
 /// Name of aya-log's ring buffer, present only when the program was built
 /// with per-packet tracing.
@@ -40,9 +59,9 @@ pub const MIN_FLOWS: u32 = 2;
 pub const MAX_FLOWS: u32 = 1 << 24;
 
 /// Parses `LO-HI` (or a single `PORT`) into an inclusive port range.
-pub fn parse_port_range(s: &str) -> Result<PortRange, ConfigError> {
-    let bad = || ConfigError::BadRange(s.to_string());
-    let port = |p: &str| -> Result<u16, ConfigError> {
+pub fn parse_port_range(s: &str) -> Result<PortRange, SetupError> {
+    let bad = || SetupError::BadRange(s.to_string());
+    let port = |p: &str| -> Result<u16, SetupError> {
         let p = p.trim();
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
@@ -71,12 +90,9 @@ fn show(r: &PortRange) -> String {
 
 /// Builds the program's load-time configuration. Refuses more than
 /// [`MAX_PORT_RANGES`] ranges and overlapping ranges (almost certainly a typo).
-pub fn build_config(
-    ranges: &[PortRange],
-    fragments: FragmentPolicy,
-) -> Result<Config, ConfigError> {
+pub fn build_config(ranges: &[PortRange], fragments: FragmentPolicy) -> Result<Config, SetupError> {
     if ranges.len() > MAX_PORT_RANGES {
-        return Err(ConfigError::TooManyRanges {
+        return Err(SetupError::TooManyRanges {
             given: ranges.len(),
             max: MAX_PORT_RANGES,
         });
@@ -84,10 +100,10 @@ pub fn build_config(
     let mut config = Config::EMPTY;
     for (i, r) in ranges.iter().enumerate() {
         if r.lo == 0 || r.lo > r.hi {
-            return Err(ConfigError::BadRange(show(r)));
+            return Err(SetupError::BadRange(show(r)));
         }
         if let Some(o) = ranges[..i].iter().find(|o| r.lo <= o.hi && o.lo <= r.hi) {
-            return Err(ConfigError::Overlap {
+            return Err(SetupError::Overlap {
                 a: show(o),
                 b: show(r),
             });
@@ -103,17 +119,17 @@ pub fn build_config(
 /// anything is loaded.
 pub fn resolve_interfaces(names: &[String]) -> anyhow::Result<Vec<(String, u32)>> {
     if names.is_empty() {
-        return Err(ConfigError::NoInterface.into());
+        return Err(SetupError::NoInterface.into());
     }
     let mut out: Vec<(String, u32)> = Vec::with_capacity(names.len());
     for name in names {
         if out.iter().any(|(n, _)| n == name) {
-            return Err(ConfigError::DuplicateInterface(name.clone()).into());
+            return Err(SetupError::DuplicateInterface(name.clone()).into());
         }
         let c =
-            CString::new(name.as_str()).map_err(|_| ConfigError::BadInterfaceName(name.clone()))?;
+            CString::new(name.as_str()).map_err(|_| SetupError::BadInterfaceName(name.clone()))?;
         if name.is_empty() {
-            return Err(ConfigError::BadInterfaceName(name.clone()).into());
+            return Err(SetupError::BadInterfaceName(name.clone()).into());
         }
         // SAFETY: `c` is a valid NUL-terminated string.
         let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
@@ -130,7 +146,7 @@ pub fn resolve_interfaces(names: &[String]) -> anyhow::Result<Vec<(String, u32)>
 pub struct LoadOptions {
     /// Interfaces by name and index (see [`resolve_interfaces`]).
     pub interfaces: Vec<(String, u32)>,
-    pub mode: crate::config::XdpMode,
+    pub mode: XdpMode,
     pub config: Config,
     /// Capacity of the flow maps, in flows (each family's map gets all of it).
     pub max_flows: u32,
@@ -221,7 +237,7 @@ pub struct Datapath {
     ebpf: Ebpf,
     pins: Option<PinDir>,
     adoption: Adoption,
-    mode: crate::config::XdpMode,
+    mode: XdpMode,
     interfaces: Vec<(String, u32)>,
     released: bool,
 }
@@ -358,7 +374,7 @@ impl Datapath {
         let mut adoption = Adoption::default();
         let mut fresh: Vec<String> = Vec::new();
         let specs = match &pins {
-            Some(_) => pinned_map_specs(crate::ebpf::OBJECT, &overrides)?,
+            Some(_) => pinned_map_specs(crate::datapath::ebpf::OBJECT, &overrides)?,
             None => Vec::new(),
         };
         let mut loader = EbpfLoader::new();
@@ -392,7 +408,7 @@ impl Datapath {
                 }
             }
         }
-        let mut ebpf = loader.load(crate::ebpf::OBJECT).map_err(|e| {
+        let mut ebpf = loader.load(crate::datapath::ebpf::OBJECT).map_err(|e| {
             if is_permission(&e) {
                 LoadError::PermissionDenied
             } else {
@@ -478,7 +494,7 @@ impl Datapath {
             interfaces,
             ..
         } = self;
-        let aya_mode: XdpMode = (*mode).into();
+        let aya_mode: AyaXdpMode = (*mode).into();
         let pinned: Vec<Pinned> = match pins {
             Some(p) => p.entries()?,
             None => Vec::new(),
@@ -574,7 +590,7 @@ impl Datapath {
         // The type is read again: a re-created interface may be another one.
         let kind = link_kind::detect(Path::new(SYSFS_NET), iface, *mode)?;
         let program = program_mut(ebpf, kind.program())?;
-        let aya_mode: XdpMode = (*mode).into();
+        let aya_mode: AyaXdpMode = (*mode).into();
         let want = Pinned::Link {
             mode: *mode,
             iface: iface.to_string(),
@@ -679,14 +695,14 @@ impl Datapath {
         &mut self,
     ) -> Result<
         (
-            crate::latch::LatchMap,
+            crate::datapath::latch::LatchMap,
             aya::maps::RingBuf<aya::maps::MapData>,
         ),
         LoadError,
     > {
         Ok((
-            crate::latch::LatchMap::take(&mut self.ebpf)?,
-            crate::latch::take_events(&mut self.ebpf)?,
+            crate::datapath::latch::LatchMap::take(&mut self.ebpf)?,
+            crate::datapath::latch::take_events(&mut self.ebpf)?,
         ))
     }
 
@@ -759,8 +775,8 @@ fn adopt_link(program: &mut Xdp, path: &Path, ifindex: u32) -> Result<Option<FdL
         path: path.into(),
         message,
     };
-    let info = crate::pin::link_info(path).map_err(|e| adopt(e.to_string()))?;
-    if info.link_type != crate::pin::BPF_LINK_TYPE_XDP || info.ifindex != ifindex {
+    let info = crate::datapath::pin::link_info(path).map_err(|e| adopt(e.to_string()))?;
+    if info.link_type != crate::datapath::pin::BPF_LINK_TYPE_XDP || info.ifindex != ifindex {
         return Ok(None);
     }
     let pinned = PinnedLink::from_pin(path).map_err(|e| adopt(e.to_string()))?;
@@ -797,10 +813,10 @@ fn pin_link(link: XdpLink, path: PathBuf, iface: &str) -> Result<Link, LoadError
     }
 }
 
-fn attach_error(iface: &str, mode: XdpMode, e: ProgramError) -> LoadError {
+fn attach_error(iface: &str, mode: AyaXdpMode, e: ProgramError) -> LoadError {
     match errno(&e) {
         Some(libc::EBUSY | libc::EEXIST) => LoadError::AlreadyAttached(iface.to_string()),
-        Some(libc::EOPNOTSUPP) if mode == XdpMode::Driver => {
+        Some(libc::EOPNOTSUPP) if mode == AyaXdpMode::Driver => {
             LoadError::NativeUnsupported(iface.to_string())
         }
         Some(libc::EPERM | libc::EACCES) => LoadError::PermissionDenied,
@@ -844,7 +860,8 @@ mod tests {
 
     #[test]
     fn the_pinned_maps_are_the_programs_own() {
-        let specs = pinned_map_specs(crate::ebpf::OBJECT, &[(FLOWS_V4_MAP, 1024)]).unwrap();
+        let specs =
+            pinned_map_specs(crate::datapath::ebpf::OBJECT, &[(FLOWS_V4_MAP, 1024)]).unwrap();
         let v4 = specs.iter().find(|s| s.name == FLOWS_V4_MAP).unwrap();
         assert_eq!((v4.max_entries, v4.key_size), (1024, 12));
         assert!(specs.iter().any(|s| s.name == FLOWS_V6_MAP));
@@ -897,7 +914,7 @@ mod tests {
         for s in bad {
             assert_eq!(
                 parse_port_range(s),
-                Err(ConfigError::BadRange(s.to_string())),
+                Err(SetupError::BadRange(s.to_string())),
                 "{s:?}"
             );
         }
@@ -914,30 +931,30 @@ mod tests {
         let nine: Vec<PortRange> = (0..9).map(|i| r(100 * i + 1, 100 * i + 50)).collect();
         assert_eq!(
             build_config(&nine, FragmentPolicy::Pass),
-            Err(ConfigError::TooManyRanges { given: 9, max: 8 })
+            Err(SetupError::TooManyRanges { given: 9, max: 8 })
         );
         assert!(build_config(&nine[..8], FragmentPolicy::Pass).is_ok());
         assert_eq!(
             build_config(&[r(10, 20), r(20, 30)], FragmentPolicy::Pass),
-            Err(ConfigError::Overlap {
+            Err(SetupError::Overlap {
                 a: "10-20".into(),
                 b: "20-30".into()
             })
         );
         assert_eq!(
             build_config(&[r(10, 20), r(30, 40), r(1, 100)], FragmentPolicy::Pass),
-            Err(ConfigError::Overlap {
+            Err(SetupError::Overlap {
                 a: "10-20".into(),
                 b: "1-100".into()
             })
         );
         assert_eq!(
             build_config(&[r(0, 5)], FragmentPolicy::Pass),
-            Err(ConfigError::BadRange("0-5".into()))
+            Err(SetupError::BadRange("0-5".into()))
         );
         assert_eq!(
             build_config(&[r(9, 5)], FragmentPolicy::Pass),
-            Err(ConfigError::BadRange("9-5".into()))
+            Err(SetupError::BadRange("9-5".into()))
         );
         let empty = build_config(&[], FragmentPolicy::Pass).unwrap();
         assert_eq!(empty.n_ranges, 0);
@@ -971,7 +988,7 @@ mod tests {
         });
         assert_eq!(errno(&e), Some(libc::EBUSY));
         assert!(matches!(
-            attach_error("ph0", XdpMode::Driver, e),
+            attach_error("ph0", AyaXdpMode::Driver, e),
             LoadError::AlreadyAttached(i) if i == "ph0"
         ));
         let e = ProgramError::SyscallError(aya::sys::SyscallError {
@@ -979,7 +996,7 @@ mod tests {
             io_error: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
         });
         assert!(matches!(
-            attach_error("ph0", XdpMode::Driver, e),
+            attach_error("ph0", AyaXdpMode::Driver, e),
             LoadError::NativeUnsupported(_)
         ));
         let e = ProgramError::SyscallError(aya::sys::SyscallError {

@@ -14,8 +14,8 @@ use std::path::Path;
 
 use pinhole_common::{PROGRAM_L3_NAME, PROGRAM_NAME};
 
-use crate::config::XdpMode;
-use crate::error::LoadError;
+use crate::datapath::error::LoadError;
+use crate::datapath::load::XdpMode;
 
 /// `ARPHRD_ETHER`: Ethernet, and everything that looks like it (veth,
 /// bridges, bonds, VLAN and macvlan devices).

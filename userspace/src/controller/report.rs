@@ -1,20 +1,14 @@
-//! The control protocol: one JSON object per line each way.
-//!
-//! Request: `{"cmd":"open","a":"192.0.2.1:4000","b":"198.51.100.2:10000","rtcp":false,"idle_secs":30}`,
-//! `{"cmd":"close","a":…,"b":…}`, `{"cmd":"list"}`, `{"cmd":"stats"}`,
-//! `{"cmd":"calls"}`.
-//! Response: `{"ok":true,"result":{…}}` or
-//! `{"ok":false,"error":{"kind":"bad_request"|"runtime","message":"…"}}`.
-//! The `list`, `stats` and `calls` results are exactly what `--json` prints.
+//! What the controller reports: the results of the control socket's
+//! requests (see [`crate::api::wire`] for the framing). The `list`, `stats`
+//! and `calls` results are exactly what `--json` prints.
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{addr::Endpoint, error::RemoteKind, table::OpenOutcome};
+pub use crate::datapath::links::InterfaceStatus;
+use crate::{addr::Endpoint, controller::table::OpenOutcome};
 
-/// Longest request line the daemon reads, newline included.
-pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 /// Longest owner tag accepted.
 pub const MAX_OWNER_LEN: usize = 256;
 
@@ -31,58 +25,6 @@ pub struct OpenParams {
     /// Who owns the pinhole (e.g. a call id). The CLI sends none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-}
-
-/// A request to the daemon.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Request {
-    Open(OpenParams),
-    Close { a: Endpoint, b: Endpoint },
-    List,
-    Stats,
-    Calls,
-}
-
-/// The daemon's answer to one request.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Response {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
-}
-
-/// Why a request failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub kind: RemoteKind,
-    pub message: String,
-}
-
-impl Response {
-    pub fn success<T: Serialize>(result: &T) -> Response {
-        match serde_json::to_value(result) {
-            Ok(v) => Response {
-                ok: true,
-                result: Some(v),
-                error: None,
-            },
-            Err(e) => Response::failure(RemoteKind::Runtime, format!("encoding the reply: {e}")),
-        }
-    }
-
-    pub fn failure(kind: RemoteKind, message: impl Into<String>) -> Response {
-        Response {
-            ok: false,
-            result: None,
-            error: Some(ErrorBody {
-                kind,
-                message: message.into(),
-            }),
-        }
-    }
 }
 
 /// Result of `open`.
@@ -138,7 +80,7 @@ pub struct PinholeInfo {
 }
 
 fn manual() -> String {
-    crate::table::MANUAL_OWNER.to_string()
+    crate::controller::table::MANUAL_OWNER.to_string()
 }
 
 /// One flow of a pinhole in `list`.
@@ -229,26 +171,11 @@ pub struct StatsReply {
     /// them (interfaces can go away and come back while the daemon runs).
     #[serde(default)]
     pub interfaces: Vec<InterfaceStatus>,
-}
-
-/// One configured interface in `stats`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InterfaceStatus {
-    pub name: String,
-    /// `attached`; `absent` (no interface has the name now); `failed` (it
-    /// is there but attaching failed, see `error`; retried on its next
-    /// link change).
-    pub state: String,
-    /// The XDP mode: `native` or `skb`.
-    pub mode: String,
-    /// The interface's index; null when absent.
-    pub ifindex: Option<u32>,
-    /// Up administratively and with carrier; null when not known yet.
-    pub up: Option<bool>,
-    /// Times the program was attached again to a re-created interface.
-    pub reattached: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    /// The longest the controller task spent on one step (a command, a
+    /// tick, call timers, a state snapshot, an expiry step) since start, in
+    /// µs: how long signaling can wait behind other work.
+    #[serde(default)]
+    pub longest_step_us: u64,
 }
 
 /// The `signaling` object of `stats`.
@@ -330,68 +257,4 @@ pub struct CounterInfo {
 pub struct FlowUsage {
     pub used: usize,
     pub capacity: usize,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_parse_from_the_documented_json() {
-        let table: &[(&str, Option<Request>)] = &[
-            (r#"{"cmd":"list"}"#, Some(Request::List)),
-            (r#"{"cmd":"stats","extra":1}"#, Some(Request::Stats)),
-            (r#"{"cmd":"calls"}"#, Some(Request::Calls)),
-            (
-                r#"{"cmd":"open","a":"192.0.2.1:4000","b":"198.51.100.2:10000"}"#,
-                Some(Request::Open(OpenParams {
-                    a: "192.0.2.1:4000".parse().unwrap(),
-                    b: "198.51.100.2:10000".parse().unwrap(),
-                    rtcp: false,
-                    idle_secs: None,
-                    owner: None,
-                })),
-            ),
-            (
-                r#"{"cmd":"close","a":"[2001:db8::1]:5","b":"[2001:db8::2]:6"}"#,
-                Some(Request::Close {
-                    a: "[2001:db8::1]:5".parse().unwrap(),
-                    b: "[2001:db8::2]:6".parse().unwrap(),
-                }),
-            ),
-            (
-                r#"{"cmd":"open","a":"192.0.2.1:0","b":"198.51.100.2:1"}"#,
-                None,
-            ),
-            (r#"{"cmd":"open","a":"192.0.2.1:1"}"#, None),
-            (
-                r#"{"cmd":"open","a":"192.0.2.1:1","b":"198.51.100.2:1","idle_secs":-1}"#,
-                None,
-            ),
-            (r#"{"cmd":"reboot"}"#, None),
-            (r#"{"list":true}"#, None),
-            (r#"{"cmd":"list"} trailing"#, None),
-            ("null", None),
-            ("", None),
-            ("{", None),
-        ];
-        for (json, want) in table {
-            let got = serde_json::from_str::<Request>(json).ok();
-            assert_eq!(&got, want, "{json}");
-        }
-    }
-
-    #[test]
-    fn responses_round_trip() {
-        let ok = Response::success(&ListReply::default());
-        let text = serde_json::to_string(&ok).unwrap();
-        assert_eq!(text, r#"{"ok":true,"result":{"pinholes":[]}}"#);
-        let err = Response::failure(RemoteKind::BadRequest, "nope");
-        let text = serde_json::to_string(&err).unwrap();
-        assert_eq!(
-            text,
-            r#"{"ok":false,"error":{"kind":"bad_request","message":"nope"}}"#
-        );
-        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), err);
-    }
 }

@@ -15,12 +15,12 @@
 use ipnet::IpNet;
 use pinhole_common::{Config, PortRange, PrefixV4, PrefixV6, MAX_MEDIA_PREFIXES};
 
-use crate::error::ConfigError;
+use crate::datapath::error::SetupError;
 
 /// Writes `nets` into `config` as the protected destination prefixes. An
 /// empty list leaves every destination protected (the default). At most
 /// [`MAX_MEDIA_PREFIXES`] per family; host bits are cleared.
-pub fn apply_media_prefixes(config: &mut Config, nets: &[IpNet]) -> Result<(), ConfigError> {
+pub fn apply_media_prefixes(config: &mut Config, nets: &[IpNet]) -> Result<(), SetupError> {
     let v4: Vec<PrefixV4> = nets
         .iter()
         .filter_map(|n| match n {
@@ -43,7 +43,7 @@ pub fn apply_media_prefixes(config: &mut Config, nets: &[IpNet]) -> Result<(), C
         .collect();
     for (family, given) in [(4, v4.len()), (6, v6.len())] {
         if given > MAX_MEDIA_PREFIXES {
-            return Err(ConfigError::TooManyPrefixes {
+            return Err(SetupError::TooManyPrefixes {
                 family,
                 given,
                 max: MAX_MEDIA_PREFIXES,

@@ -32,8 +32,26 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::calls::CallConfig;
-use crate::loader::{parse_port_range, MAX_FLOWS, MIN_FLOWS};
+use crate::capture::nat::{check_maps, NatMap};
+use crate::datapath::load::XdpMode;
+use crate::datapath::load::{parse_port_range, MAX_FLOWS, MIN_FLOWS};
 use crate::ng::NgConfig;
+
+/// An invalid `pinhole run` setting (file or flags): bad input (exit 2).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("--max-pinholes {given} out of range ({min}-{max} flows)")]
+    Capacity { given: u64, min: u64, max: u64 },
+    #[error("port {0} is both a --sip-ports and an --rtsp-ports port")]
+    SignalingPortTwice(u16),
+    #[error(
+        "signaling port {port} lies in media port range {range}; XDP would drop its UDP packets"
+    )]
+    SignalingPortInMedia { port: u16, range: String },
+    /// The configuration file or the flags, with every problem found.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
 
 /// Where the systemd unit and the docs put the file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pinhole/pinhole.toml";
@@ -45,25 +63,6 @@ pub const MAX_LATCHING_SECS: u64 = 300;
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
-
-/// XDP attach mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpMode {
-    /// In the driver (fast; veth and most physical NICs).
-    Native,
-    /// Generic XDP in the network stack (works everywhere, slower).
-    Skb,
-}
-
-impl From<XdpMode> for aya::programs::XdpMode {
-    fn from(m: XdpMode) -> Self {
-        match m {
-            XdpMode::Native => aya::programs::XdpMode::Driver,
-            XdpMode::Skb => aya::programs::XdpMode::Skb,
-        }
-    }
-}
 
 /// Non-first UDP fragments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -366,6 +365,8 @@ settings! {
     latching: u64, wire u64, file ("signaling", "latching"), flag "--latching";
     /// Pre-answer latching of the answerer's early media.
     pre_answer: bool, wire OnOff, file ("signaling", "pre_answer"), flag "--pre-answer";
+    /// NAT on the router: inside networks and the public address they appear as.
+    nat: Vec<NatMap>, wire Vec<NatMap>, file ("signaling", "nat"), flag "--nat";
     /// ng listener address.
     ng_listen: SocketAddr, wire SocketAddr, file ("ng", "listen"), flag "--ng-listen";
     /// Networks allowed to use the ng listener.
@@ -445,6 +446,11 @@ pub struct RunSettings {
     /// sent right after its answer, race the answer's processing and are
     /// dropped.
     pub pre_answer: bool,
+    /// NAT on the router itself ([`crate::capture::nat`]): SIP signaling is
+    /// read as the outside sees it, each inside network's addresses as its
+    /// public address with the same ports. Default none; at most
+    /// [`crate::capture::nat::MAX_NAT_MAPS`], not overlapping.
+    pub nat: Vec<NatMap>,
     /// ng protocol listener (UDP). Default: off.
     pub ng_listen: Option<SocketAddr>,
     /// Who may use the ng listener. Default loopback (`127.0.0.0/8`,
@@ -492,6 +498,7 @@ impl Default for RunSettings {
             max_calls_per_peer: 256,
             latching: 0,
             pre_answer: true,
+            nat: Vec::new(),
             ng_listen: None,
             ng_allow: NgConfig::default().allow,
             metrics_listen: None,
@@ -755,6 +762,7 @@ pub fn resolve(
         max_calls_per_peer: o.max_calls_per_peer.unwrap_or(d.max_calls_per_peer),
         latching: o.latching.unwrap_or(d.latching),
         pre_answer: o.pre_answer.unwrap_or(d.pre_answer),
+        nat: o.nat.unwrap_or(d.nat),
         ng_listen: o.ng_listen.or(d.ng_listen),
         ng_allow: o.ng_allow.unwrap_or(d.ng_allow),
         metrics_listen: o.metrics_listen.or(d.metrics_listen),
@@ -898,6 +906,10 @@ fn validate(s: &RunSettings, locate: &Locate<'_>, errors: &mut Vec<ConfigError>)
         );
     }
 
+    if let Err(e) = check_maps(&s.nat) {
+        err("nat", e);
+    }
+
     for field in ["ng_listen", "metrics_listen"] {
         let addr = if field == "ng_listen" {
             s.ng_listen
@@ -933,7 +945,7 @@ fn validate(s: &RunSettings, locate: &Locate<'_>, errors: &mut Vec<ConfigError>)
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../../examples/pinhole.toml");
+    const EXAMPLE: &str = include_str!("../../../examples/pinhole.toml");
 
     fn errors(text: &str) -> Vec<(usize, usize, String)> {
         let r = parse(text).and_then(|f| resolve(Some(f), RunOptions::default()));
@@ -1185,6 +1197,15 @@ state_file = "/tmp/ph-state.json"
                     (12, 9, "`allow` in [ng]: empty: no client could use the ng listener"),
                     (14, 11, "`pin_dir` in [state]: `bpf` is not an absolute path"),
                 ],
+            ),
+            (
+                // --nat values: malformed, and overlapping inside networks.
+                "[filter]\ninterfaces = [\"eth0\"]\n[signaling]\nnat = [\"192.0.2.1\"]\n",
+                vec![(4, 7, "expected PUBLIC=INSIDE_CIDR")],
+            ),
+            (
+                "[filter]\ninterfaces = [\"eth0\"]\n[signaling]\nnat = [\"192.0.2.1=198.51.100.0/24\", \"192.0.2.2=198.51.100.9\"]\n",
+                vec![(4, 7, "`nat` in [signaling]: 192.0.2.2=198.51.100.9/32 and 192.0.2.1=198.51.100.0/24 overlap")],
             ),
             (
                 "[filter]\nxdp_mode = \"skb\"\n",

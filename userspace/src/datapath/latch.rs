@@ -17,8 +17,11 @@
 //!
 //! Here: [`LatchKey`] (a half-open entry's identity), [`LatchMap`] (both
 //! latch maps behind one API), [`Latched`] (a decoded [`LatchEvent`]) and
-//! [`spawn_reader`], which forwards the ring buffer's events to the
-//! controller.
+//! [`spawn_reader`], which sends the ring buffer's events on a channel (the
+//! controller's end of it is `ControllerHandle::forward_latched`; the
+//! datapath does not know the controller). The controller's side of
+//! latching (adopting a latched pair into the table) is
+//! `controller/latching.rs`.
 
 use std::{
     fmt, io,
@@ -33,13 +36,12 @@ use pinhole_common::{
     LatchEvent, LatchKeyV4, LatchKeyV6, LatchValue, EVENTS_MAP, FAMILY_V4, FAMILY_V6,
     LATCH_FLOWS_FULL, LATCH_INSTALLED, LATCH_V4_MAP, LATCH_V6_MAP,
 };
-use tokio::{io::unix::AsyncFd, task::JoinHandle};
+use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 use tracing::{error, warn};
 
 use crate::{
-    controller::ControllerHandle,
-    error::{LoadError, StoreError},
-    maps::{errno, take, FamilyKey, FamilyMaps, BPF_ANY},
+    datapath::error::{LoadError, StoreError},
+    datapath::maps::{errno, take, FamilyKey, FamilyMaps, BPF_ANY},
 };
 
 /// A half-open entry: the first packet from `from` (any port) to `local`
@@ -269,11 +271,13 @@ pub fn take_events(ebpf: &mut Ebpf) -> Result<RingBuf<MapData>, LoadError> {
 /// Most events handed to the controller in one command.
 const BATCH: usize = 256;
 
-/// Reads the ring buffer whenever it is readable and hands the events to
-/// the controller, in order, until the controller stops.
+/// Reads the ring buffer whenever it is readable and sends the events on
+/// `events`, in order, in batches of at most `BATCH`, until the receiver
+/// is gone. A full channel holds the reader back (the ring then fills and
+/// the program counts what it could not report).
 pub fn spawn_reader(
     ring: RingBuf<MapData>,
-    handle: ControllerHandle,
+    events_tx: mpsc::Sender<Vec<Latched>>,
 ) -> io::Result<JoinHandle<()>> {
     // SAFETY: the ring buffer owns its map fd, which stays open and
     // unchanged until the ring (owned by the AsyncFd) is dropped.
@@ -303,7 +307,7 @@ pub fn spawn_reader(
                     break;
                 }
                 let more = events.len() == BATCH;
-                if handle.latched(events).await.is_err() {
+                if events_tx.send(events).await.is_err() {
                     return;
                 }
                 if !more {

@@ -15,25 +15,26 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
+    api::server::{ensure_not_running, ControlServer},
+    app::cli::RunArgs,
     capture::{
-        feed::FeedConfig,
+        nat::{self as router_nat, NatView},
         nfqueue::{self, QueueOptions, RestartPolicy, DEFAULT_QUEUE_MAX_LEN},
         rules::RuleSpec,
         Capture,
     },
-    cli::RunArgs,
+    config::SettingsError,
     config::{self, RunSettings, SignalingMode},
-    control::{ensure_not_running, ControlServer},
+    controller::state_file::{self, State, StateWriter},
     controller::{self, Controller, ControllerConfig, ControllerHandle, KernelStore},
-    error::ConfigError,
-    latch,
-    links::{LinkTask, Watcher},
-    loader::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
-    media_scope::{apply_media_prefixes, warn_local_port_overlap},
+    datapath::latch,
+    datapath::links::{LinkTask, Watcher},
+    datapath::load::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
+    datapath::media_scope::{apply_media_prefixes, warn_local_port_overlap},
+    datapath::pin::{PinDir, Pinned},
+    feed::FeedConfig,
     metrics::{self, Metrics},
     ng,
-    pin::{PinDir, Pinned},
-    state::{self, State, StateWriter},
 };
 
 /// How long the final write of the state file may take on exit.
@@ -50,7 +51,7 @@ fn take_over(s: &RunSettings) -> anyhow::Result<(PinDir, bool, Option<State>)> {
         .entries()?
         .iter()
         .any(|p| matches!(p, Pinned::Map { .. } | Pinned::Link { .. }));
-    let state = match state::load(&s.state_file) {
+    let state = match state_file::load(&s.state_file) {
         Ok(state) => state,
         Err(e) if pinned => return Err(e.into()),
         Err(e) => {
@@ -76,10 +77,10 @@ fn take_over(s: &RunSettings) -> anyhow::Result<(PinDir, bool, Option<State>)> {
 /// the flags over it, validated. Every problem is reported, on one line:
 /// those in the file as `FILE:LINE:COL: message`, the others naming their
 /// flag or key.
-pub fn settings(control: Option<&Path>, args: &RunArgs) -> Result<RunSettings, ConfigError> {
+pub fn settings(control: Option<&Path>, args: &RunArgs) -> Result<RunSettings, SettingsError> {
     let file = match &args.config {
         Some(path) => Some(config::load(path).map_err(|errors| {
-            ConfigError::Invalid(config::render(path, &errors).replace('\n', "; "))
+            SettingsError::Invalid(config::render(path, &errors).replace('\n', "; "))
         })?),
         None => None,
     };
@@ -91,7 +92,7 @@ pub fn settings(control: Option<&Path>, args: &RunArgs) -> Result<RunSettings, C
                 _ => e.message.clone(),
             })
             .collect();
-        ConfigError::Invalid(lines.join("; "))
+        SettingsError::Invalid(lines.join("; "))
     })
 }
 
@@ -108,6 +109,7 @@ pub fn feed_config(s: &RunSettings) -> FeedConfig {
         sip_ports: dedup(&s.sip_ports),
         rtsp_ports: dedup(&s.rtsp_ports),
         calls: s.call_config(),
+        nat: NatView::new(s.nat.clone()),
         ..FeedConfig::default()
     }
 }
@@ -292,7 +294,11 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     let (handle, mut controller_task) = controller::start(controller);
     let latch_reader = match latch_events {
         Some(ring) => {
-            Some(latch::spawn_reader(ring, handle.clone()).context("reading latch events")?)
+            // One batch in flight: the reader waits while the controller
+            // applies the previous one, as it did when it called it directly.
+            let (events_tx, events_rx) = tokio::sync::mpsc::channel(1);
+            handle.clone().forward_latched(events_rx);
+            Some(latch::spawn_reader(ring, events_tx).context("reading latch events")?)
         }
         None => None,
     };
@@ -300,8 +306,15 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // Signaling is queued to us before we are ready, so that a test (or an
     // operator) that sees the control socket also sees calls being followed.
     let capture = if inline {
+        router_nat::check_router(
+            &router_nat::Watched {
+                interfaces: &s.interfaces,
+                sip_ports: &feed.sip_ports,
+                media_ports: &s.media_ports,
+            },
+            &s.nat,
+        );
         let spec = RuleSpec {
-            interfaces: s.interfaces.clone(),
             sip_ports: feed.sip_ports.clone(),
             rtsp_ports: feed.rtsp_ports.clone(),
             queue_num: s.queue_num,
@@ -436,7 +449,7 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         ),
     };
     if remove_state {
-        if let Err(e) = state::remove(&s.state_file) {
+        if let Err(e) = state_file::remove(&s.state_file) {
             error!("{e}");
         }
     }
@@ -451,11 +464,11 @@ mod tests {
 
     use super::*;
     use crate::{
-        cli::{Cli, Command},
-        error::{exit_code, EXIT_BAD_INPUT},
+        app::cli::{Cli, Command},
+        app::exit::{exit_code, EXIT_BAD_INPUT},
     };
 
-    fn resolved(extra: &[&str]) -> Result<RunSettings, ConfigError> {
+    fn resolved(extra: &[&str]) -> Result<RunSettings, SettingsError> {
         let args = ["pinhole", "run", "--iface", "lo"].iter().chain(extra);
         let cli = Cli::try_parse_from(args).unwrap();
         match &cli.command {
@@ -501,6 +514,34 @@ mod tests {
             "198.51.100.1".parse().unwrap(),
             "2001:db8::1".parse().unwrap()
         ));
+    }
+
+    #[test]
+    fn nat_maps_reach_the_feed() {
+        let f = feed_config(
+            &resolved(&[
+                "--nat",
+                "192.0.2.1=198.51.100.0/24,2001:db8:1::1=2001:db8:2::/64",
+            ])
+            .unwrap(),
+        );
+        let inside: SocketAddr = "198.51.100.2:16000".parse().unwrap();
+        assert_eq!(f.nat.outside(inside), "192.0.2.1:16000".parse().unwrap());
+        let inside6: SocketAddr = "[2001:db8:2::2]:16000".parse().unwrap();
+        assert_eq!(
+            f.nat.outside(inside6),
+            "[2001:db8:1::1]:16000".parse().unwrap()
+        );
+        assert!(feed_config(&resolved(&[]).unwrap()).nat.is_empty());
+        assert!(Cli::try_parse_from([
+            "pinhole",
+            "run",
+            "--iface",
+            "lo",
+            "--nat",
+            "198.51.100.0/24"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -9,9 +9,13 @@ use std::{net::SocketAddr, time::Duration};
 
 use tracing::{info, warn};
 
-use super::packet::{PacketError, SignalingPacket, Transport};
+use crate::capture::{
+    nat::NatView,
+    packet::{PacketError, SignalingPacket, Transport},
+};
 use crate::{
     calls::{CallConfig, Calls, Intent, Owner, Refusal, RtspEvent, SipEvent},
+    clock::RateLimit,
     metrics::SignalingCount,
     signaling::{
         reassembly::{FlowTable, Limits, ReassemblyError, Segment, StreamKey},
@@ -27,8 +31,6 @@ pub const DEFAULT_RTSP_PORTS: &[u16] = &[554, 7070, 8554];
 pub const DEFAULT_MAX_TCP_STREAMS: usize = 16_384;
 /// A TCP signaling stream without segments for this long is forgotten.
 pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(30 * 60);
-/// At most one log line per this interval per kind of problem.
-const LOG_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// What the feed watches and how calls are policed.
 #[derive(Clone, Debug)]
@@ -38,6 +40,8 @@ pub struct FeedConfig {
     pub calls: CallConfig,
     pub max_tcp_streams: usize,
     pub tcp_idle: Duration,
+    /// `--nat`: SIP is read as the outside sees it (see [`super::nat`]).
+    pub nat: NatView,
 }
 
 impl Default for FeedConfig {
@@ -48,6 +52,7 @@ impl Default for FeedConfig {
             calls: CallConfig::default(),
             max_tcp_streams: DEFAULT_MAX_TCP_STREAMS,
             tcp_idle: DEFAULT_TCP_IDLE,
+            nat: NatView::default(),
         }
     }
 }
@@ -90,26 +95,6 @@ impl FeedCounters {
             c("packet", "undecodable", self.undecodable),
             c("packet", "ignored", self.ignored),
         ]
-    }
-}
-
-/// Logs at most once per interval, remembering how many were suppressed.
-#[derive(Debug, Default)]
-pub struct RateLimit {
-    next_ns: u64,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    /// `Some(suppressed since the last line)` when a line may be logged now.
-    pub fn allow(&mut self, now_ns: u64) -> Option<u64> {
-        if now_ns >= self.next_ns {
-            self.next_ns = now_ns.saturating_add(LOG_INTERVAL_NS);
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
-        }
     }
 }
 
@@ -160,6 +145,7 @@ pub struct Feed {
     sip_ports: Vec<u16>,
     rtsp_ports: Vec<u16>,
     tcp_idle: Duration,
+    nat: NatView,
     calls: Calls,
     streams: FlowTable<Framer>,
     counters: FeedCounters,
@@ -184,6 +170,7 @@ impl Feed {
             sip_ports: cfg.sip_ports,
             rtsp_ports: cfg.rtsp_ports,
             tcp_idle: cfg.tcp_idle,
+            nat: cfg.nat,
             calls: Calls::new(cfg.calls),
             streams: FlowTable::new(cfg.max_tcp_streams, Limits::default()),
             counters: FeedCounters::default(),
@@ -345,7 +332,8 @@ impl Feed {
             Proto::Sip => {
                 let event = sip::parse(bytes).and_then(|m| SipEvent::from_message(&m, src, dst));
                 match event {
-                    Ok(ev) => {
+                    Ok(mut ev) => {
+                        self.nat.apply(&mut ev);
                         self.counters.sip_messages += 1;
                         out.extend(self.calls.on_sip(&ev, now));
                     }
@@ -456,16 +444,6 @@ mod tests {
             payload: payload.to_vec(),
             received_at: 0,
         }
-    }
-
-    #[test]
-    fn rate_limit_allows_one_line_per_interval() {
-        let mut r = RateLimit::default();
-        assert_eq!(r.allow(5), Some(0));
-        assert_eq!(r.allow(6), None);
-        assert_eq!(r.allow(LOG_INTERVAL_NS), None);
-        assert_eq!(r.allow(LOG_INTERVAL_NS + 5), Some(2));
-        assert_eq!(r.allow(LOG_INTERVAL_NS + 6), None);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::{
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::config::XdpMode;
+use super::load::XdpMode;
 
 /// `statfs(2)` magic of bpffs.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -124,7 +124,6 @@ pub fn is_bpffs(path: &Path) -> io::Result<bool> {
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
     Ok(st.f_type as i64 == BPF_FS_MAGIC)
 }
 
@@ -455,80 +454,6 @@ fn check_own_dir(path: &Path) -> Result<(), PinDirError> {
     Ok(())
 }
 
-/// Failures of `pinhole detach`.
-#[derive(Debug, Error)]
-pub enum DetachError {
-    #[error(transparent)]
-    PinDir(#[from] PinDirError),
-    #[error(transparent)]
-    State(#[from] crate::state::StateError),
-}
-
-/// What `pinhole detach` removed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Detached {
-    pub pin_dir: PathBuf,
-    /// Interfaces the filter was detached from, with the mode.
-    pub links: Vec<(String, XdpMode)>,
-    pub prog: bool,
-    pub maps: usize,
-    /// The state file, when there was one.
-    pub state_file: Option<PathBuf>,
-}
-
-impl std::fmt::Display for Detached {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut parts: Vec<String> = Vec::new();
-        if !self.links.is_empty() {
-            let links: Vec<String> = self
-                .links
-                .iter()
-                .map(|(i, m)| format!("{i} ({})", mode_name(*m)))
-                .collect();
-            parts.push(format!("detached from {}", links.join(", ")));
-        }
-        if self.prog || self.maps > 0 {
-            let prog = if self.prog { "the program and " } else { "" };
-            let s = if self.maps == 1 { "" } else { "s" };
-            parts.push(format!(
-                "unpinned {prog}{} map{s} from {}",
-                self.maps,
-                self.pin_dir.display()
-            ));
-        }
-        if parts.is_empty() {
-            parts.push(format!("nothing pinned in {}", self.pin_dir.display()));
-        }
-        if let Some(state) = &self.state_file {
-            parts.push(format!("removed the state file {}", state.display()));
-        }
-        f.write_str(&parts.join("; "))
-    }
-}
-
-/// `pinhole detach`: removes a pinned filter (detaching it from its
-/// interfaces) and the state file, with no daemon running.
-pub fn detach(pin_dir: &Path, state_file: &Path) -> Result<Detached, DetachError> {
-    let mut out = Detached {
-        pin_dir: pin_dir.into(),
-        ..Detached::default()
-    };
-    if let Some(pins) = PinDir::open(pin_dir)? {
-        for p in pins.clear()? {
-            match p {
-                Pinned::Link { mode, iface } => out.links.push((iface, mode)),
-                Pinned::Prog => out.prog = true,
-                Pinned::Map { .. } => out.maps += 1,
-                Pinned::Other { .. } => {}
-            }
-        }
-    }
-    if crate::state::remove(state_file)? {
-        out.state_file = Some(state_file.into());
-    }
-    Ok(out)
-}
-
 /// `bpf(2)`.
 fn sys_bpf(cmd: libc::c_int, attr: &mut [u64], size: usize) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a zeroed buffer of at least `size` bytes laid out as
@@ -696,36 +621,5 @@ mod tests {
         assert_eq!(again.clear().unwrap(), [Pinned::Map { name: "X".into() }]);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "the stranger stays");
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn detach_reports_what_it_removed() {
-        let d = Detached {
-            pin_dir: "/sys/fs/bpf/pinhole".into(),
-            links: vec![
-                ("r-in".into(), XdpMode::Native),
-                ("r-out".into(), XdpMode::Skb),
-            ],
-            prog: true,
-            maps: 3,
-            state_file: Some("/run/pinhole/state.json".into()),
-        };
-        assert_eq!(
-            d.to_string(),
-            "detached from r-in (native), r-out (skb); unpinned the program and 3 maps from \
-             /sys/fs/bpf/pinhole; removed the state file /run/pinhole/state.json"
-        );
-        let nothing = Detached {
-            pin_dir: "/sys/fs/bpf/pinhole".into(),
-            ..Detached::default()
-        };
-        assert_eq!(nothing.to_string(), "nothing pinned in /sys/fs/bpf/pinhole");
-        // No pin directory and no state file: nothing to do, not an error.
-        let tmp = std::env::temp_dir().join(format!("pinhole-detach-{}", std::process::id()));
-        let r = detach(&tmp.join("pins"), &tmp.join("state.json")).unwrap();
-        assert_eq!(
-            r.to_string(),
-            format!("nothing pinned in {}", tmp.join("pins").display())
-        );
     }
 }

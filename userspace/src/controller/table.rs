@@ -27,15 +27,46 @@
 //! The pinholes live in a persistent map ([`imbl::OrdMap`]), so
 //! [`PinholeTable::snapshot`] is O(1): a report task walks the table as it
 //! was at that instant while the controller goes on changing it.
+//!
+//! Idle expiry costs what is due, not what is open: a deadline index
+//! (`known activity + idle timeout`, ordered) names the pinholes that may
+//! have idled out, and [`PinholeTable::expire_some`] handles at most a given
+//! number of them per call (a due pinhole whose flows saw traffic is
+//! rescheduled, not expired).
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::SocketAddr,
+};
 
 use pinhole_common::FlowKey;
 
-use crate::{
-    addr::{pair_key, Endpoint, Pair, PairKey},
-    error::TableError,
-};
+use crate::addr::{pair_key, Endpoint, Pair, PairKey};
+
+/// Refusals of the pinhole table. None of them changes the table.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum TableError {
+    #[error(
+        "flow table full: the pinhole needs {needed} new flows but only {free} of {capacity} \
+         are free (close pinholes or raise --max-pinholes)"
+    )]
+    Full {
+        needed: usize,
+        free: usize,
+        capacity: usize,
+    },
+    #[error("no pinhole {a} <-> {b}")]
+    NotFound { a: SocketAddr, b: SocketAddr },
+    #[error("the open plan is stale: the table changed since it was made")]
+    StalePlan,
+    #[error("pinhole {id} ({a} <-> {b}) cannot be restored: {why}")]
+    Restore {
+        id: u64,
+        a: SocketAddr,
+        b: SocketAddr,
+        why: String,
+    },
+}
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
@@ -113,6 +144,19 @@ impl Pinhole {
     /// The idle timeout in nanoseconds, `None` when it never expires.
     pub fn idle_timeout_ns(&self) -> Option<u64> {
         (self.idle_timeout_secs != 0).then(|| self.idle_timeout_secs.saturating_mul(NS_PER_SEC))
+    }
+
+    /// When it idles out unless its flows saw traffic after `active_ns`:
+    /// `active_ns + timeout` (saturating); `None` when it never expires.
+    pub fn deadline_ns(&self) -> Option<u64> {
+        self.idle_timeout_ns()
+            .map(|t| self.active_ns.saturating_add(t))
+    }
+
+    /// Whether its known activity makes it idle at `now_ns`.
+    fn idle_at(&self, now_ns: u64) -> bool {
+        self.idle_timeout_ns()
+            .is_some_and(|timeout| now_ns.saturating_sub(self.active_ns) >= timeout)
     }
 
     /// The latest activity, given the flows' `last_seen_ns`.
@@ -213,6 +257,17 @@ pub struct Release {
 /// The pinholes by id, shared with the snapshots taken of it.
 pub type Pinholes = imbl::OrdMap<PinholeId, Pinhole>;
 
+/// What one [`PinholeTable::expire_some`] call did.
+#[derive(Debug, Default)]
+pub struct Expiry {
+    /// The pinholes that expired, with the flow removals to apply.
+    pub expired: Vec<(Pinhole, Vec<MapOp>)>,
+    /// Due pinholes whose traffic moved their deadline on.
+    pub rescheduled: usize,
+    /// True when the budget ran out with pinholes still due at `now`.
+    pub more: bool,
+}
+
 /// The table of open pinholes.
 #[derive(Debug)]
 pub struct PinholeTable {
@@ -220,6 +275,9 @@ pub struct PinholeTable {
     pinholes: Pinholes,
     by_pair: HashMap<PairKey, PinholeId>,
     refs: HashMap<FlowKey, u32>,
+    /// `(deadline_ns, id)` of every pinhole that can idle out: exactly the
+    /// pinholes with a [`Pinhole::deadline_ns`], at that deadline.
+    deadlines: BTreeSet<(u64, PinholeId)>,
     next_id: u64,
     /// Bumped on every change; plans made before a change are refused.
     generation: u64,
@@ -238,6 +296,7 @@ impl PinholeTable {
             pinholes: Pinholes::new(),
             by_pair: HashMap::new(),
             refs: HashMap::new(),
+            deadlines: BTreeSet::new(),
             next_id: 1,
             generation: 0,
             rejected_full: 0,
@@ -395,18 +454,15 @@ impl PinholeTable {
             *self.refs.entry(*f).or_insert(0) += 1;
         }
         self.by_pair.insert(pair.key(), id);
-        self.pinholes.insert(
+        self.put(Pinhole {
             id,
-            Pinhole {
-                id,
-                pair,
-                idle_timeout_secs,
-                claims,
-                created_ns,
-                active_ns,
-                flows,
-            },
-        );
+            pair,
+            idle_timeout_secs,
+            claims,
+            created_ns,
+            active_ns,
+            flows,
+        });
         self.next_id = self.next_id.max(id.0.saturating_add(1)).max(next_id);
         self.generation += 1;
         Ok(id)
@@ -522,7 +578,7 @@ impl PinholeTable {
                 *self.refs.entry(*f).or_insert(0) += 1;
             }
             self.by_pair.insert(pinhole.pair.key(), id);
-            self.pinholes.insert(id, pinhole);
+            self.put(pinhole);
         }
         self.generation += 1;
         Ok((id, outcome))
@@ -531,13 +587,39 @@ impl PinholeTable {
     /// Swaps an existing pinhole for `new` (same id and pair), moving flow
     /// references from its old flows to the new ones.
     fn replace(&mut self, new: Pinhole) {
-        let id = new.id;
         for f in &new.flows {
             *self.refs.entry(*f).or_insert(0) += 1;
         }
-        if let Some(old) = self.pinholes.insert(id, new) {
+        if let Some(old) = self.put(new) {
             self.release_flows(&old.flows);
         }
+    }
+
+    /// Inserts or replaces a pinhole, keeping the deadline index in step.
+    /// Returns the one it replaced.
+    fn put(&mut self, p: Pinhole) -> Option<Pinhole> {
+        let entry = p.deadline_ns().map(|d| (d, p.id));
+        let old = self.pinholes.insert(p.id, p);
+        if let Some(old) = &old {
+            self.unschedule(old);
+        }
+        if let Some(entry) = entry {
+            self.deadlines.insert(entry);
+        }
+        old
+    }
+
+    /// Takes `p`'s entry out of the deadline index.
+    fn unschedule(&mut self, p: &Pinhole) {
+        if let Some(d) = p.deadline_ns() {
+            self.deadlines.remove(&(d, p.id));
+        }
+    }
+
+    /// The earliest deadline of the pinholes that can idle out: no pinhole
+    /// expires before it.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.first().map(|&(d, _)| d)
     }
 
     /// [`plan_open`](Self::plan_open) and [`commit`](Self::commit) in one step,
@@ -646,46 +728,73 @@ impl PinholeTable {
     }
 
     /// Closes the pinholes idle for at least their timeout at `now_ns`,
-    /// whoever holds them.
-    ///
-    /// Idle time is `now − max(last open, newest last_seen of its flows)`.
-    /// `last_seen` is only asked about pinholes whose known activity is old
-    /// enough to expire, so a tick costs no map lookups for active pinholes.
-    /// A timeout of 0 never expires.
+    /// whoever holds them: [`expire_some`](Self::expire_some) without a
+    /// budget.
     pub fn expire(
         &mut self,
         now_ns: u64,
-        mut last_seen: impl FnMut(&FlowKey) -> Option<u64>,
+        last_seen: impl FnMut(&FlowKey) -> Option<u64>,
     ) -> Vec<(Pinhole, Vec<MapOp>)> {
-        // Only pinholes old enough to expire are touched (`get_mut` copies
-        // a node a snapshot shares), the others are just read.
-        let old: Vec<PinholeId> = self
-            .pinholes
-            .values()
-            .filter(|p| {
-                p.idle_timeout_ns()
-                    .is_some_and(|timeout| now_ns.saturating_sub(p.active_ns) >= timeout)
-            })
-            .map(|p| p.id)
-            .collect();
-        let mut due = Vec::new();
-        for id in old {
+        self.expire_some(now_ns, usize::MAX, last_seen).expired
+    }
+
+    /// Closes pinholes idle for at least their timeout at `now_ns`, whoever
+    /// holds them, handling at most `budget` due pinholes (expired or
+    /// rescheduled), earliest deadline first; [`Expiry::more`] says whether
+    /// due ones are left for the next call.
+    ///
+    /// Idle time is `now − max(last open, newest last_seen of its flows)`.
+    /// Only pinholes whose known activity is old enough to expire are
+    /// looked at (through the deadline index) and only their flows are
+    /// asked about: a call costs O(log n) per due pinhole and nothing for
+    /// the others. A due pinhole whose flows saw traffic since gets its new
+    /// activity and deadline. A timeout of 0 never expires.
+    pub fn expire_some(
+        &mut self,
+        now_ns: u64,
+        budget: usize,
+        mut last_seen: impl FnMut(&FlowKey) -> Option<u64>,
+    ) -> Expiry {
+        let mut out = Expiry::default();
+        // Rescheduled entries go back after the walk, so each pinhole is
+        // handled once per call even when its new deadline is not later.
+        let mut rescheduled = Vec::new();
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now_ns {
+                break;
+            }
+            if out.expired.len() + rescheduled.len() == budget {
+                out.more = true;
+                break;
+            }
+            self.deadlines.pop_first();
+            // `get_mut` copies the node a snapshot shares: only due
+            // pinholes are touched.
             let Some(p) = self.pinholes.get_mut(&id) else {
+                debug_assert!(false, "the deadline index names a closed pinhole");
                 continue;
             };
-            let timeout = p.idle_timeout_ns().unwrap_or(u64::MAX);
-            p.active_ns = p.last_active_ns(&mut last_seen);
-            if now_ns.saturating_sub(p.active_ns) >= timeout {
-                due.push(p.id);
+            // A deadline that saturated can come up before the pinhole is
+            // idle; then there is nothing to look up.
+            if p.idle_at(now_ns) {
+                p.active_ns = p.last_active_ns(&mut last_seen);
+            }
+            if p.idle_at(now_ns) {
+                // Its index entry is gone already.
+                out.expired.extend(self.remove(id));
+            } else if let Some(d) = p.deadline_ns() {
+                rescheduled.push((d, id));
             }
         }
-        let out: Vec<_> = due.into_iter().filter_map(|id| self.remove(id)).collect();
-        self.expired += out.len() as u64;
+        out.rescheduled = rescheduled.len();
+        self.deadlines.extend(rescheduled);
+        self.expired += out.expired.len() as u64;
         out
     }
 
     fn remove(&mut self, id: PinholeId) -> Option<(Pinhole, Vec<MapOp>)> {
         let p = self.pinholes.remove(&id)?;
+        self.unschedule(&p);
         self.by_pair.remove(&p.pair.key());
         let ops = self.release_flows(&p.flows);
         self.generation += 1;
@@ -749,6 +858,11 @@ mod tests {
         }
         assert_eq!(want, t.refs);
         assert_eq!(t.by_pair.len(), t.pinholes.len());
+        let deadlines: BTreeSet<(u64, PinholeId)> = t
+            .iter()
+            .filter_map(|p| p.deadline_ns().map(|d| (d, p.id)))
+            .collect();
+        assert_eq!(deadlines, t.deadlines, "the deadline index is out of step");
         assert!(t.flows_used() <= t.capacity());
     }
 
@@ -1323,5 +1437,179 @@ mod tests {
         .unwrap();
         assert_eq!(u.next_id(), 50);
         check_invariants(&u);
+    }
+
+    /// The deadline of the pinhole joining `a` and `b`, as the index has it.
+    fn indexed(t: &PinholeTable, a: &str, b: &str) -> Option<u64> {
+        let id = t.find(ep(a), ep(b)).unwrap().id;
+        let found: Vec<u64> = t
+            .deadlines
+            .iter()
+            .filter(|(_, i)| *i == id)
+            .map(|(d, _)| *d)
+            .collect();
+        assert!(found.len() <= 1, "{id} is indexed twice: {found:?}");
+        found.first().copied()
+    }
+
+    #[test]
+    fn the_deadline_index_follows_opens_retimes_releases_and_closes() {
+        let (a, b) = ("192.0.2.1:4000", "198.51.100.2:10000");
+        let mut t = PinholeTable::new(100);
+        t.open(owned(a, b, false, 30, Some("sip:1")), S).unwrap();
+        assert_eq!(indexed(&t, a, b), Some(31 * S));
+        // A refresh restarts the idle time: the deadline moves.
+        t.open(owned(a, b, false, 30, Some("sip:1")), 10 * S)
+            .unwrap();
+        assert_eq!(indexed(&t, a, b), Some(40 * S));
+        // A retime to a longer timeout moves it too.
+        t.open(owned(a, b, false, 60, Some("sip:1")), 10 * S)
+            .unwrap();
+        assert_eq!(indexed(&t, a, b), Some(70 * S));
+        // A second owner saying "never": out of the index.
+        t.open(owned(a, b, false, 0, None), 12 * S).unwrap();
+        assert_eq!(indexed(&t, a, b), None);
+        check_invariants(&t);
+        // It leaves: back in, with the other owner's timeout.
+        t.release(ep(a), ep(b), &None).unwrap();
+        assert_eq!(indexed(&t, a, b), Some(72 * S));
+        check_invariants(&t);
+        // A stale plan changes nothing, a failed one neither.
+        let plan = t.plan_open(owned(a, b, false, 5, None), 20 * S).unwrap();
+        t.open(
+            req("192.0.2.1:4002", "198.51.100.2:10002", false, 7),
+            20 * S,
+        )
+        .unwrap();
+        assert!(t.commit(plan).is_err());
+        assert_eq!(indexed(&t, a, b), Some(72 * S));
+        check_invariants(&t);
+        t.close(ep(a), ep(b)).unwrap();
+        assert_eq!(t.deadlines.len(), 1);
+        check_invariants(&t);
+        t.release(ep("192.0.2.1:4002"), ep("198.51.100.2:10002"), &None)
+            .unwrap();
+        assert!(t.deadlines.is_empty());
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn restored_pinholes_are_indexed_at_their_saved_activity() {
+        let manual = |idle| {
+            BTreeMap::from([(
+                None,
+                Claim {
+                    idle_timeout_secs: idle,
+                    rtcp: false,
+                },
+            )])
+        };
+        let mut t = PinholeTable::new(10);
+        let (a, b) = ("192.0.2.1:4000", "198.51.100.2:10000");
+        t.restore(PinholeId(4), (ep(a), ep(b)), manual(30), (S, 9 * S), 1)
+            .unwrap();
+        t.restore(
+            PinholeId(5),
+            (ep("192.0.2.1:4002"), ep("198.51.100.2:10002")),
+            manual(0),
+            (S, S),
+            1,
+        )
+        .unwrap();
+        assert_eq!(indexed(&t, a, b), Some(39 * S));
+        assert_eq!(t.next_deadline(), Some(39 * S));
+        check_invariants(&t);
+        assert!(t.expire(38 * S, |_| None).is_empty());
+        assert_eq!(t.expire(39 * S, |_| None)[0].0.id, PinholeId(4));
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn expiry_is_bounded_per_call_and_reschedules_active_pinholes() {
+        let mut t = PinholeTable::new(1000);
+        // 10 pinholes with 10 s, opened at 0..9 s; the even ones see traffic
+        // at 25 s.
+        for i in 0..10u64 {
+            t.open(
+                req(
+                    &format!("192.0.2.1:{}", 4000 + 2 * i),
+                    &format!("198.51.100.2:{}", 10000 + 2 * i),
+                    false,
+                    10,
+                ),
+                i * S,
+            )
+            .unwrap();
+        }
+        let never = req("192.0.2.9:4000", "198.51.100.9:10000", false, 0);
+        t.open(never, 0).unwrap();
+        let seen = |k: &FlowKey| k.src_port.is_multiple_of(4).then_some(25 * S);
+        let mut lookups = 0;
+        let mut expired = Vec::new();
+        let mut rescheduled = 0;
+        // At 30 s all ten are due: four calls of at most 3.
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            let step = t.expire_some(30 * S, 3, |k| {
+                lookups += 1;
+                seen(k)
+            });
+            assert!(step.expired.len() + step.rescheduled <= 3);
+            expired.extend(step.expired.into_iter().map(|(p, _)| p.id.0));
+            rescheduled += step.rescheduled;
+            check_invariants(&t);
+            if !step.more {
+                break;
+            }
+            assert!(calls < 10, "expiry does not end");
+        }
+        assert_eq!(calls, 4);
+        // Earliest deadline first; the odd (quiet) ones went.
+        assert_eq!(expired, vec![2, 4, 6, 8, 10]);
+        assert_eq!((rescheduled, t.len(), t.expired()), (5, 6, 5));
+        assert_eq!(lookups, 20, "two flows of each due pinhole, once");
+        // The active ones idle out 10 s after their traffic.
+        assert_eq!(t.next_deadline(), Some(35 * S));
+        let step = t.expire_some(35 * S, 100, |_| Some(25 * S));
+        assert_eq!((step.expired.len(), step.more), (5, false));
+        assert_eq!(t.len(), 1, "the pinhole that never expires stays");
+        check_invariants(&t);
+        // Budget 0 does nothing but says what is left.
+        assert!(!t.expire_some(u64::MAX, 0, |_| None).more);
+    }
+
+    #[test]
+    fn a_saturated_deadline_is_handled_once_and_kept() {
+        let mut t = PinholeTable::new(10);
+        t.open(
+            req("192.0.2.1:4000", "198.51.100.2:10000", false, u64::MAX),
+            5,
+        )
+        .unwrap();
+        assert_eq!(t.next_deadline(), Some(u64::MAX));
+        let step = t.expire_some(u64::MAX, usize::MAX, |_| None);
+        assert_eq!(
+            (step.expired.len(), step.rescheduled, step.more),
+            (0, 1, false)
+        );
+        assert_eq!(t.len(), 1);
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn expiry_leaves_a_snapshot_as_it_was() {
+        let mut t = PinholeTable::new(10);
+        t.open(req("192.0.2.1:4000", "198.51.100.2:10000", false, 10), 0)
+            .unwrap();
+        t.open(req("192.0.2.1:4002", "198.51.100.2:10002", false, 10), 0)
+            .unwrap();
+        let before = t.snapshot();
+        let out = t.expire(10 * S, |k| (k.src_port == 4002).then_some(5 * S));
+        assert_eq!(out.len(), 1);
+        assert_eq!(before.len(), 2);
+        assert!(before.values().all(|p| p.active_ns == 0));
+        assert_eq!(t.iter().next().unwrap().active_ns, 5 * S);
+        check_invariants(&t);
     }
 }

@@ -2,8 +2,8 @@
 
 use pinhole_common::{Action, Reason};
 
-use crate::proto::{CallsReply, CloseReply, ListReply, OpenReply, StatsReply};
-use crate::table::OpenOutcome;
+use crate::controller::report::{CallsReply, CloseReply, ListReply, OpenReply, StatsReply};
+use crate::controller::table::OpenOutcome;
 
 /// Column alignment.
 #[derive(Clone, Copy)]
@@ -99,7 +99,7 @@ pub fn list(reply: &ListReply) -> String {
 }
 
 /// The owner column: every holder, comma-separated.
-fn owners(p: &crate::proto::PinholeInfo) -> String {
+fn owners(p: &crate::controller::report::PinholeInfo) -> String {
     if p.owners.is_empty() {
         p.owner.clone()
     } else {
@@ -144,8 +144,14 @@ pub fn stats(reply: &StatsReply) -> String {
     }
     let mut out = render_table(&header, &rows);
     out.push_str(&format!(
-        "\npinholes: {}\nflows: {} of {} used\nrefused (table full): {}\nexpired: {}\n",
-        reply.pinholes, reply.flows.used, reply.flows.capacity, reply.rejected_full, reply.expired
+        "\npinholes: {}\nflows: {} of {} used\nrefused (table full): {}\nexpired: {}\n\
+         controller longest step: {} us\n",
+        reply.pinholes,
+        reply.flows.used,
+        reply.flows.capacity,
+        reply.rejected_full,
+        reply.expired,
+        reply.longest_step_us
     ));
     let s = &reply.signaling;
     let r = &s.refused;
@@ -287,7 +293,7 @@ pub fn closed(r: &CloseReply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{CounterInfo, FlowUsage, PinholeInfo};
+    use crate::controller::report::{CounterInfo, FlowUsage, PinholeInfo};
 
     #[test]
     fn list_is_an_aligned_table() {
@@ -357,17 +363,18 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
             pinholes: 2,
             rejected_full: 1,
             expired: 0,
-            signaling: crate::proto::SignalingStats {
+            longest_step_us: 850,
+            signaling: crate::controller::report::SignalingStats {
                 mode: "inline".into(),
                 sip_messages: 7,
                 parse_errors: 1,
-                setup_latency_us: crate::proto::LatencyStats {
+                setup_latency_us: crate::controller::report::LatencyStats {
                     count: 3,
                     p50: 120.5,
                     p99: 480.0,
                     max: 480.0,
                 },
-                queue: Some(crate::proto::QueueStats {
+                queue: Some(crate::controller::report::QueueStats {
                     queue_num: 4242,
                     reader_restarts: 1,
                     kernel: Some(crate::capture::nfqueue::KernelQueueStats {
@@ -382,14 +389,14 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
                 ..Default::default()
             },
             interfaces: vec![
-                crate::proto::InterfaceStatus {
+                crate::controller::report::InterfaceStatus {
                     name: "r-out".into(),
                     state: "attached".into(),
                     mode: "skb".into(),
                     ifindex: Some(7),
                     ..Default::default()
                 },
-                crate::proto::InterfaceStatus {
+                crate::controller::report::InterfaceStatus {
                     name: "r-in".into(),
                     state: "absent".into(),
                     mode: "skb".into(),
@@ -415,6 +422,7 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
         assert!(lines[Reason::COUNT as usize + 1].starts_with("future_reason"));
         assert!(text.contains("flows: 4 of 262144 used"));
         assert!(text.contains("refused (table full): 1"));
+        assert!(text.contains("controller longest step: 850 us"), "{text}");
         assert!(text.contains("signaling: inline"), "{text}");
         assert!(text.contains("messages: 7 SIP, 0 RTSP (0 packets, 1 parse errors)"));
         assert!(text.contains("setup latency: 3 samples, p50 120.5 us, p99 480 us"));
@@ -426,7 +434,7 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
 
     #[test]
     fn calls_is_a_table_of_streams() {
-        use crate::proto::{CallEntry, StreamEntry};
+        use crate::controller::report::{CallEntry, StreamEntry};
         let stream = |index, kind: &str, a: &str, b: &str, packets| StreamEntry {
             index,
             kind: kind.into(),

@@ -1,6 +1,6 @@
-//! The control socket: a Unix stream socket speaking JSON lines
-//! (see [`crate::proto`]). The server side only talks to the controller
-//! through its handle; the client side is what the CLI subcommands use.
+//! The daemon's side of the control socket: a Unix stream socket speaking
+//! JSON lines (see [`super::wire`]). It only talks to the controller through
+//! its handle.
 
 use std::{
     io,
@@ -10,27 +10,22 @@ use std::{
     time::Duration,
 };
 
-use serde::de::DeserializeOwned;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    net::UnixListener,
     sync::Semaphore,
     task::JoinSet,
 };
 use tracing::{debug, info, warn};
 
-use crate::{
-    controller::ControllerHandle,
-    error::{CommandError, ControlError, RemoteKind},
-    proto::{Request, Response, MAX_REQUEST_LINE},
+use super::{
+    wire::{read_line, RemoteKind, Request, Response, MAX_REQUEST_LINE},
+    ControlError,
 };
+use crate::controller::{CommandError, ControllerHandle};
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 64;
-/// How long a client waits for the daemon.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest response line the client accepts.
-const MAX_RESPONSE_LINE: usize = 1 << 30;
 
 /// Fails when a daemon answers on `path`; removes a stale socket file left by
 /// a daemon that died. Refuses to touch a path that is not a socket.
@@ -154,27 +149,6 @@ impl Drop for ControlServer {
     }
 }
 
-/// Reads a line of at most `max` bytes (newline included). `Ok(None)` at end
-/// of stream; an error when the line is longer.
-async fn read_line<R: AsyncRead + Unpin>(
-    rd: &mut BufReader<R>,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<Option<()>> {
-    buf.clear();
-    let n = rd.take(max as u64).read_until(b'\n', buf).await?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if buf.last() != Some(&b'\n') && n >= max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("line longer than {max} bytes"),
-        ));
-    }
-    Ok(Some(()))
-}
-
 /// Serves one connection: a response line for each request line.
 pub async fn serve_connection<R, W>(
     rd: R,
@@ -222,6 +196,18 @@ async fn write_response<W: AsyncWrite + Unpin>(wr: &mut W, r: Response) -> io::R
     wr.flush().await
 }
 
+/// How the daemon reports a refused or failed command to the client (the
+/// classification is the socket's business, so the controller does not
+/// import the api).
+pub fn remote_kind(err: &CommandError) -> RemoteKind {
+    match err {
+        CommandError::Addr(_) | CommandError::OwnerTooLong { .. } => RemoteKind::BadRequest,
+        CommandError::Table(_) | CommandError::Store(_) | CommandError::Stopped => {
+            RemoteKind::Runtime
+        }
+    }
+}
+
 /// Decodes one request line and runs it.
 pub async fn dispatch(line: &[u8], controller: &ControllerHandle) -> Response {
     let req: Request = match serde_json::from_slice(line) {
@@ -233,7 +219,7 @@ pub async fn dispatch(line: &[u8], controller: &ControllerHandle) -> Response {
     fn reply<T: serde::Serialize>(r: Result<T, CommandError>) -> Response {
         match r {
             Ok(v) => Response::success(&v),
-            Err(e) => Response::failure(e.kind(), e.to_string()),
+            Err(e) => Response::failure(remote_kind(&e), e.to_string()),
         }
     }
     /// Big replies become JSON values on a blocking thread too.
@@ -253,68 +239,15 @@ pub async fn dispatch(line: &[u8], controller: &ControllerHandle) -> Response {
     }
 }
 
-/// Sends one request to the daemon at `path` and decodes its result.
-pub async fn request<T: DeserializeOwned>(path: &Path, req: &Request) -> Result<T, ControlError> {
-    match tokio::time::timeout(CLIENT_TIMEOUT, request_inner(path, req)).await {
-        Ok(r) => r,
-        Err(_) => Err(ControlError::Io(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "no answer from the daemon at {} within {}s",
-                path.display(),
-                CLIENT_TIMEOUT.as_secs()
-            ),
-        ))),
-    }
-}
-
-async fn request_inner<T: DeserializeOwned>(path: &Path, req: &Request) -> Result<T, ControlError> {
-    let stream = UnixStream::connect(path).await.map_err(|source| {
-        let hint = match source.kind() {
-            io::ErrorKind::PermissionDenied => "the control socket is root-only",
-            _ => "is `pinhole run` running?",
-        };
-        ControlError::Connect {
-            path: path.into(),
-            source,
-            hint,
-        }
-    })?;
-    let (rd, mut wr) = stream.into_split();
-    let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;
-    line.push(b'\n');
-    wr.write_all(&line).await?;
-    wr.shutdown().await?;
-    let mut rd = BufReader::new(rd);
-    let mut buf = Vec::new();
-    read_line(&mut rd, &mut buf, MAX_RESPONSE_LINE)
-        .await?
-        .ok_or(ControlError::NoResponse)?;
-    decode_response(&buf)
-}
-
-/// Turns a response line into the result or the daemon's error.
-pub fn decode_response<T: DeserializeOwned>(line: &[u8]) -> Result<T, ControlError> {
-    let resp: Response =
-        serde_json::from_slice(line).map_err(|e| ControlError::BadResponse(e.to_string()))?;
-    match (resp.ok, resp.result, resp.error) {
-        (true, Some(v), _) => {
-            serde_json::from_value(v).map_err(|e| ControlError::BadResponse(e.to_string()))
-        }
-        (false, _, Some(err)) => Err(ControlError::Remote {
-            kind: err.kind,
-            message: err.message,
-        }),
-        _ => Err(ControlError::BadResponse("neither result nor error".into())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncReadExt;
+
     use super::*;
     use crate::{
+        api::client::{decode_response, request},
+        controller::report::{ListReply, OpenParams, StatsReply},
         controller::{spawn, ControllerConfig, FakeStore},
-        proto::{ListReply, OpenParams, StatsReply},
     };
 
     fn controller() -> ControllerHandle {
@@ -418,7 +351,7 @@ mod tests {
         let handle = controller();
         let serving = server.serve(handle);
         let client = async {
-            let open: crate::proto::OpenReply = request(
+            let open: crate::controller::report::OpenReply = request(
                 &path,
                 &Request::Open(OpenParams {
                     a: "192.0.2.1:4000".parse().unwrap(),

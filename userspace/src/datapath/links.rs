@@ -43,7 +43,30 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
-use crate::{config::XdpMode, error::LoadError, loader::Datapath, proto::InterfaceStatus};
+use super::{
+    error::LoadError,
+    load::{Datapath, XdpMode},
+};
+
+/// One configured interface in `stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// `attached`; `absent` (no interface has the name now); `failed` (it
+    /// is there but attaching failed, see `error`; retried on its next
+    /// link change).
+    pub state: String,
+    /// The XDP mode: `native` or `skb`.
+    pub mode: String,
+    /// The interface's index; null when absent.
+    pub ifindex: Option<u32>,
+    /// Up administratively and with carrier; null when not known yet.
+    pub up: Option<bool>,
+    /// Times the program was attached again to a re-created interface.
+    pub reattached: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 /// The rtnetlink multicast group of link changes (`RTNLGRP_LINK`).
 const RTNLGRP_LINK: u32 = 1;
@@ -450,7 +473,7 @@ impl<A: Attach> Tracker<A> {
     }
 
     fn on_new(&mut self, link: &LinkState) {
-        let mode = crate::pin::mode_name(self.mode);
+        let mode = crate::datapath::pin::mode_name(self.mode);
         for iface in &mut self.ifaces {
             if iface.attached == Some(link.index) && iface.name != link.name {
                 warn!(iface = %iface.name, renamed_to = %link.name, ifindex = link.index,
@@ -539,7 +562,7 @@ impl<A: Attach> Tracker<A> {
                     (None, None) => "absent",
                 }
                 .into(),
-                mode: crate::pin::mode_name(self.mode).into(),
+                mode: crate::datapath::pin::mode_name(self.mode).into(),
                 ifindex: i.attached.or(i.present),
                 up: i.up,
                 reattached: i.reattached,
