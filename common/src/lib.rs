@@ -24,6 +24,15 @@ pub const PROGRAM_NAME: &str = "pinhole";
 pub const PROGRAM_L3_NAME: &str = "pinhole_l3";
 /// Name of the empty XDP program used as the benchmark baseline.
 pub const BASELINE_PROGRAM_NAME: &str = "pinhole_baseline";
+/// Name of the drop floor: an XDP program that drops every frame (the lab
+/// bench's cheapest drop). Never attached by the daemon.
+pub const DROP_FLOOR_PROGRAM_NAME: &str = "pinhole_floor_drop";
+/// Name of the forward floor: an XDP program that redirects every frame,
+/// unchanged, to the interface at index 0 of [`FLOOR_TX_MAP`] (the lab
+/// bench's cheapest forward). Never attached by the daemon.
+pub const REDIRECT_FLOOR_PROGRAM_NAME: &str = "pinhole_floor_redirect";
+/// Name of the one-entry `DEVMAP` of [`REDIRECT_FLOOR_PROGRAM_NAME`].
+pub const FLOOR_TX_MAP: &str = "PINHOLE_FLOOR_TX";
 
 /// Default capacity of each of [`FLOWS_V4_MAP`] and [`FLOWS_V6_MAP`] (entries,
 /// i.e. directions). Overridden at load.

@@ -19,7 +19,7 @@ mod parse;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{HashMap, PerCpuArray},
+    maps::{DevMap, HashMap, PerCpuArray},
     programs::XdpContext,
 };
 use pinhole_common::{
@@ -79,6 +79,31 @@ fn filter(ctx: &XdpContext, link: parse::Link) -> u32 {
 #[xdp]
 pub fn pinhole_baseline(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// The drop floor: an XDP program that drops every frame, the cheapest
+/// drop on the path it is attached to. The lab bench divides pinhole's
+/// flood-drop rate by its rate. It is never attached by the daemon.
+#[xdp]
+pub fn pinhole_floor_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
+/// The one interface [`pinhole_floor_redirect`] sends to, at index 0 (set
+/// by the bench before it attaches the program).
+#[map(name = "PINHOLE_FLOOR_TX")]
+static PINHOLE_FLOOR_TX: DevMap = DevMap::with_max_entries(1, 0);
+
+/// The forward floor: redirects every frame, unchanged, to the interface in
+/// [`PINHOLE_FLOOR_TX`] (no route lookup, no header rewrite): the cheapest
+/// forward on the path. Frames go to `XDP_PASS` while the map is empty. The
+/// lab bench divides pinhole's media-pass rate by its rate. It is never
+/// attached by the daemon.
+#[xdp]
+pub fn pinhole_floor_redirect(_ctx: XdpContext) -> u32 {
+    PINHOLE_FLOOR_TX
+        .redirect(0, xdp_action::XDP_PASS as u64)
+        .unwrap_or(xdp_action::XDP_PASS)
 }
 
 #[inline(always)]

@@ -9,11 +9,14 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use aya::{
+    maps::DevMap,
     programs::{Xdp, XdpMode as AyaXdpMode},
     Ebpf, EbpfLoader,
 };
-use pinhole_common::BASELINE_PROGRAM_NAME;
-use pinhole_integration::{Daemon, Family, Topology, XdpMode};
+use pinhole_common::{
+    BASELINE_PROGRAM_NAME, DROP_FLOOR_PROGRAM_NAME, FLOOR_TX_MAP, REDIRECT_FLOOR_PROGRAM_NAME,
+};
+use pinhole_integration::{Daemon, Family, Netns, Topology, XdpMode};
 use serde::{Deserialize, Serialize};
 
 use super::{nft, pingpong, sip, sys};
@@ -44,6 +47,18 @@ pub enum Filter {
     /// native mode on both router interfaces, i.e. veth's XDP receive path
     /// without any filtering.
     XdpEmpty,
+    /// Floor of the flood: an XDP program that drops every frame, native
+    /// mode, on the router's outside interface (the cheapest drop there).
+    FloorDrop,
+    /// Floor of the media path: an XDP program that redirects every frame,
+    /// unchanged, to the router's inside interface through a `DEVMAP` (no
+    /// route lookup, no rewrite: the cheapest forward), native mode. The
+    /// inside host's veth gets GRO for the time of the case: veth's
+    /// `ndo_xdp_xmit` needs NAPI (XDP or GRO) on the receiving peer.
+    FloorRedirectNative,
+    /// As [`Filter::FloorRedirectNative`] in generic (skb) mode, which
+    /// needs nothing of the peer.
+    FloorRedirectSkb,
 }
 
 impl Filter {
@@ -57,6 +72,31 @@ impl Filter {
     /// References measured on the media path only.
     pub const MEDIA_REFERENCES: [Filter; 2] = [Filter::PinholeNoSignaling, Filter::XdpEmpty];
 
+    /// Floors measured in the flood part only.
+    pub const FLOOD_FLOORS: [Filter; 1] = [Filter::FloorDrop];
+
+    /// Floors measured in the media part only.
+    pub const MEDIA_FLOORS: [Filter; 2] = [Filter::FloorRedirectNative, Filter::FloorRedirectSkb];
+
+    /// A floor: it cannot carry a call (it does not look at what it drops
+    /// or forwards), so its cases measure throughput only.
+    pub fn is_floor(self) -> bool {
+        Filter::FLOOD_FLOORS.contains(&self) || Filter::MEDIA_FLOORS.contains(&self)
+    }
+
+    /// The floor a media-pass row is divided by: the redirect floor of the
+    /// same XDP mode; none for the filters without XDP.
+    pub fn media_floor(self) -> Option<Filter> {
+        match self {
+            Filter::PinholeNative
+            | Filter::PinholeNoSignaling
+            | Filter::XdpEmpty
+            | Filter::FloorRedirectNative => Some(Filter::FloorRedirectNative),
+            Filter::PinholeSkb | Filter::FloorRedirectSkb => Some(Filter::FloorRedirectSkb),
+            Filter::Nft | Filter::Unfiltered | Filter::FloorDrop => None,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Filter::PinholeNative => "pinhole native",
@@ -65,6 +105,9 @@ impl Filter {
             Filter::Unfiltered => "no filter",
             Filter::PinholeNoSignaling => "(ref) pinhole native, signaling off",
             Filter::XdpEmpty => "(ref) empty XDP program, native",
+            Filter::FloorDrop => "(floor) drop all, native",
+            Filter::FloorRedirectNative => "(floor) redirect all, native",
+            Filter::FloorRedirectSkb => "(floor) redirect all, skb",
         }
     }
 }
@@ -92,9 +135,11 @@ pub struct BenchLab {
 pub enum Active<'a> {
     Pinhole(Box<Daemon>),
     Nft(nft::Peer<'a>),
-    /// The object whose empty program is attached (detached on drop).
+    /// The object whose reference or floor program is attached (detached
+    /// on drop), and the peer's GRO while it needs it.
     Xdp {
         _object: Box<Ebpf>,
+        _gro: Option<PeerGro<'a>>,
     },
     Unfiltered,
 }
@@ -123,9 +168,32 @@ impl BenchLab {
                 XdpMode::Native
             }
             Filter::XdpEmpty => {
-                return Ok(Active::Xdp {
-                    _object: Box::new(self.attach_empty_xdp()?),
-                })
+                return self.attach_reference(
+                    BASELINE_PROGRAM_NAME,
+                    AyaXdpMode::Driver,
+                    &[Topology::ROUTER_OUTSIDE_IF, Topology::ROUTER_INSIDE_IF],
+                )
+            }
+            Filter::FloorDrop => {
+                return self.attach_reference(
+                    DROP_FLOOR_PROGRAM_NAME,
+                    AyaXdpMode::Driver,
+                    &[Topology::ROUTER_OUTSIDE_IF],
+                )
+            }
+            Filter::FloorRedirectNative => {
+                return self.attach_reference(
+                    REDIRECT_FLOOR_PROGRAM_NAME,
+                    AyaXdpMode::Driver,
+                    &[Topology::ROUTER_OUTSIDE_IF],
+                )
+            }
+            Filter::FloorRedirectSkb => {
+                return self.attach_reference(
+                    REDIRECT_FLOOR_PROGRAM_NAME,
+                    AyaXdpMode::Skb,
+                    &[Topology::ROUTER_OUTSIDE_IF],
+                )
             }
             Filter::Nft => {
                 return Ok(Active::Nft(nft::Peer::load(
@@ -144,26 +212,62 @@ impl BenchLab {
         Ok(Active::Pinhole(Box::new(daemon)))
     }
 
-    /// Loads pinhole's object and attaches its empty program
-    /// (`pinhole_baseline`, `XDP_PASS`) in native mode to both router
-    /// interfaces.
-    fn attach_empty_xdp(&self) -> Result<Ebpf> {
+    /// Loads pinhole's object and attaches its program `name` in `mode` to
+    /// the router's `ifaces`. The redirect floor's `DEVMAP` gets the router's
+    /// inside interface; in native mode the inside host's veth gets GRO
+    /// while the program is attached ([`PeerGro`]).
+    fn attach_reference(
+        &self,
+        name: &str,
+        mode: AyaXdpMode,
+        ifaces: &[&str],
+    ) -> Result<Active<'_>> {
         let mut ebpf = EbpfLoader::new()
             .load(pinhole::datapath::ebpf::OBJECT)
             .context("loading pinhole's eBPF object")?;
+        let mut gro = None;
+        if name == REDIRECT_FLOOR_PROGRAM_NAME {
+            let ifindex = self.router_ifindex(Topology::ROUTER_INSIDE_IF)?;
+            let mut tx = DevMap::try_from(
+                ebpf.map_mut(FLOOR_TX_MAP)
+                    .with_context(|| format!("no map {FLOOR_TX_MAP}"))?,
+            )?;
+            // The kernel resolves a DEVMAP's ifindex in the namespace of
+            // the process that writes it: write it from the router's.
+            self.topo
+                .router
+                .run_in(|| tx.set(0, ifindex, None, 0))?
+                .context("putting the inside interface in the floor's DEVMAP")?;
+            if mode == AyaXdpMode::Driver {
+                gro = Some(PeerGro::on(&self.topo.inside, Topology::INSIDE_IF)?);
+            }
+        }
         let prog: &mut Xdp = ebpf
-            .program_mut(BASELINE_PROGRAM_NAME)
-            .with_context(|| format!("no program {BASELINE_PROGRAM_NAME}"))?
+            .program_mut(name)
+            .with_context(|| format!("no program {name}"))?
             .try_into()?;
         prog.load()?;
         self.topo.router.run_in(|| -> Result<()> {
-            for iface in [Topology::ROUTER_OUTSIDE_IF, Topology::ROUTER_INSIDE_IF] {
-                prog.attach(iface, AyaXdpMode::Driver)
-                    .with_context(|| format!("attaching the empty program to {iface}"))?;
+            for iface in ifaces {
+                prog.attach(iface, mode)
+                    .with_context(|| format!("attaching {name} to {iface}"))?;
             }
             Ok(())
         })??;
-        Ok(ebpf)
+        Ok(Active::Xdp {
+            _object: Box::new(ebpf),
+            _gro: gro,
+        })
+    }
+
+    /// The index of the router's interface `dev`.
+    pub fn router_ifindex(&self, dev: &str) -> Result<u32> {
+        let out = self.topo.router.ip(&["-j", "link", "show", "dev", dev])?;
+        let v: serde_json::Value = serde_json::from_str(&out).context("`ip -j link` output")?;
+        v[0]["ifindex"]
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .with_context(|| format!("no ifindex for {dev}"))
     }
 
     pub fn ip(&self, outside: bool) -> IpAddr {
@@ -242,6 +346,30 @@ impl BenchLab {
         pinger.connect(SocketAddr::new(self.ip(false), CALLEE_RTP))?;
         let echo = self.udp(false, CALLEE_RTP)?;
         Ok((pinger, echo))
+    }
+}
+
+/// GRO on a veth for as long as this lives (off again on drop): veth
+/// delivers frames redirected to its peer by native XDP (`ndo_xdp_xmit`)
+/// only when the receiving end runs NAPI, which XDP or GRO there turns on.
+pub struct PeerGro<'a> {
+    ns: &'a Netns,
+    dev: &'static str,
+}
+
+impl<'a> PeerGro<'a> {
+    pub fn on(ns: &'a Netns, dev: &'static str) -> Result<PeerGro<'a>> {
+        ns.exec("ethtool", &["-K", dev, "gro", "on"])
+            .with_context(|| format!("turning GRO on for {dev}"))?;
+        Ok(PeerGro { ns, dev })
+    }
+}
+
+impl Drop for PeerGro<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.ns.exec("ethtool", &["-K", self.dev, "gro", "off"]) {
+            eprintln!("warning: turning GRO off again for {}: {e:#}", self.dev);
+        }
     }
 }
 
