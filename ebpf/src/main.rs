@@ -12,6 +12,7 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod cursor;
+mod forward;
 mod headers;
 mod latch;
 mod parse;
@@ -23,7 +24,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use pinhole_common::{
-    Action, Config, Counter, FlowKeyV4, FlowKeyV6, FlowStats, Reason, DEFAULT_MAX_FLOWS,
+    Config, Counter, FlowKeyV4, FlowKeyV6, FlowStats, Reason, DEFAULT_MAX_FLOWS,
     LAST_SEEN_GRANULARITY_NS,
 };
 
@@ -66,12 +67,16 @@ pub fn pinhole_l3(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn filter(ctx: &XdpContext, link: parse::Link) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let reason = parse::classify(ctx, link, config(), Hit { len });
-    count(reason, len);
-    match reason.action() {
-        Action::Pass => xdp_action::XDP_PASS,
-        Action::Drop => xdp_action::XDP_DROP,
+    let mut reason = parse::classify(ctx, link, config(), Hit { len });
+    // `--forward xdp` (a constant in frozen .rodata: with it off the
+    // verifier removes this): a hit on an Ethernet link is routed here,
+    // and counted as forwarded or under the reason it fell back to the
+    // stack, instead of as a hit.
+    if reason == Reason::Hit && config().forward != 0 && matches!(link, parse::Link::Ethernet) {
+        reason = forward::forward(ctx);
     }
+    count(reason, len);
+    forward::action(reason)
 }
 
 /// An XDP program that does nothing but pass: the baseline the benchmark

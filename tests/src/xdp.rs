@@ -27,6 +27,8 @@ use crate::{Error, Result};
 pub const XDP_DROP: u32 = 1;
 /// `XDP_PASS`.
 pub const XDP_PASS: u32 = 2;
+/// `XDP_REDIRECT`.
+pub const XDP_REDIRECT: u32 = 4;
 /// The kernel refuses test frames shorter than an Ethernet header.
 pub const ETH_HLEN: usize = 14;
 
@@ -35,6 +37,7 @@ pub fn xdp_action(reason: Reason) -> u32 {
     match reason.action() {
         Action::Pass => XDP_PASS,
         Action::Drop => XDP_DROP,
+        Action::Redirect => XDP_REDIRECT,
     }
 }
 

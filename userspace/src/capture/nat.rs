@@ -466,6 +466,25 @@ pub fn findings(listings: &[Vec<NatRule>], w: &Watched<'_>) -> Vec<NatRule> {
 }
 
 /// How loud a piece of advice is.
+/// The NAT rules (helpers aside) of `listings` that can touch media on
+/// `interfaces` in `media_ports`: with `--forward xdp` such media skips
+/// them (XDP redirects it before netfilter), so the daemon warns.
+pub fn media_nat(
+    listings: &[Vec<NatRule>],
+    interfaces: &[String],
+    media_ports: &[PortRange],
+) -> Vec<NatRule> {
+    let w = Watched {
+        interfaces,
+        sip_ports: &[],
+        media_ports,
+    };
+    findings(listings, &w)
+        .into_iter()
+        .filter(|r| r.kind != NatKind::SipHelper)
+        .collect()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
     Info,
@@ -964,6 +983,47 @@ COMMIT
                 rules.len() <= 1 && rules.iter().all(|r| r.dports.is_none()),
                 "{text:?}: {rules:?}"
             );
+        }
+    }
+
+    #[test]
+    fn forwarded_media_nat_is_the_media_range_nat_without_helpers_or_sip() {
+        let media = [PortRange {
+            lo: 10000,
+            hi: 20000,
+        }];
+        // (listing, interfaces, rules expected)
+        let table: [(&str, &str, &[&str]); 4] = [
+            (
+                NFT,
+                "r-out",
+                &[
+                    r#"oifname "r-out" ip saddr 198.51.100.0/24 counter packets 0 bytes 0 masquerade"#,
+                    r#"oifname "r-out" counter packets 0 bytes 0 snat to 192.0.2.1"#,
+                    r#"iifname "r-out" meta l4proto udp udp dport 10000-20000 counter packets 0 bytes 0 dnat to 198.51.100.2"#,
+                    r#"oifname != "lo" ip saddr 198.51.100.0/24 masquerade"#,
+                    r#"iifname "r-out" udp dport { 5060, 10000-20000 } dnat ip to 198.51.100.2"#,
+                ],
+            ),
+            // Only the rule not tied to r-out, and no SIP helper.
+            (
+                NFT,
+                "wan0",
+                &[r#"oifname != "lo" ip saddr 198.51.100.0/24 masquerade"#],
+            ),
+            // SIP-only DNAT does not touch media.
+            (
+                "table ip nat {\n chain p {\n iifname \"r-out\" udp dport 5060 dnat to 198.51.100.2\n }\n}\n",
+                "r-out",
+                &[],
+            ),
+            ("", "r-out", &[]),
+        ];
+        for (listing, iface, want) in table {
+            let ifaces = vec![iface.to_owned()];
+            let found = media_nat(&[parse_nft(listing)], &ifaces, &media);
+            let rules: Vec<&str> = found.iter().map(|r| r.rule.as_str()).collect();
+            assert_eq!(rules, want, "{iface}: {listing}");
         }
     }
 

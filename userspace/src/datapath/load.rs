@@ -706,6 +706,12 @@ impl Datapath {
         ))
     }
 
+    /// Makes `ifaces` the interfaces `--forward xdp` may redirect to (see
+    /// [`crate::datapath::forward`]).
+    pub fn set_forward_egress(&mut self, ifaces: &[(String, u32)]) -> Result<(), LoadError> {
+        crate::datapath::forward::set_egress(&mut self.ebpf, ifaces)
+    }
+
     /// Takes the eBPF log reader, if the program logs.
     pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
         self.logger.take()
