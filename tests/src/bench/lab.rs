@@ -359,7 +359,7 @@ pub struct PeerGro<'a> {
 
 impl<'a> PeerGro<'a> {
     pub fn on(ns: &'a Netns, dev: &'static str) -> Result<PeerGro<'a>> {
-        ns.exec("ethtool", &["-K", dev, "gro", "on"])
+        ns.set_gro(dev, true)
             .with_context(|| format!("turning GRO on for {dev}"))?;
         Ok(PeerGro { ns, dev })
     }
@@ -367,7 +367,7 @@ impl<'a> PeerGro<'a> {
 
 impl Drop for PeerGro<'_> {
     fn drop(&mut self) {
-        if let Err(e) = self.ns.exec("ethtool", &["-K", self.dev, "gro", "off"]) {
+        if let Err(e) = self.ns.set_gro(self.dev, false) {
             eprintln!("warning: turning GRO off again for {}: {e:#}", self.dev);
         }
     }
