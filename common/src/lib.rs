@@ -27,12 +27,16 @@ pub const BASELINE_PROGRAM_NAME: &str = "pinhole_baseline";
 /// Name of the drop floor: an XDP program that drops every frame (the lab
 /// bench's cheapest drop). Never attached by the daemon.
 pub const DROP_FLOOR_PROGRAM_NAME: &str = "pinhole_floor_drop";
-/// Name of the forward floor: an XDP program that redirects every frame,
-/// unchanged, to the interface at index 0 of [`FLOOR_TX_MAP`] (the lab
-/// bench's cheapest forward). Never attached by the daemon.
+/// Name of the forward floor: an XDP program that writes the destination
+/// MAC of [`FLOOR_MAC_MAP`] and redirects every frame to the interface at
+/// index 0 of [`FLOOR_TX_MAP`] (the lab bench's cheapest forward). Never
+/// attached by the daemon.
 pub const REDIRECT_FLOOR_PROGRAM_NAME: &str = "pinhole_floor_redirect";
 /// Name of the one-entry `DEVMAP` of [`REDIRECT_FLOOR_PROGRAM_NAME`].
 pub const FLOOR_TX_MAP: &str = "PINHOLE_FLOOR_TX";
+/// Name of the one-entry `ARRAY` of `[u8; 8]` whose first six bytes are the
+/// destination MAC [`REDIRECT_FLOOR_PROGRAM_NAME`] writes.
+pub const FLOOR_MAC_MAP: &str = "PINHOLE_FLOOR_MAC";
 /// Name of the `DEVMAP_HASH` of the interfaces forwarded media may leave
 /// by (`--forward xdp`): ifindex → that ifindex. A route whose egress is
 /// not in it falls back to the stack ([`Reason::FwdEgressNotInDevmap`]).

@@ -20,7 +20,7 @@ mod parse;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{DevMap, HashMap, PerCpuArray},
+    maps::{Array, DevMap, HashMap, PerCpuArray},
     programs::XdpContext,
 };
 use pinhole_common::{
@@ -99,13 +99,28 @@ pub fn pinhole_floor_drop(_ctx: XdpContext) -> u32 {
 #[map(name = "PINHOLE_FLOOR_TX")]
 static PINHOLE_FLOOR_TX: DevMap = DevMap::with_max_entries(1, 0);
 
-/// The forward floor: redirects every frame, unchanged, to the interface in
-/// [`PINHOLE_FLOOR_TX`] (no route lookup, no header rewrite): the cheapest
-/// forward on the path. Frames go to `XDP_PASS` while the map is empty. The
-/// lab bench divides pinhole's media-pass rate by its rate. It is never
-/// attached by the daemon.
+/// The destination MAC [`pinhole_floor_redirect`] writes (the first six
+/// bytes of entry 0; set by the bench).
+#[map(name = "PINHOLE_FLOOR_MAC")]
+static PINHOLE_FLOOR_MAC: Array<[u8; 8]> = Array::with_max_entries(1, 0);
+
+/// The forward floor: writes the destination MAC from
+/// [`PINHOLE_FLOOR_MAC`] (so the receiving host takes the frame as its own
+/// and does the same work as for a forwarded one) and redirects every frame
+/// to the interface in [`PINHOLE_FLOOR_TX`]; no route lookup, no TTL, no
+/// other rewrite: the cheapest forward on the path. Frames go to
+/// `XDP_PASS` while the map is empty. The lab bench divides pinhole's
+/// media-pass rate by its rate. It is never attached by the daemon.
 #[xdp]
-pub fn pinhole_floor_redirect(_ctx: XdpContext) -> u32 {
+pub fn pinhole_floor_redirect(ctx: XdpContext) -> u32 {
+    let mut c = cursor::Cursor::new(ctx.data(), ctx.data_end());
+    if let (Ok(eth), Some(mac)) = (c.take::<headers::Ethernet>(), PINHOLE_FLOOR_MAC.get(0)) {
+        // SAFETY: the Ethernet header lies inside the packet (taken above).
+        unsafe {
+            let eth = eth as *const headers::Ethernet as *mut headers::Ethernet;
+            (*eth).dst = [mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]];
+        }
+    }
     PINHOLE_FLOOR_TX
         .redirect(0, xdp_action::XDP_PASS as u64)
         .unwrap_or(xdp_action::XDP_PASS)

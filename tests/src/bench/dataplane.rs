@@ -273,6 +273,9 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Results> {
     let lab = BenchLab::new()?;
     let mut results = Results::default();
     let mut filters = Filter::ALL.to_vec();
+    if cfg.media {
+        filters.extend(Filter::MEDIA_FORWARD);
+    }
     if cfg.media && cfg.references {
         filters.extend(Filter::MEDIA_REFERENCES);
     }
@@ -285,7 +288,8 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Results> {
     for round in 0..cfg.rounds {
         for &filter in &filters {
             let media_only = Filter::MEDIA_REFERENCES.contains(&filter)
-                || Filter::MEDIA_FLOORS.contains(&filter);
+                || Filter::MEDIA_FLOORS.contains(&filter)
+                || Filter::MEDIA_FORWARD.contains(&filter);
             let flood_only = Filter::FLOOD_FLOORS.contains(&filter);
             let extra: Vec<&str> = cfg.daemon_args.iter().map(String::as_str).collect();
             let active = lab

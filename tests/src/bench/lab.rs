@@ -9,12 +9,13 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use aya::{
-    maps::DevMap,
+    maps::{Array, DevMap},
     programs::{Xdp, XdpMode as AyaXdpMode},
     Ebpf, EbpfLoader,
 };
 use pinhole_common::{
-    BASELINE_PROGRAM_NAME, DROP_FLOOR_PROGRAM_NAME, FLOOR_TX_MAP, REDIRECT_FLOOR_PROGRAM_NAME,
+    BASELINE_PROGRAM_NAME, DROP_FLOOR_PROGRAM_NAME, FLOOR_MAC_MAP, FLOOR_TX_MAP,
+    REDIRECT_FLOOR_PROGRAM_NAME,
 };
 use pinhole_integration::{Daemon, Family, Netns, Topology, XdpMode};
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,12 @@ pub enum Filter {
     /// As [`Filter::FloorRedirectNative`] in generic (skb) mode, which
     /// needs nothing of the peer.
     FloorRedirectSkb,
+    /// pinhole native with `--forward xdp`: the program routes and
+    /// redirects the call's media itself. The hosts' veths get GRO and
+    /// software checksums for the case ([`NativeRedirectPeers`]).
+    PinholeFwdNative,
+    /// pinhole skb with `--forward xdp`.
+    PinholeFwdSkb,
 }
 
 impl Filter {
@@ -71,6 +78,10 @@ impl Filter {
 
     /// References measured on the media path only.
     pub const MEDIA_REFERENCES: [Filter; 2] = [Filter::PinholeNoSignaling, Filter::XdpEmpty];
+
+    /// pinhole with `--forward xdp`, measured in the media part only (the
+    /// flood's drops do not depend on it).
+    pub const MEDIA_FORWARD: [Filter; 2] = [Filter::PinholeFwdNative, Filter::PinholeFwdSkb];
 
     /// Floors measured in the flood part only.
     pub const FLOOD_FLOORS: [Filter; 1] = [Filter::FloorDrop];
@@ -91,8 +102,11 @@ impl Filter {
             Filter::PinholeNative
             | Filter::PinholeNoSignaling
             | Filter::XdpEmpty
+            | Filter::PinholeFwdNative
             | Filter::FloorRedirectNative => Some(Filter::FloorRedirectNative),
-            Filter::PinholeSkb | Filter::FloorRedirectSkb => Some(Filter::FloorRedirectSkb),
+            Filter::PinholeSkb | Filter::PinholeFwdSkb | Filter::FloorRedirectSkb => {
+                Some(Filter::FloorRedirectSkb)
+            }
             Filter::Nft | Filter::Unfiltered | Filter::FloorDrop => None,
         }
     }
@@ -108,6 +122,8 @@ impl Filter {
             Filter::FloorDrop => "(floor) drop all, native",
             Filter::FloorRedirectNative => "(floor) redirect all, native",
             Filter::FloorRedirectSkb => "(floor) redirect all, skb",
+            Filter::PinholeFwdNative => "pinhole native, --forward xdp",
+            Filter::PinholeFwdSkb => "pinhole skb, --forward xdp",
         }
     }
 }
@@ -133,13 +149,16 @@ pub struct BenchLab {
 
 /// A filter in place on the router; removed on drop.
 pub enum Active<'a> {
-    Pinhole(Box<Daemon>),
+    Pinhole {
+        daemon: Box<Daemon>,
+        _peers: Option<NativeRedirectPeers<'a>>,
+    },
     Nft(nft::Peer<'a>),
     /// The object whose reference or floor program is attached (detached
-    /// on drop), and the peer's GRO while it needs it.
+    /// on drop), and the peers' settings while it needs them.
     Xdp {
         _object: Box<Ebpf>,
-        _gro: Option<PeerGro<'a>>,
+        _peers: Option<NativeRedirectPeers<'a>>,
     },
     Unfiltered,
 }
@@ -166,6 +185,14 @@ impl BenchLab {
             Filter::PinholeNoSignaling => {
                 args.extend_from_slice(&["--signaling", "off"]);
                 XdpMode::Native
+            }
+            Filter::PinholeFwdNative => {
+                args.extend_from_slice(&["--forward", "xdp"]);
+                XdpMode::Native
+            }
+            Filter::PinholeFwdSkb => {
+                args.extend_from_slice(&["--forward", "xdp"]);
+                XdpMode::Skb
             }
             Filter::XdpEmpty => {
                 return self.attach_reference(
@@ -205,17 +232,24 @@ impl BenchLab {
             Filter::Unfiltered => return Ok(Active::Unfiltered),
         };
         args.extend_from_slice(extra);
+        let peers = match filter {
+            Filter::PinholeFwdNative => Some(NativeRedirectPeers::on(&self.topo)?),
+            _ => None,
+        };
         let daemon = self
             .topo
             .start_daemon(mode, &args)
             .context("starting pinhole")?;
-        Ok(Active::Pinhole(Box::new(daemon)))
+        Ok(Active::Pinhole {
+            daemon: Box::new(daemon),
+            _peers: peers,
+        })
     }
 
     /// Loads pinhole's object and attaches its program `name` in `mode` to
     /// the router's `ifaces`. The redirect floor's `DEVMAP` gets the router's
-    /// inside interface; in native mode the inside host's veth gets GRO
-    /// while the program is attached ([`PeerGro`]).
+    /// inside interface; in native mode the hosts' veths are set up for it
+    /// while the program is attached ([`NativeRedirectPeers`]).
     fn attach_reference(
         &self,
         name: &str,
@@ -225,7 +259,7 @@ impl BenchLab {
         let mut ebpf = EbpfLoader::new()
             .load(pinhole::datapath::ebpf::OBJECT)
             .context("loading pinhole's eBPF object")?;
-        let mut gro = None;
+        let mut peers = None;
         if name == REDIRECT_FLOOR_PROGRAM_NAME {
             let ifindex = self.router_ifindex(Topology::ROUTER_INSIDE_IF)?;
             let mut tx = DevMap::try_from(
@@ -238,8 +272,19 @@ impl BenchLab {
                 .router
                 .run_in(|| tx.set(0, ifindex, None, 0))?
                 .context("putting the inside interface in the floor's DEVMAP")?;
+            // The inside host's MAC: it takes the frames as its own, as it
+            // does forwarded ones.
+            let inside = sys::mac(&self.topo.inside, Topology::INSIDE_IF)?;
+            let mut mac = [0u8; 8];
+            mac[..6].copy_from_slice(&inside);
+            let mut macs: Array<_, [u8; 8]> = Array::try_from(
+                ebpf.map_mut(FLOOR_MAC_MAP)
+                    .with_context(|| format!("no map {FLOOR_MAC_MAP}"))?,
+            )?;
+            macs.set(0, mac, 0)
+                .context("setting the floor's destination MAC")?;
             if mode == AyaXdpMode::Driver {
-                gro = Some(PeerGro::on(&self.topo.inside, Topology::INSIDE_IF)?);
+                peers = Some(NativeRedirectPeers::on(&self.topo)?);
             }
         }
         let prog: &mut Xdp = ebpf
@@ -256,7 +301,7 @@ impl BenchLab {
         })??;
         Ok(Active::Xdp {
             _object: Box::new(ebpf),
-            _gro: gro,
+            _peers: peers,
         })
     }
 
@@ -349,26 +394,46 @@ impl BenchLab {
     }
 }
 
-/// GRO on a veth for as long as this lives (off again on drop): veth
-/// delivers frames redirected to its peer by native XDP (`ndo_xdp_xmit`)
-/// only when the receiving end runs NAPI, which XDP or GRO there turns on.
-pub struct PeerGro<'a> {
-    ns: &'a Netns,
-    dev: &'static str,
+/// The hosts' veths set up for native XDP redirects for as long as this
+/// lives (back to veth's defaults on drop):
+/// - GRO on: veth delivers frames redirected to its peer by native XDP
+///   (`ndo_xdp_xmit`) only when the receiving end runs NAPI, which XDP or
+///   GRO there turns on;
+/// - transmit checksum offload off: a veth sender leaves UDP checksums
+///   partial for "hardware" to finish, a native redirect turns the frame
+///   into an `xdp_frame` without that state, and the receiver drops it as
+///   corrupt. The bench's generator builds whole frames itself; this is for
+///   the SIP agents' and ping-pong's sockets.
+pub struct NativeRedirectPeers<'a> {
+    hosts: [(&'a Netns, &'static str); 2],
 }
 
-impl<'a> PeerGro<'a> {
-    pub fn on(ns: &'a Netns, dev: &'static str) -> Result<PeerGro<'a>> {
-        ns.set_gro(dev, true)
-            .with_context(|| format!("turning GRO on for {dev}"))?;
-        Ok(PeerGro { ns, dev })
+impl<'a> NativeRedirectPeers<'a> {
+    pub fn on(topo: &'a Topology) -> Result<NativeRedirectPeers<'a>> {
+        let peers = NativeRedirectPeers {
+            hosts: [
+                (&topo.outside, Topology::OUTSIDE_IF),
+                (&topo.inside, Topology::INSIDE_IF),
+            ],
+        };
+        for (ns, dev) in peers.hosts {
+            ns.set_gro(dev, true)
+                .context("turning GRO on for a host's veth")?;
+            ns.exec("ethtool", &["-K", dev, "tx", "off"])
+                .context("turning checksum offload off for a host's veth")?;
+        }
+        Ok(peers)
     }
 }
 
-impl Drop for PeerGro<'_> {
+impl Drop for NativeRedirectPeers<'_> {
     fn drop(&mut self) {
-        if let Err(e) = self.ns.set_gro(self.dev, false) {
-            eprintln!("warning: turning GRO off again for {}: {e:#}", self.dev);
+        for (ns, dev) in self.hosts {
+            let gro = ns.set_gro(dev, false);
+            let tx = ns.exec("ethtool", &["-K", dev, "tx", "on"]);
+            if let Err(e) = gro.and(tx.map(drop)) {
+                eprintln!("warning: restoring a host's veth settings: {e:#}");
+            }
         }
     }
 }
@@ -377,7 +442,7 @@ impl Active<'_> {
     /// Media packets the filter has dropped so far (0 without a filter).
     pub fn dropped(&self) -> Result<u64> {
         match self {
-            Active::Pinhole(d) => Ok(d.counter("miss")?),
+            Active::Pinhole { daemon, .. } => Ok(daemon.counter("miss")?),
             Active::Nft(p) => p.dropped(),
             Active::Xdp { .. } | Active::Unfiltered => Ok(0),
         }
@@ -385,7 +450,7 @@ impl Active<'_> {
 
     pub fn daemon(&self) -> Option<&Daemon> {
         match self {
-            Active::Pinhole(d) => Some(d),
+            Active::Pinhole { daemon, .. } => Some(daemon),
             _ => None,
         }
     }

@@ -24,6 +24,10 @@ const FLOOD_GOAL: f64 = 3.0;
 const SCALE_GOAL: f64 = 1.5;
 /// Flood drop (native) against the drop floor (issue 11).
 const FLOOD_FLOOR_GOAL: f64 = 0.9;
+/// Media pass with `--forward xdp` against the peer, skb and native mode
+/// (issue 11).
+const FWD_SKB_GOAL: f64 = 1.4;
+const FWD_NATIVE_GOAL: f64 = 1.05;
 
 /// What the run ran on.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -144,6 +148,8 @@ pub struct Summary {
     flood_floor_ratio: Option<f64>,
     media_ratio: Option<f64>,
     media_floor_ratio: Option<f64>,
+    /// Per filter: × nftables and × its floor, per CPU-second.
+    media_ratios: BTreeMap<Filter, (Option<f64>, Option<f64>)>,
     media_added_p50: BTreeMap<Filter, Option<f64>>,
     max_lossless: BTreeMap<Filter, Option<u32>>,
     calls_run: bool,
@@ -244,10 +250,13 @@ fn media_section(out: &mut String, samples: &[MediaSample], sum: &mut Summary) {
          an empty XDP program in native mode is veth's XDP receive path alone; pinhole \
          without signaling capture adds the program; pinhole adds its NFQUEUE rules for \
          SIP/RTSP (iptables mangle, evaluated for every forwarded packet). The *(floor)* rows \
-         redirect every frame unchanged to the inside interface through a DEVMAP (no lookup, \
-         no rewrite: the cheapest forward; native mode with GRO on the inside host's veth, \
-         which veth's XDP transmit needs); *× floor* divides each XDP row by the floor of its \
-         mode. A floor carries no call, so it has no RTT.\n\n\
+         write the inside host's MAC and redirect every frame to the inside interface through \
+         a DEVMAP (no lookup, no TTL: the cheapest forward that the inside host still takes \
+         as its own); *× floor* divides each XDP row by the floor of its \
+         mode. A floor carries no call, so it has no RTT. The *--forward xdp* rows: pinhole \
+         routes and redirects the call's media itself (FIB lookup, TTL, MACs, DEVMAP); in \
+         native mode, and for the native floor, the hosts' veths get GRO and software \
+         checksums (see README \"XDP forwarding\").\n\n\
          | filter | delivered kpps | delivered kpps per CPU-s | × nftables | × floor | router CPU ms/Mpkt | RTT p50 µs | RTT p99 µs | added p50 µs | added p99 µs |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
@@ -262,6 +271,7 @@ fn media_section(out: &mut String, samples: &[MediaSample], sum: &mut Summary) {
     let none99 = by_round(samples, Filter::Unfiltered, media_key, p(0.99));
     let filters = Filter::ALL
         .into_iter()
+        .chain(Filter::MEDIA_FORWARD)
         .chain(Filter::MEDIA_REFERENCES)
         .chain(Filter::MEDIA_FLOORS);
     for filter in filters {
@@ -283,6 +293,7 @@ fn media_section(out: &mut String, samples: &[MediaSample], sum: &mut Summary) {
             sum.media_ratio = r;
             sum.media_floor_ratio = floor_ratio;
         }
+        sum.media_ratios.insert(filter, (r, floor_ratio));
         sum.media_added_p50.insert(filter, added50);
         let _ = writeln!(
             out,
@@ -659,6 +670,26 @@ fn goals_section(out: &mut String, sum: &Summary) {
         fmt(added(Filter::Nft), 1),
         verdict(media_met)
     );
+    // Issue 11's media targets, against the peer per CPU-second.
+    for (filter, goal) in [
+        (Filter::PinholeFwdSkb, FWD_SKB_GOAL),
+        (Filter::PinholeFwdNative, FWD_NATIVE_GOAL),
+        (Filter::PinholeSkb, 1.0),
+    ] {
+        let (r, floor) = sum
+            .media_ratios
+            .get(&filter)
+            .copied()
+            .unwrap_or((None, None));
+        let _ = writeln!(
+            out,
+            "| media pass, {} ≥ {goal}× the peer | {} packets per CPU-second ({} of its floor) | {} |",
+            filter.label(),
+            ratio(r),
+            ratio(floor),
+            verdict(r.map(|r| r >= goal))
+        );
+    }
     let (p, n) = (
         sum.max_lossless
             .get(&Filter::PinholeNative)
@@ -818,6 +849,7 @@ fn bars<T>(
 ) -> Bars {
     Filter::ALL
         .into_iter()
+        .chain(Filter::MEDIA_FORWARD)
         .chain(Filter::MEDIA_REFERENCES)
         .chain(Filter::FLOOD_FLOORS)
         .chain(Filter::MEDIA_FLOORS)
@@ -841,6 +873,8 @@ fn color(f: Filter) -> plotters::style::RGBColor {
         Filter::FloorDrop | Filter::FloorRedirectNative | Filter::FloorRedirectSkb => {
             RGBColor(0x4a, 0x4a, 0x4a)
         }
+        Filter::PinholeFwdNative => RGBColor(0x0b, 0x4f, 0x27),
+        Filter::PinholeFwdSkb => RGBColor(0x2e, 0x8b, 0x57),
     }
 }
 
@@ -968,6 +1002,8 @@ fn short(f: Filter) -> &'static str {
         Filter::FloorDrop => "drop floor",
         Filter::FloorRedirectNative => "redirect floor",
         Filter::FloorRedirectSkb => "redirect floor skb",
+        Filter::PinholeFwdNative => "fwd xdp native",
+        Filter::PinholeFwdSkb => "fwd xdp skb",
     }
 }
 
