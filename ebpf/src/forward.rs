@@ -14,10 +14,12 @@
 //! 2. `bpf_fib_lookup` with the ingress ifindex and the packet's length
 //!    (the kernel checks it against the egress MTU): no route, no
 //!    neighbour, too big each fall back under their reason;
-//! 3. the egress must be in [`PINHOLE_TX`], else [`Reason::FwdEgressNotInDevmap`];
+//! 3. `bpf_redirect_map` to the egress, which must be in [`PINHOLE_TX`], else
+//!    [`Reason::FwdEgressNotInDevmap`] (the helper only records the target;
+//!    the kernel transmits after the program returns `XDP_REDIRECT`);
 //! 4. only then is the frame changed: TTL / hop limit decremented (the IPv4
 //!    header checksum updated incrementally, RFC 1624, as the kernel's
-//!    `ip_decrease_ttl`), MACs from the lookup, and `bpf_redirect_map`.
+//!    `ip_decrease_ttl`) and MACs from the lookup.
 //!
 //! Every fall-back leaves the frame untouched, so the stack sees exactly
 //! what arrived.
@@ -124,7 +126,10 @@ pub fn forward(ctx: &XdpContext) -> Reason {
         FIB_FRAG_NEEDED => return Reason::FwdOverMtu,
         _ => return Reason::FwdNoRoute,
     }
-    if PINHOLE_TX.get_ifindex(fib.ifindex).is_none() {
+    // bpf_redirect_map only looks the egress up and notes it for after the
+    // program returns, so it doubles as the membership check, before the
+    // frame is touched.
+    if PINHOLE_TX.redirect(fib.ifindex, 0).is_err() {
         return Reason::FwdEgressNotInDevmap;
     }
     // From here on the frame is changed: nothing may fall back any more.
@@ -139,14 +144,7 @@ pub fn forward(ctx: &XdpContext) -> Reason {
         (*eth).dst = fib.dmac;
         (*eth).src = fib.smac;
     }
-    match PINHOLE_TX.redirect(fib.ifindex, 0) {
-        Ok(_) => Reason::Forwarded,
-        // The egress left the map between the lookup above and here (the
-        // daemon is changing it). The frame is already rewritten for the
-        // next hop, so the stack, which gets it, drops it as not its own:
-        // at most the packets in flight during such a change are lost.
-        Err(_) => Reason::FwdEgressNotInDevmap,
-    }
+    Reason::Forwarded
 }
 
 /// The IPv4 header checksum after the TTL dropped by one, updated
