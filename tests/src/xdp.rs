@@ -190,8 +190,14 @@ impl TestProg {
     /// returned `want`'s action and counted exactly this packet, under
     /// `want` and no other reason.
     pub fn run_counted(&self, name: &str, frame: &[u8], want: Reason) {
+        self.counted_by(name, frame, want, || self.run(frame));
+    }
+
+    /// As [`TestProg::run_counted`], with `run` running the program on
+    /// `frame` (once) and returning its action.
+    pub fn counted_by(&self, name: &str, frame: &[u8], want: Reason, run: impl FnOnce() -> u32) {
         let before = self.counters();
-        let action = self.run(frame);
+        let action = run();
         let after = self.counters();
         let moved: Vec<&str> = Reason::ALL
             .iter()
