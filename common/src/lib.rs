@@ -24,6 +24,25 @@ pub const PROGRAM_NAME: &str = "pinhole";
 pub const PROGRAM_L3_NAME: &str = "pinhole_l3";
 /// Name of the empty XDP program used as the benchmark baseline.
 pub const BASELINE_PROGRAM_NAME: &str = "pinhole_baseline";
+/// Name of the drop floor: an XDP program that drops every frame (the lab
+/// bench's cheapest drop). Never attached by the daemon.
+pub const DROP_FLOOR_PROGRAM_NAME: &str = "pinhole_floor_drop";
+/// Name of the forward floor: an XDP program that writes the destination
+/// MAC of [`FLOOR_MAC_MAP`] and redirects every frame to the interface at
+/// index 0 of [`FLOOR_TX_MAP`] (the lab bench's cheapest forward). Never
+/// attached by the daemon.
+pub const REDIRECT_FLOOR_PROGRAM_NAME: &str = "pinhole_floor_redirect";
+/// Name of the one-entry `DEVMAP` of [`REDIRECT_FLOOR_PROGRAM_NAME`].
+pub const FLOOR_TX_MAP: &str = "PINHOLE_FLOOR_TX";
+/// Name of the one-entry `ARRAY` of `[u8; 8]` whose first six bytes are the
+/// destination MAC [`REDIRECT_FLOOR_PROGRAM_NAME`] writes.
+pub const FLOOR_MAC_MAP: &str = "PINHOLE_FLOOR_MAC";
+/// Name of the `DEVMAP_HASH` of the interfaces forwarded media may leave
+/// by (`--forward xdp`): ifindex → that ifindex. A route whose egress is
+/// not in it falls back to the stack ([`Reason::FwdEgressNotInDevmap`]).
+pub const FORWARD_TX_MAP: &str = "PINHOLE_TX";
+/// Capacity of [`FORWARD_TX_MAP`].
+pub const MAX_FORWARD_IFACES: u32 = 64;
 
 /// Default capacity of each of [`FLOWS_V4_MAP`] and [`FLOWS_V6_MAP`] (entries,
 /// i.e. directions). Overridden at load.
@@ -253,9 +272,16 @@ impl MapKey {
     }
 }
 
+/// How far the clock must move past a flow's stored `last_seen_ns` before a
+/// hit stamps it again (1 s). Stamping on every packet cost a store per hit;
+/// with this, `last_seen_ns` lags a flow's newest packet by less than 1 s,
+/// and idle expiry may therefore fire up to 1 s early.
+pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
+
 /// Per-flow statistics, the value of [`FLOWS_V4_MAP`] and [`FLOWS_V6_MAP`].
 /// The XDP program adds to `packets` and `bytes` atomically and stamps
-/// `last_seen_ns` (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC) on every hit.
+/// `last_seen_ns` (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC) on a hit when
+/// the clock moved by at least [`LAST_SEEN_GRANULARITY_NS`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -486,6 +512,15 @@ pub struct Config {
     pub n_prefixes6: u32,
     pub prefixes4: [PrefixV4; MAX_MEDIA_PREFIXES],
     pub prefixes6: [PrefixV6; MAX_MEDIA_PREFIXES],
+    /// Non-zero (`--forward xdp`): a hit on the Ethernet program is routed
+    /// by the program itself (FIB lookup, TTL, MACs) and redirected to its
+    /// egress in [`FORWARD_TX_MAP`], or passed to the stack under a
+    /// `Fwd*` reason when the fast path cannot forward it correctly. Zero
+    /// (the default, `--forward stack`): a hit passes to the stack, and
+    /// the verifier removes the forwarding code.
+    pub forward: u32,
+    /// Explicit tail padding (the struct stays a multiple of 4 bytes).
+    pub _pad: u32,
 }
 
 impl Config {
@@ -506,6 +541,8 @@ impl Config {
             net: [0; 16],
             mask: [0; 16],
         }; MAX_MEDIA_PREFIXES],
+        forward: 0,
+        _pad: 0,
     };
 
     /// True when UDP to a media port at IPv4 address `dst` is subject to
@@ -556,6 +593,19 @@ pub struct Counter {
 pub enum Action {
     Pass,
     Drop,
+    /// Sent to another interface by `bpf_redirect_map` (`--forward xdp`).
+    Redirect,
+}
+
+impl Action {
+    /// Stable name used in CLI output and metrics labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Pass => "pass",
+            Action::Drop => "drop",
+            Action::Redirect => "redirect",
+        }
+    }
 }
 
 /// Why the program decided what it did. Every packet is counted under exactly one
@@ -608,11 +658,40 @@ pub enum Reason {
     /// UDP to a media port whose destination is outside every
     /// `--media-prefix` (only when that list is set): not protected. Pass.
     NotMediaPrefix = 12,
+    /// A hit the program routed and redirected itself (`--forward xdp`):
+    /// TTL or hop limit decremented, MACs from the FIB and neighbour
+    /// tables. Counted per flow like [`Reason::Hit`]. Redirect.
+    Forwarded = 13,
+    /// `--forward xdp`, a hit with no usable route (no route, unreachable,
+    /// blackhole, prohibited, forwarding off on the ingress). Pass: the
+    /// stack answers it as it would without XDP.
+    FwdNoRoute = 14,
+    /// `--forward xdp`, a hit whose next hop has no resolved neighbour
+    /// entry. Pass: the stack resolves it (ARP/ND), and later packets go
+    /// fast.
+    FwdNoNeighbour = 15,
+    /// `--forward xdp`, a hit routed out of an interface that is not in
+    /// [`FORWARD_TX_MAP`]. Pass.
+    FwdEgressNotInDevmap = 16,
+    /// `--forward xdp`, a hit larger than the egress MTU. Pass: the stack
+    /// fragments it or answers with ICMP.
+    FwdOverMtu = 17,
+    /// `--forward xdp`, a hit whose TTL / hop limit is ≤ 1. Pass: the
+    /// stack sends the ICMP time-exceeded.
+    FwdTtl = 18,
+    /// `--forward xdp`, a hit in a VLAN-tagged or PPPoE frame, which the
+    /// fast path does not re-encapsulate. Pass.
+    FwdEncap = 19,
+    /// `--forward xdp`, a hit in an IPv4 packet with options. Pass.
+    FwdIpOptions = 20,
+    /// `--forward xdp`, a hit in an IPv6 packet with extension headers.
+    /// Pass.
+    FwdExtHeaders = 21,
 }
 
 impl Reason {
     /// Number of reasons, i.e. the size of [`COUNTERS_MAP`].
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 22;
     /// Every reason, in index order.
     pub const ALL: [Reason; Reason::COUNT as usize] = [
         Reason::NotIp,
@@ -628,6 +707,15 @@ impl Reason {
         Reason::LatchExpired,
         Reason::LatchFailed,
         Reason::NotMediaPrefix,
+        Reason::Forwarded,
+        Reason::FwdNoRoute,
+        Reason::FwdNoNeighbour,
+        Reason::FwdEgressNotInDevmap,
+        Reason::FwdOverMtu,
+        Reason::FwdTtl,
+        Reason::FwdEncap,
+        Reason::FwdIpOptions,
+        Reason::FwdExtHeaders,
     ];
 
     /// The verdict policy, in one place.
@@ -640,7 +728,16 @@ impl Reason {
             | Reason::Hit
             | Reason::FragmentPass
             | Reason::Latched
-            | Reason::NotMediaPrefix => Action::Pass,
+            | Reason::NotMediaPrefix
+            | Reason::FwdNoRoute
+            | Reason::FwdNoNeighbour
+            | Reason::FwdEgressNotInDevmap
+            | Reason::FwdOverMtu
+            | Reason::FwdTtl
+            | Reason::FwdEncap
+            | Reason::FwdIpOptions
+            | Reason::FwdExtHeaders => Action::Pass,
+            Reason::Forwarded => Action::Redirect,
             Reason::Miss
             | Reason::FragmentDrop
             | Reason::Malformed
@@ -666,6 +763,15 @@ impl Reason {
             Reason::LatchExpired => "latch_expired",
             Reason::LatchFailed => "latch_failed",
             Reason::NotMediaPrefix => "not_media_prefix",
+            Reason::Forwarded => "forwarded",
+            Reason::FwdNoRoute => "fwd_no_route",
+            Reason::FwdNoNeighbour => "fwd_no_neighbour",
+            Reason::FwdEgressNotInDevmap => "fwd_egress_not_in_devmap",
+            Reason::FwdOverMtu => "fwd_over_mtu",
+            Reason::FwdTtl => "fwd_ttl",
+            Reason::FwdEncap => "fwd_vlan_or_pppoe",
+            Reason::FwdIpOptions => "fwd_ipv4_options",
+            Reason::FwdExtHeaders => "fwd_ipv6_ext_headers",
         }
     }
 }
@@ -699,7 +805,7 @@ const _: () = assert!(core::mem::size_of::<PortRange>() == 4);
 const _: () = assert!(core::mem::size_of::<PrefixV4>() == 8);
 const _: () = assert!(core::mem::size_of::<PrefixV6>() == 32);
 const _: () =
-    assert!(core::mem::size_of::<Config>() == 4 * MAX_PORT_RANGES + 24 + 40 * MAX_MEDIA_PREFIXES);
+    assert!(core::mem::size_of::<Config>() == 4 * MAX_PORT_RANGES + 32 + 40 * MAX_MEDIA_PREFIXES);
 const _: () = assert!(core::mem::size_of::<LatchKeyV4>() == 12);
 const _: () = assert!(core::mem::size_of::<LatchKeyV6>() == 36);
 const _: () = assert!(core::mem::size_of::<LatchValue>() == 16);
@@ -941,5 +1047,25 @@ mod tests {
             assert_eq!((r.action(), r.name()), (action, name));
         }
         assert_eq!(Config::EMPTY.latching, 0);
+    }
+
+    #[test]
+    fn forwarding_redirects_and_its_fallbacks_pass() {
+        assert_eq!(Reason::Forwarded.action(), Action::Redirect);
+        let fallbacks = [
+            Reason::FwdNoRoute,
+            Reason::FwdNoNeighbour,
+            Reason::FwdEgressNotInDevmap,
+            Reason::FwdOverMtu,
+            Reason::FwdTtl,
+            Reason::FwdEncap,
+            Reason::FwdIpOptions,
+            Reason::FwdExtHeaders,
+        ];
+        for r in fallbacks {
+            assert_eq!(r.action(), Action::Pass, "{r:?}");
+            assert!(r.name().starts_with("fwd_"), "{r:?}");
+        }
+        assert_eq!(Config::EMPTY.forward, 0);
     }
 }

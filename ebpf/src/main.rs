@@ -12,6 +12,7 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod cursor;
+mod forward;
 mod headers;
 mod latch;
 mod parse;
@@ -19,11 +20,12 @@ mod parse;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, DevMap, HashMap, PerCpuArray},
     programs::XdpContext,
 };
 use pinhole_common::{
-    Action, Config, Counter, FlowKeyV4, FlowKeyV6, FlowStats, Reason, DEFAULT_MAX_FLOWS,
+    Config, Counter, FlowKeyV4, FlowKeyV6, FlowStats, Reason, DEFAULT_MAX_FLOWS,
+    LAST_SEEN_GRANULARITY_NS,
 };
 
 /// Open IPv4 flows, one entry per direction. Capacity is set at load time.
@@ -65,12 +67,16 @@ pub fn pinhole_l3(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn filter(ctx: &XdpContext, link: parse::Link) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let reason = parse::classify(ctx, link, config(), Hit { len });
-    count(reason, len);
-    match reason.action() {
-        Action::Pass => xdp_action::XDP_PASS,
-        Action::Drop => xdp_action::XDP_DROP,
+    let mut reason = parse::classify(ctx, link, config(), Hit { len });
+    // `--forward xdp` (a constant in frozen .rodata: with it off the
+    // verifier removes this): a hit on an Ethernet link is routed here,
+    // and counted as forwarded or under the reason it fell back to the
+    // stack, instead of as a hit.
+    if reason == Reason::Hit && config().forward != 0 && matches!(link, parse::Link::Ethernet) {
+        reason = forward::forward(ctx);
     }
+    count(reason, len);
+    forward::action(reason)
 }
 
 /// An XDP program that does nothing but pass: the baseline the benchmark
@@ -78,6 +84,46 @@ fn filter(ctx: &XdpContext, link: parse::Link) -> u32 {
 #[xdp]
 pub fn pinhole_baseline(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// The drop floor: an XDP program that drops every frame, the cheapest
+/// drop on the path it is attached to. The lab bench divides pinhole's
+/// flood-drop rate by its rate. It is never attached by the daemon.
+#[xdp]
+pub fn pinhole_floor_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
+/// The one interface [`pinhole_floor_redirect`] sends to, at index 0 (set
+/// by the bench before it attaches the program).
+#[map(name = "PINHOLE_FLOOR_TX")]
+static PINHOLE_FLOOR_TX: DevMap = DevMap::with_max_entries(1, 0);
+
+/// The destination MAC [`pinhole_floor_redirect`] writes (the first six
+/// bytes of entry 0; set by the bench).
+#[map(name = "PINHOLE_FLOOR_MAC")]
+static PINHOLE_FLOOR_MAC: Array<[u8; 8]> = Array::with_max_entries(1, 0);
+
+/// The forward floor: writes the destination MAC from
+/// [`PINHOLE_FLOOR_MAC`] (so the receiving host takes the frame as its own
+/// and does the same work as for a forwarded one) and redirects every frame
+/// to the interface in [`PINHOLE_FLOOR_TX`]; no route lookup, no TTL, no
+/// other rewrite: the cheapest forward on the path. Frames go to
+/// `XDP_PASS` while the map is empty. The lab bench divides pinhole's
+/// media-pass rate by its rate. It is never attached by the daemon.
+#[xdp]
+pub fn pinhole_floor_redirect(ctx: XdpContext) -> u32 {
+    let mut c = cursor::Cursor::new(ctx.data(), ctx.data_end());
+    if let (Ok(eth), Some(mac)) = (c.take::<headers::Ethernet>(), PINHOLE_FLOOR_MAC.get(0)) {
+        // SAFETY: the Ethernet header lies inside the packet (taken above).
+        unsafe {
+            let eth = eth as *const headers::Ethernet as *mut headers::Ethernet;
+            (*eth).dst = [mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]];
+        }
+    }
+    PINHOLE_FLOOR_TX
+        .redirect(0, xdp_action::XDP_PASS as u64)
+        .unwrap_or(xdp_action::XDP_PASS)
 }
 
 #[inline(always)]
@@ -136,7 +182,7 @@ impl parse::Flows for Hit {
 /// No lock is held between the lookup and the adds: if the controller
 /// deletes this flow and inserts another that reuses the same element in
 /// that window, this packet is counted on the new flow (at most one packet
-/// per CPU per reuse; the verdict is unaffected). README "Map layout"
+/// per CPU per reuse; the verdict is unaffected). docs/architecture.md "Map layout"
 /// documents the race and why it is accepted.
 #[inline(always)]
 fn account(stats: *mut FlowStats, len: u64) -> Reason {
@@ -144,10 +190,15 @@ fn account(stats: *mut FlowStats, len: u64) -> Reason {
     unsafe {
         atomic_add(core::ptr::addr_of_mut!((*stats).packets), 1);
         atomic_add(core::ptr::addr_of_mut!((*stats).bytes), len);
-        core::ptr::write_volatile(
-            core::ptr::addr_of_mut!((*stats).last_seen_ns),
-            aya_ebpf::helpers::bpf_ktime_get_coarse_ns(),
-        );
+        // Stamp only when the clock moved by at least LAST_SEEN_GRANULARITY_NS:
+        // a media flow then writes the field about once a second instead of
+        // on every packet (read, compare, rarely write). Expiry reads it with
+        // that granularity, i.e. a flow may look idle up to 1 s early.
+        let seen = core::ptr::addr_of_mut!((*stats).last_seen_ns);
+        let now = aya_ebpf::helpers::bpf_ktime_get_coarse_ns();
+        if now.wrapping_sub(core::ptr::read_volatile(seen)) >= LAST_SEEN_GRANULARITY_NS {
+            core::ptr::write_volatile(seen, now);
+        }
     }
     Reason::Hit
 }

@@ -204,6 +204,21 @@ impl Built {
         truncate(&self.bytes, len)
     }
 
+    /// Sets the IPv4 TTL (its header checksum recomputed) or the IPv6 hop
+    /// limit.
+    pub fn set_ttl(&mut self, ttl: u8) {
+        let l3 = self.l3_offset();
+        if self.header(HeaderKind::Ipv4).is_some() {
+            let ihl = usize::from(self.bytes[l3] & 0x0f) * 4;
+            self.bytes[l3 + 8] = ttl;
+            self.set_be16(l3 + 10, 0);
+            let sum = ip_checksum(&self.bytes[l3..l3 + ihl]);
+            self.set_be16(l3 + 10, sum);
+        } else {
+            self.bytes[l3 + 7] = ttl;
+        }
+    }
+
     /// Overwrites two bytes at `offset` with `value` in network byte order.
     pub fn set_be16(&mut self, offset: usize, value: u16) {
         self.bytes[offset..offset + 2].copy_from_slice(&value.to_be_bytes());

@@ -182,6 +182,17 @@ impl Lab {
         Lab::build(mode, family, BOTH_IFACES, |_| Ok(()), daemon_args)
     }
 
+    /// [`Lab::with_mode`] with `prepare` run on the topology before the
+    /// daemon starts (extra links, routes).
+    pub fn prepared(
+        mode: XdpMode,
+        family: Family,
+        prepare: impl FnOnce(&Topology) -> Result<()>,
+        daemon_args: &[&str],
+    ) -> Result<Lab> {
+        Lab::build(mode, family, BOTH_IFACES, prepare, daemon_args)
+    }
+
     /// A router that NATs (see `tests/tests/netns_router_nat.rs`):
     /// `prepare` configures the router (its NAT rules) before the daemon
     /// starts, which then attaches to the router's outside interface only,

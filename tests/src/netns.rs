@@ -97,6 +97,18 @@ impl Netns {
         self.sysctl("net.ipv6.conf.all.forwarding", "1")
     }
 
+    /// Turns GRO on or off for `dev`. On a veth, GRO runs NAPI on the
+    /// receiving end, which veth's XDP transmit (`ndo_xdp_xmit`, a native
+    /// XDP redirect to the peer) needs: without XDP or GRO on the receiving
+    /// veth, redirected frames are dropped.
+    pub fn set_gro(&self, dev: &str, on: bool) -> Result<()> {
+        self.exec(
+            "ethtool",
+            &["-K", dev, "gro", if on { "on" } else { "off" }],
+        )
+        .map(drop)
+    }
+
     /// Creates a veth pair, `dev` here and `peer_dev` in `peer`, both up.
     /// The pair is created directly in the two namespaces.
     pub fn add_veth(&self, dev: &str, peer: &Netns, peer_dev: &str) -> Result<()> {

@@ -27,6 +27,8 @@ use crate::{Error, Result};
 pub const XDP_DROP: u32 = 1;
 /// `XDP_PASS`.
 pub const XDP_PASS: u32 = 2;
+/// `XDP_REDIRECT`.
+pub const XDP_REDIRECT: u32 = 4;
 /// The kernel refuses test frames shorter than an Ethernet header.
 pub const ETH_HLEN: usize = 14;
 
@@ -35,6 +37,7 @@ pub fn xdp_action(reason: Reason) -> u32 {
     match reason.action() {
         Action::Pass => XDP_PASS,
         Action::Drop => XDP_DROP,
+        Action::Redirect => XDP_REDIRECT,
     }
 }
 
@@ -187,8 +190,14 @@ impl TestProg {
     /// returned `want`'s action and counted exactly this packet, under
     /// `want` and no other reason.
     pub fn run_counted(&self, name: &str, frame: &[u8], want: Reason) {
+        self.counted_by(name, frame, want, || self.run(frame));
+    }
+
+    /// As [`TestProg::run_counted`], with `run` running the program on
+    /// `frame` (once) and returning its action.
+    pub fn counted_by(&self, name: &str, frame: &[u8], want: Reason, run: impl FnOnce() -> u32) {
         let before = self.counters();
-        let action = self.run(frame);
+        let action = run();
         let after = self.counters();
         let moved: Vec<&str> = Reason::ALL
             .iter()
@@ -248,5 +257,156 @@ pub mod endpoints {
     pub fn port(mut s: SocketAddr, p: u16) -> SocketAddr {
         s.set_port(p);
         s
+    }
+}
+
+/// A network namespace for `--forward xdp` under `BPF_PROG_TEST_RUN`.
+///
+/// `bpf_fib_lookup` reads the routes and neighbours of the namespace of the
+/// frame's ingress device, and a test run's ingress is the device named in
+/// its context, looked up in the caller's namespace. So the lab is a
+/// namespace of its own (a veth pair: `fin` the ingress, `fout` the egress
+/// the program's DEVMAP holds, routes and permanent neighbours), and
+/// [`FibLab::run`] runs the program from inside it.
+pub mod fib {
+    use aya::{
+        programs::{TestRunOptions, Xdp},
+        Ebpf, TestRun,
+    };
+    use pinhole::datapath::forward::set_egress;
+
+    use crate::{Error, Netns, Result};
+
+    /// The next hop's MAC, a permanent neighbour of `fout`.
+    pub const NEXT_HOP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x42];
+
+    /// The namespace, with the interface indexes and the egress's MAC.
+    pub struct FibLab {
+        pub ns: Netns,
+        pub fin: u32,
+        pub fout: u32,
+        pub fout_mac: [u8; 6],
+    }
+
+    /// `ip -j link show dev DEV` in `ns`.
+    fn link(ns: &Netns, dev: &str) -> Result<serde_json::Value> {
+        let out = ns.ip(&["-j", "link", "show", "dev", dev])?;
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .map_err(|e| Error::Setup(format!("`ip -j link show {dev}`: {e}")))?;
+        Ok(v[0].clone())
+    }
+
+    fn ifindex(ns: &Netns, dev: &str) -> Result<u32> {
+        link(ns, dev)?["ifindex"]
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| Error::Setup(format!("no ifindex for {dev}")))
+    }
+
+    fn mac(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
+        let v = link(ns, dev)?;
+        let text = v["address"]
+            .as_str()
+            .ok_or_else(|| Error::Setup(format!("no MAC for {dev}")))?;
+        let bytes: Vec<u8> = text
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Setup(format!("MAC {text}: {e}")))?;
+        bytes
+            .try_into()
+            .map_err(|_| Error::Setup(format!("MAC {text} is not 6 bytes")))
+    }
+
+    /// `NEXT_HOP_MAC` as `ip neigh` takes it.
+    pub fn next_hop_mac() -> String {
+        NEXT_HOP_MAC.map(|b| format!("{b:02x}")).join(":")
+    }
+
+    impl FibLab {
+        /// `fin` (192.0.2.254/24, 2001:db8::fe/64) and `fout`
+        /// (198.51.100.254/24, 2001:db8:1::fe/64), a veth pair in one
+        /// namespace with forwarding on. 198.51.100.2 and 2001:db8:1::2 are
+        /// permanent neighbours on `fout`; 203.0.113.0/25 goes via
+        /// 198.51.100.3, which has no neighbour entry; 203.0.113.128/25 is a
+        /// blackhole; 192.0.2.50 is a neighbour on `fin`, which is not an
+        /// egress.
+        pub fn new() -> Result<FibLab> {
+            let ns = Netns::new()?;
+            ns.enable_forwarding()?;
+            ns.ip(&["link", "add", "fin", "type", "veth", "peer", "name", "fout"])?;
+            for dev in ["fin", "fout"] {
+                ns.ip(&["link", "set", dev, "up"])?;
+            }
+            for (dev, cidr) in [
+                ("fin", "192.0.2.254/24"),
+                ("fout", "198.51.100.254/24"),
+                ("fin", "2001:db8::fe/64"),
+                ("fout", "2001:db8:1::fe/64"),
+            ] {
+                ns.add_addr(dev, cidr)?;
+            }
+            let mac_text = next_hop_mac();
+            for (addr, dev) in [
+                ("198.51.100.2", "fout"),
+                ("2001:db8:1::2", "fout"),
+                ("192.0.2.50", "fin"),
+            ] {
+                ns.ip(&[
+                    "neigh",
+                    "replace",
+                    addr,
+                    "lladdr",
+                    &mac_text,
+                    "nud",
+                    "permanent",
+                    "dev",
+                    dev,
+                ])?;
+            }
+            ns.ip(&["route", "add", "203.0.113.0/25", "via", "198.51.100.3"])?;
+            ns.ip(&["route", "add", "blackhole", "203.0.113.128/25"])?;
+            Ok(FibLab {
+                fin: ifindex(&ns, "fin")?,
+                fout: ifindex(&ns, "fout")?,
+                fout_mac: mac(&ns, "fout")?,
+                ns,
+            })
+        }
+
+        /// Makes `fout` the only egress in the DEVMAP of `ebpf`, writing it
+        /// from inside the namespace (where the kernel resolves ifindexes).
+        pub fn set_egress(&self, ebpf: &mut Ebpf) -> Result<()> {
+            let egress = vec![("fout".to_owned(), self.fout)];
+            self.ns
+                .run_in(|| set_egress(ebpf, &egress))?
+                .map_err(|e| Error::Setup(format!("filling the DEVMAP: {e}")))
+        }
+
+        /// Runs `xdp` `repeat` times on `frame` arriving on `fin`, from
+        /// inside the namespace; returns the action, the frame as the last
+        /// run left it, and the kernel's mean ns per run.
+        pub fn run(&self, xdp: &Xdp, frame: &[u8], repeat: u32) -> Result<(u32, Vec<u8>, u64)> {
+            // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+            // rx_queue_index, egress_ifindex.
+            let mut ctx = [0u8; 24];
+            ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+            ctx[12..16].copy_from_slice(&self.fin.to_ne_bytes());
+            let mut out = vec![0u8; frame.len() + 256];
+            let r = self
+                .ns
+                .run_in(|| {
+                    xdp.test_run(TestRunOptions {
+                        data_in: Some(frame),
+                        data_out: Some(&mut out),
+                        ctx_in: Some(&ctx),
+                        repeat,
+                        ..Default::default()
+                    })
+                })?
+                .map_err(|e| Error::Setup(format!("BPF_PROG_TEST_RUN: {e}")))?;
+            out.truncate(r.data_size_out as usize);
+            Ok((r.return_value, out, r.duration.as_nanos() as u64))
+        }
     }
 }

@@ -46,7 +46,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use pinhole_common::{Action, Counter, Reason};
+use pinhole_common::{Counter, Reason};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -175,13 +175,6 @@ fn lock(m: &Mutex<Snapshot>) -> std::sync::MutexGuard<'_, Snapshot> {
 #[derive(Debug)]
 struct SnapshotCollector(Arc<Mutex<Snapshot>>);
 
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Pass => "pass",
-        Action::Drop => "drop",
-    }
-}
-
 fn gauge(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
@@ -208,7 +201,7 @@ impl Collector for SnapshotCollector {
             for (reason, c) in Reason::ALL.iter().zip(&s.verdicts) {
                 let labels = [
                     ("reason", reason.name()),
-                    ("action", action_name(reason.action())),
+                    ("action", reason.action().name()),
                 ];
                 ConstCounter::new(value(c)).encode(family.encode_family(&labels)?)?;
             }

@@ -279,6 +279,8 @@ fn test() -> Result<()> {
             "xdp_latch",
             "--test",
             "xdp_links",
+            "--test",
+            "xdp_forward",
         ]))
     })?;
     // Seeded: a failure prints the seed to replay (PINHOLE_PROPTEST_SEED).

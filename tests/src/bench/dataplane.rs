@@ -173,6 +173,14 @@ fn flood(
     let (out0, in0) = links(lab)?;
     let stop = AtomicBool::new(false);
     let (blast, probe) = std::thread::scope(|s| -> Result<(BlastReport, PingReport)> {
+        // A floor drops the probe too: nothing to measure there.
+        if filter.is_floor() {
+            let blast = blast::spawn(
+                &lab.topo.outside,
+                &spec(lab, cfg, FLOOD_PORT, FLOOD_PORTS, FLOOD_SRC_PORT, 64),
+            );
+            return Ok((blast?, PingReport::default()));
+        }
         let e = s.spawn(|| {
             pin(cfg.gen_cpu)?;
             pingpong::echo(&echo, &stop)
@@ -200,7 +208,10 @@ fn flood(
         Ok((blast?, probe?))
     })?;
     let (out1, in1) = links(lab)?;
+    let received = out1.rx_packets - out0.rx_packets;
     let absorbed = match active {
+        // Every frame the drop floor's interface received, it dropped.
+        Active::Xdp { .. } if filter == Filter::FloorDrop => received,
         Active::Unfiltered | Active::Xdp { .. } => in1.tx_packets - in0.tx_packets,
         _ => active.dropped()? - dropped0,
     };
@@ -208,7 +219,7 @@ fn flood(
         filter,
         round,
         blast,
-        received: out1.rx_packets - out0.rx_packets,
+        received,
         absorbed,
         probe,
     })
@@ -221,9 +232,27 @@ fn media(lab: &BenchLab, cfg: &Config, filter: Filter, round: usize) -> Result<M
         &spec(lab, cfg, CALLEE_RTP, 1, CALLER_RTP, 200),
     )?;
     let (out1, in1) = links(lab)?;
+    let rtt = if filter.is_floor() {
+        // No round trip through a program that forwards one way, blindly.
+        PingReport::default()
+    } else {
+        rtt(lab, cfg)?
+    };
+    Ok(MediaSample {
+        filter,
+        round,
+        blast,
+        received: out1.rx_packets - out0.rx_packets,
+        delivered: in1.tx_packets - in0.tx_packets,
+        rtt,
+    })
+}
+
+/// Ping-pong on the call's media flow, without load.
+fn rtt(lab: &BenchLab, cfg: &Config) -> Result<PingReport> {
     let (pinger, echo) = lab.media_sockets()?;
     let stop = AtomicBool::new(false);
-    let rtt = std::thread::scope(|s| -> Result<PingReport> {
+    std::thread::scope(|s| -> Result<PingReport> {
         let e = s.spawn(|| pingpong::echo(&echo, &stop));
         let r = pingpong::ping(
             &pinger,
@@ -236,14 +265,6 @@ fn media(lab: &BenchLab, cfg: &Config, filter: Filter, round: usize) -> Result<M
         stop.store(true, Ordering::Relaxed);
         e.join().expect("echo thread")?;
         r
-    })?;
-    Ok(MediaSample {
-        filter,
-        round,
-        blast,
-        received: out1.rx_packets - out0.rx_packets,
-        delivered: in1.tx_packets - in0.tx_packets,
-        rtt,
     })
 }
 
@@ -252,20 +273,37 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Results> {
     let lab = BenchLab::new()?;
     let mut results = Results::default();
     let mut filters = Filter::ALL.to_vec();
+    if cfg.media {
+        filters.extend(Filter::MEDIA_FORWARD);
+    }
     if cfg.media && cfg.references {
         filters.extend(Filter::MEDIA_REFERENCES);
     }
+    if cfg.flood && cfg.references {
+        filters.extend(Filter::FLOOD_FLOORS);
+    }
+    if cfg.media && cfg.references {
+        filters.extend(Filter::MEDIA_FLOORS);
+    }
     for round in 0..cfg.rounds {
         for &filter in &filters {
-            let reference = Filter::MEDIA_REFERENCES.contains(&filter);
+            let media_only = Filter::MEDIA_REFERENCES.contains(&filter)
+                || Filter::MEDIA_FLOORS.contains(&filter)
+                || Filter::MEDIA_FORWARD.contains(&filter);
+            let flood_only = Filter::FLOOD_FLOORS.contains(&filter);
             let extra: Vec<&str> = cfg.daemon_args.iter().map(String::as_str).collect();
             let active = lab
                 .start(filter, &extra)
                 .with_context(|| format!("starting {}", filter.label()))?;
-            let call_id = format!("dp-{}-{round}-{filter:?}", std::process::id());
-            lab.open_call(&active, &call_id)
-                .with_context(|| format!("{}: opening the call's media path", filter.label()))?;
-            if cfg.flood && !reference {
+            // A floor drops or forwards blindly: no call to set up, and the
+            // media path's round trip does not exist through it.
+            if !filter.is_floor() {
+                let call_id = format!("dp-{}-{round}-{filter:?}", std::process::id());
+                lab.open_call(&active, &call_id).with_context(|| {
+                    format!("{}: opening the call's media path", filter.label())
+                })?;
+            }
+            if cfg.flood && !media_only {
                 let f = flood(&lab, &active, cfg, filter, round)
                     .with_context(|| format!("flood, {}", filter.label()))?;
                 progress(&format!(
@@ -284,7 +322,7 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Results> {
                 ));
                 results.flood.push(f);
             }
-            if cfg.media {
+            if cfg.media && !flood_only {
                 let m = media(&lab, cfg, filter, round)
                     .with_context(|| format!("media pass, {}", filter.label()))?;
                 progress(&format!(

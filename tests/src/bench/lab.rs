@@ -9,11 +9,15 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use aya::{
+    maps::{Array, DevMap},
     programs::{Xdp, XdpMode as AyaXdpMode},
     Ebpf, EbpfLoader,
 };
-use pinhole_common::BASELINE_PROGRAM_NAME;
-use pinhole_integration::{Daemon, Family, Topology, XdpMode};
+use pinhole_common::{
+    BASELINE_PROGRAM_NAME, DROP_FLOOR_PROGRAM_NAME, FLOOR_MAC_MAP, FLOOR_TX_MAP,
+    REDIRECT_FLOOR_PROGRAM_NAME,
+};
+use pinhole_integration::{Daemon, Family, Netns, Topology, XdpMode};
 use serde::{Deserialize, Serialize};
 
 use super::{nft, pingpong, sip, sys};
@@ -44,6 +48,24 @@ pub enum Filter {
     /// native mode on both router interfaces, i.e. veth's XDP receive path
     /// without any filtering.
     XdpEmpty,
+    /// Floor of the flood: an XDP program that drops every frame, native
+    /// mode, on the router's outside interface (the cheapest drop there).
+    FloorDrop,
+    /// Floor of the media path: an XDP program that redirects every frame,
+    /// unchanged, to the router's inside interface through a `DEVMAP` (no
+    /// route lookup, no rewrite: the cheapest forward), native mode. The
+    /// inside host's veth gets GRO for the time of the case: veth's
+    /// `ndo_xdp_xmit` needs NAPI (XDP or GRO) on the receiving peer.
+    FloorRedirectNative,
+    /// As [`Filter::FloorRedirectNative`] in generic (skb) mode, which
+    /// needs nothing of the peer.
+    FloorRedirectSkb,
+    /// pinhole native with `--forward xdp`: the program routes and
+    /// redirects the call's media itself. The hosts' veths get GRO and
+    /// software checksums for the case ([`NativeRedirectPeers`]).
+    PinholeFwdNative,
+    /// pinhole skb with `--forward xdp`.
+    PinholeFwdSkb,
 }
 
 impl Filter {
@@ -57,6 +79,38 @@ impl Filter {
     /// References measured on the media path only.
     pub const MEDIA_REFERENCES: [Filter; 2] = [Filter::PinholeNoSignaling, Filter::XdpEmpty];
 
+    /// pinhole with `--forward xdp`, measured in the media part only (the
+    /// flood's drops do not depend on it).
+    pub const MEDIA_FORWARD: [Filter; 2] = [Filter::PinholeFwdNative, Filter::PinholeFwdSkb];
+
+    /// Floors measured in the flood part only.
+    pub const FLOOD_FLOORS: [Filter; 1] = [Filter::FloorDrop];
+
+    /// Floors measured in the media part only.
+    pub const MEDIA_FLOORS: [Filter; 2] = [Filter::FloorRedirectNative, Filter::FloorRedirectSkb];
+
+    /// A floor: it cannot carry a call (it does not look at what it drops
+    /// or forwards), so its cases measure throughput only.
+    pub fn is_floor(self) -> bool {
+        Filter::FLOOD_FLOORS.contains(&self) || Filter::MEDIA_FLOORS.contains(&self)
+    }
+
+    /// The floor a media-pass row is divided by: the redirect floor of the
+    /// same XDP mode; none for the filters without XDP.
+    pub fn media_floor(self) -> Option<Filter> {
+        match self {
+            Filter::PinholeNative
+            | Filter::PinholeNoSignaling
+            | Filter::XdpEmpty
+            | Filter::PinholeFwdNative
+            | Filter::FloorRedirectNative => Some(Filter::FloorRedirectNative),
+            Filter::PinholeSkb | Filter::PinholeFwdSkb | Filter::FloorRedirectSkb => {
+                Some(Filter::FloorRedirectSkb)
+            }
+            Filter::Nft | Filter::Unfiltered | Filter::FloorDrop => None,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Filter::PinholeNative => "pinhole native",
@@ -65,6 +119,11 @@ impl Filter {
             Filter::Unfiltered => "no filter",
             Filter::PinholeNoSignaling => "(ref) pinhole native, signaling off",
             Filter::XdpEmpty => "(ref) empty XDP program, native",
+            Filter::FloorDrop => "(floor) drop all, native",
+            Filter::FloorRedirectNative => "(floor) redirect all, native",
+            Filter::FloorRedirectSkb => "(floor) redirect all, skb",
+            Filter::PinholeFwdNative => "pinhole native, --forward xdp",
+            Filter::PinholeFwdSkb => "pinhole skb, --forward xdp",
         }
     }
 }
@@ -90,11 +149,16 @@ pub struct BenchLab {
 
 /// A filter in place on the router; removed on drop.
 pub enum Active<'a> {
-    Pinhole(Box<Daemon>),
+    Pinhole {
+        daemon: Box<Daemon>,
+        _peers: Option<NativeRedirectPeers<'a>>,
+    },
     Nft(nft::Peer<'a>),
-    /// The object whose empty program is attached (detached on drop).
+    /// The object whose reference or floor program is attached (detached
+    /// on drop), and the peers' settings while it needs them.
     Xdp {
         _object: Box<Ebpf>,
+        _peers: Option<NativeRedirectPeers<'a>>,
     },
     Unfiltered,
 }
@@ -122,10 +186,41 @@ impl BenchLab {
                 args.extend_from_slice(&["--signaling", "off"]);
                 XdpMode::Native
             }
+            Filter::PinholeFwdNative => {
+                args.extend_from_slice(&["--forward", "xdp"]);
+                XdpMode::Native
+            }
+            Filter::PinholeFwdSkb => {
+                args.extend_from_slice(&["--forward", "xdp"]);
+                XdpMode::Skb
+            }
             Filter::XdpEmpty => {
-                return Ok(Active::Xdp {
-                    _object: Box::new(self.attach_empty_xdp()?),
-                })
+                return self.attach_reference(
+                    BASELINE_PROGRAM_NAME,
+                    AyaXdpMode::Driver,
+                    &[Topology::ROUTER_OUTSIDE_IF, Topology::ROUTER_INSIDE_IF],
+                )
+            }
+            Filter::FloorDrop => {
+                return self.attach_reference(
+                    DROP_FLOOR_PROGRAM_NAME,
+                    AyaXdpMode::Driver,
+                    &[Topology::ROUTER_OUTSIDE_IF],
+                )
+            }
+            Filter::FloorRedirectNative => {
+                return self.attach_reference(
+                    REDIRECT_FLOOR_PROGRAM_NAME,
+                    AyaXdpMode::Driver,
+                    &[Topology::ROUTER_OUTSIDE_IF],
+                )
+            }
+            Filter::FloorRedirectSkb => {
+                return self.attach_reference(
+                    REDIRECT_FLOOR_PROGRAM_NAME,
+                    AyaXdpMode::Skb,
+                    &[Topology::ROUTER_OUTSIDE_IF],
+                )
             }
             Filter::Nft => {
                 return Ok(Active::Nft(nft::Peer::load(
@@ -137,33 +232,87 @@ impl BenchLab {
             Filter::Unfiltered => return Ok(Active::Unfiltered),
         };
         args.extend_from_slice(extra);
+        let peers = match filter {
+            Filter::PinholeFwdNative => Some(NativeRedirectPeers::on(&self.topo)?),
+            _ => None,
+        };
         let daemon = self
             .topo
             .start_daemon(mode, &args)
             .context("starting pinhole")?;
-        Ok(Active::Pinhole(Box::new(daemon)))
+        Ok(Active::Pinhole {
+            daemon: Box::new(daemon),
+            _peers: peers,
+        })
     }
 
-    /// Loads pinhole's object and attaches its empty program
-    /// (`pinhole_baseline`, `XDP_PASS`) in native mode to both router
-    /// interfaces.
-    fn attach_empty_xdp(&self) -> Result<Ebpf> {
+    /// Loads pinhole's object and attaches its program `name` in `mode` to
+    /// the router's `ifaces`. The redirect floor's `DEVMAP` gets the router's
+    /// inside interface; in native mode the hosts' veths are set up for it
+    /// while the program is attached ([`NativeRedirectPeers`]).
+    fn attach_reference(
+        &self,
+        name: &str,
+        mode: AyaXdpMode,
+        ifaces: &[&str],
+    ) -> Result<Active<'_>> {
         let mut ebpf = EbpfLoader::new()
             .load(pinhole::datapath::ebpf::OBJECT)
             .context("loading pinhole's eBPF object")?;
+        let mut peers = None;
+        if name == REDIRECT_FLOOR_PROGRAM_NAME {
+            let ifindex = self.router_ifindex(Topology::ROUTER_INSIDE_IF)?;
+            let mut tx = DevMap::try_from(
+                ebpf.map_mut(FLOOR_TX_MAP)
+                    .with_context(|| format!("no map {FLOOR_TX_MAP}"))?,
+            )?;
+            // The kernel resolves a DEVMAP's ifindex in the namespace of
+            // the process that writes it: write it from the router's.
+            self.topo
+                .router
+                .run_in(|| tx.set(0, ifindex, None, 0))?
+                .context("putting the inside interface in the floor's DEVMAP")?;
+            // The inside host's MAC: it takes the frames as its own, as it
+            // does forwarded ones.
+            let inside = sys::mac(&self.topo.inside, Topology::INSIDE_IF)?;
+            let mut mac = [0u8; 8];
+            mac[..6].copy_from_slice(&inside);
+            let mut macs: Array<_, [u8; 8]> = Array::try_from(
+                ebpf.map_mut(FLOOR_MAC_MAP)
+                    .with_context(|| format!("no map {FLOOR_MAC_MAP}"))?,
+            )?;
+            macs.set(0, mac, 0)
+                .context("setting the floor's destination MAC")?;
+            if mode == AyaXdpMode::Driver {
+                peers = Some(NativeRedirectPeers::on(&self.topo)?);
+            }
+        }
         let prog: &mut Xdp = ebpf
-            .program_mut(BASELINE_PROGRAM_NAME)
-            .with_context(|| format!("no program {BASELINE_PROGRAM_NAME}"))?
+            .program_mut(name)
+            .with_context(|| format!("no program {name}"))?
             .try_into()?;
         prog.load()?;
         self.topo.router.run_in(|| -> Result<()> {
-            for iface in [Topology::ROUTER_OUTSIDE_IF, Topology::ROUTER_INSIDE_IF] {
-                prog.attach(iface, AyaXdpMode::Driver)
-                    .with_context(|| format!("attaching the empty program to {iface}"))?;
+            for iface in ifaces {
+                prog.attach(iface, mode)
+                    .with_context(|| format!("attaching {name} to {iface}"))?;
             }
             Ok(())
         })??;
-        Ok(ebpf)
+        Ok(Active::Xdp {
+            _object: Box::new(ebpf),
+            _peers: peers,
+        })
+    }
+
+    /// The index of the router's interface `dev`.
+    pub fn router_ifindex(&self, dev: &str) -> Result<u32> {
+        let out = self.topo.router.ip(&["-j", "link", "show", "dev", dev])?;
+        let v: serde_json::Value = serde_json::from_str(&out).context("`ip -j link` output")?;
+        v[0]["ifindex"]
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .with_context(|| format!("no ifindex for {dev}"))
     }
 
     pub fn ip(&self, outside: bool) -> IpAddr {
@@ -245,11 +394,55 @@ impl BenchLab {
     }
 }
 
+/// The hosts' veths set up for native XDP redirects for as long as this
+/// lives (back to veth's defaults on drop):
+/// - GRO on: veth delivers frames redirected to its peer by native XDP
+///   (`ndo_xdp_xmit`) only when the receiving end runs NAPI, which XDP or
+///   GRO there turns on;
+/// - transmit checksum offload off: a veth sender leaves UDP checksums
+///   partial for "hardware" to finish, a native redirect turns the frame
+///   into an `xdp_frame` without that state, and the receiver drops it as
+///   corrupt. The bench's generator builds whole frames itself; this is for
+///   the SIP agents' and ping-pong's sockets.
+pub struct NativeRedirectPeers<'a> {
+    hosts: [(&'a Netns, &'static str); 2],
+}
+
+impl<'a> NativeRedirectPeers<'a> {
+    pub fn on(topo: &'a Topology) -> Result<NativeRedirectPeers<'a>> {
+        let peers = NativeRedirectPeers {
+            hosts: [
+                (&topo.outside, Topology::OUTSIDE_IF),
+                (&topo.inside, Topology::INSIDE_IF),
+            ],
+        };
+        for (ns, dev) in peers.hosts {
+            ns.set_gro(dev, true)
+                .context("turning GRO on for a host's veth")?;
+            ns.exec("ethtool", &["-K", dev, "tx", "off"])
+                .context("turning checksum offload off for a host's veth")?;
+        }
+        Ok(peers)
+    }
+}
+
+impl Drop for NativeRedirectPeers<'_> {
+    fn drop(&mut self) {
+        for (ns, dev) in self.hosts {
+            let gro = ns.set_gro(dev, false);
+            let tx = ns.exec("ethtool", &["-K", dev, "tx", "on"]);
+            if let Err(e) = gro.and(tx.map(drop)) {
+                eprintln!("warning: restoring a host's veth settings: {e:#}");
+            }
+        }
+    }
+}
+
 impl Active<'_> {
     /// Media packets the filter has dropped so far (0 without a filter).
     pub fn dropped(&self) -> Result<u64> {
         match self {
-            Active::Pinhole(d) => Ok(d.counter("miss")?),
+            Active::Pinhole { daemon, .. } => Ok(daemon.counter("miss")?),
             Active::Nft(p) => p.dropped(),
             Active::Xdp { .. } | Active::Unfiltered => Ok(0),
         }
@@ -257,7 +450,7 @@ impl Active<'_> {
 
     pub fn daemon(&self) -> Option<&Daemon> {
         match self {
-            Active::Pinhole(d) => Some(d),
+            Active::Pinhole { daemon, .. } => Some(daemon),
             _ => None,
         }
     }

@@ -22,6 +22,12 @@ pub const PLOT_FILE: &str = "lab.svg";
 /// Goals of the issue.
 const FLOOD_GOAL: f64 = 3.0;
 const SCALE_GOAL: f64 = 1.5;
+/// Flood drop (native) against the drop floor (issue 11).
+const FLOOD_FLOOR_GOAL: f64 = 0.9;
+/// Media pass with `--forward xdp` against the peer, skb and native mode
+/// (issue 11).
+const FWD_SKB_GOAL: f64 = 1.4;
+const FWD_NATIVE_GOAL: f64 = 1.05;
 
 /// What the run ran on.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -139,7 +145,11 @@ pub struct Summary {
     flood_ratio: Option<f64>,
     flood_wall_ratio: Option<f64>,
     flood_cpu_ratio: Option<f64>,
+    flood_floor_ratio: Option<f64>,
     media_ratio: Option<f64>,
+    media_floor_ratio: Option<f64>,
+    /// Per filter: × nftables and × its floor, per CPU-second.
+    media_ratios: BTreeMap<Filter, (Option<f64>, Option<f64>)>,
     media_added_p50: BTreeMap<Filter, Option<f64>>,
     max_lossless: BTreeMap<Filter, Option<u32>>,
     calls_run: bool,
@@ -158,9 +168,11 @@ fn flood_section(out: &mut String, samples: &[FloodSample], sum: &mut Summary) {
          that CPU on veth): the rate with a CPU to themselves, unaffected by other load on \
          the machine. *router*: the router's softirq CPU per million frames received, the \
          generator's own work excluded (see Method). *probe*: a ping every 2 ms on the open \
-         call's media path during the flood, on the generator's CPU.\n\n\
-         | filter | offered kpps | absorbed kpps | absorbed kpps per CPU-s | × nftables | router CPU ms/Mpkt | × less router CPU than nftables | sending CPU ms/Mpkt | probe loss |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|"
+         call's media path during the flood, on the generator's CPU. *× floor*: absorbed per \
+         CPU-s against the *(floor)* row, an XDP program that drops every frame (native), \
+         the cheapest drop on this path.\n\n\
+         | filter | offered kpps | absorbed kpps | absorbed kpps per CPU-s | × nftables | × floor | router CPU ms/Mpkt | × less router CPU than nftables | sending CPU ms/Mpkt | probe loss |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let nft_pps = by_round(
         samples,
@@ -175,7 +187,13 @@ fn flood_section(out: &mut String, samples: &[FloodSample], sum: &mut Summary) {
         FloodSample::cpu_ms_per_mpkt,
     );
     let nft_wall = by_round(samples, Filter::Nft, flood_key, FloodSample::absorbed_pps);
-    for filter in Filter::ALL {
+    let floor = by_round(
+        samples,
+        Filter::FloorDrop,
+        flood_key,
+        FloodSample::absorbed_per_cpu_s,
+    );
+    for filter in Filter::ALL.into_iter().chain(Filter::FLOOD_FLOORS) {
         let offered = by_round(samples, filter, flood_key, |s| s.blast.pps());
         if offered.is_empty() {
             continue;
@@ -190,19 +208,22 @@ fn flood_section(out: &mut String, samples: &[FloodSample], sum: &mut Summary) {
             .fold((0, 0), |(a, b), s| (a + s.probe.sent, b + s.probe.lost));
         let pps_ratio = paired(&pps, &nft_pps, false);
         let cpu_ratio = paired(&nft_cpu, &cpu, false);
+        let floor_ratio = paired(&pps, &floor, false);
         if filter == Filter::PinholeNative {
             sum.flood_ratio = pps_ratio;
+            sum.flood_floor_ratio = floor_ratio;
             sum.flood_cpu_ratio = cpu_ratio;
             sum.flood_wall_ratio = paired(&wall, &nft_wall, false);
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             filter.label(),
             fmt(med(&offered).map(|v| v / 1e3), 0),
             fmt(med(&wall).map(|v| v / 1e3), 0),
             fmt(med(&pps).map(|v| v / 1e3), 0),
             ratio(pps_ratio),
+            ratio(floor_ratio),
             fmt(med(&cpu), 0),
             ratio(cpu_ratio),
             fmt(med(&sending), 0),
@@ -228,9 +249,16 @@ fn media_section(out: &mut String, samples: &[MediaSample], sum: &mut Summary) {
          difference to no filter in the same round. The *(ref)* rows split pinhole's cost: \
          an empty XDP program in native mode is veth's XDP receive path alone; pinhole \
          without signaling capture adds the program; pinhole adds its NFQUEUE rules for \
-         SIP/RTSP (iptables mangle, evaluated for every forwarded packet).\n\n\
-         | filter | delivered kpps | delivered kpps per CPU-s | × nftables | router CPU ms/Mpkt | RTT p50 µs | RTT p99 µs | added p50 µs | added p99 µs |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|"
+         SIP/RTSP (iptables mangle, evaluated for every forwarded packet). The *(floor)* rows \
+         write the inside host's MAC and redirect every frame to the inside interface through \
+         a DEVMAP (no lookup, no TTL: the cheapest forward that the inside host still takes \
+         as its own); *× floor* divides each XDP row by the floor of its \
+         mode. A floor carries no call, so it has no RTT. The *--forward xdp* rows: pinhole \
+         routes and redirects the call's media itself (FIB lookup, TTL, MACs, DEVMAP); in \
+         native mode, and for the native floor, the hosts' veths get GRO and software \
+         checksums (see README \"XDP forwarding\").\n\n\
+         | filter | delivered kpps | delivered kpps per CPU-s | × nftables | × floor | router CPU ms/Mpkt | RTT p50 µs | RTT p99 µs | added p50 µs | added p99 µs |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let nft = by_round(
         samples,
@@ -241,7 +269,12 @@ fn media_section(out: &mut String, samples: &[MediaSample], sum: &mut Summary) {
     let p = |q: f64| move |s: &MediaSample| s.rtt.rtt_us.quantile(q).unwrap_or(f64::NAN);
     let none50 = by_round(samples, Filter::Unfiltered, media_key, p(0.5));
     let none99 = by_round(samples, Filter::Unfiltered, media_key, p(0.99));
-    for filter in Filter::ALL.into_iter().chain(Filter::MEDIA_REFERENCES) {
+    let filters = Filter::ALL
+        .into_iter()
+        .chain(Filter::MEDIA_FORWARD)
+        .chain(Filter::MEDIA_REFERENCES)
+        .chain(Filter::MEDIA_FLOORS);
+    for filter in filters {
         let wall = by_round(samples, filter, media_key, MediaSample::delivered_pps);
         if wall.is_empty() {
             continue;
@@ -251,18 +284,25 @@ fn media_section(out: &mut String, samples: &[MediaSample], sum: &mut Summary) {
         let p50 = by_round(samples, filter, media_key, p(0.5));
         let p99 = by_round(samples, filter, media_key, p(0.99));
         let r = paired(&pps, &nft, false);
+        let floor_ratio = filter.media_floor().and_then(|f| {
+            let floor = by_round(samples, f, media_key, MediaSample::delivered_per_cpu_s);
+            paired(&pps, &floor, false)
+        });
         let added50 = paired(&p50, &none50, true);
         if filter == Filter::PinholeNative {
             sum.media_ratio = r;
+            sum.media_floor_ratio = floor_ratio;
         }
+        sum.media_ratios.insert(filter, (r, floor_ratio));
         sum.media_added_p50.insert(filter, added50);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             filter.label(),
             fmt(med(&wall).map(|v| v / 1e3), 0),
             fmt(med(&pps).map(|v| v / 1e3), 0),
             ratio(r),
+            ratio(floor_ratio),
             fmt(med(&cpu), 0),
             fmt(med(&p50), 1),
             fmt(med(&p99), 1),
@@ -607,6 +647,12 @@ fn goals_section(out: &mut String, sum: &Summary) {
         ratio(sum.flood_cpu_ratio),
         verdict(sum.flood_ratio.map(|r| r >= FLOOD_GOAL))
     );
+    let _ = writeln!(
+        out,
+        "| flood drop ≥ {FLOOD_FLOOR_GOAL}× the drop floor (native) | {} packets per CPU-second | {} |",
+        ratio(sum.flood_floor_ratio),
+        verdict(sum.flood_floor_ratio.map(|r| r >= FLOOD_FLOOR_GOAL))
+    );
     let added = |f: Filter| sum.media_added_p50.get(&f).copied().flatten();
     let media_met = sum.media_ratio.map(|r| {
         r >= 1.0
@@ -617,12 +663,33 @@ fn goals_section(out: &mut String, sum: &Summary) {
     });
     let _ = writeln!(
         out,
-        "| media pass no worse than the peer | {} packets per CPU-second; added RTT p50 {} µs vs {} µs | {} |",
+        "| media pass no worse than the peer | {} packets per CPU-second ({} of the redirect floor); added RTT p50 {} µs vs {} µs | {} |",
         ratio(sum.media_ratio),
+        ratio(sum.media_floor_ratio),
         fmt(added(Filter::PinholeNative), 1),
         fmt(added(Filter::Nft), 1),
         verdict(media_met)
     );
+    // Issue 11's media targets, against the peer per CPU-second.
+    for (filter, goal) in [
+        (Filter::PinholeFwdSkb, FWD_SKB_GOAL),
+        (Filter::PinholeFwdNative, FWD_NATIVE_GOAL),
+        (Filter::PinholeSkb, 1.0),
+    ] {
+        let (r, floor) = sum
+            .media_ratios
+            .get(&filter)
+            .copied()
+            .unwrap_or((None, None));
+        let _ = writeln!(
+            out,
+            "| media pass, {} ≥ {goal}× the peer | {} packets per CPU-second ({} of its floor) | {} |",
+            filter.label(),
+            ratio(r),
+            ratio(floor),
+            verdict(r.map(|r| r >= goal))
+        );
+    }
     let (p, n) = (
         sum.max_lossless
             .get(&Filter::PinholeNative)
@@ -781,8 +848,12 @@ fn bars<T>(
     f: impl Fn(&T) -> f64 + Copy,
 ) -> Bars {
     Filter::ALL
-        .iter()
-        .filter_map(|&filter| {
+        .into_iter()
+        .chain(Filter::MEDIA_FORWARD)
+        .chain(Filter::MEDIA_REFERENCES)
+        .chain(Filter::FLOOD_FLOORS)
+        .chain(Filter::MEDIA_FLOORS)
+        .filter_map(|filter| {
             let m = by_round(samples, filter, key, f);
             let (lo, hi) = min_max(&m);
             med(&m).map(|v| (filter, v, lo, hi))
@@ -799,6 +870,11 @@ fn color(f: Filter) -> plotters::style::RGBColor {
         Filter::Unfiltered => RGBColor(0x9a, 0x9a, 0x9a),
         Filter::PinholeNoSignaling => RGBColor(0x3f, 0x9a, 0x5c),
         Filter::XdpEmpty => RGBColor(0x6f, 0x6f, 0x9f),
+        Filter::FloorDrop | Filter::FloorRedirectNative | Filter::FloorRedirectSkb => {
+            RGBColor(0x4a, 0x4a, 0x4a)
+        }
+        Filter::PinholeFwdNative => RGBColor(0x0b, 0x4f, 0x27),
+        Filter::PinholeFwdSkb => RGBColor(0x2e, 0x8b, 0x57),
     }
 }
 
@@ -836,7 +912,10 @@ pub fn plot(all: &AllResults, path: &Path) -> Result<bool> {
         return Ok(false);
     }
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (420 * panels.len() as u32, 440)).into_drawing_area();
+        // Room for the labels of the widest panel's bars.
+        let most = panels.iter().map(|p| p.2.len()).max().unwrap_or(1) as u32;
+        let width = (70 * most + 80).max(420);
+        let root = SVGBackend::new(path, (width * panels.len() as u32, 440)).into_drawing_area();
         root.fill(&WHITE)?;
         let (title, body) = root.split_vertically(36);
         title.draw_text(
@@ -920,6 +999,11 @@ fn short(f: Filter) -> &'static str {
         Filter::Unfiltered => "no filter",
         Filter::PinholeNoSignaling => "pinhole, no sig.",
         Filter::XdpEmpty => "empty XDP",
+        Filter::FloorDrop => "drop floor",
+        Filter::FloorRedirectNative => "redirect floor",
+        Filter::FloorRedirectSkb => "redirect floor skb",
+        Filter::PinholeFwdNative => "fwd xdp native",
+        Filter::PinholeFwdSkb => "fwd xdp skb",
     }
 }
 

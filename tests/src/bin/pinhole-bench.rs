@@ -22,6 +22,10 @@
 //! one `BPF_PROG_TEST_RUN` of one packet (the kernel's whole-ns time of that
 //! run), the entry re-armed and the pair removed in between, interleaved
 //! with single-packet hits measured the same way.
+//!
+//! A third table measures `--forward xdp`: a hit forwarded by the program
+//! against the same hit passed to the stack, run from inside a network
+//! namespace with routes and neighbours (the FIB lookup reads them).
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -44,7 +48,7 @@ use pinhole_common::{
 };
 use pinhole_integration::{
     frames::Frame,
-    xdp::{self, flow_key as key, load_object, XDP_DROP, XDP_PASS},
+    xdp::{self, fib::FibLab, flow_key as key, load_object, XDP_DROP, XDP_PASS, XDP_REDIRECT},
 };
 
 /// Target: a hit with 1M pinholes costs at most this many times the empty program.
@@ -451,7 +455,90 @@ fn run(args: &Args) -> Result<bool> {
     let smallest = *sizes.iter().min().expect("sizes is not empty");
     let samples = if args.quick { 300 } else { 3000 };
     latching(&rows, smallest, repeat, rounds, samples)?;
+    forwarding(rounds, if args.quick { 20 } else { 200 })?;
     Ok(all_met)
+}
+
+/// Runs of one forwarded frame per `BPF_PROG_TEST_RUN`: the frame is not
+/// reset between repeats, so each run takes one off its TTL, which starts
+/// at 255.
+const FORWARD_REPEAT: u32 = 200;
+
+/// Times `FORWARD_REPEAT` runs of `name` on `frame` in the FIB lab, after
+/// checking the verdict: the kernel's mean ns per run. (Not thread CPU
+/// time: the run happens on a thread that entered the lab's namespace.)
+fn time_in_lab(lab: &FibLab, ebpf: &Ebpf, name: &str, frame: &[u8], want: u32) -> Result<f64> {
+    let prog: &Xdp = ebpf.program(name).context("program")?.try_into()?;
+    let (action, _, kernel_ns) = lab.run(prog, frame, FORWARD_REPEAT)?;
+    if action != want {
+        bail!("{name}: returned {action} instead of {want}");
+    }
+    Ok(kernel_ns as f64)
+}
+
+/// The third table: a hit with `--forward xdp` (FIB lookup, TTL, MACs,
+/// DEVMAP redirect) against the same hit passed to the stack and the empty
+/// program, in a namespace with routes and neighbours ([`FibLab`]); 1k
+/// pinholes' worth of capacity, the frame's own flow open. `batches` runs
+/// of [`FORWARD_REPEAT`] per case and round, interleaved.
+fn forwarding(rounds: usize, batches: u32) -> Result<()> {
+    let lab = FibLab::new()?;
+    let load = |forward: bool| -> Result<Ebpf> {
+        let mut cfg = xdp::config(&[(10000, 20000)], FragmentPolicy::Pass);
+        cfg.forward = u32::from(forward);
+        let mut ebpf = load_object(&cfg, 2_000, &[PROGRAM_NAME, BASELINE_PROGRAM_NAME])?;
+        let mut map = FlowMap::take(&mut ebpf)?;
+        for fam in [Family::V4, Family::V6] {
+            let (a, b, _) = fam.endpoints();
+            map.insert(&key(a, b), FlowStats::default())?;
+        }
+        if forward {
+            lab.set_egress(&mut ebpf)?;
+        }
+        Ok(ebpf)
+    };
+    let (off, on) = (load(false)?, load(true)?);
+    println!("\n## Forwarding (`--forward xdp`)\n");
+    println!(
+        "A hit forwarded by the program (FIB lookup, TTL, MACs, DEVMAP redirect) against the same \
+         hit passed to the stack, in a network namespace with routes and neighbours; \
+         {rounds} interleaved rounds of {batches} × {FORWARD_REPEAT} runs; medians of the \
+         kernel's mean ns per run (whole ns, of {FORWARD_REPEAT} runs each).\n"
+    );
+    println!(
+        "| family | empty ns | hit, to the stack ns | hit, forwarded ns | forwarding extra ns |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for fam in [Family::V4, Family::V6] {
+        let mut frame = Frame::udp(fam.endpoints().0, fam.endpoints().1)
+            .payload(172)
+            .build();
+        frame.set_ttl(255);
+        let frame = frame.bytes;
+        let cases: [(&Ebpf, &str, u32); 3] = [
+            (&off, BASELINE_PROGRAM_NAME, XDP_PASS),
+            (&off, PROGRAM_NAME, XDP_PASS),
+            (&on, PROGRAM_NAME, XDP_REDIRECT),
+        ];
+        let mut kernel: [Vec<f64>; 3] = Default::default();
+        for _ in 0..rounds {
+            for _ in 0..batches {
+                for (i, (ebpf, name, want)) in cases.iter().enumerate() {
+                    kernel[i].push(time_in_lab(&lab, ebpf, name, &frame, *want)?);
+                }
+            }
+        }
+        let m: Vec<f64> = kernel.iter().map(|k| median(k.clone())).collect();
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:+.0} |",
+            fam.name(),
+            m[0],
+            m[1],
+            m[2],
+            m[2] - m[1]
+        );
+    }
+    Ok(())
 }
 
 /// One run of `frame` on the filter: (verdict, the kernel's ns for it).

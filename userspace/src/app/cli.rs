@@ -13,7 +13,10 @@ pub use crate::config::parse_cidr;
 use crate::{
     addr::Endpoint,
     config::{Fragments, LogFormat, RunOptions, SignalingMode},
-    datapath::load::{parse_port_range, XdpMode, MAX_FLOWS, MIN_FLOWS},
+    datapath::{
+        forward::ForwardMode,
+        load::{parse_port_range, XdpMode, MAX_FLOWS, MIN_FLOWS},
+    },
 };
 
 /// Default path of the control socket.
@@ -133,6 +136,17 @@ pub struct RunArgs {
     #[arg(long = "media-prefix", value_name = "CIDR", value_delimiter = ',',
           num_args = 1.., value_parser = parse_cidr)]
     pub media_prefixes: Vec<IpNet>,
+
+    /// Who forwards the media of open pinholes: `stack` (the kernel, as
+    /// without pinhole) or `xdp` (the program routes and redirects it
+    /// itself, bypassing netfilter, tc and tcpdump) [default: stack].
+    #[arg(long, value_enum)]
+    pub forward: Option<ForwardMode>,
+
+    /// With --forward xdp: an interface forwarded media may leave by
+    /// (repeat for several) [default: the --iface interfaces].
+    #[arg(long = "forward-iface", value_name = "IF")]
+    pub forward_ifaces: Vec<String>,
 
     /// Idle timeout in seconds for opens that give no --idle (0 = never)
     /// [default: 300].
@@ -276,6 +290,8 @@ impl RunArgs {
             max_pinholes: self.max_pinholes,
             fragments: self.fragments,
             media_prefixes: list(&self.media_prefixes),
+            forward: self.forward,
+            forward_ifaces: list(&self.forward_ifaces),
             default_idle: self.default_idle,
             signaling: self.signaling,
             sip_ports: list(&self.sip_ports),

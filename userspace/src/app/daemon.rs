@@ -27,6 +27,7 @@ use crate::{
     config::{self, RunSettings, SignalingMode},
     controller::state_file::{self, State, StateWriter},
     controller::{self, Controller, ControllerConfig, ControllerHandle, KernelStore},
+    datapath::forward::ForwardMode,
     datapath::latch,
     datapath::links::{LinkTask, Watcher},
     datapath::load::{build_config, resolve_interfaces, spawn_log_pump, Datapath, LoadOptions},
@@ -168,6 +169,26 @@ async fn join(task: &mut Option<JoinHandle<std::io::Result<()>>>) -> String {
     }
 }
 
+/// `--forward xdp` sends open media past netfilter: NAT rules that could
+/// touch the media range no longer apply to it. Warns with the rules found
+/// (the detection is [`router_nat`]'s, conservative: a rule it cannot read
+/// counts).
+fn warn_forwarded_nat(s: &RunSettings) {
+    let (listings, _) = router_nat::read_ruleset();
+    let mut ifaces = s.interfaces.clone();
+    ifaces.extend(s.forward_ifaces.iter().cloned());
+    let found = router_nat::media_nat(&listings, &ifaces, &s.media_ports);
+    if !found.is_empty() {
+        let rules: Vec<String> = found.iter().map(|r| format!("`{}`", r.rule)).collect();
+        warn!(
+            "--forward xdp: NAT rules can touch the media range ({}); media of open pinholes is \
+             forwarded by XDP and skips netfilter, so these rules do not apply to it. Use \
+             --forward stack on a router that NATs media (see README \"XDP forwarding\")",
+            rules.join(", ")
+        );
+    }
+}
+
 /// Runs the daemon until a signal; returns after a clean detach.
 pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     // Everything that can be checked without privileges first.
@@ -177,8 +198,14 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     warn_local_port_overlap(&s.media_ports, !s.media_prefixes.is_empty());
     // Pre-answer latching uses the program's latch path too.
     config.latching = u32::from(s.latching > 0 || s.pre_answer);
+    config.forward = u32::from(s.forward == ForwardMode::Xdp);
     let feed = feed_config(&s);
     let interfaces = resolve_interfaces(&s.interfaces)?;
+    let forward_egress = match (s.forward, s.forward_ifaces.is_empty()) {
+        (ForwardMode::Stack, _) => Vec::new(),
+        (ForwardMode::Xdp, true) => interfaces.clone(),
+        (ForwardMode::Xdp, false) => resolve_interfaces(&s.forward_ifaces)?,
+    };
     ensure_not_running(control)?;
     // The listeners next, so a busy port fails before the filter is loaded.
     let ng_socket = match s.ng_listen {
@@ -209,6 +236,9 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         },
         Some(pins),
     )?;
+    // Written from the daemon's own namespace, where the kernel resolves
+    // the ifindexes. Always: a pinned map keeps no stale egress.
+    datapath.set_forward_egress(&forward_egress)?;
     let log_pump = match datapath.take_logger() {
         Some(logger) => Some(spawn_log_pump(logger).context("reading eBPF logs")?),
         None => None,
@@ -246,8 +276,12 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
         },
         max_flows = s.max_pinholes,
         default_idle_secs = s.default_idle,
+        forward = ?s.forward,
         "filter loaded"
     );
+    if s.forward == ForwardMode::Xdp {
+        warn_forwarded_nat(&s);
+    }
 
     let inline = s.signaling == SignalingMode::Inline;
     let metrics = metrics_listener.as_ref().map(|_| Arc::new(Metrics::new()));

@@ -1,6 +1,6 @@
 //! Human-readable output of the client subcommands.
 
-use pinhole_common::{Action, Reason};
+use pinhole_common::Reason;
 
 use crate::controller::report::{CallsReply, CloseReply, ListReply, OpenReply, StatsReply};
 use crate::controller::table::OpenOutcome;
@@ -120,10 +120,7 @@ pub fn stats(reply: &StatsReply) -> String {
     let mut rows = Vec::new();
     for r in Reason::ALL {
         let c = reply.counters.get(r.name()).copied().unwrap_or_default();
-        let verdict = match r.action() {
-            Action::Pass => "pass",
-            Action::Drop => "drop",
-        };
+        let verdict = r.action().name();
         rows.push(vec![
             r.name().to_string(),
             verdict.into(),

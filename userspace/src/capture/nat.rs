@@ -466,6 +466,25 @@ pub fn findings(listings: &[Vec<NatRule>], w: &Watched<'_>) -> Vec<NatRule> {
 }
 
 /// How loud a piece of advice is.
+/// The NAT rules (helpers aside) of `listings` that can touch media on
+/// `interfaces` in `media_ports`: with `--forward xdp` such media skips
+/// them (XDP redirects it before netfilter), so the daemon warns.
+pub fn media_nat(
+    listings: &[Vec<NatRule>],
+    interfaces: &[String],
+    media_ports: &[PortRange],
+) -> Vec<NatRule> {
+    let w = Watched {
+        interfaces,
+        sip_ports: &[],
+        media_ports,
+    };
+    findings(listings, &w)
+        .into_iter()
+        .filter(|r| r.kind != NatKind::SipHelper)
+        .collect()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
     Info,

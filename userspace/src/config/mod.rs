@@ -39,6 +39,7 @@ use values::{Nets, Ports};
 
 use crate::calls::CallConfig;
 use crate::capture::nat::{check_maps, NatMap};
+use crate::datapath::forward::ForwardMode;
 use crate::datapath::load::XdpMode;
 use crate::ng::NgConfig;
 
@@ -142,6 +143,10 @@ settings! {
     media_prefixes: Vec<IpNet>, wire Nets, file ("filter", "media_prefixes"), flag "--media-prefix";
     /// Idle timeout of opens without one, seconds.
     default_idle: u64, wire u64, file ("filter", "default_idle"), flag "--default-idle";
+    /// Who forwards open media: the stack or the XDP program.
+    forward: ForwardMode, wire ForwardMode, file ("forward", "mode"), flag "--forward";
+    /// Interfaces XDP-forwarded media may leave by.
+    forward_ifaces: Vec<String>, wire Vec<String>, file ("forward", "interfaces"), flag "--forward-iface";
     /// How pinholes are learned.
     signaling: SignalingMode, wire SignalingMode, file ("signaling", "mode"), flag "--signaling";
     /// SIP ports (UDP and TCP).
@@ -209,6 +214,12 @@ pub struct RunSettings {
     /// elsewhere passes as `not_media_prefix`. Empty (the default) = every
     /// destination. At most 8 per family.
     pub media_prefixes: Vec<IpNet>,
+    /// Who forwards a hit: `stack` (the default) or `xdp` (the program
+    /// routes and redirects it itself; see docs/deployments.md, "XDP forwarding").
+    pub forward: ForwardMode,
+    /// With `--forward xdp`, the interfaces forwarded media may leave by.
+    /// Empty (the default) = the filtered interfaces.
+    pub forward_ifaces: Vec<String>,
     /// Seconds; 0 = never. Default 300.
     pub default_idle: u64,
     /// Default `inline`.
@@ -288,6 +299,8 @@ impl Default for RunSettings {
             max_pinholes: DEFAULT_MAX_FLOWS,
             fragments: Fragments::Pass,
             media_prefixes: Vec::new(),
+            forward: ForwardMode::Stack,
+            forward_ifaces: Vec::new(),
             default_idle: 300,
             signaling: SignalingMode::Inline,
             sip_ports: vec![5060],
@@ -552,6 +565,8 @@ pub fn resolve(
         max_pinholes: o.max_pinholes.unwrap_or(d.max_pinholes),
         fragments: o.fragments.unwrap_or(d.fragments),
         media_prefixes: o.media_prefixes.unwrap_or(d.media_prefixes),
+        forward: o.forward.unwrap_or(d.forward),
+        forward_ifaces: o.forward_ifaces.unwrap_or(d.forward_ifaces),
         default_idle: o.default_idle.unwrap_or(d.default_idle),
         signaling: o.signaling.unwrap_or(d.signaling),
         sip_ports: o.sip_ports.unwrap_or(d.sip_ports),

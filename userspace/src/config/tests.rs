@@ -199,7 +199,7 @@ fn every_error_is_reported_with_its_line() {
             vec![
                 (3, 1, "unknown key `max_pinhole` in [filter]; expected one of interfaces, xdp_mode"),
                 (4, 12, "`xdp_mode` in [filter]: unknown variant `hw`, expected `native` or `skb`"),
-                (5, 2, "unknown section [signalling]; expected one of filter, signaling, ng, metrics, state"),
+                (5, 2, "unknown section [signalling]; expected one of filter, forward, signaling, ng, metrics, state"),
             ],
         ),
         (

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use pinhole_common::{Counter, FlowKey, Reason};
+use pinhole_common::{Counter, FlowKey, Reason, LAST_SEEN_GRANULARITY_NS};
 use tracing::{debug, error, info, warn};
 
 use super::{
@@ -622,9 +622,15 @@ impl<S: FlowStore> Core<S> {
     }
 }
 
+/// When `key` last carried a packet, at the latest: the XDP program stamps
+/// `last_seen_ns` only when it lags by [`LAST_SEEN_GRANULARITY_NS`], so the
+/// newest packet may be up to that much later than the stamp. Adding it means
+/// idle expiry never fires early on a live flow; it may fire up to 1 s late.
 pub(super) fn last_seen<S: FlowStore>(store: &S, key: &FlowKey) -> Option<u64> {
     match store.get(key) {
-        Ok(Some(s)) if s.last_seen_ns != 0 => Some(s.last_seen_ns),
+        Ok(Some(s)) if s.last_seen_ns != 0 => {
+            Some(s.last_seen_ns.saturating_add(LAST_SEEN_GRANULARITY_NS))
+        }
         Ok(_) => None,
         Err(e) => {
             warn!(flow = %FlowDisplay(key), "reading flow stats failed: {e}");

@@ -106,6 +106,8 @@ pub enum LoadError {
         "taking over the pinned link {path}: {message} (the old filter stays attached;          `pinhole detach` removes it)"
     )]
     Adopt { path: PathBuf, message: String },
+    #[error("setting the interfaces forwarded media may leave by (--forward-iface): {0}")]
+    ForwardIfaces(String),
     #[error("reading the eBPF object's maps: {0}")]
     ObjectMaps(String),
 }

@@ -103,6 +103,9 @@ pub struct Datapath {
     adoption: Adoption,
     mode: XdpMode,
     interfaces: Vec<(String, u32)>,
+    /// `--forward xdp`'s egress interfaces (name, ifindex) as in the
+    /// DEVMAP; empty without forwarding.
+    forward_egress: Vec<(String, u32)>,
     released: bool,
 }
 
@@ -250,6 +253,7 @@ impl Datapath {
             adoption,
             mode: opts.mode,
             interfaces: opts.interfaces.clone(),
+            forward_egress: Vec::new(),
             released: false,
         })
     }
@@ -361,6 +365,7 @@ impl Datapath {
             pins,
             mode,
             interfaces,
+            forward_egress,
             ..
         } = self;
         // The type is read again: a re-created interface may be another one.
@@ -391,6 +396,12 @@ impl Datapath {
         }
         if let Some(entry) = interfaces.iter_mut().find(|(name, _)| name == iface) {
             entry.1 = ifindex;
+        }
+        // A re-created egress of --forward xdp: the kernel removed the old
+        // index from the DEVMAP with the old interface; add the new one.
+        if let Some(entry) = forward_egress.iter_mut().find(|(name, _)| name == iface) {
+            entry.1 = ifindex;
+            crate::datapath::forward::set_egress(ebpf, forward_egress)?;
         }
         Ok(())
     }
@@ -480,6 +491,16 @@ impl Datapath {
             crate::datapath::latch::LatchMap::take(&mut self.ebpf)?,
             crate::datapath::latch::take_events(&mut self.ebpf)?,
         ))
+    }
+
+    /// Makes `ifaces` the interfaces `--forward xdp` may redirect to (see
+    /// [`crate::datapath::forward`]).
+    /// An egress that is also filtered follows its interface when it is
+    /// re-created ([`Datapath::reattach`]).
+    pub fn set_forward_egress(&mut self, ifaces: &[(String, u32)]) -> Result<(), LoadError> {
+        crate::datapath::forward::set_egress(&mut self.ebpf, ifaces)?;
+        self.forward_egress = ifaces.to_vec();
+        Ok(())
     }
 
     /// Takes the eBPF log reader, if the program logs.

@@ -2,6 +2,7 @@
 //! on bpffs, and the interfaces it is attached to.
 pub mod ebpf;
 pub mod error;
+pub mod forward;
 pub mod latch;
 pub mod link_kind;
 pub mod links;

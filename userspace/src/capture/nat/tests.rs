@@ -471,3 +471,44 @@ fn advice_says_what_to_do() {
     assert_eq!(a.iter().map(|x| x.0).collect::<Vec<_>>(), [Level::Warn]);
     assert!(a[0].1.contains("no masquerade, SNAT or DNAT"), "{}", a[0].1);
 }
+
+#[test]
+fn forwarded_media_nat_is_the_media_range_nat_without_helpers_or_sip() {
+    let media = [PortRange {
+        lo: 10000,
+        hi: 20000,
+    }];
+    // (listing, interfaces, rules expected)
+    let table: [(&str, &str, &[&str]); 4] = [
+        (
+            NFT,
+            "r-out",
+            &[
+                r#"oifname "r-out" ip saddr 198.51.100.0/24 counter packets 0 bytes 0 masquerade"#,
+                r#"oifname "r-out" counter packets 0 bytes 0 snat to 192.0.2.1"#,
+                r#"iifname "r-out" meta l4proto udp udp dport 10000-20000 counter packets 0 bytes 0 dnat to 198.51.100.2"#,
+                r#"oifname != "lo" ip saddr 198.51.100.0/24 masquerade"#,
+                r#"iifname "r-out" udp dport { 5060, 10000-20000 } dnat ip to 198.51.100.2"#,
+            ],
+        ),
+        // Only the rule not tied to r-out, and no SIP helper.
+        (
+            NFT,
+            "wan0",
+            &[r#"oifname != "lo" ip saddr 198.51.100.0/24 masquerade"#],
+        ),
+        // SIP-only DNAT does not touch media.
+        (
+            "table ip nat {\n chain p {\n iifname \"r-out\" udp dport 5060 dnat to 198.51.100.2\n }\n}\n",
+            "r-out",
+            &[],
+        ),
+        ("", "r-out", &[]),
+    ];
+    for (listing, iface, want) in table {
+        let ifaces = vec![iface.to_owned()];
+        let found = media_nat(&[parse_nft(listing)], &ifaces, &media);
+        let rules: Vec<&str> = found.iter().map(|r| r.rule.as_str()).collect();
+        assert_eq!(rules, want, "{iface}: {listing}");
+    }
+}

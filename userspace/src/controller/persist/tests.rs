@@ -174,10 +174,11 @@ fn a_second_controller_takes_over_pinholes_calls_and_ids() {
         .get_mut(&a_to_b)
         .unwrap()
         .last_seen_ns = 1_015 * S;
-    now.store(1_044 * S, Ordering::SeqCst);
+    // Idle from the stamp plus its 1 s granularity: 1_016 + 30.
+    now.store(1_045 * S, Ordering::SeqCst);
     second.tick();
     assert_eq!(second.core.table.len(), 2);
-    now.store(1_045 * S, Ordering::SeqCst);
+    now.store(1_046 * S, Ordering::SeqCst);
     second.tick();
     assert_eq!(second.core.table.len(), 1);
 }
