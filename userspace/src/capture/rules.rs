@@ -422,7 +422,9 @@ mod tests {
     #[test]
     fn port_groups_table() {
         let many: Vec<u16> = (5060..5060 + 16).collect();
-        let cases: Vec<(Vec<u16>, Vec<u16>, Vec<(&str, Vec<u16>)>)> = vec![
+        // (SIP ports, RTSP ports, the groups wanted)
+        type Case = (Vec<u16>, Vec<u16>, Vec<(&'static str, Vec<u16>)>);
+        let cases: Vec<Case> = vec![
             (vec![], vec![], vec![]),
             (
                 vec![5060],
