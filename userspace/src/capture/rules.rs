@@ -1,8 +1,10 @@
 //! The iptables/ip6tables rules that queue signaling to the daemon.
 //!
-//! A chain [`CHAIN`] in the `mangle` table holds one `NFQUEUE --queue-num N
-//! --queue-bypass` rule per protocol, port and direction (UDP+TCP for SIP
-//! ports, TCP for RTSP ports). It is jumped to from mangle `FORWARD`,
+//! A chain [`CHAIN`] in the `mangle` table holds one `-m multiport --ports
+//! P1,P2,… -j NFQUEUE --queue-num N --queue-bypass` rule per protocol (UDP
+//! and TCP for SIP ports, TCP for RTSP ports; source or destination port),
+//! so every forwarded packet crosses the jump and two rules whatever the
+//! number of signaling ports. It is jumped to from mangle `FORWARD`,
 //! `INPUT` (`! -i lo`) and `OUTPUT` (`! -o lo`), in IPv4 and IPv6, whatever
 //! the interface. `--queue-bypass` lets packets pass when no daemon listens
 //! on the queue.
@@ -49,6 +51,9 @@ pub const CHAIN: &str = "PINHOLE_SIG";
 /// The chain, jumped to from nowhere, whose rule turns on defragmentation.
 pub const DEFRAG_CHAIN: &str = "PINHOLE_DEFRAG";
 const TABLE: &str = "mangle";
+/// How many ports one `-m multiport` match takes (the kernel's
+/// `XT_MULTI_PORTS`).
+pub const MULTIPORT_MAX: usize = 15;
 
 /// The matches that turn on defragmentation when a rule using them is
 /// loaded, lightest first, with what they cost the router besides
@@ -80,43 +85,64 @@ pub struct RuleSpec {
 }
 
 impl RuleSpec {
-    /// The arguments (after `-w -t mangle`) of every rule of [`CHAIN`].
-    pub fn chain_rules(&self) -> Vec<Vec<String>> {
-        let mut out = Vec::new();
-        let target = |proto: &str, dir: &str, port: u16| -> Vec<String> {
-            [
-                "-A",
-                CHAIN,
-                "-p",
-                proto,
-                dir,
-                &port.to_string(),
-                "-j",
-                "NFQUEUE",
-                "--queue-num",
-                &self.queue_num.to_string(),
-                "--queue-bypass",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-        };
-        let mut ports: Vec<(&str, u16)> = Vec::new();
+    /// The `(protocol, ports)` of every rule of [`CHAIN`]: UDP and TCP for
+    /// SIP ports, TCP for RTSP ports, each port once per protocol, at most
+    /// [`MULTIPORT_MAX`] ports per rule.
+    pub fn port_groups(&self) -> Vec<(&'static str, Vec<u16>)> {
+        let mut udp: Vec<u16> = Vec::new();
+        let mut tcp: Vec<u16> = Vec::new();
         for &p in &self.sip_ports {
-            ports.push(("udp", p));
-            ports.push(("tcp", p));
+            udp.push(p);
+            tcp.push(p);
         }
-        for &p in &self.rtsp_ports {
-            if !self.sip_ports.contains(&p) {
-                ports.push(("tcp", p));
-            }
-        }
-        for (proto, port) in ports {
-            for dir in ["--dport", "--sport"] {
-                out.push(target(proto, dir, port));
+        tcp.extend(&self.rtsp_ports);
+        let mut out = Vec::new();
+        for (proto, mut ports) in [("udp", udp), ("tcp", tcp)] {
+            ports.sort_unstable();
+            ports.dedup();
+            for chunk in ports.chunks(MULTIPORT_MAX) {
+                out.push((proto, chunk.to_vec()));
             }
         }
         out
+    }
+
+    /// The arguments (after `-w -t mangle`) of every rule of [`CHAIN`]: one
+    /// `-m multiport --ports` rule per protocol, which matches a packet
+    /// whose source *or* destination port is listed. A media packet crosses
+    /// the jump and two rules whose first test (`-p`, a native protocol
+    /// compare under iptables-nft) fails or whose port list misses, instead
+    /// of one rule per protocol, port and direction.
+    pub fn chain_rules(&self) -> Vec<Vec<String>> {
+        self.port_groups()
+            .into_iter()
+            .map(|(proto, ports)| {
+                let ports = ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let queue = self.queue_num.to_string();
+                [
+                    "-A",
+                    CHAIN,
+                    "-p",
+                    proto,
+                    "-m",
+                    "multiport",
+                    "--ports",
+                    &ports,
+                    "-j",
+                    "NFQUEUE",
+                    "--queue-num",
+                    &queue,
+                    "--queue-bypass",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+            })
+            .collect()
     }
 
     /// The arguments (after `-w -t mangle`) inserting each jump to [`CHAIN`].
@@ -379,24 +405,58 @@ mod tests {
     }
 
     #[test]
-    fn chain_rules_cover_both_directions_and_protocols() {
+    fn one_multiport_rule_per_protocol_for_both_directions() {
         let rules: Vec<String> = spec().chain_rules().iter().map(|r| r.join(" ")).collect();
         let q = "-j NFQUEUE --queue-num 4242 --queue-bypass";
         let want: Vec<String> = [
-            "-p udp --dport 5060",
-            "-p udp --sport 5060",
-            "-p tcp --dport 5060",
-            "-p tcp --sport 5060",
-            "-p tcp --dport 554",
-            "-p tcp --sport 554",
+            "-p udp -m multiport --ports 5060",
+            // An RTSP port that is also a SIP port is listed once.
+            "-p tcp -m multiport --ports 554,5060",
         ]
         .iter()
         .map(|m| format!("-A {CHAIN} {m} {q}"))
         .collect();
-        assert_eq!(
-            rules, want,
-            "an RTSP port that is also a SIP port is queued once"
-        );
+        assert_eq!(rules, want);
+    }
+
+    #[test]
+    fn port_groups_table() {
+        let many: Vec<u16> = (5060..5060 + 16).collect();
+        // (SIP ports, RTSP ports, the groups wanted)
+        type Case = (Vec<u16>, Vec<u16>, Vec<(&'static str, Vec<u16>)>);
+        let cases: Vec<Case> = vec![
+            (vec![], vec![], vec![]),
+            (
+                vec![5060],
+                vec![],
+                vec![("udp", vec![5060]), ("tcp", vec![5060])],
+            ),
+            (vec![], vec![554, 7070], vec![("tcp", vec![554, 7070])]),
+            (
+                vec![5080, 5060, 5060],
+                vec![5060],
+                vec![("udp", vec![5060, 5080]), ("tcp", vec![5060, 5080])],
+            ),
+            // More than a multiport match takes: split, nothing lost.
+            (
+                many.clone(),
+                vec![],
+                vec![
+                    ("udp", many[..15].to_vec()),
+                    ("udp", many[15..].to_vec()),
+                    ("tcp", many[..15].to_vec()),
+                    ("tcp", many[15..].to_vec()),
+                ],
+            ),
+        ];
+        for (sip, rtsp, want) in cases {
+            let spec = RuleSpec {
+                sip_ports: sip.clone(),
+                rtsp_ports: rtsp.clone(),
+                queue_num: 1,
+            };
+            assert_eq!(spec.port_groups(), want, "sip {sip:?} rtsp {rtsp:?}");
+        }
     }
 
     #[test]
@@ -470,7 +530,7 @@ mod tests {
             // `-S CHAIN` also prints `-N CHAIN`; the defrag chain is
             // `-N` and its one rule.
             assert_eq!(listing.len(), per_family + 1 + 2, "{listing:#?}");
-            assert!(listing.iter().any(|l| l.contains("--dport 5060")
+            assert!(listing.iter().any(|l| l.contains("--ports 5060")
                 && l.contains("--queue-num 4242")
                 && l.contains("--queue-bypass")));
             assert!(
