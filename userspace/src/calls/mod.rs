@@ -594,6 +594,43 @@ impl Calls {
         out
     }
 
+    /// Whether a call with this Call-ID is tracked (any phase).
+    pub fn has_call_id(&self, call_id: &str) -> bool {
+        self.sip.has_call_id(call_id)
+    }
+
+    /// Whether the RTSP session is tracked.
+    pub fn has_session(&self, key: &SessionKey) -> bool {
+        self.rtsp.has(key)
+    }
+
+    /// Ends the calls with this Call-ID (a BYE, CANCEL or ng delete seen
+    /// on another node of an HA pair), closing their pairs now.
+    pub fn end_call_id(&mut self, call_id: &str, now: u64) -> Vec<Intent> {
+        let mut out = Vec::new();
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            counters: &mut self.counters,
+            out: &mut out,
+            now,
+        };
+        self.sip.end_call_id(call_id, &mut ctx);
+        out
+    }
+
+    /// Ends an RTSP session (a TEARDOWN seen on another node).
+    pub fn end_session(&mut self, key: &SessionKey, now: u64) -> Vec<Intent> {
+        let mut out = Vec::new();
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            counters: &mut self.counters,
+            out: &mut out,
+            now,
+        };
+        self.rtsp.end(key, &mut ctx);
+        out
+    }
+
     /// Runs every timer due at `now`: BYE grace, max lifetime, setup and
     /// RTSP session timeouts, and forgetting stale state. Knows no media
     /// activity (see [`tick_with_activity`](Self::tick_with_activity)).

@@ -9,6 +9,7 @@
 //! each scrape). A periodic tick expires idle pinholes; call timers (BYE
 //! grace, delete delays, lifetimes) run at their deadline.
 
+pub mod foreign;
 mod latching;
 pub mod report;
 pub mod state_file;
@@ -65,6 +66,10 @@ pub enum CommandError {
     Table(#[from] TableError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("HA is not enabled (--ha-redis) or its replicator stopped")]
+    HaOff,
+    #[error("owner tags starting with `ha:` are reserved for HA")]
+    ReservedOwner,
     #[error("the controller has stopped")]
     Stopped,
 }
@@ -196,6 +201,8 @@ pub struct ControllerConfig {
     pub interfaces: Option<watch::Receiver<Vec<InterfaceStatus>>>,
     /// The signaling queue reader's health, with inline signaling.
     pub queue_health: Option<Arc<crate::capture::nfqueue::Health>>,
+    /// The HA replicator's side (`--ha-redis`), see [`foreign`].
+    pub ha: Option<Arc<foreign::HaLink>>,
 }
 
 impl ControllerConfig {
@@ -212,6 +219,7 @@ impl ControllerConfig {
             state_writer: None,
             interfaces: None,
             queue_health: None,
+            ha: None,
         }
     }
 }
@@ -266,6 +274,11 @@ pub enum Command {
     Latched {
         events: Vec<Latched>,
         done: oneshot::Sender<()>,
+    },
+    /// A change from the HA replicator, or `pinhole ha promote`.
+    Ha {
+        op: foreign::HaOp,
+        reply: Reply<foreign::HaReply>,
     },
 }
 
@@ -577,6 +590,7 @@ impl<S: FlowStore> Controller<S> {
                 }
             }
             self.note_changes();
+            self.note_ha();
         }
         debug!("controller stopped");
     }
@@ -655,6 +669,7 @@ impl<S: FlowStore> Controller<S> {
                 self.on_latched(events);
                 let _ = done.send(());
             }
+            Command::Ha { op, reply } => self.on_ha(op, reply),
         }
     }
 
@@ -812,6 +827,7 @@ impl<S: FlowStore> Controller<S> {
             signaling: self.signaling_stats(),
             interfaces: self.interfaces(),
             longest_step_us: u64::try_from(self.longest_step.as_micros()).unwrap_or(u64::MAX),
+            ha: self.core.config.ha.as_ref().map(|l| l.status()),
         })
     }
 
@@ -1071,6 +1087,13 @@ impl<S: FlowStore> Core<S> {
             .is_some_and(|o| o.len() > MAX_OWNER_LEN)
         {
             return Err(CommandError::OwnerTooLong { max: MAX_OWNER_LEN });
+        }
+        if params
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.starts_with(foreign::FOREIGN_TAG))
+        {
+            return Err(CommandError::ReservedOwner);
         }
         let pair = Pair::new(params.a, params.b, params.rtcp)?;
         let idle_timeout_secs = params.idle_secs.unwrap_or(self.config.default_idle_secs);
