@@ -16,6 +16,7 @@
 pub mod bpffs;
 pub mod flood;
 pub mod frames;
+pub mod ha_lab;
 pub mod kamailio;
 pub mod xdp;
 
