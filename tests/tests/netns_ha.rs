@@ -312,3 +312,123 @@ fn redis_down_then_back_converges_without_stale_pinholes() -> TestResult {
     assert!(lab.b.daemon().list()?.is_empty());
     Ok(())
 }
+
+/// The lab with Redis, A as VRRP master, both daemons with HA (and
+/// `extra` flags), and B's keepalived with its promote script.
+fn ha_lab(extra: &[&str]) -> anyhow::Result<HaLab> {
+    let mut lab = HaLab::new()?;
+    lab.start_redis()?;
+    lab.start_keepalived('a')?;
+    lab.wait_master('a')?;
+    lab.round_trip()?;
+    lab.start_daemon('a', extra)?;
+    lab.start_daemon('b', extra)?;
+    lab.start_keepalived('b')?;
+    Ok(lab)
+}
+
+/// Sends `n` datagrams `from` → `to` and expects all of them.
+fn passes(lab: &HaLab, from: SocketAddr, to: SocketAddr, n: u32) -> TestResult {
+    let (tx, rx) = if from.ip().to_string() == OUTSIDE {
+        (lab.outside.udp_socket(from)?, lab.inside.udp_socket(to)?)
+    } else {
+        (lab.inside.udp_socket(from)?, lab.outside.udp_socket(to)?)
+    };
+    traffic::send(&tx, to, n)?;
+    let got = traffic::receive(&rx, n, TIMEOUT)?.data;
+    anyhow::ensure!(got == n, "{got} of {n} datagrams {from} → {to} arrived");
+    Ok(())
+}
+
+/// An RTSP session set up through A replicates (RTP and RTCP pairs), its
+/// media passes through B after the switch, and its TEARDOWN through B
+/// closes it on both.
+#[test]
+fn rtsp_session_replicates_and_teardown_through_b_closes_on_both() -> TestResult {
+    use pinhole_integration::rtsp_peer::{RtspClient, RtspServer, ServerConfig};
+    let mut lab = ha_lab(&[])?;
+    let server = RtspServer::start(
+        &lab.inside,
+        sa(INSIDE, 554),
+        ServerConfig::unique(None, 12000),
+    )?;
+    let mut client = RtspClient::connect(&lab.outside, server.addr())?;
+    client.request_ok(
+        "SETUP",
+        &[("Transport", "RTP/AVP;unicast;client_port=16000-16001")],
+    )?;
+    let (c_rtp, s_rtp) = (sa(OUTSIDE, 16000), sa(INSIDE, 12000));
+    let (c_rtcp, s_rtcp) = (sa(OUTSIDE, 16001), sa(INSIDE, 12001));
+    for (c, s) in [(c_rtp, s_rtp), (c_rtcp, s_rtcp)] {
+        wait_pinhole("A's RTSP pinhole", lab.a.daemon(), c, s, |p| {
+            p.owner.as_deref().is_some_and(|o| o.starts_with("rtsp:"))
+        })?;
+        wait_pinhole("B's copy of the RTSP pinhole", lab.b.daemon(), c, s, |p| {
+            p.owner.as_deref() == Some("ha:rtr-a") && p.flows.len() == 2
+        })?;
+    }
+    lab.stop_keepalived('a')?;
+    lab.wait_master('b')?;
+    passes(&lab, s_rtp, c_rtp, 50)?;
+    passes(&lab, c_rtcp, s_rtcp, 20)?;
+    let on_b = pinhole(lab.b.daemon(), c_rtp, s_rtp)?.map_or(0, |p| p.packets);
+    assert!(on_b >= 50, "the RTP went through B's pinhole: {on_b}");
+
+    client.request_ok("TEARDOWN", &[])?;
+    for (c, s) in [(c_rtp, s_rtp), (c_rtcp, s_rtcp)] {
+        wait_gone("the RTSP pinhole to close on B", lab.b.daemon(), c, s)?;
+        wait_gone("the RTSP pinhole to close on A", lab.a.daemon(), c, s)?;
+    }
+    drop(client);
+    server.finish()?;
+    Ok(())
+}
+
+/// A restarted with `--keep-pinned` while B is master: media through B
+/// never stops, A comes back with the call, and B keeps it.
+#[test]
+fn a_restarted_with_keep_pinned_while_b_is_active_loses_nothing() -> TestResult {
+    let mut lab = ha_lab(&["--keep-pinned"])?;
+    let _call = Call::establish(&lab, "ha-restart", 16000, 12000)?;
+    wait_pinhole("B's copy", lab.b.daemon(), media_out(), media_in(), |p| {
+        p.owner.as_deref() == Some("ha:rtr-a")
+    })?;
+    lab.stop_keepalived('a')?;
+    lab.wait_master('b')?;
+    let lost = media_across(&mut lab, |lab| {
+        let a = lab.a.daemon.take().expect("A runs");
+        let status = a.stop()?;
+        anyhow::ensure!(status.success(), "A exited {status}");
+        lab.start_daemon('a', &["--keep-pinned"])?;
+        Ok(())
+    })?;
+    assert_eq!(lost, 0, "datagrams lost while A restarted");
+    let a_has = wait_pinhole(
+        "A's restored pinhole",
+        lab.a.daemon(),
+        media_out(),
+        media_in(),
+        // A's own claim and B's (B was promoted, the call is B's too
+        // now); `list` shows the first owner.
+        |p| p.flows.len() == 2,
+    )?;
+    assert_eq!(a_has.flows.len(), 2, "A's pinhole kept its map entries");
+    let calls = lab.a.daemon().calls()?;
+    assert_eq!(calls.len(), 1, "A took its call over: {calls:?}");
+    wait_for("A to resync", TIMEOUT, || {
+        Ok((ha_number(lab.a.daemon(), "resyncs")
+            .map_err(|e| pinhole_integration::Error::Setup(e.to_string()))?
+            >= 1)
+            .then_some(()))
+    })?;
+    let b_has = pinhole(lab.b.daemon(), media_out(), media_in())?
+        .ok_or_else(|| anyhow::anyhow!("B lost the call"))?;
+    assert!(
+        b_has.packets >= u64::from(PACKETS),
+        "B carried the media: {}",
+        b_has.packets
+    );
+    passes(&lab, media_out(), media_in(), 50)?;
+    passes(&lab, media_in(), media_out(), 50)?;
+    Ok(())
+}
