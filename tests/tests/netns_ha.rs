@@ -432,3 +432,49 @@ fn a_restarted_with_keep_pinned_while_b_is_active_loses_nothing() -> TestResult 
     passes(&lab, media_in(), media_out(), 50)?;
     Ok(())
 }
+
+/// A stream latched in XDP on A (the caller's SDP names an address nobody
+/// sends from, its media comes from its signaling address) replicates as
+/// the latched pair, and passes through B after the switch.
+#[test]
+fn a_latched_stream_replicates_and_passes_through_b() -> TestResult {
+    let mut lab = ha_lab(&["--latching", "5"])?;
+    let caller = SipPeer::bind(&lab.outside, sa(OUTSIDE, 5060))?;
+    let callee = SipPeer::bind(&lab.inside, sa(INSIDE, 5060))?;
+    let dialog = Dialog::new("ha-latch", caller.addr(), callee.addr());
+    sip_craft::establish(
+        &caller,
+        &callee,
+        &dialog,
+        &Sdp::muxed(sa("192.0.2.77", 16000)),
+        &Sdp::muxed(media_in()),
+        TIMEOUT,
+    )?;
+    let latched = sa(OUTSIDE, 17000);
+    // The caller's first packet latches the pair on A.
+    passes(&lab, latched, media_in(), 20)?;
+    wait_pinhole(
+        "A's latched pinhole",
+        lab.a.daemon(),
+        latched,
+        media_in(),
+        |p| p.flows.len() == 2,
+    )?;
+    wait_pinhole(
+        "B's copy of the latched pair",
+        lab.b.daemon(),
+        latched,
+        media_in(),
+        |p| p.owner.as_deref() == Some("ha:rtr-a") && p.flows.len() == 2,
+    )?;
+    lab.stop_keepalived('a')?;
+    lab.wait_master('b')?;
+    passes(&lab, latched, media_in(), 50)?;
+    passes(&lab, media_in(), latched, 50)?;
+    let on_b = pinhole(lab.b.daemon(), latched, media_in())?.map_or(0, |p| p.packets);
+    assert!(
+        on_b >= 100,
+        "the latched pair's media went through B: {on_b}"
+    );
+    Ok(())
+}
