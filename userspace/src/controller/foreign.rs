@@ -376,3 +376,172 @@ impl<S: FlowStore> Controller<S> {
         HaReply { done, failed: 0 }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    const S: u64 = NS_PER_SEC;
+
+    fn controller(now: &Arc<AtomicU64>) -> Controller<FakeStore> {
+        let now = now.clone();
+        let mut config = ControllerConfig::new(64, 300);
+        config.clock = Arc::new(move || now.load(Ordering::SeqCst));
+        Controller::new(FakeStore::new(64), config)
+    }
+
+    fn ha(c: &mut Controller<FakeStore>, op: HaOp) -> Result<HaReply, CommandError> {
+        let (tx, mut rx) = oneshot::channel();
+        c.on_ha(op, tx);
+        rx.try_recv().expect("answered at once")
+    }
+
+    fn rec(owner: &str, idle: u64) -> Record {
+        Record {
+            a: "192.0.2.2:16000".parse().unwrap(),
+            b: "198.51.100.2:12000".parse().unwrap(),
+            rtcp: false,
+            idle_secs: idle,
+            owners: vec![Some(owner.to_string())],
+        }
+    }
+
+    const CALL: &str = "sip:c1@192.0.2.2;from-tag=t1";
+
+    #[test]
+    fn foreign_pinholes_never_idle_out_and_adopted_ones_do() {
+        let now = Arc::new(AtomicU64::new(1_000 * S));
+        let mut c = controller(&now);
+        let r = rec(CALL, 30);
+        assert_eq!(
+            ha(
+                &mut c,
+                HaOp::Install {
+                    node: "rtr-a".into(),
+                    rec: r.clone()
+                }
+            )
+            .unwrap()
+            .done,
+            1
+        );
+        assert_eq!(c.store().flows.len(), 2);
+        let p = c.table().iter().next().unwrap();
+        assert!(p.is_held_by(&Some("ha:rtr-a".into())));
+        assert_eq!(Record::of(p), None, "not this node's to replicate");
+        // A day without media on the standby: still there.
+        now.store(90_000 * S, Ordering::SeqCst);
+        c.tick();
+        assert_eq!(c.table().len(), 1);
+
+        // Adopted: the owner's claim with its timeout, the foreign one gone.
+        let done = ha(
+            &mut c,
+            HaOp::Adopt {
+                node: "rtr-a".into(),
+                recs: vec![r.clone()],
+            },
+        )
+        .unwrap();
+        assert_eq!(done, HaReply { done: 1, failed: 0 });
+        let p = c.table().iter().next().unwrap();
+        assert_eq!(p.claims.len(), 1);
+        assert_eq!(Record::of(p), Some(r));
+        now.store(90_031 * S, Ordering::SeqCst);
+        c.tick();
+        assert_eq!(c.table().len(), 0, "idles out like any of its own");
+        assert!(c.store().flows.is_empty());
+    }
+
+    #[test]
+    fn removes_and_ends_release_only_what_they_name() {
+        let now = Arc::new(AtomicU64::new(1_000 * S));
+        let mut c = controller(&now);
+        let node = |n: &str| n.to_string();
+        ha(
+            &mut c,
+            HaOp::Install {
+                node: node("rtr-a"),
+                rec: rec(CALL, 30),
+            },
+        )
+        .unwrap();
+        ha(
+            &mut c,
+            HaOp::Install {
+                node: node("rtr-b"),
+                rec: rec(CALL, 30),
+            },
+        )
+        .unwrap();
+        let r = rec(CALL, 30);
+        // One node's claim goes, the other's keeps the flows.
+        ha(
+            &mut c,
+            HaOp::Remove {
+                node: node("rtr-a"),
+                a: r.a,
+                b: r.b,
+            },
+        )
+        .unwrap();
+        assert_eq!(c.store().flows.len(), 2);
+        ha(
+            &mut c,
+            HaOp::Adopt {
+                node: node("rtr-b"),
+                recs: vec![r.clone()],
+            },
+        )
+        .unwrap();
+        // An end of another call leaves it; its own call's end closes it,
+        // seen here or not (no call here tracks it).
+        let other = EndKey::Sip("c2@192.0.2.2".into());
+        ha(
+            &mut c,
+            HaOp::End {
+                end: other,
+                seen_here: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(c.table().len(), 1);
+        let end = EndKey::Sip("c1@192.0.2.2".into());
+        assert_eq!(
+            ha(
+                &mut c,
+                HaOp::End {
+                    end,
+                    seen_here: true
+                }
+            )
+            .unwrap()
+            .done,
+            1
+        );
+        assert_eq!(c.table().len(), 0);
+        assert!(c.store().flows.is_empty());
+    }
+
+    #[test]
+    fn the_api_cannot_forge_foreign_claims_and_promote_needs_ha() {
+        let now = Arc::new(AtomicU64::new(1_000 * S));
+        let mut c = controller(&now);
+        let e = c
+            .open(OpenParams {
+                a: "192.0.2.2:16000".parse().unwrap(),
+                b: "198.51.100.2:12000".parse().unwrap(),
+                rtcp: false,
+                idle_secs: None,
+                owner: Some("ha:rtr-a".into()),
+            })
+            .unwrap_err();
+        assert!(matches!(e, CommandError::ReservedOwner));
+        assert!(matches!(
+            ha(&mut c, HaOp::Promote),
+            Err(CommandError::HaOff)
+        ));
+    }
+}
