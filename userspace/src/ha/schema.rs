@@ -12,7 +12,7 @@
 //! A peer's data is untrusted input: a message is at most
 //! [`MAX_MESSAGE`] bytes, a node name [`MAX_NODE_LEN`] characters of
 //! `[A-Za-z0-9._-]`, a record holds two unicast endpoints of one family
-//! with non-zero ports inside the media port ranges, at most
+//! with non-zero ports, one of them inside the media port ranges, at most
 //! [`MAX_OWNERS`] owners of at most [`MAX_OWNER_LEN`] bytes, none of them
 //! an `ha:` tag, and an idle timeout of at most [`MAX_IDLE_SECS`].
 
@@ -99,14 +99,12 @@ impl Record {
         // The pair, checked as the table checks an open.
         Pair::new(Endpoint::new(self.a)?, Endpoint::new(self.b)?, self.rtcp)?;
         let ports = [self.a.port(), self.b.port()];
-        if !media.is_empty() {
-            // The RTCP flow is one above; the pair's ports themselves must
-            // be media ports.
-            for port in ports {
-                if !media.iter().any(|r| (r.lo..=r.hi).contains(&port)) {
-                    return Err(SchemaError::NotMedia(port));
-                }
-            }
+        // A pinhole matters to the filter through the side whose port is a
+        // media port (the other side's may be anything, as for a local
+        // open); one with neither is no media pinhole.
+        let is_media = |port: u16| media.iter().any(|r| (r.lo..=r.hi).contains(&port));
+        if !media.is_empty() && !ports.into_iter().any(is_media) {
+            return Err(SchemaError::NotMedia(ports[1]));
         }
         if self.idle_secs > MAX_IDLE_SECS {
             return Err(SchemaError::Idle(self.idle_secs));
@@ -303,7 +301,12 @@ mod tests {
                 set_rec(e, |r| r.b = "0.0.0.0:10000".parse().unwrap())
             }),
             ("port 0", |e| set_rec(e, |r| r.a.set_port(0))),
-            ("not media", |e| set_rec(e, |r| r.b.set_port(5060))),
+            ("not media", |e| {
+                set_rec(e, |r| {
+                    r.a.set_port(5060);
+                    r.b.set_port(5061);
+                })
+            }),
             ("family mix", |e| {
                 set_rec(e, |r| r.b = "[2001:db8::1]:10000".parse().unwrap())
             }),
