@@ -2,7 +2,7 @@
 //! rtpengine's ng protocol) as a record-routing SIP proxy in a test
 //! namespace, driving pinhole over `--ng-listen`.
 //!
-//! [`proxy_config`] writes the configuration (pure, unit-tested; the README
+//! [`proxy_config`] writes the configuration (pure, unit-tested; docs/signaling.md
 //! quotes its routing logic); [`Kamailio::start`] runs it in the foreground
 //! with its own runtime directory under a [`TempDir`], so nothing of the
 //! host's Kamailio (`/etc/kamailio`, `/run/kamailio`, systemd) is touched,
@@ -339,14 +339,14 @@ mod tests {
         assert_eq!(cfg.matches('{').count(), cfg.matches('}').count());
     }
 
-    /// The README's Kamailio block is the tail of the tested configuration,
+    /// docs/signaling.md's Kamailio block is the tail of the tested configuration,
     /// verbatim.
     #[test]
     fn readme_quotes_the_tested_config() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/signaling.md");
         let start = readme
             .find("```kamailio\n")
-            .expect("a ```kamailio block in README.md")
+            .expect("a ```kamailio block in docs/signaling.md")
             + "```kamailio\n".len();
         let len = readme[start..].find("```").expect("the block's end");
         let block = &readme[start..start + len];
@@ -354,7 +354,7 @@ mod tests {
         let cfg = proxy_config(&[], "127.0.0.1:2223".parse().unwrap());
         assert!(
             cfg.ends_with(block),
-            "README.md's Kamailio block is not the tail of proxy_config():\n{cfg}"
+            "docs/signaling.md's Kamailio block is not the tail of proxy_config():\n{cfg}"
         );
     }
 }

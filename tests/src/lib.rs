@@ -14,6 +14,8 @@
 //! a clear message without it. Every wait is a bounded poll.
 
 pub mod bpffs;
+#[cfg(test)]
+mod docs_paths;
 pub mod flood;
 pub mod frames;
 pub mod ha_lab;

@@ -9,9 +9,10 @@
 //!
 //! | tier | what |
 //! |------|------|
-//! | [`clock`], [`addr`], [`metrics`] | leaves: the monotonic clock and rate-limited logging; endpoints, flow keys and [`addr::AddrError`]; the Prometheus registry |
+//! | [`clock`], [`addr`] | leaves: the monotonic clock and rate-limited logging; endpoints, flow keys and [`addr::AddrError`] |
 //! | [`datapath`] | the kernel side, imports only `pinhole-common` and the leaves: loading and attaching ([`datapath::load`], which owns `XdpMode`, the flow limits and port-range parsing), maps, the latch maps and their event ring ([`datapath::latch`], which sends events on a channel), pins on bpffs, interfaces that come and go ([`datapath::links`]), the embedded object, which program a link type needs ([`datapath::link_kind`]), `--media-prefix` and the ephemeral-port overlap warning ([`datapath::media_scope`]), their errors |
 //! | [`capture`] | NFQUEUE and the iptables rules that feed it; L3/L4 packet decoding |
+//! | [`metrics`] | the Prometheus registry; takes the queue's numbers ([`capture::nfqueue::QueueStats`]) from capture |
 //! | [`signaling`] | pure SIP, SDP and RTSP parsers and TCP reassembly |
 //! | [`calls`] | call and session state machines → pinhole intents (pure, and compiled alone by the fuzz crate) |
 //! | [`feed`] | packet → TCP reassembly → parser → calls: the signaling pipeline the controller runs |

@@ -2,7 +2,7 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use clap::{error::ErrorKind, Parser};
 use pinhole::{
-    app::cli::{one_line_clap_error, Cli, Command},
+    app::cli::{one_line_clap_error, Cli, CliCommand},
     app::exit::{exit_code, one_line, EXIT_BAD_INPUT},
     config::{LogFormat, RunSettings},
 };
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     };
 
     // `check-config` touches nothing and logs nothing.
-    if let Command::CheckConfig(args) = &cli.command {
+    if let CliCommand::CheckConfig(args) = &cli.command {
         return match pinhole::app::commands::check_config(&args.file) {
             Ok(summary) => {
                 println!("{summary}");
@@ -49,7 +49,8 @@ fn main() -> ExitCode {
     // The daemon's settings (file and flags) decide its log format, so they
     // are resolved before logging starts.
     let settings = match &cli.command {
-        Command::Run(args) => match pinhole::app::daemon::settings(cli.control.as_deref(), args) {
+        CliCommand::Run(args) => match pinhole::app::daemon::settings(cli.control.as_deref(), args)
+        {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("error: {e}");

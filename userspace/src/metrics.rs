@@ -109,7 +109,7 @@ pub struct Snapshot {
     /// Half-open pinhole events: kind (`entry`, `pre_answer`), event, count.
     pub latch_events: Vec<(&'static str, &'static str, u64)>,
     /// The signaling queue, with inline signaling.
-    pub queue: Option<crate::controller::report::QueueStats>,
+    pub queue: Option<crate::capture::nfqueue::QueueStats>,
 }
 
 /// HA replication's numbers (kept by the replicator, see `crate::ha`).
@@ -582,7 +582,7 @@ mod tests {
                 ("r-in".into(), "native".into(), false),
             ],
             latch_events: vec![("entry", "latched", 3), ("pre_answer", "confirmed", 2)],
-            queue: Some(crate::controller::report::QueueStats {
+            queue: Some(crate::capture::nfqueue::QueueStats {
                 queue_num: 4242,
                 reader_restarts: 2,
                 kernel: Some(crate::capture::nfqueue::KernelQueueStats {

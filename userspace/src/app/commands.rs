@@ -10,7 +10,7 @@ use crate::{
     addr::Pair,
     api::{client::request, wire::Request},
     app::{
-        cli::{Cli, Command, DetachArgs, HaCommand, OutputArgs},
+        cli::{Cli, CliCommand, DetachArgs, HaCommand, OutputArgs},
         output,
     },
     config::{self, SettingsError},
@@ -29,18 +29,18 @@ use crate::{
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let control = &cli.control_path();
     match cli.command {
-        Command::Run(args) => {
+        CliCommand::Run(args) => {
             let settings = crate::app::daemon::settings(cli.control.as_deref(), &args)?;
             crate::app::daemon::run(settings).await
         }
-        Command::CheckConfig(args) => {
+        CliCommand::CheckConfig(args) => {
             let summary = check_config(&args.file)
                 .map_err(|lines| SettingsError::Invalid(lines.join("; ")))
                 .with_context(|| format!("checking {}", args.file.display()))?;
             println!("{summary}");
             Ok(())
         }
-        Command::Open(o) => {
+        CliCommand::Open(o) => {
             // Checked here too, so bad input fails without a daemon.
             Pair::new(o.a, o.b, o.with_rtcp)?;
             let params = OpenParams {
@@ -54,7 +54,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{}", output::opened(&r));
             Ok(())
         }
-        Command::Close(c) => {
+        CliCommand::Close(c) => {
             // The same endpoint checks as open: a pair that could never have
             // been opened (mixed families, A = B) is bad input, not "not found".
             Pair::new(c.a, c.b, false)?;
@@ -62,19 +62,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{}", output::closed(&r));
             Ok(())
         }
-        Command::List(out) => show::<ListReply>(control, Request::List, &out, output::list).await,
-        Command::Stats(out) => {
+        CliCommand::List(out) => {
+            show::<ListReply>(control, Request::List, &out, output::list).await
+        }
+        CliCommand::Stats(out) => {
             show::<StatsReply>(control, Request::Stats, &out, output::stats).await
         }
-        Command::Calls(out) => {
+        CliCommand::Calls(out) => {
             show::<CallsReply>(control, Request::Calls, &out, output::calls).await
         }
-        Command::Ha(args) => match args.command {
+        CliCommand::Ha(args) => match args.command {
             HaCommand::Promote(out) => {
                 show::<HaReply>(control, Request::HaPromote, &out, output::promoted).await
             }
         },
-        Command::Detach(args) => {
+        CliCommand::Detach(args) => {
             let (pin_dir, state_file) = detach_paths(&args)?;
             let done = detach(&pin_dir, &state_file)?;
             println!("{done}");

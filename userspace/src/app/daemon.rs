@@ -474,7 +474,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        app::cli::{Cli, Command},
+        app::cli::{Cli, CliCommand},
         app::exit::{exit_code, EXIT_BAD_INPUT},
     };
 
@@ -482,7 +482,7 @@ mod tests {
         let args = ["pinhole", "run", "--iface", "lo"].iter().chain(extra);
         let cli = Cli::try_parse_from(args).unwrap();
         match &cli.command {
-            Command::Run(r) => settings(cli.control.as_deref(), r),
+            CliCommand::Run(r) => settings(cli.control.as_deref(), r),
             _ => unreachable!(),
         }
     }

@@ -407,7 +407,7 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
                     p99: 480.0,
                     max: 480.0,
                 },
-                queue: Some(crate::controller::report::QueueStats {
+                queue: Some(crate::capture::nfqueue::QueueStats {
                     queue_num: 4242,
                     reader_restarts: 1,
                     kernel: Some(crate::capture::nfqueue::KernelQueueStats {

@@ -22,17 +22,7 @@ mod rtsp_sessions;
 mod sip_calls;
 
 #[cfg(test)]
-mod api_tests;
-#[cfg(test)]
-mod latch_tests;
-#[cfg(test)]
-mod pre_answer_tests;
-#[cfg(test)]
-mod rtsp_tests;
-#[cfg(test)]
-mod sip_tests;
-#[cfg(test)]
-mod test_support;
+mod tests;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

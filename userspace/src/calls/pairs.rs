@@ -60,7 +60,7 @@ impl Candidate {
     /// origin check makes the pair a latching one when the configuration
     /// allows it ([`CallConfig::latch`]), else third-party media. An end
     /// whose origin is unspecified (the control API's `trust-address`,
-    /// [`super::sip_calls::VOUCHED`]) is vouched for and passes.
+    /// `VOUCHED` in `sip_calls/api.rs`) is vouched for and passes.
     pub fn check(
         cfg: &CallConfig,
         a: SocketAddr,

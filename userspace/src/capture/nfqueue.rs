@@ -355,6 +355,17 @@ fn run<Q: QueueIo>(queue: &mut Q, queue_num: u16, sink: &mut impl Sink) -> io::E
     }
 }
 
+/// The signaling queue: the reader's restarts and the kernel's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    pub queue_num: u16,
+    /// Times the reader thread was restarted after a failure.
+    pub reader_restarts: u64,
+    /// The kernel's row in /proc/net/netfilter/nfnetlink_queue; absent
+    /// while the queue is not bound.
+    pub kernel: Option<KernelQueueStats>,
+}
+
 /// The kernel's row for one queue in [`PROC_PATH`] (per network
 /// namespace). Its format (net/netfilter/nfnetlink_queue.c, `seq_show`):
 /// `queue_number peer_portid queue_total copy_mode copy_range

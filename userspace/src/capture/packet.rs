@@ -1,7 +1,12 @@
 //! Decoding a queued L3 packet (what NFQUEUE hands over: the IP header
 //! onwards) into a typed [`SignalingPacket`], with `etherparse`.
 
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -109,6 +114,7 @@ pub fn decode(l3: &[u8], received_at: u64) -> Result<SignalingPacket, PacketErro
 #[expect(
     clippy::unwrap_used,
     clippy::panic,
+    clippy::indexing_slicing,
     reason = "tests build known-good packets and fail loudly"
 )]
 mod tests {

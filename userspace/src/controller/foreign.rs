@@ -22,8 +22,15 @@ use std::sync::{
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use tracing::{info, warn};
+
 use crate::{
-    controller::table::{Pinhole, Pinholes},
+    addr::Pair,
+    controller::{
+        handle::Reply,
+        table::{OpenRequest, Pinhole, Pinholes},
+        ControllerCommand,
+    },
     feed::EndKey,
     metrics::HaNumbers,
 };
@@ -230,7 +237,7 @@ pub struct HaReply {
 
 impl ControllerHandle {
     pub async fn ha(&self, op: HaOp) -> Result<HaReply, CommandError> {
-        self.call(|reply| Command::Ha { op, reply }).await
+        self.call(|reply| ControllerCommand::Ha { op, reply }).await
     }
 }
 
@@ -380,6 +387,8 @@ impl<S: FlowStore> Controller<S> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU64;
+
+    use tokio::sync::oneshot;
 
     use super::*;
 

@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, net::SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::datapath::links::InterfaceStatus;
 use crate::{addr::Endpoint, controller::table::OpenOutcome};
+pub use crate::{capture::nfqueue::QueueStats, datapath::links::InterfaceStatus};
 
 /// Longest owner tag accepted.
 pub const MAX_OWNER_LEN: usize = 256;
@@ -212,17 +212,6 @@ pub struct SignalingStats {
     /// The signaling queue, with inline signaling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueStats>,
-}
-
-/// The signaling queue: the reader's restarts and the kernel's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueStats {
-    pub queue_num: u16,
-    /// Times the reader thread was restarted after a failure.
-    pub reader_restarts: u64,
-    /// The kernel's row in /proc/net/netfilter/nfnetlink_queue; absent
-    /// while the queue is not bound.
-    pub kernel: Option<crate::capture::nfqueue::KernelQueueStats>,
 }
 
 /// Pinholes and calls refused, by reason.

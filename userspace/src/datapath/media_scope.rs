@@ -10,7 +10,7 @@
 //! The list is a small frozen array in `.rodata` rather than an LPM trie:
 //! the verifier sees its length, so with no prefix the check is removed
 //! entirely, and with a few it costs a handful of compares and no map
-//! lookup (README "Media prefixes" has the measured cost).
+//! lookup (docs/deployments.md, "Media port ranges scoped by address", has the measured cost).
 
 use ipnet::IpNet;
 use pinhole_common::{Config, PortRange, PrefixV4, PrefixV6, MAX_MEDIA_PREFIXES};

@@ -9,7 +9,12 @@
 //! deeper than the depth limit. The encoder writes dictionaries with sorted
 //! keys, as the specification asks.
 
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 
@@ -170,7 +175,7 @@ impl Decoder<'_> {
                     byte: b,
                 });
             }
-            if self.pos > start && self.input[start] == b'0' {
+            if self.pos > start && self.input.get(start) == Some(&b'0') {
                 return Ok(None);
             }
             n = match n
@@ -219,12 +224,14 @@ impl Decoder<'_> {
                 e => e,
             })?
             .ok_or(BencodeError::BadLength { at })?;
-        let rest = self.input.len() - self.pos;
-        let Some(n) = usize::try_from(len).ok().filter(|&n| n <= rest) else {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|n| self.pos.checked_add(n));
+        let Some(bytes) = end.and_then(|end| self.input.get(self.pos..end)) else {
             return Err(BencodeError::LengthPastEnd { at, len });
         };
-        let out = self.input[self.pos..self.pos + n].to_vec();
-        self.pos += n;
+        let out = bytes.to_vec();
+        self.pos += out.len();
         Ok(out)
     }
 }

@@ -44,7 +44,7 @@ pub use service::{
     call_stats, ApplyFailure, BackendError, CallStats, CallsBackend, NgBackend, NgConfig,
     NgCounters, NgService, Pinholes, StreamStats, Totals, OUT_OF_PORTS, RECV_BUFFER, SESSION_LIMIT,
 };
-pub use wire::{CallRef, Command, Delete, NgRequest, OfferAnswer};
+pub use wire::{CallRef, Delete, NgCommand, NgRequest, OfferAnswer};
 
 /// Receives datagrams on `socket`, hands each to `handle` with its sender,
 /// and sends back the reply `handle` returns, if any. One request at a time,

@@ -102,7 +102,7 @@ impl MediaOptions {
                     o.refused.push(flag.clone())
                 }
                 // Everything else is a no-op here, as unknown flags are
-                // for rtpengine (see the README's table).
+                // for rtpengine (see docs/signaling.md, "Control API for SIP proxies").
                 _ => {}
             }
         }

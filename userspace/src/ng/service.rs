@@ -15,7 +15,7 @@ use ipnet::IpNet;
 
 use super::bencode::{Limits, Value};
 use super::cache::{CacheConfig, ReplyCache};
-use super::wire::{self, CallRef, Command, Delete, Format, NgRequest, OfferAnswer};
+use super::wire::{self, CallRef, Delete, Format, NgCommand, NgRequest, OfferAnswer};
 use crate::calls::{media_of, ApiError, CallInfo, Calls, Intent, Media};
 use crate::metrics::{SignalingCount, Snapshot};
 use crate::signaling::sdp;
@@ -156,10 +156,10 @@ pub trait NgBackend {
 /// Requests handled, for metrics and logs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NgCounters {
-    /// By [`Command`] (as [`Command::ALL`]): `result: ok` or `pong`.
-    pub ok: [u64; Command::ALL.len()],
-    /// By [`Command`]: `result: error` from the command itself.
-    pub errors: [u64; Command::ALL.len()],
+    /// By [`NgCommand`] (as [`NgCommand::ALL`]): `result: ok` or `pong`.
+    pub ok: [u64; NgCommand::ALL.len()],
+    /// By [`NgCommand`]: `result: error` from the command itself.
+    pub errors: [u64; NgCommand::ALL.len()],
     /// Malformed, oversized or unknown requests (`result: error`).
     pub invalid: u64,
     /// Requests answered from the reply cache.

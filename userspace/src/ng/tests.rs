@@ -319,10 +319,10 @@ fn offer_answer_query_list_delete() {
     assert_eq!(text(&r, &["error-reason"]), "Unknown call-ID");
 
     let c = d.svc.counters();
-    assert_eq!(c.ok[Command::Offer as usize], 1);
-    assert_eq!(c.ok[Command::Delete as usize], 2);
-    assert_eq!(c.errors[Command::Delete as usize], 1);
-    assert_eq!(c.errors[Command::Query as usize], 1);
+    assert_eq!(c.ok[NgCommand::Offer as usize], 1);
+    assert_eq!(c.ok[NgCommand::Delete as usize], 2);
+    assert_eq!(c.errors[NgCommand::Delete as usize], 1);
+    assert_eq!(c.errors[NgCommand::Query as usize], 1);
     let counts = c.signaling_counts();
     assert!(counts.iter().any(|m| m.outcome == "ok" && m.count == 8));
 }
@@ -744,5 +744,5 @@ fn a_full_table_runs_out_of_ports_on_the_offer() {
     assert_eq!(d.calls.active_calls(), 0);
     d.table.capacity = 4;
     assert_eq!(text(&d.send("o2", &offer(), 0), &["result"]), "ok");
-    assert_eq!(d.svc.counters().errors[Command::Offer as usize], 1);
+    assert_eq!(d.svc.counters().errors[NgCommand::Offer as usize], 1);
 }

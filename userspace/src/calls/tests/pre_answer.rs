@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use super::test_support::*;
-use super::*;
+use super::support::*;
+use crate::calls::*;
 
 const CALL_ID: &str = "pre-1@192.0.2.10";
 /// [`CallConfig::default`]'s setup timeout: the provisional window.

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::test_support::*;
-use super::*;
+use super::support::*;
+use crate::calls::*;
 
 /// The caller's SDP address behind its NAT.
 const NAT_RTP: &str = "203.0.113.5:30000";

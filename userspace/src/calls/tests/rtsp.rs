@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::test_support::Step::{Rtsp, Tick};
-use super::test_support::*;
-use super::*;
+use super::support::Step::{Rtsp, Tick};
+use super::support::*;
+use crate::calls::*;
 
 const CLIENT: &str = "192.0.2.10:50000";
 const SERVER: &str = "198.51.100.20:554";

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::test_support::*;
-use super::*;
+use super::support::*;
+use crate::calls::*;
 
 const CALL: &str = "api-call-1@proxy";
 const A_TAG: &str = "caller-tag";

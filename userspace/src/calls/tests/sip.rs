@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::test_support::Step::{Sip, Tick};
-use super::test_support::*;
-use super::*;
+use super::support::Step::{Sip, Tick};
+use super::support::*;
+use crate::calls::*;
 
 fn rejected() -> Media {
     Media {

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::*;
+use crate::calls::*;
 
 /// The idle timeout every expected open carries ([`CallConfig::default`]'s).
 pub(super) const IDLE: Duration = Duration::from_secs(300);
