@@ -18,6 +18,7 @@ pub mod bpffs;
 mod docs_paths;
 pub mod flood;
 pub mod frames;
+pub mod ha_lab;
 pub mod kamailio;
 pub mod xdp;
 

@@ -14,7 +14,10 @@ use crate::capture::{
     packet::{PacketError, SignalingPacket, Transport},
 };
 use crate::{
-    calls::{CallConfig, Calls, Intent, Owner, Refusal, RtspEvent, SipEvent},
+    calls::{
+        CallConfig, Calls, Intent, Owner, Refusal, RtspEvent, RtspMethod, RtspStart, SessionKey,
+        SipEvent, SipMethod, SipStart,
+    },
     clock::RateLimit,
     metrics::SignalingCount,
     signaling::{
@@ -152,6 +155,36 @@ pub struct Feed {
     parse_log: RateLimit,
     refusal_log: RateLimit,
     stream_log: RateLimit,
+    /// Calls and sessions that ended here, for HA (`None`: not recorded).
+    ends: Option<Vec<EndKey>>,
+}
+
+/// Most ends buffered between two [`Feed::take_ends`].
+pub const MAX_ENDS: usize = 1024;
+
+/// A call or session whose end (BYE, CANCEL, TEARDOWN) a node saw: with
+/// HA every node closes what it holds of it (see `crate::ha`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndKey {
+    /// A SIP Call-ID: observed (`sip:`) and ng (`ng:`) calls with it.
+    Sip(String),
+    /// An RTSP session's owner tag, `rtsp:<server>;session=<id>`.
+    Rtsp(String),
+}
+
+impl EndKey {
+    /// Whether the pinhole owner tag `tag` belongs to this call or session.
+    pub fn matches(&self, tag: &str) -> bool {
+        match self {
+            EndKey::Sip(call_id) => ["sip:", "ng:"].iter().any(|p| {
+                tag.strip_prefix(p)
+                    .and_then(|rest| rest.rsplit_once(";from-tag="))
+                    .is_some_and(|(id, _)| id == call_id)
+            }),
+            EndKey::Rtsp(owner) => tag == owner,
+        }
+    }
 }
 
 /// STUN (RFC 5389) magic cookie: SIP outbound keep-alives on the SIP port.
@@ -177,6 +210,24 @@ impl Feed {
             parse_log: RateLimit::default(),
             refusal_log: RateLimit::default(),
             stream_log: RateLimit::default(),
+            ends: None,
+        }
+    }
+
+    /// Starts recording the ends of calls and sessions (HA is on).
+    pub fn record_ends(&mut self) {
+        self.ends.get_or_insert_with(Vec::new);
+    }
+
+    /// The ends seen since the last call; at most [`MAX_ENDS`] (more are
+    /// dropped: their calls close on the other nodes by idle timeout).
+    pub fn take_ends(&mut self) -> Vec<EndKey> {
+        self.ends.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn note_end(&mut self, end: EndKey) {
+        if let Some(ends) = self.ends.as_mut().filter(|e| e.len() < MAX_ENDS) {
+            ends.push(end);
         }
     }
 
@@ -336,6 +387,13 @@ impl Feed {
                         self.nat.apply(&mut ev);
                         self.counters.sip_messages += 1;
                         out.extend(self.calls.on_sip(&ev, now));
+                        if matches!(
+                            ev.start,
+                            SipStart::Request(SipMethod::Bye | SipMethod::Cancel)
+                        ) && self.calls.config().is_trusted(src.ip(), dst.ip())
+                        {
+                            self.note_end(EndKey::Sip(ev.call_id.clone()));
+                        }
                     }
                     Err(e) => {
                         self.count_error(Proto::Sip);
@@ -348,6 +406,15 @@ impl Feed {
                     self.counters.rtsp_messages += 1;
                     let ev = RtspEvent::from_message(&m, src, dst);
                     out.extend(self.calls.on_rtsp(&ev, now));
+                    if let (RtspStart::Request(RtspMethod::Teardown), Some(session)) =
+                        (ev.start, &ev.session)
+                    {
+                        let owner = Owner::Rtsp(SessionKey {
+                            server: dst,
+                            session: session.clone(),
+                        });
+                        self.note_end(EndKey::Rtsp(owner.to_string()));
+                    }
                 }
                 Err(e) => {
                     self.count_error(Proto::Rtsp);

@@ -18,6 +18,7 @@
 //! | [`feed`] | packet → TCP reassembly → parser → calls: the signaling pipeline the controller runs |
 //! | [`ng`] | rtpengine's ng protocol: bencode, the reply cache, the wire format, the service |
 //! | [`controller`] | the one task that owns the pinhole table ([`controller::table`]), the flow map and the call state; its reports, the state file, and the controller's side of latching |
+//! | [`ha`] | HA through Redis: the schema (untrusted peers' data checked), the diffs, the replicator task that publishes the table's changes and installs peers' pinholes as foreign ones |
 //! | [`api`] | the local control socket: server, client and the JSON-lines wire format |
 //! | [`config`] | `pinhole run` settings: the TOML file with spans, flags, limits |
 //! | [`app`] | the binary: command line, subcommands (`detach` included), output, the daemon's wiring, exit codes |
@@ -34,6 +35,7 @@ pub mod config;
 pub mod controller;
 pub mod datapath;
 pub mod feed;
+pub mod ha;
 pub mod metrics;
 pub mod ng;
 pub mod signaling;

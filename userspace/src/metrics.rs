@@ -31,7 +31,11 @@
 //!   `pinhole_signaling_queue_bound` (0 while no reader is bound),
 //!   `pinhole_signaling_queue_waiting`,
 //!   `pinhole_signaling_queue_dropped_total{cause="queue_full"|"user"}`,
-//!   `pinhole_signaling_queue_id_sequence`.
+//!   `pinhole_signaling_queue_id_sequence`;
+//! - with HA (`--ha-redis`, see [`HaNumbers`]): `pinhole_ha_connected`,
+//!   `pinhole_ha_peers`, `pinhole_ha_foreign_pinholes`,
+//!   `pinhole_ha_replication_lag_milliseconds{which="last"|"max"}`, and the
+//!   counters `pinhole_ha_{adopted,published,applied,refused,errors,resyncs,ends_dropped}_total`.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -108,11 +112,29 @@ pub struct Snapshot {
     pub queue: Option<crate::capture::nfqueue::QueueStats>,
 }
 
+/// HA replication's numbers (kept by the replicator, see `crate::ha`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HaNumbers {
+    pub connected: bool,
+    pub peers: u64,
+    pub foreign_pinholes: u64,
+    pub lag_ms_last: u64,
+    pub lag_ms_max: u64,
+    pub adopted: u64,
+    pub published: u64,
+    pub applied: u64,
+    pub refused: u64,
+    pub errors: u64,
+    pub resyncs: u64,
+    pub ends_dropped: u64,
+}
+
 /// The metrics registry. See the module documentation.
 pub struct Metrics {
     registry: Registry,
     snapshot: Arc<Mutex<Snapshot>>,
     setup_latency: Histogram,
+    ha: Arc<Mutex<Option<HaNumbers>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -132,6 +154,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("pinhole");
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         registry.register_collector(Box::new(SnapshotCollector(snapshot.clone())));
+        let ha = Arc::new(Mutex::new(None));
+        registry.register_collector(Box::new(HaCollector(ha.clone())));
         let setup_latency = Histogram::new(LATENCY_BUCKETS);
         registry.register_with_unit(
             "setup_latency",
@@ -143,7 +167,13 @@ impl Metrics {
             registry,
             snapshot,
             setup_latency,
+            ha,
         }
+    }
+
+    /// Replaces the HA numbers (absent from the exposition until set).
+    pub fn update_ha(&self, numbers: HaNumbers) {
+        *self.ha.lock().unwrap_or_else(|p| p.into_inner()) = Some(numbers);
     }
 
     /// Replaces the numbers the next scrapes report.
@@ -164,6 +194,84 @@ impl Metrics {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         out
+    }
+}
+
+/// Encodes the HA numbers, when HA is on.
+#[derive(Debug)]
+struct HaCollector(Arc<Mutex<Option<HaNumbers>>>);
+
+impl Collector for HaCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let Some(h) = *self.0.lock().unwrap_or_else(|p| p.into_inner()) else {
+            return Ok(());
+        };
+        for (name, help, value) in [
+            (
+                "ha_connected",
+                "Whether this node is connected to the HA Redis (1) or not (0)",
+                u64::from(h.connected),
+            ),
+            (
+                "ha_peers",
+                "Other nodes whose pinholes are installed here",
+                h.peers,
+            ),
+            (
+                "ha_foreign_pinholes",
+                "Pinholes installed here for other nodes",
+                h.foreign_pinholes,
+            ),
+        ] {
+            gauge(&mut encoder, name, help, value)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "ha_replication_lag_milliseconds",
+            "Publish (on its owner) to install (here) of peers' changes: the last one and the largest",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (which, v) in [("last", h.lag_ms_last), ("max", h.lag_ms_max)] {
+            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&[("which", which)])?)?;
+        }
+        for (name, help, value) in [
+            (
+                "ha_adopted",
+                "Foreign pinholes adopted (promote, or their owner's keys expired)",
+                h.adopted,
+            ),
+            (
+                "ha_published",
+                "Local pinhole changes written to Redis and published",
+                h.published,
+            ),
+            ("ha_applied", "Peers' changes applied here", h.applied),
+            (
+                "ha_refused",
+                "Peers' messages or records refused (invalid, or over the cap)",
+                h.refused,
+            ),
+            ("ha_errors", "Redis errors and lost connections", h.errors),
+            (
+                "ha_resyncs",
+                "Full resyncs (one per (re)connect)",
+                h.resyncs,
+            ),
+            (
+                "ha_ends_dropped",
+                "Call ends not replicated because the queue was full",
+                h.ends_dropped,
+            ),
+        ] {
+            ConstCounter::new(value).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        Ok(())
     }
 }
 

@@ -51,6 +51,11 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     // the main package) in a test namespace. Installing it on a systemd host
     // enables the packaged service; the tests never use it.
     ("kamailio", "kamailio"),
+    // The HA test (netns_ha) and the lab bench's HA part start their own
+    // Redis and keepalived (VRRP) in test namespaces.
+    ("redis-server", "redis-server"),
+    ("redis-cli", "redis-tools"),
+    ("keepalived", "keepalived"),
 ];
 
 /// Installs the eBPF toolchain when any part of it is missing.

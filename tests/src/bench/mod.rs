@@ -6,6 +6,7 @@ pub mod blast;
 pub mod calls;
 pub mod control;
 pub mod dataplane;
+pub mod ha;
 pub mod lab;
 pub mod latency;
 pub mod list_load;

@@ -78,6 +78,9 @@ pub struct AllResults {
     /// Signaling while `list` runs in a loop (absent from older results).
     #[serde(default)]
     pub list_load: Option<ListLoadSample>,
+    /// HA replication delay and resync (absent from older results).
+    #[serde(default)]
+    pub ha: Option<super::ha::HaResult>,
     /// `pinhole-bench`'s Markdown output.
     pub per_packet: Option<String>,
     /// Parts that failed, with why.

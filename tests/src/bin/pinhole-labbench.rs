@@ -103,6 +103,7 @@ enum Part {
     Scale,
     Latency,
     ListLoad,
+    Ha,
 }
 
 fn workspace() -> PathBuf {
@@ -138,6 +139,7 @@ fn run(args: Args) -> Result<()> {
             Part::Scale,
             Part::Latency,
             Part::ListLoad,
+            Part::Ha,
         ]
     });
     let has = |p: Part| parts.contains(&p);
@@ -231,6 +233,22 @@ fn run(args: Args) -> Result<()> {
         match list_load::run(&cfg, &mut progress) {
             Ok(r) => all.list_load = Some(r),
             Err(e) => errors.push(failed("list-load", e)),
+        }
+    }
+    if has(Part::Ha) {
+        let cfg = bench::ha::Config {
+            rate: 200,
+            secs: if quick { 2.0 } else { 10.0 },
+            resync_pinholes: if quick { 10_000 } else { 100_000 },
+        };
+        match bench::ha::run(&cfg, &mut progress) {
+            Ok(r) => {
+                let md = bench::ha::markdown(&r);
+                std::fs::write(out.join("ha.md"), md)?;
+                std::fs::write(out.join("ha.json"), serde_json::to_string_pretty(&r)?)?;
+                all.ha = Some(r);
+            }
+            Err(e) => errors.push(failed("ha", e)),
         }
     }
     if has(Part::Calls) {

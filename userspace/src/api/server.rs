@@ -201,7 +201,10 @@ async fn write_response<W: AsyncWrite + Unpin>(wr: &mut W, r: Response) -> io::R
 /// import the api).
 pub fn remote_kind(err: &CommandError) -> RemoteKind {
     match err {
-        CommandError::Addr(_) | CommandError::OwnerTooLong { .. } => RemoteKind::BadRequest,
+        CommandError::Addr(_)
+        | CommandError::OwnerTooLong { .. }
+        | CommandError::ReservedOwner
+        | CommandError::HaOff => RemoteKind::BadRequest,
         CommandError::Table(_) | CommandError::Store(_) | CommandError::Stopped => {
             RemoteKind::Runtime
         }
@@ -236,6 +239,11 @@ pub async fn dispatch(line: &[u8], controller: &ControllerHandle) -> Response {
         Request::List => reply_off(controller.list().await).await,
         Request::Stats => reply(controller.stats().await),
         Request::Calls => reply_off(controller.calls().await).await,
+        Request::HaPromote => reply(
+            controller
+                .ha(crate::controller::foreign::HaOp::Promote)
+                .await,
+        ),
     }
 }
 

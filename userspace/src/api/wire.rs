@@ -2,7 +2,7 @@
 //!
 //! Request: `{"cmd":"open","a":"192.0.2.1:4000","b":"198.51.100.2:10000","rtcp":false,"idle_secs":30}`,
 //! `{"cmd":"close","a":…,"b":…}`, `{"cmd":"list"}`, `{"cmd":"stats"}`,
-//! `{"cmd":"calls"}`.
+//! `{"cmd":"calls"}`, `{"cmd":"ha_promote"}`.
 //! Response: `{"ok":true,"result":{…}}` or
 //! `{"ok":false,"error":{"kind":"bad_request"|"runtime","message":"…"}}`.
 //! The results are the controller's reports ([`crate::controller::report`]).
@@ -21,10 +21,15 @@ pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Open(OpenParams),
-    Close { a: Endpoint, b: Endpoint },
+    Close {
+        a: Endpoint,
+        b: Endpoint,
+    },
     List,
     Stats,
     Calls,
+    /// `pinhole ha promote`: adopt every foreign pinhole now.
+    HaPromote,
 }
 
 /// The daemon's answer to one request.

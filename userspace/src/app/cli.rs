@@ -69,6 +69,22 @@ pub enum CliCommand {
     /// every interface, unpin its program and maps and remove the state
     /// file. Refused while a daemon runs on the pin directory.
     Detach(DetachArgs),
+    /// HA (run --ha-redis): `promote` adopts every pinhole this node holds
+    /// for other nodes, e.g. from a keepalived notify script on MASTER.
+    Ha(HaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HaArgs {
+    #[command(subcommand)]
+    pub command: HaCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HaCommand {
+    /// Adopt every foreign pinhole now: they become this node's, with
+    /// their owners' idle timeouts.
+    Promote(OutputArgs),
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +291,31 @@ pub struct RunArgs {
     /// /run/pinhole/state.json].
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
+
+    /// Share pinholes with the other routers of an HA pair through this
+    /// Redis: redis://[USER:PASSWORD@]HOST[:PORT][/DB], rediss:// for TLS
+    /// (default: off). Put a password in the configuration file rather than
+    /// on the command line.
+    #[arg(long, value_name = "URL")]
+    pub ha_redis: Option<String>,
+
+    /// This router's name among the nodes sharing the Redis (required with
+    /// --ha-redis).
+    #[arg(long, value_name = "NAME")]
+    pub ha_node: Option<String>,
+
+    /// Seconds this node's keys live unless refreshed; when they expire the
+    /// other nodes adopt its pinholes [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub ha_ttl: Option<u64>,
+
+    /// PEM CA bundle for a rediss:// server [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    pub ha_ca_file: Option<PathBuf>,
+
+    /// Most foreign pinholes installed from the other nodes [default: 65536].
+    #[arg(long, value_name = "N")]
+    pub ha_max_foreign: Option<u32>,
 }
 
 impl RunArgs {
@@ -314,6 +355,11 @@ impl RunArgs {
             pin_dir: self.pin_dir.clone(),
             keep_pinned: self.keep_pinned.then_some(true),
             state_file: self.state_file.clone(),
+            ha_redis: self.ha_redis.clone(),
+            ha_node: self.ha_node.clone(),
+            ha_ttl: self.ha_ttl,
+            ha_ca_file: self.ha_ca_file.clone(),
+            ha_max_foreign: self.ha_max_foreign,
         }
     }
 }

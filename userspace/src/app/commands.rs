@@ -10,11 +10,12 @@ use crate::{
     addr::Pair,
     api::{client::request, wire::Request},
     app::{
-        cli::{Cli, CliCommand, DetachArgs, OutputArgs},
+        cli::{Cli, CliCommand, DetachArgs, HaCommand, OutputArgs},
         output,
     },
     config::{self, SettingsError},
     controller::{
+        foreign::HaReply,
         report::{CallsReply, CloseReply, ListReply, OpenParams, OpenReply, StatsReply},
         state_file::{self, StateError},
     },
@@ -70,6 +71,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         CliCommand::Calls(out) => {
             show::<CallsReply>(control, Request::Calls, &out, output::calls).await
         }
+        CliCommand::Ha(args) => match args.command {
+            HaCommand::Promote(out) => {
+                show::<HaReply>(control, Request::HaPromote, &out, output::promoted).await
+            }
+        },
         CliCommand::Detach(args) => {
             let (pin_dir, state_file) = detach_paths(&args)?;
             let done = detach(&pin_dir, &state_file)?;

@@ -292,6 +292,11 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     controller_config.metrics = metrics.clone();
     controller_config.state_writer = Some(writer.clone());
     controller_config.interfaces = Some(iface_status_rx);
+    let ha = s.ha_config().map(|cfg| {
+        let (link, chans) = crate::ha::replicator::link(&cfg.node, metrics.clone());
+        (cfg, link, chans)
+    });
+    controller_config.ha = ha.as_ref().map(|(_, link, _)| link.clone());
     let queue_health = inline.then(|| nfqueue::Health::new(s.queue_num));
     controller_config.queue_health = queue_health.clone();
     let mut controller = Controller::new(
@@ -326,6 +331,11 @@ pub async fn run(s: RunSettings) -> anyhow::Result<()> {
     }
     let links = LinkTask::start(link_watcher, datapath, s.xdp_mode, iface_status);
     let (handle, mut controller_task) = controller::start(controller);
+    // HA starts after the state is taken over: its first resync writes it.
+    let _ha_task = ha.map(|(cfg, link, chans)| {
+        info!(url = %cfg.redacted_url(), node = %cfg.node, ttl_secs = cfg.ttl.as_secs(), "HA replication on");
+        crate::ha::replicator::spawn(cfg, link, chans, handle.clone())
+    });
     let latch_reader = match latch_events {
         Some(ring) => {
             // One batch in flight: the reader waits while the controller

@@ -203,7 +203,39 @@ pub fn stats(reply: &StatsReply) -> String {
             .collect();
         out.push_str(&format!("\ninterfaces: {}\n", ifaces.join(", ")));
     }
+    if let Some(h) = &reply.ha {
+        out.push_str(&format!(
+            "\nha: node {}, redis {}, {} peers, {} foreign pinholes, {} adopted\n\
+             replication: {} published, {} applied, {} refused, {} errors, {} resyncs, \
+             lag {} ms (max {} ms), {} ends dropped\n",
+            h.node,
+            if h.connected {
+                "connected"
+            } else {
+                "DISCONNECTED"
+            },
+            h.peers,
+            h.foreign_pinholes,
+            h.adopted,
+            h.published,
+            h.applied,
+            h.refused,
+            h.errors,
+            h.resyncs,
+            h.lag_ms_last,
+            h.lag_ms_max,
+            h.ends_dropped
+        ));
+    }
     out
+}
+
+/// `ha promote`.
+pub fn promoted(r: &crate::controller::foreign::HaReply) -> String {
+    format!(
+        "adopted {} foreign pinholes ({} failed)\n",
+        r.done, r.failed
+    )
 }
 
 /// `calls` as a table: one row per open media pair, a call without any on a
@@ -360,6 +392,7 @@ ID  A                   B                    RTCP  IDLE  AGE  TIMEOUT  PACKETS  
             pinholes: 2,
             rejected_full: 1,
             expired: 0,
+            ha: None,
             longest_step_us: 850,
             signaling: crate::controller::report::SignalingStats {
                 mode: "inline".into(),

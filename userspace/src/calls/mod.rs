@@ -558,8 +558,13 @@ impl Calls {
         self.rtsp.len()
     }
 
-    /// One observed SIP message.
-    pub fn on_sip(&mut self, ev: &SipEvent, now: u64) -> Vec<Intent> {
+    /// Runs `step` on the SIP calls and RTSP sessions with a context at
+    /// `now`; returns the intents it produced.
+    fn with_ctx(
+        &mut self,
+        now: u64,
+        step: impl FnOnce(&mut SipCalls, &mut RtspSessions, &mut Ctx<'_>),
+    ) -> Vec<Intent> {
         let mut out = Vec::new();
         let mut ctx = Ctx {
             cfg: &self.cfg,
@@ -567,21 +572,39 @@ impl Calls {
             out: &mut out,
             now,
         };
-        self.sip.on_event(ev, &mut ctx);
+        step(&mut self.sip, &mut self.rtsp, &mut ctx);
         out
+    }
+
+    /// One observed SIP message.
+    pub fn on_sip(&mut self, ev: &SipEvent, now: u64) -> Vec<Intent> {
+        self.with_ctx(now, |sip, _, ctx| sip.on_event(ev, ctx))
     }
 
     /// One observed RTSP message.
     pub fn on_rtsp(&mut self, ev: &RtspEvent, now: u64) -> Vec<Intent> {
-        let mut out = Vec::new();
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            counters: &mut self.counters,
-            out: &mut out,
-            now,
-        };
-        self.rtsp.on_event(ev, &mut ctx);
-        out
+        self.with_ctx(now, |_, rtsp, ctx| rtsp.on_event(ev, ctx))
+    }
+
+    /// Whether a call with this Call-ID is tracked (any phase).
+    pub fn has_call_id(&self, call_id: &str) -> bool {
+        self.sip.has_call_id(call_id)
+    }
+
+    /// Whether the RTSP session is tracked.
+    pub fn has_session(&self, key: &SessionKey) -> bool {
+        self.rtsp.has(key)
+    }
+
+    /// Ends the calls with this Call-ID (a BYE, CANCEL or ng delete seen
+    /// on another node of an HA pair), closing their pairs now.
+    pub fn end_call_id(&mut self, call_id: &str, now: u64) -> Vec<Intent> {
+        self.with_ctx(now, |sip, _, ctx| sip.end_call_id(call_id, ctx))
+    }
+
+    /// Ends an RTSP session (a TEARDOWN seen on another node).
+    pub fn end_session(&mut self, key: &SessionKey, now: u64) -> Vec<Intent> {
+        self.with_ctx(now, |_, rtsp, ctx| rtsp.end(key, ctx))
     }
 
     /// Runs every timer due at `now`: BYE grace, max lifetime, setup and

@@ -296,6 +296,15 @@ impl RtspSessions {
         self.reschedule(&key);
     }
 
+    pub(crate) fn has(&self, key: &SessionKey) -> bool {
+        self.sessions.contains_key(key)
+    }
+
+    /// Ends the session as a TEARDOWN would (another node saw it).
+    pub(crate) fn end(&mut self, key: &SessionKey, ctx: &mut Ctx<'_>) {
+        self.close(key, CloseCause::Teardown, ctx);
+    }
+
     fn close(&mut self, key: &SessionKey, cause: CloseCause, ctx: &mut Ctx<'_>) {
         let Some(mut s) = self.sessions.remove(key) else {
             return;

@@ -189,6 +189,16 @@ settings! {
     keep_pinned: bool, wire bool, file ("state", "keep_pinned"), flag "--keep-pinned";
     /// Call table state file.
     state_file: PathBuf, wire PathBuf, file ("state", "state_file"), flag "--state-file";
+    /// Redis URL of HA replication.
+    ha_redis: String, wire String, file ("ha", "redis"), flag "--ha-redis";
+    /// This node's name for HA.
+    ha_node: String, wire String, file ("ha", "node"), flag "--ha-node";
+    /// TTL of this node's HA keys, seconds.
+    ha_ttl: u64, wire u64, file ("ha", "ttl"), flag "--ha-ttl";
+    /// CA bundle for rediss://.
+    ha_ca_file: PathBuf, wire PathBuf, file ("ha", "ca_file"), flag "--ha-ca-file";
+    /// Most foreign pinholes.
+    ha_max_foreign: u32, wire u32, file ("ha", "max_foreign"), flag "--ha-max-foreign";
 }
 
 /// Every `run` setting, resolved. [`RunSettings::default`] holds the
@@ -283,6 +293,36 @@ pub struct RunSettings {
     /// are adopted. Default `/run/pinhole/state.json` (like the pinned
     /// maps, it does not survive a reboot).
     pub state_file: PathBuf,
+    /// HA replication through Redis ([`crate::ha`]):
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS).
+    /// Default: off.
+    pub ha_redis: Option<String>,
+    /// This node's name among the nodes sharing the Redis: 1-64 of
+    /// `A-Za-z0-9._-`. Required with `ha_redis`.
+    pub ha_node: Option<String>,
+    /// Seconds this node's keys live unless refreshed (every third of it);
+    /// when they expire the other nodes adopt its pinholes. 2-3600.
+    /// Default 10.
+    pub ha_ttl: u64,
+    /// PEM CA bundle that signs the Redis server's certificate
+    /// (`rediss://`). Default: the system's roots.
+    pub ha_ca_file: Option<PathBuf>,
+    /// Most foreign pinholes installed from other nodes. Default 65536.
+    pub ha_max_foreign: u32,
+}
+
+impl RunSettings {
+    /// The HA replicator's settings, when `ha_redis` is set.
+    pub fn ha_config(&self) -> Option<crate::ha::HaConfig> {
+        Some(crate::ha::HaConfig {
+            url: self.ha_redis.clone()?,
+            node: self.ha_node.clone()?,
+            ttl: Duration::from_secs(self.ha_ttl),
+            ca_file: self.ha_ca_file.clone(),
+            max_foreign: self.ha_max_foreign as usize,
+            media_ports: self.media_ports.clone(),
+        })
+    }
 }
 
 impl Default for RunSettings {
@@ -323,6 +363,11 @@ impl Default for RunSettings {
             pin_dir: PathBuf::from("/sys/fs/bpf/pinhole"),
             keep_pinned: false,
             state_file: PathBuf::from("/run/pinhole/state.json"),
+            ha_redis: None,
+            ha_node: None,
+            ha_ttl: 10,
+            ha_ca_file: None,
+            ha_max_foreign: 65536,
         }
     }
 }
@@ -589,6 +634,11 @@ pub fn resolve(
         pin_dir: o.pin_dir.unwrap_or(d.pin_dir),
         keep_pinned: o.keep_pinned.unwrap_or(d.keep_pinned),
         state_file: o.state_file.unwrap_or(d.state_file),
+        ha_redis: o.ha_redis.or(d.ha_redis),
+        ha_node: o.ha_node.or(d.ha_node),
+        ha_ttl: o.ha_ttl.unwrap_or(d.ha_ttl),
+        ha_ca_file: o.ha_ca_file.or(d.ha_ca_file),
+        ha_max_foreign: o.ha_max_foreign.unwrap_or(d.ha_max_foreign),
     };
     let mut errors = Vec::new();
     validate(&s, &locate, &mut errors);

@@ -146,6 +146,33 @@ pub(super) fn validate(s: &RunSettings, locate: &Locate<'_>, errors: &mut Vec<Co
             err(field, "port 0; clients need a fixed port".into());
         }
     }
+    if let Some(url) = &s.ha_redis {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            err(
+                "ha_redis",
+                format!(
+                    "`{}` is not a redis:// or rediss:// URL",
+                    crate::ha::redact(url)
+                ),
+            );
+        }
+        match &s.ha_node {
+            None => err("ha_node", "required with HA (--ha-redis)".into()),
+            Some(n) if !crate::ha::schema::valid_node(n) => {
+                err("ha_node", format!("`{n}`: 1-64 characters of A-Za-z0-9._-"))
+            }
+            Some(_) => {}
+        }
+        if !(2..=3600).contains(&s.ha_ttl) {
+            err("ha_ttl", format!("{} s; 2 to 3600", s.ha_ttl));
+        }
+        if s.ha_max_foreign == 0 {
+            err(
+                "ha_max_foreign",
+                "0: no foreign pinhole could be installed".into(),
+            );
+        }
+    }
     if s.ng_listen.is_some() && s.ng_allow.is_empty() {
         err(
             "ng_allow",

@@ -157,6 +157,13 @@ impl<S: FlowStore> Core<S> {
         {
             return Err(CommandError::OwnerTooLong { max: MAX_OWNER_LEN });
         }
+        if params
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.starts_with(super::foreign::FOREIGN_TAG))
+        {
+            return Err(CommandError::ReservedOwner);
+        }
         let pair = Pair::new(params.a, params.b, params.rtcp)?;
         let idle_timeout_secs = params.idle_secs.unwrap_or(self.config.default_idle_secs);
         let (id, outcome) = self.open_request(OpenRequest {

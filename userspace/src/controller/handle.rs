@@ -66,6 +66,11 @@ pub enum ControllerCommand {
         events: Vec<Latched>,
         done: oneshot::Sender<()>,
     },
+    /// A change from the HA replicator, or `pinhole ha promote`.
+    Ha {
+        op: super::foreign::HaOp,
+        reply: Reply<super::foreign::HaReply>,
+    },
 }
 
 /// A cheap, cloneable way to talk to the controller.
@@ -75,7 +80,7 @@ pub struct ControllerHandle {
 }
 
 impl ControllerHandle {
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         make: impl FnOnce(Reply<T>) -> ControllerCommand,
     ) -> Result<T, CommandError> {

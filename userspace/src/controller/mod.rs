@@ -19,6 +19,8 @@
 //!   (`fake_store.rs`: the in-memory one, for the unit tests only);
 //! - `table.rs`: the pure [`PinholeTable`];
 //! - `latching.rs`: half-open pinholes (bounded latching, pre-answer);
+//! - `foreign.rs`: HA's side (`--ha-redis`): the table snapshots handed
+//!   to the replicator, foreign pinholes installed, adopted, ended;
 //! - `persist.rs` and `state_file.rs`: keeping and reading the state file;
 //! - `report.rs` (reply types) and `reports.rs` (`list`/`calls` built off
 //!   the task);
@@ -27,6 +29,7 @@
 mod core;
 #[cfg(test)]
 mod fake_store;
+pub mod foreign;
 mod handle;
 mod latching;
 pub mod report;
@@ -75,6 +78,10 @@ pub enum CommandError {
     Table(#[from] TableError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("HA is not enabled (--ha-redis) or its replicator stopped")]
+    HaOff,
+    #[error("owner tags starting with `ha:` are reserved for HA")]
+    ReservedOwner,
     #[error("the controller has stopped")]
     Stopped,
 }
@@ -140,6 +147,8 @@ pub struct ControllerConfig {
     pub interfaces: Option<watch::Receiver<Vec<InterfaceStatus>>>,
     /// The signaling queue reader's health, with inline signaling.
     pub queue_health: Option<Arc<crate::capture::nfqueue::Health>>,
+    /// The HA replicator's side (`--ha-redis`), see [`foreign`].
+    pub ha: Option<Arc<foreign::HaLink>>,
 }
 
 impl ControllerConfig {
@@ -156,6 +165,7 @@ impl ControllerConfig {
             state_writer: None,
             interfaces: None,
             queue_health: None,
+            ha: None,
         }
     }
 }
@@ -259,6 +269,7 @@ impl<S: FlowStore> Controller<S> {
                 }
             }
             self.note_changes();
+            self.note_ha();
         }
         debug!("controller stopped");
     }
@@ -337,6 +348,7 @@ impl<S: FlowStore> Controller<S> {
                 self.on_latched(events);
                 let _ = done.send(());
             }
+            ControllerCommand::Ha { op, reply } => self.on_ha(op, reply),
         }
     }
 
@@ -494,6 +506,7 @@ impl<S: FlowStore> Controller<S> {
             signaling: self.signaling_stats(),
             interfaces: self.interfaces(),
             longest_step_us: u64::try_from(self.longest_step.as_micros()).unwrap_or(u64::MAX),
+            ha: self.core.config.ha.as_ref().map(|l| l.status()),
         })
     }
 

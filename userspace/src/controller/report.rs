@@ -176,6 +176,9 @@ pub struct StatsReply {
     /// µs: how long signaling can wait behind other work.
     #[serde(default)]
     pub longest_step_us: u64,
+    /// HA replication (`--ha-redis`), absent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<crate::controller::foreign::HaStatus>,
 }
 
 /// The `signaling` object of `stats`.

@@ -598,6 +598,23 @@ impl SipCalls {
         call.reconcile(owner, CloseCause::Renegotiated, done, ctx);
     }
 
+    pub(crate) fn has_call_id(&self, call_id: &str) -> bool {
+        self.ids.contains_key(call_id)
+    }
+
+    /// Ends every call with this Call-ID as a BYE would, at once (another
+    /// node saw the BYE: see `crate::ha`).
+    pub(crate) fn end_call_id(&mut self, call_id: &str, ctx: &mut Ctx<'_>) {
+        let tags = self.ids.get(call_id).cloned().unwrap_or_default();
+        for caller_tag in tags {
+            let key = CallKey {
+                call_id: call_id.to_string(),
+                caller_tag,
+            };
+            self.close(&key, CloseCause::Bye, ctx);
+        }
+    }
+
     fn close(&mut self, key: &CallKey, cause: CloseCause, ctx: &mut Ctx<'_>) {
         let Some(mut call) = self.calls.remove(key) else {
             return;
