@@ -5,6 +5,14 @@
 //! [`Intent`]s go out. Anything that cannot be decoded or parsed is counted
 //! (and logged at a rate limit) and opens nothing.
 
+// Reads untrusted bytes: no panicking shortcuts (as in signaling/).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::{net::SocketAddr, time::Duration};
 
 use tracing::{info, warn};
@@ -194,7 +202,8 @@ const STUN_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 /// (RFC 5626 CRLF keep-alive, RFC 3261 §7.5 allows empty lines) or STUN.
 fn is_keepalive(payload: &[u8]) -> bool {
     payload.iter().all(u8::is_ascii_whitespace)
-        || (payload.len() >= 20 && payload[0] & 0xc0 == 0 && payload[4..8] == STUN_COOKIE)
+        || matches!(payload, [first, _, _, _, c0, c1, c2, c3, ..]
+            if payload.len() >= 20 && first & 0xc0 == 0 && [*c0, *c1, *c2, *c3] == STUN_COOKIE)
 }
 
 impl Feed {
@@ -495,6 +504,11 @@ impl Feed {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "tests build known packets and fail loudly"
+)]
 mod tests {
     use super::*;
     use crate::capture::packet::TcpInfo;

@@ -8,6 +8,14 @@
 //! Dictionary keys are matched case-sensitively, with space, `-` and `_`
 //! interchangeable (`delete-delay`, `delete delay`), as rtpengine does.
 
+// Reads untrusted bytes: no panicking shortcuts (as in signaling/).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::BTreeMap;
 
 use super::bencode::{self, BencodeError, Limits, Value};
@@ -35,10 +43,14 @@ pub enum FrameError {
 
 /// Splits a datagram into its cookie and its body at the first space.
 pub fn split(datagram: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
-    let head = &datagram[..datagram.len().min(MAX_COOKIE + 1)];
+    let head = datagram.get(..MAX_COOKIE + 1).unwrap_or(datagram);
     match head.iter().position(|&b| b == b' ') {
         Some(0) => Err(FrameError::NoCookie),
-        Some(i) => Ok((&datagram[..i], &datagram[i + 1..])),
+        Some(i) => {
+            // `i` indexes a byte of `datagram`, so both halves exist.
+            let (cookie, rest) = datagram.split_at_checked(i).ok_or(FrameError::NoCookie)?;
+            Ok((cookie, rest.get(1..).unwrap_or_default()))
+        }
         None if head.len() > MAX_COOKIE => Err(FrameError::CookieTooLong),
         None => Err(FrameError::NoCookie),
     }
@@ -512,4 +524,5 @@ pub fn reply_error(reason: &str) -> Value {
 // `mod tests;` would resolve to ng/tests.rs.
 #[cfg(test)]
 #[path = "wire/tests.rs"]
+#[expect(clippy::indexing_slicing, reason = "tests slice known fixtures")]
 mod tests;

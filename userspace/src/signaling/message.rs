@@ -147,18 +147,15 @@ pub(crate) fn leading_line_breaks(buf: &[u8]) -> usize {
 /// Finds the end of the header section, scanning from `from`: returns the
 /// offset just past the empty line (`\n\n` or `\n\r\n`).
 pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            match (buf.get(i + 1), buf.get(i + 2)) {
-                (Some(b'\n'), _) => return Some(i + 2),
-                (Some(b'\r'), Some(b'\n')) => return Some(i + 3),
-                _ => {}
-            }
+    let tail = buf.get(from..)?;
+    tail.iter().enumerate().find_map(|(k, &b)| {
+        let i = from + k;
+        match (b, buf.get(i + 1), buf.get(i + 2)) {
+            (b'\n', Some(b'\n'), _) => Some(i + 2),
+            (b'\n', Some(b'\r'), Some(b'\n')) => Some(i + 3),
+            _ => None,
         }
-        i += 1;
-    }
-    None
+    })
 }
 
 /// RFC 3261 `token` characters (also RFC 2616/2326 tokens minus a few).
@@ -353,7 +350,7 @@ pub(crate) fn parse_parts<S, E: From<MessageError>>(
         }
         .into());
     }
-    let data = &data[leading_line_breaks(data)..];
+    let data = data.get(leading_line_breaks(data)..).unwrap_or_default();
     if data.is_empty() {
         return Err(MessageError::Empty.into());
     }
@@ -632,12 +629,14 @@ impl StreamFramer {
             if self.skip > 0 && self.buf.is_empty() {
                 let n = self.skip.min(data.len());
                 self.skip -= n;
-                data = &data[n..];
+                data = data.get(n..).unwrap_or_default();
             }
             let room = MAX_MESSAGE_SIZE.saturating_sub(self.buf.len());
             let take = room.min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
+            // `take <= data.len()`, so the fallback is never taken.
+            let (now, later) = data.split_at_checked(take).unwrap_or((data, &[]));
+            self.buf.extend_from_slice(now);
+            data = later;
             if let Err(e) = self.extract(&mut out) {
                 self.poison();
                 return Err(e);
@@ -677,7 +676,7 @@ impl StreamFramer {
                 }
             }
             if self.pending.is_none() && self.scanned == 0 {
-                let ws = leading_line_breaks(&self.buf[pos..]);
+                let ws = leading_line_breaks(self.buf.get(pos..).unwrap_or_default());
                 if ws > 0 {
                     self.keepalives += 1;
                     pos += ws;
@@ -686,11 +685,12 @@ impl StreamFramer {
             if pos == len {
                 break Ok(());
             }
-            if self.rules.interleaved && self.pending.is_none() && self.buf[pos] == b'$' {
-                let Some(hdr) = self.buf.get(pos..pos + 4) else {
+            if self.rules.interleaved && self.pending.is_none() && self.buf.get(pos) == Some(&b'$')
+            {
+                let Some(&[_, _, hi, lo]) = self.buf.get(pos..pos + 4) else {
                     break Ok(());
                 };
-                self.skip = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+                self.skip = usize::from(u16::from_be_bytes([hi, lo]));
                 self.interleaved_frames += 1;
                 pos += 4;
                 continue;
@@ -699,7 +699,7 @@ impl StreamFramer {
             let total = match self.pending {
                 Some(t) => t,
                 None => {
-                    let msg = &self.buf[pos..];
+                    let msg = self.buf.get(pos..).unwrap_or_default();
                     let Some(head_end) = find_head_end(msg, self.scanned) else {
                         if avail >= MAX_MESSAGE_SIZE {
                             break Err(MessageError::TooLarge {
@@ -710,7 +710,7 @@ impl StreamFramer {
                         self.scanned = avail.saturating_sub(2);
                         break Ok(());
                     };
-                    let head = match parse_head(&msg[..head_end]) {
+                    let head = match parse_head(msg.get(..head_end).unwrap_or_default()) {
                         Ok(h) => h,
                         Err(e) => break Err(e),
                     };
@@ -733,10 +733,11 @@ impl StreamFramer {
                     total
                 }
             };
-            if avail < total {
+            // Present exactly when `avail >= total`.
+            let Some(message) = self.buf.get(pos..pos + total) else {
                 break Ok(());
-            }
-            out.push(self.buf[pos..pos + total].to_vec());
+            };
+            out.push(message.to_vec());
             pos += total;
             self.pending = None;
             self.scanned = 0;

@@ -19,7 +19,12 @@
 //! instead of panicking, and never allocates more than a small multiple of its
 //! input or its configured limits.
 
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod message;
 pub mod reassembly;
@@ -32,6 +37,7 @@ pub mod sip;
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::indexing_slicing,
     reason = "tests parse known fixtures and fail loudly"
 )]
 mod tests;

@@ -283,7 +283,7 @@ impl StreamReassembler {
         } else if offset <= next {
             let skip = (next - offset) as usize;
             self.stats.duplicate_bytes += skip as u64;
-            out.extend_from_slice(&seg.payload[skip..]);
+            out.extend_from_slice(seg.payload.get(skip..).unwrap_or_default());
             self.next = end as u64;
             self.drain_pending(&mut out);
         } else {
@@ -329,7 +329,7 @@ impl StreamReassembler {
             if end > self.next {
                 let skip = (self.next - off) as usize;
                 self.stats.duplicate_bytes += skip as u64;
-                out.extend_from_slice(&data[skip..]);
+                out.extend_from_slice(data.get(skip..).unwrap_or_default());
                 self.next = end;
             } else {
                 self.stats.duplicate_bytes += data.len() as u64;

@@ -527,15 +527,17 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
         if raw.is_empty() {
             continue;
         }
-        let bytes = raw.as_bytes();
-        let kind = bytes[0];
-        if bytes.len() < 2 || bytes[1] != b'=' || !kind.is_ascii_lowercase() {
-            return Err(SdpError::MalformedLine {
-                line,
-                text: truncate(raw),
-            });
-        }
-        let value = &raw[2..];
+        let kind = match raw.as_bytes() {
+            &[kind, b'=', ..] if kind.is_ascii_lowercase() => kind,
+            _ => {
+                return Err(SdpError::MalformedLine {
+                    line,
+                    text: truncate(raw),
+                })
+            }
+        };
+        // The first two bytes are ASCII, so byte 2 is a char boundary.
+        let value = raw.get(2..).unwrap_or_default();
         if !seen_version {
             if kind != b'v' {
                 return Err(SdpError::MissingVersion);
@@ -749,21 +751,20 @@ fn parse_port(s: &str, line: usize) -> Result<u16, SdpError> {
 
 fn parse_media(value: &str, line: usize) -> Result<MediaSection, SdpError> {
     let f = fields(value);
-    if f.len() < 3 {
+    let &[kind, port_field, proto, ref formats @ ..] = f.as_slice() else {
         return Err(SdpError::InvalidField {
             line,
             field: "m=",
             reason: "expected `<media> <port>[/<count>] <proto> <fmt> ...`".into(),
         });
-    }
-    if f.len() - 3 > MAX_FORMATS {
+    };
+    if formats.len() > MAX_FORMATS {
         return Err(SdpError::InvalidField {
             line,
             field: "m=",
             reason: format!("more than {MAX_FORMATS} formats"),
         });
     }
-    let kind = f[0];
     if !is_token(kind) {
         return Err(SdpError::InvalidField {
             line,
@@ -771,9 +772,9 @@ fn parse_media(value: &str, line: usize) -> Result<MediaSection, SdpError> {
             reason: format!("invalid media type {:?}", truncate(kind)),
         });
     }
-    let (port, count) = match f[1].split_once('/') {
+    let (port, count) = match port_field.split_once('/') {
         Some((p, c)) => (p, Some(c)),
-        None => (f[1], None),
+        None => (port_field, None),
     };
     let port = parse_port(port, line)?;
     let port_count = match count {
@@ -784,19 +785,18 @@ fn parse_media(value: &str, line: usize) -> Result<MediaSection, SdpError> {
                 .filter(|&n| n >= 1)
                 .ok_or_else(|| SdpError::InvalidPort {
                     line,
-                    value: truncate(f[1]),
+                    value: truncate(port_field),
                 })?;
             // RTP uses even ports and each stream needs a pair.
             if u32::from(port) + 2 * (u32::from(n) - 1) + 1 > 65535 {
                 return Err(SdpError::InvalidPort {
                     line,
-                    value: truncate(f[1]),
+                    value: truncate(port_field),
                 });
             }
             n
         }
     };
-    let proto = f[2];
     if proto.is_empty() || !proto.split('/').all(is_token) {
         return Err(SdpError::InvalidField {
             line,
@@ -809,7 +809,7 @@ fn parse_media(value: &str, line: usize) -> Result<MediaSection, SdpError> {
         port,
         port_count,
         proto: proto.to_string(),
-        formats: f[3..].iter().map(|s| s.to_string()).collect(),
+        formats: formats.iter().map(|s| s.to_string()).collect(),
         connections: Vec::new(),
         attributes: Vec::new(),
         rtcp: None,

@@ -113,20 +113,23 @@ pub(super) fn collect_parts<'a>(
         )));
     }
     for part in split_multipart(body, &boundary)? {
-        let (part_headers, part_body) = if part.starts_with(b"\r\n") || part.starts_with(b"\n") {
+        let no_headers = part
+            .strip_prefix(b"\r\n")
+            .or_else(|| part.strip_prefix(b"\n"));
+        let (part_headers, part_body) = if let Some(part_body) = no_headers {
             // No part headers: the part starts with the empty line.
-            let skip = if part.starts_with(b"\r\n") { 2 } else { 1 };
-            (Vec::new(), &part[skip..])
+            (Vec::new(), part_body)
         } else {
             // Part headers have no start line: prepend a dummy one for the shared parser.
             let mut framed = Vec::with_capacity(part.len() + 2);
             framed.extend_from_slice(b"\r\n");
-            let end = message::find_head_end(part, 0)
+            let (head_bytes, part_body) = message::find_head_end(part, 0)
+                .and_then(|end| part.split_at_checked(end))
                 .ok_or_else(|| SipError::InvalidMultipart("part headers not terminated".into()))?;
-            framed.extend_from_slice(&part[..end]);
+            framed.extend_from_slice(head_bytes);
             let head = parse_head(&framed)
                 .map_err(|e| SipError::InvalidMultipart(format!("part headers: {e}")))?;
-            (head.headers, &part[end..])
+            (head.headers, part_body)
         };
         let ct = match part_headers
             .iter()
@@ -141,22 +144,13 @@ pub(super) fn collect_parts<'a>(
 }
 
 pub(super) fn find_bytes(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
+    if needle.is_empty() {
         return None;
     }
-    let first = needle[0];
-    let mut i = from;
-    while i + needle.len() <= hay.len() {
-        let off = hay[i..=hay.len() - needle.len()]
-            .iter()
-            .position(|&b| b == first)?;
-        i += off;
-        if hay[i..].starts_with(needle) {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|off| from + off)
 }
 
 /// Splits a multipart body on `--boundary` delimiter lines (RFC 2046 §5.1.1).
@@ -180,7 +174,7 @@ pub(super) fn split_multipart<'a>(
         let mut at = from;
         loop {
             let i = find_bytes(body, &delim, at)?;
-            if i == 0 || body[i - 1] == b'\n' {
+            if i == 0 || body.get(i - 1) == Some(&b'\n') {
                 return Some(i);
             }
             at = i + 1;
@@ -191,16 +185,17 @@ pub(super) fn split_multipart<'a>(
         .ok_or_else(|| SipError::InvalidMultipart("no boundary delimiter found".into()))?;
     loop {
         let after = pos + delim.len();
-        if body[after..].starts_with(b"--") {
+        // `after <= body.len()`: a whole delimiter was found at `pos`.
+        let line = body.get(after..).unwrap_or_default();
+        if line.starts_with(b"--") {
             return Ok(parts);
         }
         // Skip transport padding, then the line break ending the delimiter line.
-        let line = &body[after..];
         let pad = line
             .iter()
             .take_while(|&&b| b == b' ' || b == b'\t')
             .count();
-        let content_start = match &line[pad..] {
+        let content_start = match line.get(pad..).unwrap_or_default() {
             [b'\r', b'\n', ..] => after + pad + 2,
             [b'\n', ..] => after + pad + 1,
             _ => {
@@ -213,9 +208,9 @@ pub(super) fn split_multipart<'a>(
             .ok_or_else(|| SipError::InvalidMultipart("missing close delimiter".into()))?;
         // The line break before the delimiter belongs to the delimiter.
         let mut end = next;
-        if end > content_start && body[end - 1] == b'\n' {
+        if end > content_start && body.get(end - 1) == Some(&b'\n') {
             end -= 1;
-            if end > content_start && body[end - 1] == b'\r' {
+            if end > content_start && body.get(end - 1) == Some(&b'\r') {
                 end -= 1;
             }
         }
@@ -224,7 +219,10 @@ pub(super) fn split_multipart<'a>(
                 "more than {MAX_BODY_PARTS} parts"
             )));
         }
-        parts.push(&body[content_start..end.max(content_start)]);
+        parts.push(
+            body.get(content_start..end.max(content_start))
+                .unwrap_or_default(),
+        );
         pos = next;
     }
 }

@@ -254,9 +254,9 @@ pub fn parse_via(item: &str) -> Result<Via, SipError> {
         Some(i) => (&item[..i], &item[i..]),
         None => (item, ""),
     };
-    let mut fields = Vec::with_capacity(3);
+    let mut fields = [""; 3];
     let mut rest = proto.trim_start_matches(is_wsp);
-    for i in 0..3 {
+    for (i, field) in fields.iter_mut().enumerate() {
         let end = rest
             .find(|c: char| !(c.is_ascii() && message::is_token_char(c as u8)))
             .unwrap_or(rest.len());
@@ -267,7 +267,7 @@ pub fn parse_via(item: &str) -> Result<Via, SipError> {
                 format!("malformed sent-protocol in {:?}", truncate(item)),
             ));
         }
-        fields.push(tok);
+        *field = tok;
         rest = &rest[end..];
         if i < 2 {
             rest = rest
@@ -320,10 +320,11 @@ pub fn parse_via(item: &str) -> Result<Via, SipError> {
             format!("invalid sent-by host {:?}", truncate(host)),
         ));
     }
+    let [protocol, version, transport] = fields;
     Ok(Via {
-        protocol: fields[0].to_string(),
-        version: fields[1].to_string(),
-        transport: fields[2].to_string(),
+        protocol: protocol.to_string(),
+        version: version.to_string(),
+        transport: transport.to_string(),
         host: host.to_string(),
         port,
         params: parse_params(params).map_err(grammar("Via"))?,
