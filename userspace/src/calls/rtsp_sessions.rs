@@ -405,7 +405,11 @@ impl RtspSessions {
                 .iter()
                 .filter_map(|p| last_seen(&owner, p.a, p.b))
                 .max()
-                .filter(|&t| t > s.last_refresh && t <= ctx.now);
+                // The datapath's stamp has 1 s granularity and `last_seen`
+                // reports its upper bound (stamp + 1 s), which may be ahead
+                // of now: the packet itself was not later than now.
+                .map(|t| t.min(ctx.now))
+                .filter(|&t| t > s.last_refresh);
             if let Some(t) = media {
                 s.last_refresh = t;
                 if limit(t, s.timeout) > ctx.now {
