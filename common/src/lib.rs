@@ -37,6 +37,9 @@ pub const FLOOR_TX_MAP: &str = "PINHOLE_FLOOR_TX";
 /// Name of the one-entry `ARRAY` of `[u8; 8]` whose first six bytes are the
 /// destination MAC [`REDIRECT_FLOOR_PROGRAM_NAME`] writes.
 pub const FLOOR_MAC_MAP: &str = "PINHOLE_FLOOR_MAC";
+/// The maps only the bench's floor programs use. The daemon never pins
+/// them: a restart has nothing to keep in them.
+pub const BENCH_ONLY_MAPS: [&str; 2] = [FLOOR_TX_MAP, FLOOR_MAC_MAP];
 /// Name of the `DEVMAP_HASH` of the interfaces forwarded media may leave
 /// by (`--forward xdp`): ifindex → that ifindex. A route whose egress is
 /// not in it falls back to the stack ([`Reason::FwdEgressNotInDevmap`]).

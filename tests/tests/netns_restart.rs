@@ -354,11 +354,13 @@ fn flow_counts(
         .collect())
 }
 
-/// Every map the program declares, by its shared name: a daemon with
-/// `--keep-pinned` pins them all so that a restart loses no state.
-const PINNED_MAPS: [&str; 6] = [
+/// Every map the filter uses (not the bench floors' maps), by its shared
+/// name: a daemon with `--keep-pinned` pins them all so that a restart
+/// loses no state.
+const PINNED_MAPS: [&str; 7] = [
     pinhole_common::COUNTERS_MAP,
     pinhole_common::EVENTS_MAP,
+    pinhole_common::FORWARD_TX_MAP,
     pinhole_common::FLOWS_V4_MAP,
     pinhole_common::FLOWS_V6_MAP,
     pinhole_common::LATCH_V4_MAP,

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use aya::maps::MapInfo;
+use pinhole_common::BENCH_ONLY_MAPS;
 
 use super::AYA_LOGS_MAP;
 use crate::datapath::error::LoadError;
@@ -32,7 +33,8 @@ pub(super) fn ringbuf_size(bytes: u32, page: u32) -> u32 {
 }
 
 /// The object's maps that are pinned: those of its map sections (not its
-/// globals, perf event arrays, nor the log ring buffer of tracing builds),
+/// globals, perf event arrays, the log ring buffer of tracing builds, nor
+/// the maps of the bench's floor programs, [`BENCH_ONLY_MAPS`]),
 /// as the kernel will create them (the loader's `max_entries` overrides
 /// applied, ring buffers sized as aya sizes them).
 pub(super) fn pinned_map_specs(
@@ -51,6 +53,7 @@ pub(super) fn pinned_map_specs(
                 m.section_kind(),
                 EbpfSectionKind::Maps | EbpfSectionKind::BtfMaps
             ) && name.as_str() != AYA_LOGS_MAP
+                && !BENCH_ONLY_MAPS.contains(&name.as_str())
                 && m.map_type() != PERF_EVENT_ARRAY
         })
         .map(|(name, m)| {

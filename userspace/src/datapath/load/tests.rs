@@ -11,6 +11,15 @@ fn the_pinned_maps_are_the_programs_own() {
     assert_eq!((v4.max_entries, v4.key_size), (1024, 12));
     assert!(specs.iter().any(|s| s.name == FLOWS_V6_MAP));
     assert!(specs.iter().any(|s| s.name == pinhole_common::COUNTERS_MAP));
+    assert!(specs
+        .iter()
+        .any(|s| s.name == pinhole_common::FORWARD_TX_MAP));
+    assert!(
+        specs
+            .iter()
+            .all(|s| !pinhole_common::BENCH_ONLY_MAPS.contains(&s.name.as_str())),
+        "no bench-only maps: {specs:?}"
+    );
     assert!(
         specs.iter().all(|s| !s.name.starts_with('.')),
         "no globals: {specs:?}"
