@@ -382,7 +382,9 @@ impl RtspSessions {
     /// the client's media kept flowing: `last_seen(owner, client end,
     /// server end)` of its open pairs (RTCP receiver reports on the RTCP
     /// pair, typically) counts as a keep-alive, as servers do (RFC 2326
-    /// §12.37, RFC 7826 §18.56: RTCP refreshes the session).
+    /// §12.37, RFC 7826 §18.56: RTCP refreshes the session). `last_seen`
+    /// is never later than now (the controller clamps the datapath's
+    /// coarse stamp).
     pub fn tick(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -405,10 +407,6 @@ impl RtspSessions {
                 .iter()
                 .filter_map(|p| last_seen(&owner, p.a, p.b))
                 .max()
-                // The datapath's stamp has 1 s granularity and `last_seen`
-                // reports its upper bound (stamp + 1 s), which may be ahead
-                // of now: the packet itself was not later than now.
-                .map(|t| t.min(ctx.now))
                 .filter(|&t| t > s.last_refresh);
             if let Some(t) = media {
                 s.last_refresh = t;

@@ -491,7 +491,7 @@ impl<S: FlowStore> Core<S> {
     pub(super) fn expire(&mut self) -> (Vec<(Owner, SocketAddr, SocketAddr)>, bool) {
         let now = self.now();
         let Core { table, store, .. } = self;
-        let step = table.expire_some(now, EXPIRY_BUDGET, |k| last_seen(store, k));
+        let step = table.expire_some(now, EXPIRY_BUDGET, |k| last_seen(store, k, now));
         let mut told = Vec::new();
         for (p, ops) in step.expired {
             self.apply_removes(&ops);
@@ -544,7 +544,7 @@ impl<S: FlowStore> Core<S> {
             Some(p) => (p.a(), p.b()),
             None => (Endpoint::new(a).ok()?, Endpoint::new(b).ok()?),
         };
-        last_seen(&self.store, &flow_key(src, dst))
+        last_seen(&self.store, &flow_key(src, dst), self.now())
     }
 
     /// Retries removals that failed.
@@ -633,11 +633,15 @@ impl<S: FlowStore> Core<S> {
 /// `last_seen_ns` only when it lags by [`LAST_SEEN_GRANULARITY_NS`], so the
 /// newest packet may be up to that much later than the stamp. Adding it means
 /// idle expiry never fires early on a live flow; it may fire up to 1 s late.
-pub(super) fn last_seen<S: FlowStore>(store: &S, key: &FlowKey) -> Option<u64> {
+/// The bound is clamped to `now`: no packet came later than now, and every
+/// consumer (idle expiry, the call timers) compares it with now.
+pub(super) fn last_seen<S: FlowStore>(store: &S, key: &FlowKey, now: u64) -> Option<u64> {
     match store.get(key) {
-        Ok(Some(s)) if s.last_seen_ns != 0 => {
-            Some(s.last_seen_ns.saturating_add(LAST_SEEN_GRANULARITY_NS))
-        }
+        Ok(Some(s)) if s.last_seen_ns != 0 => Some(
+            s.last_seen_ns
+                .saturating_add(LAST_SEEN_GRANULARITY_NS)
+                .min(now),
+        ),
         Ok(_) => None,
         Err(e) => {
             warn!(flow = %FlowDisplay(key), "reading flow stats failed: {e}");

@@ -497,3 +497,35 @@ fn reinvite(call: &str, n: u32, attr: &str, answer_attr: &str) -> [String; 2] {
 
 mod ng;
 mod signaling;
+
+/// The datapath stamps `last_seen_ns` at most once a second, so the
+/// newest packet is up to a second after the stamp; the controller
+/// reports that upper bound, but never later than now, for every
+/// consumer (idle expiry and the call timers alike).
+#[test]
+fn last_seen_is_the_stamps_upper_bound_clamped_to_now() {
+    let now = 1_000 * S;
+    let mut store = FakeStore::new(4);
+    let (a, b) = (ep("192.0.2.1:4000"), ep("198.51.100.2:10000"));
+    let key = flow_key(a, b);
+    let stamped = |t: u64| FlowStats {
+        last_seen_ns: t,
+        ..FlowStats::default()
+    };
+    assert_eq!(core::last_seen(&store, &key, now), None, "no flow");
+    store.flows.insert(key, stamped(0));
+    assert_eq!(core::last_seen(&store, &key, now), None, "never seen");
+    for (stamp, want) in [
+        (now - 5 * S, now - 4 * S),
+        (now - S, now),
+        (now - S / 10, now),
+        (now, now),
+    ] {
+        store.flows.insert(key, stamped(stamp));
+        assert_eq!(
+            core::last_seen(&store, &key, now),
+            Some(want),
+            "stamp {stamp}"
+        );
+    }
+}
