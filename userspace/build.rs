@@ -56,7 +56,7 @@ fn main() {
     }
     cmd.current_dir(&root)
         .env("RUSTC", DEBIAN_RUSTC)
-        // aya-ebpf uses asm_experimental_arch, and so does our atomic add.
+        // aya-ebpf uses asm_experimental_arch, and so does our config().
         // Scoped to those two crates: `=1` would make aya-build ask for build-std.
         .env("RUSTC_BOOTSTRAP", "aya_ebpf,pinhole_ebpf")
         .args(["build", "--quiet", "-p", "pinhole-ebpf", "--release"])

@@ -282,7 +282,8 @@ impl MapKey {
 pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
 
 /// Per-flow statistics, the value of [`FLOWS_V4_MAP`] and [`FLOWS_V6_MAP`].
-/// The XDP program adds to `packets` and `bytes` atomically and stamps
+/// The XDP program adds to `packets` and `bytes` (plain adds: one flow, one
+/// CPU; a collision can lose one count, see docs/architecture.md) and stamps
 /// `last_seen_ns` (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC) on a hit when
 /// the clock moved by at least [`LAST_SEEN_GRANULARITY_NS`].
 #[repr(C)]

@@ -344,7 +344,7 @@ fn clippy_ebpf() -> Result<()> {
     cmd.current_dir(root())
         .env("PATH", std::env::join_paths(path)?)
         .env("RUSTC", DEBIAN_RUSTC)
-        // aya-ebpf and our atomic add use asm_experimental_arch; scoped to the
+        // aya-ebpf and our config() use asm_experimental_arch; scoped to the
         // two crates because `=1` would make aya-build ask for build-std.
         .env("RUSTC_BOOTSTRAP", "aya_ebpf,pinhole_ebpf")
         .args([
