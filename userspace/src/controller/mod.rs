@@ -202,7 +202,7 @@ impl<S: FlowStore> Controller<S> {
                 applied: ApplyCounters::default(),
                 full_log: RateLimit::default(),
                 fail_log: RateLimit::default(),
-                latches: latching::Latches::default(),
+                latching: latching::Latching::default(),
             },
         }
     }
@@ -362,7 +362,7 @@ impl<S: FlowStore> Controller<S> {
 
     /// Counters of bounded latching.
     pub fn latch_counters(&self) -> &LatchCounters {
-        self.core.latches.counters()
+        self.core.latching.counters()
     }
 
     /// Opens (or refreshes) a pinhole for the operator (or the owner the
