@@ -573,17 +573,6 @@ impl<S: FlowStore> Core<S> {
         self.latching(|l, core| l.expire(core));
     }
 
-    /// The flow that carries `owner`'s signaled `src` → `dst` (see
-    /// [`Latching::signaled_flow`]).
-    pub(super) fn signaled_flow(
-        &self,
-        owner: &str,
-        src: SocketAddr,
-        dst: SocketAddr,
-    ) -> (SocketAddr, SocketAddr) {
-        self.latching.signaled_flow(owner, src, dst)
-    }
-
     /// `signaling.detail.latching` of `stats --json`.
     pub(super) fn latch_stats(&self) -> serde_json::Value {
         self.latching.stats(self.table.reserved())

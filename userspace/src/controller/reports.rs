@@ -293,7 +293,7 @@ impl CallsJob {
                 for s in &info.streams {
                     for (a, b) in [s.rtp, s.rtcp].into_iter().flatten() {
                         for (src, dst) in [(a, b), (b, a)] {
-                            let flow = core.signaled_flow(&tag, src, dst);
+                            let flow = core.latching.signaled_flow(&tag, src, dst);
                             if flow != (src, dst) {
                                 moved.insert((src, dst), flow);
                             }

@@ -183,7 +183,7 @@ fn the_first_packet_latches_the_exact_pair_for_the_call() {
     let [fwd, _] = flows(NAT, LOCAL);
     fx.c.core.store.flows.get_mut(&fwd).unwrap().packets = 7;
     let totals = |s: &str, d: &str| {
-        let (s, d) = fx.c.core.signaled_flow(&tag("c1"), sa(s), sa(d));
+        let (s, d) = fx.c.core.latching.signaled_flow(&tag("c1"), sa(s), sa(d));
         fx.c.core.flow_totals(s, d).packets
     };
     assert_eq!((totals(SDP, LOCAL), totals(LOCAL, SDP)), (7, 0));
