@@ -37,8 +37,8 @@ fn main() -> ExitCode {
                 println!("{summary}");
                 ExitCode::SUCCESS
             }
-            Err(lines) => {
-                for line in lines {
+            Err(e) => {
+                for line in e.lines() {
                     eprintln!("error: {line}");
                 }
                 ExitCode::from(EXIT_BAD_INPUT as u8)

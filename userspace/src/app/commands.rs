@@ -35,7 +35,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         CliCommand::CheckConfig(args) => {
             let summary = check_config(&args.file)
-                .map_err(|lines| SettingsError::Invalid(lines.join("; ")))
                 .with_context(|| format!("checking {}", args.file.display()))?;
             println!("{summary}");
             Ok(())
@@ -89,13 +88,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 /// else the configuration file's `[state]`, else the defaults.
 fn detach_paths(args: &DetachArgs) -> Result<(PathBuf, PathBuf), SettingsError> {
     let file = match &args.config {
-        Some(path) => {
-            config::load(path)
-                .map_err(|errors| {
-                    SettingsError::Invalid(config::render(path, &errors).replace('\n', "; "))
-                })?
-                .options
-        }
+        Some(path) => config::load(path)?.options,
         None => config::RunOptions::default(),
     };
     let d = config::RunSettings::default();
@@ -109,15 +102,10 @@ fn detach_paths(args: &DetachArgs) -> Result<(PathBuf, PathBuf), SettingsError> 
 }
 
 /// `pinhole check-config FILE`: the one-line summary of a valid file, or
-/// every error as `FILE:LINE:COL: message`.
-pub fn check_config(file: &Path) -> Result<String, Vec<String>> {
-    match config::check(file) {
-        Ok(settings) => Ok(config::summary(file, &settings)),
-        Err(errors) => Err(config::render(file, &errors)
-            .lines()
-            .map(str::to_string)
-            .collect()),
-    }
+/// every problem ([`SettingsError::lines`] prints them as
+/// `FILE:LINE:COL: message`).
+pub fn check_config(file: &Path) -> Result<String, SettingsError> {
+    config::check(file).map(|settings| config::summary(file, &settings))
 }
 
 async fn show<T: serde::de::DeserializeOwned + Serialize>(

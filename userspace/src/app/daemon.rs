@@ -79,22 +79,8 @@ fn take_over(s: &RunSettings) -> anyhow::Result<(PinDir, bool, Option<State>)> {
 /// those in the file as `FILE:LINE:COL: message`, the others naming their
 /// flag or key.
 pub fn settings(control: Option<&Path>, args: &RunArgs) -> Result<RunSettings, SettingsError> {
-    let file = match &args.config {
-        Some(path) => Some(config::load(path).map_err(|errors| {
-            SettingsError::Invalid(config::render(path, &errors).replace('\n', "; "))
-        })?),
-        None => None,
-    };
-    config::resolve(file, args.options(control)).map_err(|errors| {
-        let lines: Vec<String> = errors
-            .iter()
-            .map(|e| match &args.config {
-                Some(path) if e.line > 0 => config::render(path, std::slice::from_ref(e)),
-                _ => e.message.clone(),
-            })
-            .collect();
-        SettingsError::Invalid(lines.join("; "))
-    })
+    let file = args.config.as_deref().map(config::load).transpose()?;
+    config::resolve(file, args.options(control))
 }
 
 /// The signaling feed's settings (ports deduplicated; conflicts were

@@ -109,17 +109,25 @@ impl<'de> serde::Deserialize<'de> for NatMap {
     }
 }
 
-/// Why a set of `--nat` mappings is refused (checked with the settings).
-pub fn check_maps(maps: &[NatMap]) -> Result<(), String> {
+/// A set of `--nat` mappings that is refused (checked with the settings).
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum NatMapsError {
+    #[error("{0} mappings; at most {MAX_NAT_MAPS}")]
+    TooMany(usize),
+    #[error("{a} and {b} overlap: an inside address must map to one public address")]
+    Overlap { a: NatMap, b: NatMap },
+}
+
+/// Refuses more than [`MAX_NAT_MAPS`] mappings or two whose inside
+/// networks overlap.
+pub fn check_maps(maps: &[NatMap]) -> Result<(), NatMapsError> {
     if maps.len() > MAX_NAT_MAPS {
-        return Err(format!("{} mappings; at most {MAX_NAT_MAPS}", maps.len()));
+        return Err(NatMapsError::TooMany(maps.len()));
     }
     for (i, a) in maps.iter().enumerate() {
         for b in &maps[..i] {
             if a.inside.contains(&b.inside.network()) || b.inside.contains(&a.inside.network()) {
-                return Err(format!(
-                    "{a} and {b} overlap: an inside address must map to one public address"
-                ));
+                return Err(NatMapsError::Overlap { a: *a, b: *b });
             }
         }
     }

@@ -32,31 +32,76 @@ mod diagnostics;
 mod validate;
 mod values;
 
-pub use diagnostics::{render, ConfigError, Location};
+pub use diagnostics::{render, render_one, ConfigError, Key, Location, Problem, SettingName};
 use validate::validate;
+pub use validate::BadSetting;
 pub use values::{parse_cidr, Fragments, LogFormat, OnOff, SignalingMode};
 use values::{Nets, Ports};
 
 use crate::calls::CallConfig;
-use crate::capture::nat::{check_maps, NatMap};
+use crate::capture::nat::NatMap;
 use crate::datapath::forward::ForwardMode;
 use crate::datapath::load::XdpMode;
 use crate::ng::NgConfig;
 
-/// An invalid `pinhole run` setting (file or flags): bad input (exit 2).
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+/// An invalid configuration (file or flags): bad input (exit 2). Every
+/// problem found is kept, typed, in the order the user should read them.
+#[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("--max-pinholes {given} out of range ({min}-{max} flows)")]
-    Capacity { given: u64, min: u64, max: u64 },
-    #[error("port {0} is both a --sip-ports and an --rtsp-ports port")]
-    SignalingPortTwice(u16),
-    #[error(
-        "signaling port {port} lies in media port range {range}; XDP would drop its UDP packets"
-    )]
-    SignalingPortInMedia { port: u16, range: String },
-    /// The configuration file or the flags, with every problem found.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
+    /// The file at `path` could not be read or parsed. Shown as
+    /// `PATH:LINE:COL: message` (`PATH: message` for the file as a whole),
+    /// joined by `; `.
+    #[error("invalid configuration: {}", render(path, problems).replace('\n', "; "))]
+    File {
+        path: PathBuf,
+        problems: Vec<ConfigError>,
+    },
+    /// The settings (the file, if any, with the flags over it) are invalid.
+    /// A problem in the file is shown as `PATH:LINE:COL: message`, the
+    /// others name their flag or key; joined by `; `.
+    #[error("invalid configuration: {}", invalid_line(file.as_deref(), problems))]
+    Invalid {
+        file: Option<PathBuf>,
+        problems: Vec<ConfigError>,
+    },
+}
+
+impl SettingsError {
+    /// Every problem.
+    pub fn problems(&self) -> &[ConfigError] {
+        match self {
+            SettingsError::File { problems, .. } | SettingsError::Invalid { problems, .. } => {
+                problems
+            }
+        }
+    }
+
+    /// One line per problem, each naming the file when there is one, for
+    /// `pinhole check-config`: `PATH:LINE:COL: message` or `PATH: message`.
+    pub fn lines(&self) -> Vec<String> {
+        let path = match self {
+            SettingsError::File { path, .. } => Some(path.as_path()),
+            SettingsError::Invalid { file, .. } => file.as_deref(),
+        };
+        self.problems()
+            .iter()
+            .map(|e| match path {
+                Some(path) => render_one(path, e),
+                None => e.to_string(),
+            })
+            .collect()
+    }
+}
+
+fn invalid_line(file: Option<&Path>, problems: &[ConfigError]) -> String {
+    problems
+        .iter()
+        .map(|e| match file {
+            Some(path) if e.at.is_some() => render_one(path, e),
+            _ => e.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Where the systemd unit and the docs put the file.
@@ -409,30 +454,43 @@ impl RunSettings {
 pub struct ConfigFile {
     pub options: RunOptions,
     locations: HashMap<&'static str, Location>,
+    /// The file's path, when it was read from one ([`load`]).
+    path: Option<PathBuf>,
 }
 
 /// Reads and parses the file at `path` (at most [`MAX_FILE_SIZE`] bytes).
-pub fn load(path: &Path) -> Result<ConfigFile, Vec<ConfigError>> {
-    let fail = |m: String| vec![ConfigError::at(None, m)];
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+pub fn load(path: &Path) -> Result<ConfigFile, SettingsError> {
+    let fail = |at: Option<Location>, problem: Problem| SettingsError::File {
+        path: path.to_owned(),
+        problems: vec![ConfigError::at(at, problem)],
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(None, Problem::Read(e)))?;
     if !meta.is_file() {
-        return Err(fail("not a regular file".into()));
+        return Err(fail(None, Problem::NotAFile));
     }
     if meta.len() > MAX_FILE_SIZE {
-        return Err(fail(format!(
-            "file of {} bytes exceeds the {MAX_FILE_SIZE}-byte limit",
-            meta.len()
-        )));
+        return Err(fail(
+            None,
+            Problem::TooLarge {
+                size: meta.len(),
+                limit: MAX_FILE_SIZE,
+            },
+        ));
     }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| fail(None, Problem::Read(e)))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let loc = Location::of(
             &String::from_utf8_lossy(e.as_bytes()),
             e.utf8_error().valid_up_to(),
         );
-        vec![ConfigError::at(Some(loc), "not valid UTF-8")]
+        fail(Some(loc), Problem::NotUtf8(e.utf8_error()))
     })?;
-    parse(&text)
+    let mut file = parse(&text).map_err(|problems| SettingsError::File {
+        path: path.to_owned(),
+        problems,
+    })?;
+    file.path = Some(path.to_owned());
+    Ok(file)
 }
 
 /// Parses a config file's text. Reports every syntax error, unknown
@@ -442,10 +500,10 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<ConfigError>> {
     let at = |span: Option<Range<usize>>| span.map(|s| Location::of(text, s.start));
     let mut errors: Vec<ConfigError> = syntax
         .iter()
-        .map(|e| ConfigError::at(at(e.span()), e.message().trim()))
+        .map(|e| ConfigError::at(at(e.span()), Problem::Syntax(e.clone())))
         .collect();
     if !errors.is_empty() {
-        errors.sort_by_key(|e| (e.line, e.col));
+        errors.sort_by_key(ConfigError::position);
         // What the parser recovered is not what the author meant: keys
         // after a broken line may be missing or misplaced, so checking it
         // would only report follow-up errors.
@@ -457,10 +515,9 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<ConfigError>> {
                      value: &Spanned<DeValue<'_>>,
                      errors: &mut Vec<ConfigError>| {
         let name = key.get_ref().as_ref();
-        let where_ = if section.is_empty() {
-            format!("`{name}`")
-        } else {
-            format!("`{name}` in [{section}]")
+        let where_ = || Key {
+            section: section.to_owned(),
+            name: name.to_owned(),
         };
         match set_field(&mut file.options, section, name, value.clone()) {
             None => {
@@ -471,12 +528,18 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<ConfigError>> {
                     .collect();
                 errors.push(ConfigError::at(
                     at(Some(key.span())),
-                    format!("unknown key {where_}; expected one of {}", known.join(", ")),
+                    Problem::UnknownKey {
+                        key: where_(),
+                        expected: known,
+                    },
                 ));
             }
             Some(Err(e)) => errors.push(ConfigError::at(
                 at(e.span().or(Some(value.span()))),
-                format!("{where_}: {}", e.message().trim()),
+                Problem::BadValue {
+                    key: where_(),
+                    source: e,
+                },
             )),
             Some(Ok(())) => {
                 let f = KEYS
@@ -501,7 +564,9 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<ConfigError>> {
             }
             _ if is_section => errors.push(ConfigError::at(
                 at(Some(value.span())),
-                format!("[{name}] must be a table"),
+                Problem::NotATable {
+                    section: name.to_owned(),
+                },
             )),
             DeValue::Table(_) => {
                 let mut sections: Vec<&str> = KEYS.iter().map(|k| k.0).collect();
@@ -509,16 +574,16 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<ConfigError>> {
                 sections.dedup();
                 errors.push(ConfigError::at(
                     at(Some(key.span())),
-                    format!(
-                        "unknown section [{name}]; expected one of {}",
-                        sections.join(", ")
-                    ),
+                    Problem::UnknownSection {
+                        section: name.to_owned(),
+                        expected: sections,
+                    },
                 ));
             }
             _ => field("", key, value, &mut errors),
         }
     }
-    errors.sort_by_key(|e| (e.line, e.col));
+    errors.sort_by_key(ConfigError::position);
     if errors.is_empty() {
         Ok(file)
     } else {
@@ -528,7 +593,7 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<ConfigError>> {
 
 /// Reads, parses and validates the file at `path` as `pinhole run` would
 /// with no flags, without touching the kernel (`pinhole check-config`).
-pub fn check(path: &Path) -> Result<RunSettings, Vec<ConfigError>> {
+pub fn check(path: &Path) -> Result<RunSettings, SettingsError> {
     resolve(Some(load(path)?), RunOptions::default())
 }
 
@@ -571,32 +636,26 @@ fn join(ports: &[u16]) -> String {
 
 /// Merges the file (if any) and the flags (flags win), fills the defaults
 /// and validates. Errors point into the file for settings it made.
-pub fn resolve(
-    file: Option<ConfigFile>,
-    flags: RunOptions,
-) -> Result<RunSettings, Vec<ConfigError>> {
+pub fn resolve(file: Option<ConfigFile>, flags: RunOptions) -> Result<RunSettings, SettingsError> {
     let file = file.unwrap_or_default();
     let from_flags = flags.set_fields();
-    let locate = |field: &'static str| -> (Option<Location>, String) {
-        let (_, key, _, flag) = KEYS
+    let locate = |field: &'static str| -> (Option<Location>, SettingName) {
+        let (section, key, _, flag) = KEYS
             .iter()
             .find(|k| k.2 == field)
             .copied()
             .expect("a declared field");
         if from_flags.contains(&field) {
-            (None, flag.to_string())
-        } else {
-            let section = KEYS.iter().find(|k| k.2 == field).map_or("", |k| k.0);
-            let name = if section.is_empty() {
-                format!("`{key}`")
-            } else {
-                format!("`{key}` in [{section}]")
-            };
-            match file.locations.get(field) {
-                Some(loc) => (Some(*loc), name),
-                // Neither the file nor a flag set it: name both.
-                None => (None, format!("{flag} or {name}")),
-            }
+            return (None, SettingName::Flag(flag));
+        }
+        let key = Key {
+            section: section.to_owned(),
+            name: key.to_owned(),
+        };
+        match file.locations.get(field) {
+            Some(loc) => (Some(*loc), SettingName::Key(key)),
+            // Neither the file nor a flag set it: name both.
+            None => (None, SettingName::FlagOrKey { flag, key }),
         }
     };
     let o = file.options.clone().merge(flags);
@@ -642,11 +701,15 @@ pub fn resolve(
     };
     let mut errors = Vec::new();
     validate(&s, &locate, &mut errors);
-    errors.sort_by_key(|e| (e.line == 0, e.line, e.col));
+    // Problems in the file first, by position; then the others.
+    errors.sort_by_key(|e| (e.at.is_none(), e.position()));
     if errors.is_empty() {
         Ok(s)
     } else {
-        Err(errors)
+        Err(SettingsError::Invalid {
+            file: file.path,
+            problems: errors,
+        })
     }
 }
 

@@ -4,12 +4,27 @@ use super::*;
 
 const EXAMPLE: &str = include_str!("../../../examples/pinhole.toml");
 
-fn errors(text: &str) -> Vec<(usize, usize, String)> {
-    let r = parse(text).and_then(|f| resolve(Some(f), RunOptions::default()));
-    r.expect_err("errors")
-        .into_iter()
-        .map(|e| (e.line, e.col, e.message))
+/// Every problem as (line, column, its text without the position); (0, 0)
+/// when it has no position.
+fn found(problems: &[ConfigError]) -> Vec<(usize, usize, String)> {
+    problems
+        .iter()
+        .map(|e| {
+            let (line, col) = e.position();
+            (line, col, e.problem.to_string())
+        })
         .collect()
+}
+
+fn errors(text: &str) -> Vec<(usize, usize, String)> {
+    match parse(text) {
+        Err(problems) => found(&problems),
+        Ok(f) => found(
+            resolve(Some(f), RunOptions::default())
+                .expect_err("errors")
+                .problems(),
+        ),
+    }
 }
 
 #[test]
@@ -164,12 +179,25 @@ fn flags_override_the_file() {
     // Without the flag the file's value stands, and is refused at its line.
     let e = resolve(Some(file), RunOptions::default()).unwrap_err();
     assert_eq!(
-        e,
-        vec![ConfigError {
-            line: 5,
-            col: 16,
-            message: "`max_pinholes` in [filter]: 0 out of range (2-16777216 flows)".into()
-        }]
+        found(e.problems()),
+        [(
+            5,
+            16,
+            "`max_pinholes` in [filter]: 0 out of range (2-16777216 flows)".to_string()
+        )]
+    );
+    // Typed: the setting as the file names it, and why.
+    assert!(matches!(
+        &e.problems()[0].problem,
+        Problem::Setting {
+            setting: SettingName::Key(Key { section, name }),
+            reason: BadSetting::Capacity(0),
+        } if section == "filter" && name == "max_pinholes"
+    ));
+    // A parsed text has no path: the line names the key, no file.
+    assert_eq!(
+        e.to_string(),
+        "invalid configuration: line 5, column 16: `max_pinholes` in [filter]: 0 out of range (2-16777216 flows)"
     );
     // A bad value from a flag names the flag, without a position.
     let e = resolve(
@@ -181,12 +209,20 @@ fn flags_override_the_file() {
         },
     )
     .unwrap_err();
-    assert_eq!(e[0].line, 0);
+    let e = e.problems();
+    assert_eq!(e[0].at, None);
     assert_eq!(
-        e[0].message,
+        e[0].problem.to_string(),
         "--sip-ports: SIP port 10000 lies in media port range 10000-20000; the filter would drop its UDP packets"
     );
-    assert_eq!(e[0].to_string(), e[0].message);
+    assert_eq!(e[0].to_string(), e[0].problem.to_string());
+    assert!(matches!(
+        e[0].problem,
+        Problem::Setting {
+            setting: SettingName::Flag("--sip-ports"),
+            reason: BadSetting::SipPortInMedia { port: 10000, .. },
+        }
+    ));
 }
 
 #[test]
@@ -302,22 +338,22 @@ fn locations_and_rendering() {
         );
     }
     let errs = [
-        ConfigError {
-            line: 3,
-            col: 7,
-            message: "bad".into(),
-        },
-        ConfigError {
-            line: 0,
-            col: 0,
-            message: "worse".into(),
-        },
+        ConfigError::at(
+            Some(Location { line: 3, col: 7 }),
+            Problem::NotATable {
+                section: "ng".into(),
+            },
+        ),
+        ConfigError::at(None, Problem::NotAFile),
     ];
     assert_eq!(
         render(Path::new("/etc/p.toml"), &errs),
-        "/etc/p.toml:3:7: bad\n/etc/p.toml: worse"
+        "/etc/p.toml:3:7: [ng] must be a table\n/etc/p.toml: not a regular file"
     );
-    assert_eq!(errs[0].to_string(), "line 3, column 7: bad");
+    assert_eq!(
+        errs[0].to_string(),
+        "line 3, column 7: [ng] must be a table"
+    );
 }
 
 #[test]
@@ -341,12 +377,52 @@ fn check_reads_files() {
     std::fs::write(&bad, b"[filter]\ninterfaces = [\"e\xff\"]\n").unwrap();
     let e = check(&bad).unwrap_err();
     assert_eq!(
-        (e[0].line, e[0].col, e[0].message.as_str()),
-        (2, 17, "not valid UTF-8")
+        found(e.problems()),
+        [(2, 17, "not valid UTF-8".to_string())]
     );
-    let e = check(&dir.join("missing.toml")).unwrap_err();
-    assert!(e[0].message.starts_with("cannot read: "), "{e:?}");
+    assert_eq!(
+        e.lines(),
+        [format!("{}:2:17: not valid UTF-8", bad.display())]
+    );
+    let missing = dir.join("missing.toml");
+    let e = check(&missing).unwrap_err();
+    let p = &e.problems()[0].problem;
+    assert!(p.to_string().starts_with("cannot read: "), "{e:?}");
+    // The I/O error stays the cause, not a string.
+    let io = std::error::Error::source(p).and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(
+        io.map(std::io::Error::kind),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("invalid configuration: {}: {p}", missing.display())
+    );
     let e = check(&dir).unwrap_err();
-    assert_eq!(e[0].message, "not a regular file");
+    assert!(
+        matches!(e.problems()[0].problem, Problem::NotAFile),
+        "{e:?}"
+    );
+    assert_eq!(e.problems()[0].problem.to_string(), "not a regular file");
+    // Problems of the settings: check-config names the file on every line,
+    // even those not in it; `run` shows those bare.
+    let unset = dir.join("unset.toml");
+    std::fs::write(&unset, "[filter]\nmax_pinholes = 1\n").unwrap();
+    let e = check(&unset).unwrap_err();
+    let u = unset.display();
+    assert_eq!(
+        e.lines(),
+        [
+            format!("{u}:2:16: `max_pinholes` in [filter]: 1 out of range (2-16777216 flows)"),
+            format!("{u}: --iface or `interfaces` in [filter]: no interface to filter"),
+        ]
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "invalid configuration: {u}:2:16: `max_pinholes` in [filter]: 1 out of range \
+             (2-16777216 flows); --iface or `interfaces` in [filter]: no interface to filter"
+        )
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

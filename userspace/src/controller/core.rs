@@ -6,11 +6,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use pinhole_common::{Counter, FlowKey, Reason, LAST_SEEN_GRANULARITY_NS};
+use pinhole_common::{Counter, FlowKey, LatchValue, Reason, LAST_SEEN_GRANULARITY_NS};
 use tracing::{debug, error, info, warn};
 
 use super::{
-    latching, CommandError, ControllerConfig, FlowStore, EXPIRY_BUDGET, NG_OWNER_PREFIX, NS_PER_SEC,
+    latching::{ClaimKey, How, LatchHost, Latching, PRE_ANSWER_SUFFIX},
+    CommandError, ControllerConfig, FlowStore, EXPIRY_BUDGET, NG_OWNER_PREFIX, NS_PER_SEC,
 };
 use crate::{
     addr::{flow_endpoints, flow_key, Endpoint, Pair},
@@ -20,6 +21,7 @@ use crate::{
     controller::table::TableError,
     controller::table::{owner_name, MapOp, OpenOutcome, OpenRequest, PinholeId, PinholeTable},
     datapath::error::StoreError,
+    datapath::latch::{LatchKey, Latched},
     datapath::maps::Inserted,
     metrics::{SignalingCount, Snapshot},
     ng::{ApplyFailure, Pinholes, Totals},
@@ -63,8 +65,9 @@ pub(super) struct Core<S> {
     pub(super) applied: ApplyCounters,
     pub(super) full_log: RateLimit,
     pub(super) fail_log: RateLimit,
-    /// Half-open pinholes (bounded latching).
-    pub(super) latches: latching::Latches,
+    /// Half-open pinholes (bounded latching). Lent to its steps by
+    /// [`Core::latching`], which hands them `self` as their [`LatchHost`].
+    pub(super) latching: Latching,
 }
 
 /// The owner tag of a call's pinholes: `sip:…`/`rtsp:…` for observed
@@ -291,7 +294,7 @@ impl<S: FlowStore> Core<S> {
         // answer can use their room when the table is full to the last flow.
         let (first, rest): (Vec<Intent>, Vec<Intent>) = intents.into_iter().partition(|i| {
             matches!(i, Intent::Close { owner, a, b, .. }
-            if self.is_waiting_pre_answer(&latching::ClaimKey {
+            if self.latching.is_waiting_pre_answer(&ClaimKey {
                 owner: owner_tag(owner, Source::Observed),
                 a: *a,
                 b: *b,
@@ -326,18 +329,21 @@ impl<S: FlowStore> Core<S> {
                     pre_answer,
                 } => {
                     let tag = owner_tag(&owner, source);
-                    let how = latching::How {
+                    let how = How {
                         side,
                         from,
                         window,
                         idle: idle_timeout,
                         pre_answer,
                     };
-                    match self.latch_signaled(&tag, a, b, how) {
+                    match self.latching(|l, core| l.arm(core, &tag, a, b, how)) {
                         Ok(()) => out.opened += 1,
                         // No provisional pair is no refusal: the answer
                         // still opens what it justifies.
-                        Err(e) if pre_answer => self.pre_answer_unarmed(&tag, a, b, e),
+                        Err(e) if pre_answer => {
+                            let now = self.now();
+                            self.latching.pre_answer_unarmed(now, &tag, a, b, e);
+                        }
                         Err(e) => {
                             out.full += usize::from(is_full(&e));
                             out.failures.push(e.to_string());
@@ -409,7 +415,7 @@ impl<S: FlowStore> Core<S> {
         b: SocketAddr,
         cause: CloseCause,
     ) {
-        let claim = |source| latching::ClaimKey {
+        let claim = |source| ClaimKey {
             owner: owner_tag(owner, source),
             a,
             b,
@@ -417,9 +423,9 @@ impl<S: FlowStore> Core<S> {
         // A latch claims under the tag of the request that armed it: an ng
         // call's under its `ng:` tag, while its closes may come from the
         // timers (observed) as well as from ng requests.
-        if self.latch_release(&claim(Source::Observed), cause)
-            || self.latch_release(&claim(Source::Ng), cause)
-            || self.pre_answer_release_unknown(&claim(Source::Observed), cause)
+        if self.latching(|l, core| l.release(core, &claim(Source::Observed), cause))
+            || self.latching(|l, core| l.release(core, &claim(Source::Ng), cause))
+            || Latching::release_unknown_pre_answer(self, &claim(Source::Observed), cause)
         {
             return;
         }
@@ -456,12 +462,12 @@ impl<S: FlowStore> Core<S> {
         b: SocketAddr,
         idle: Duration,
     ) {
-        let claim = latching::ClaimKey {
+        let claim = ClaimKey {
             owner: owner_tag(owner, Source::Observed),
             a,
             b,
         };
-        if self.latch_retime(&claim, idle) {
+        if self.latching(|l, core| l.retime(core, &claim, idle)) {
             return;
         }
         let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
@@ -511,11 +517,11 @@ impl<S: FlowStore> Core<S> {
         tag: &str,
         pair: &Pair,
     ) -> Option<(Owner, SocketAddr, SocketAddr)> {
-        let (base, pre_answer) = match tag.strip_suffix(latching::PRE_ANSWER_SUFFIX) {
+        let (base, pre_answer) = match tag.strip_suffix(PRE_ANSWER_SUFFIX) {
             Some(base) => (base, true),
             None => (tag, false),
         };
-        let (a, b) = match self.latch_expired(base, pre_answer, pair) {
+        let (a, b) = match self.latching.forget_expired(base, pre_answer, pair) {
             Some(claim) => (claim.a, claim.b),
             None if pre_answer => return None,
             None => (pair.a().addr(), pair.b().addr()),
@@ -535,16 +541,41 @@ impl<S: FlowStore> Core<S> {
         a: SocketAddr,
         b: SocketAddr,
     ) -> Option<u64> {
-        let claim = latching::ClaimKey {
+        let claim = ClaimKey {
             owner: owner_tag(owner, Source::Observed),
             a,
             b,
         };
-        let (src, dst) = match self.latches.latched_pair(&claim) {
+        let (src, dst) = match self.latching.latched_pair(&claim) {
             Some(p) => (p.a(), p.b()),
             None => (Endpoint::new(a).ok()?, Endpoint::new(b).ok()?),
         };
         last_seen(&self.store, &flow_key(src, dst), self.now())
+    }
+
+    /// Runs one step of latching with `self` as its host. The latch state
+    /// is taken out of `self` for the step, so the step may borrow the rest
+    /// of `self` mutably; no [`LatchHost`] method reads it.
+    pub(super) fn latching<R>(&mut self, step: impl FnOnce(&mut Latching, &mut Self) -> R) -> R {
+        let mut latching = std::mem::take(&mut self.latching);
+        let out = step(&mut latching, self);
+        self.latching = latching;
+        out
+    }
+
+    /// Adopts one report of the XDP program (see [`Latching::on_latched`]).
+    pub(super) fn on_latched(&mut self, ev: Latched) {
+        self.latching(|l, core| l.on_latched(core, ev));
+    }
+
+    /// Removes lapsed latch entries (see [`Latching::expire`]).
+    pub(super) fn expire_latches(&mut self) {
+        self.latching(|l, core| l.expire(core));
+    }
+
+    /// `signaling.detail.latching` of `stats --json`.
+    pub(super) fn latch_stats(&self) -> serde_json::Value {
+        self.latching.stats(self.table.reserved())
     }
 
     /// Retries removals that failed.
@@ -598,7 +629,7 @@ impl<S: FlowStore> Core<S> {
             signaling,
             refusals,
             interfaces: Vec::new(),
-            latch_events: self.latches.counters().events(),
+            latch_events: self.latching.counters().events(),
             queue: None,
         }
     }
@@ -625,6 +656,52 @@ impl<S: FlowStore> Core<S> {
                     self.pending_removals.push(*key);
                 }
             }
+        }
+    }
+}
+
+impl<S: FlowStore> LatchHost for Core<S> {
+    fn now(&self) -> u64 {
+        Core::now(self)
+    }
+
+    fn table(&mut self) -> &mut PinholeTable {
+        &mut self.table
+    }
+
+    fn arm_latch(&mut self, key: &LatchKey, value: LatchValue) -> Result<(), StoreError> {
+        self.store.arm_latch(key, value)
+    }
+
+    fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError> {
+        self.store.disarm_latch(key)
+    }
+
+    fn open_request_with(
+        &mut self,
+        req: OpenRequest,
+        installed: &[FlowKey],
+    ) -> Result<(PinholeId, OpenOutcome), CommandError> {
+        Core::open_request_with(self, req, installed)
+    }
+
+    fn open_failed(&mut self, owner: &str, a: SocketAddr, b: SocketAddr, e: CommandError) {
+        Core::open_failed(self, owner, a, b, e);
+    }
+
+    fn apply_removes(&mut self, ops: &[MapOp]) -> usize {
+        Core::apply_removes(self, ops)
+    }
+
+    fn remove_flow(&mut self, key: &FlowKey) {
+        Core::remove_flow(self, key);
+    }
+
+    fn latch_map_full(&mut self, key: &LatchKey, remote: SocketAddr, now: u64) {
+        self.applied.map_full += 1;
+        if let Some(n) = self.full_log.allow(now) {
+            error!(%key, %remote, map_full_total = self.applied.map_full, suppressed = n,
+                "LATCH REFUSED, flow map full (raise --max-pinholes)");
         }
     }
 }

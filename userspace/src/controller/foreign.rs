@@ -14,25 +14,28 @@
 //! media); its owner's updates and TTL govern it. Adopting turns it into
 //! claims of the owners the record names, with the record's timeout.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Mutex,
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use serde::{Deserialize, Serialize};
-
-use super::*;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use super::{
+    core::{Core, Source},
+    handle::Reply,
+    table::{OpenRequest, Pinhole, Pinholes},
+    CommandError, FlowStore,
+};
 use crate::{
-    addr::Pair,
-    controller::{
-        handle::Reply,
-        table::{OpenRequest, Pinhole, Pinholes},
-        ControllerCommand,
-    },
-    feed::EndKey,
-    metrics::HaNumbers,
+    addr::{Endpoint, Pair},
+    feed::{EndKey, Feed},
+    metrics::{HaNumbers, Metrics},
 };
 
 /// The owner tag prefix of foreign claims in the local table; never
@@ -235,153 +238,164 @@ pub struct HaReply {
     pub failed: usize,
 }
 
-impl ControllerHandle {
-    pub async fn ha(&self, op: HaOp) -> Result<HaReply, CommandError> {
-        self.call(|reply| ControllerCommand::Ha { op, reply }).await
+/// Hands the replicator what changed in this step (see the module doc):
+/// the table's snapshot when it changed, the ends of calls `feed` saw.
+pub(super) fn note<S: FlowStore>(core: &Core<S>, feed: &mut Feed) {
+    let Some(link) = core.config.ha.as_ref() else {
+        return;
+    };
+    feed.record_ends();
+    let generation = core.table.generation();
+    if link.sent.swap(generation, Ordering::Relaxed) != generation {
+        link.table.send_replace(core.table.snapshot());
+    }
+    for end in feed.take_ends() {
+        if link.ends.try_send(end).is_err() {
+            link.update(|s| s.ends_dropped += 1);
+        }
     }
 }
 
-impl<S: FlowStore> Controller<S> {
-    /// Hands the replicator what changed in this step (see the module doc).
-    pub(super) fn note_ha(&mut self) {
-        let Some(link) = self.core.config.ha.clone() else {
-            return;
-        };
-        self.feed.record_ends();
-        let generation = self.core.table.generation();
-        if link.sent.swap(generation, Ordering::Relaxed) != generation {
-            link.table.send_replace(self.core.table.snapshot());
-        }
-        for end in self.feed.take_ends() {
-            if link.ends.try_send(end).is_err() {
-                link.update(|s| s.ends_dropped += 1);
-            }
-        }
-    }
-
-    /// Runs one [`HaOp`]; `reply` gets the answer (a promote is answered
-    /// by the replicator).
-    pub(super) fn on_ha(&mut self, op: HaOp, reply: Reply<HaReply>) {
-        let result = match op {
-            HaOp::Promote => match &self.core.config.ha {
-                Some(link) => match link.promote.try_send(reply) {
-                    Ok(()) => return,
-                    Err(e) => {
-                        let reply = match e {
-                            mpsc::error::TrySendError::Full(r)
-                            | mpsc::error::TrySendError::Closed(r) => r,
-                        };
-                        let _ = reply.send(Err(CommandError::HaOff));
-                        return;
-                    }
-                },
-                None => Err(CommandError::HaOff),
-            },
-            HaOp::Install { node, rec } => self.install_foreign(&node, &rec),
-            HaOp::Remove { node, a, b } => Ok(self.remove_foreign(&node, a, b)),
-            HaOp::Adopt { node, recs } => Ok(self.adopt(&node, &recs)),
-            HaOp::End { end, seen_here } => Ok(self.end(&end, seen_here)),
-        };
-        let _ = reply.send(result);
-    }
-
-    fn install_foreign(&mut self, node: &str, rec: &Record) -> Result<HaReply, CommandError> {
-        self.core.open_request(OpenRequest {
-            pair: rec.pair()?,
-            idle_timeout_secs: 0,
-            owner: Some(foreign_tag(node)),
-        })?;
-        Ok(HaReply { done: 1, failed: 0 })
-    }
-
-    fn remove_foreign(&mut self, node: &str, a: SocketAddr, b: SocketAddr) -> HaReply {
-        let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
-            return HaReply::default();
-        };
-        match self.core.table.release(ea, eb, &Some(foreign_tag(node))) {
-            Ok(r) => {
-                self.core.apply_removes(&r.ops);
-                HaReply { done: 1, failed: 0 }
-            }
-            Err(_) => HaReply::default(),
-        }
-    }
-
-    /// Each record's owners claim its pair with its timeout, then the
-    /// foreign claim goes.
-    fn adopt(&mut self, node: &str, recs: &[Record]) -> HaReply {
-        let mut out = HaReply::default();
-        for rec in recs {
-            let opened = rec.pair().and_then(|pair| {
-                for owner in &rec.owners {
-                    self.core.open_request(OpenRequest {
-                        pair,
-                        idle_timeout_secs: rec.idle_secs,
-                        owner: owner.clone(),
-                    })?;
-                }
-                Ok(())
-            });
-            match opened {
-                Ok(()) => {
-                    self.remove_foreign(node, rec.a, rec.b);
-                    out.done += 1;
-                }
+/// Runs one [`HaOp`] on the table (`core`) and the calls (`feed`);
+/// `reply` gets the answer (a promote is answered by the replicator).
+pub(super) fn on_op<S: FlowStore>(
+    core: &mut Core<S>,
+    feed: &mut Feed,
+    op: HaOp,
+    reply: Reply<HaReply>,
+) {
+    let result = match op {
+        HaOp::Promote => match &core.config.ha {
+            Some(link) => match link.promote.try_send(reply) {
+                Ok(()) => return,
                 Err(e) => {
-                    warn!(%node, a = %rec.a, b = %rec.b, "adopting a foreign pinhole failed, it stays foreign: {e}");
-                    out.failed += 1;
+                    let reply = match e {
+                        mpsc::error::TrySendError::Full(r)
+                        | mpsc::error::TrySendError::Closed(r) => r,
+                    };
+                    let _ = reply.send(Err(CommandError::HaOff));
+                    return;
                 }
-            }
-        }
-        info!(%node, adopted = out.done, failed = out.failed, "HA: adopted foreign pinholes");
-        out
-    }
-
-    /// Ends a call or session another node saw end: the calls layer
-    /// closes its pairs, then claims of it no call here knows (adopted
-    /// pinholes) are released.
-    fn end(&mut self, end: &EndKey, seen_here: bool) -> HaReply {
-        let now = self.now();
-        let calls = self.feed.calls_mut();
-        let session = match end {
-            EndKey::Rtsp(tag) => match crate::calls::Owner::parse(tag) {
-                Some(crate::calls::Owner::Rtsp(key)) => Some(key),
-                _ => return HaReply::default(),
             },
-            EndKey::Sip(_) => None,
-        };
-        let intents = match (end, &session, seen_here) {
-            (_, _, true) => Vec::new(),
-            (EndKey::Sip(call_id), _, false) => calls.end_call_id(call_id, now),
-            (_, Some(key), false) => calls.end_session(key, now),
-            _ => Vec::new(),
-        };
-        let tracked = match (end, &session) {
-            (EndKey::Sip(call_id), _) => calls.has_call_id(call_id),
-            (_, Some(key)) => calls.has_session(key),
-            _ => false,
-        };
-        let mut done = intents.len();
-        self.core.apply(intents, Source::Observed);
-        if tracked {
-            return HaReply { done, failed: 0 };
+            None => Err(CommandError::HaOff),
+        },
+        HaOp::Install { node, rec } => install_foreign(core, &node, &rec),
+        HaOp::Remove { node, a, b } => Ok(remove_foreign(core, &node, a, b)),
+        HaOp::Adopt { node, recs } => Ok(adopt(core, &node, &recs)),
+        HaOp::End { end, seen_here } => Ok(end_call(core, feed, &end, seen_here)),
+    };
+    let _ = reply.send(result);
+}
+
+fn install_foreign<S: FlowStore>(
+    core: &mut Core<S>,
+    node: &str,
+    rec: &Record,
+) -> Result<HaReply, CommandError> {
+    core.open_request(OpenRequest {
+        pair: rec.pair()?,
+        idle_timeout_secs: 0,
+        owner: Some(foreign_tag(node)),
+    })?;
+    Ok(HaReply { done: 1, failed: 0 })
+}
+
+fn remove_foreign<S: FlowStore>(
+    core: &mut Core<S>,
+    node: &str,
+    a: SocketAddr,
+    b: SocketAddr,
+) -> HaReply {
+    let (Ok(ea), Ok(eb)) = (Endpoint::new(a), Endpoint::new(b)) else {
+        return HaReply::default();
+    };
+    match core.table.release(ea, eb, &Some(foreign_tag(node))) {
+        Ok(r) => {
+            core.apply_removes(&r.ops);
+            HaReply { done: 1, failed: 0 }
         }
-        let tags: std::collections::BTreeSet<String> = self
-            .core
-            .table
-            .iter()
-            .flat_map(|p| p.claims.keys().flatten())
-            .filter(|t| end.matches(t))
-            .cloned()
-            .collect();
-        for tag in tags {
-            for r in self.core.table.release_owned(&Some(tag)) {
-                self.core.apply_removes(&r.ops);
-                done += 1;
+        Err(_) => HaReply::default(),
+    }
+}
+
+/// Each record's owners claim its pair with its timeout, then the
+/// foreign claim goes.
+fn adopt<S: FlowStore>(core: &mut Core<S>, node: &str, recs: &[Record]) -> HaReply {
+    let mut out = HaReply::default();
+    for rec in recs {
+        let opened = rec.pair().and_then(|pair| {
+            for owner in &rec.owners {
+                core.open_request(OpenRequest {
+                    pair,
+                    idle_timeout_secs: rec.idle_secs,
+                    owner: owner.clone(),
+                })?;
+            }
+            Ok(())
+        });
+        match opened {
+            Ok(()) => {
+                remove_foreign(core, node, rec.a, rec.b);
+                out.done += 1;
+            }
+            Err(e) => {
+                warn!(%node, a = %rec.a, b = %rec.b, "adopting a foreign pinhole failed, it stays foreign: {e}");
+                out.failed += 1;
             }
         }
-        HaReply { done, failed: 0 }
     }
+    info!(%node, adopted = out.done, failed = out.failed, "HA: adopted foreign pinholes");
+    out
+}
+
+/// Ends a call or session another node saw end: the calls layer
+/// closes its pairs, then claims of it no call here knows (adopted
+/// pinholes) are released.
+fn end_call<S: FlowStore>(
+    core: &mut Core<S>,
+    feed: &mut Feed,
+    end: &EndKey,
+    seen_here: bool,
+) -> HaReply {
+    let now = core.now();
+    let calls = feed.calls_mut();
+    let session = match end {
+        EndKey::Rtsp(tag) => match crate::calls::Owner::parse(tag) {
+            Some(crate::calls::Owner::Rtsp(key)) => Some(key),
+            _ => return HaReply::default(),
+        },
+        EndKey::Sip(_) => None,
+    };
+    let intents = match (end, &session, seen_here) {
+        (_, _, true) => Vec::new(),
+        (EndKey::Sip(call_id), _, false) => calls.end_call_id(call_id, now),
+        (_, Some(key), false) => calls.end_session(key, now),
+        _ => Vec::new(),
+    };
+    let tracked = match (end, &session) {
+        (EndKey::Sip(call_id), _) => calls.has_call_id(call_id),
+        (_, Some(key)) => calls.has_session(key),
+        _ => false,
+    };
+    let mut done = intents.len();
+    core.apply(intents, Source::Observed);
+    if tracked {
+        return HaReply { done, failed: 0 };
+    }
+    let tags: std::collections::BTreeSet<String> = core
+        .table
+        .iter()
+        .flat_map(|p| p.claims.keys().flatten())
+        .filter(|t| end.matches(t))
+        .cloned()
+        .collect();
+    for tag in tags {
+        for r in core.table.release_owned(&Some(tag)) {
+            core.apply_removes(&r.ops);
+            done += 1;
+        }
+    }
+    HaReply { done, failed: 0 }
 }
 
 #[cfg(test)]
@@ -391,6 +405,9 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
+    use crate::controller::{
+        report::OpenParams, Controller, ControllerConfig, FakeStore, NS_PER_SEC,
+    };
 
     const S: u64 = NS_PER_SEC;
 

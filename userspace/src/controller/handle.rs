@@ -7,7 +7,10 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{CommandError, Controller, ControllerConfig, FlowStore, CHANNEL_DEPTH};
+use super::{
+    foreign::{HaOp, HaReply},
+    CommandError, Controller, ControllerConfig, FlowStore, CHANNEL_DEPTH,
+};
 use crate::{
     addr::Endpoint,
     capture::{nfqueue::Sink, PacketError, SignalingPacket},
@@ -68,8 +71,8 @@ pub enum ControllerCommand {
     },
     /// A change from the HA replicator, or `pinhole ha promote`.
     Ha {
-        op: super::foreign::HaOp,
-        reply: Reply<super::foreign::HaReply>,
+        op: HaOp,
+        reply: Reply<HaReply>,
     },
 }
 
@@ -165,6 +168,11 @@ impl ControllerHandle {
             .await
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// Runs one HA operation (see [`HaOp`]).
+    pub async fn ha(&self, op: HaOp) -> Result<HaReply, CommandError> {
+        self.call(|reply| ControllerCommand::Ha { op, reply }).await
     }
 
     /// Hands the XDP program's latch reports over and waits until they are

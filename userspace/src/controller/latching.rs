@@ -24,6 +24,10 @@
 //! provisional claim is released, so when both name the same pair the
 //! table's claim count keeps its flows (one owner tag would hold one claim,
 //! and releasing the provisional one would close the answered pair).
+//!
+//! [`Latching`] owns this state and its steps; it reaches the pinhole table
+//! and the flow map only through [`LatchHost`], which the controller's
+//! `Core` implements (`core.rs`), so this file knows nothing of `Core`.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -34,7 +38,10 @@ use std::{
 use pinhole_common::{FlowKey, LatchValue, FAMILY_V4, FAMILY_V6, IPPROTO_UDP};
 use tracing::{debug, error, info, warn};
 
-use super::{core::Core, table::OpenRequest, CommandError, FlowStore, NS_PER_SEC};
+use super::{
+    table::{MapOp, OpenOutcome, OpenRequest, PinholeId, PinholeTable},
+    CommandError, NS_PER_SEC,
+};
 use crate::{
     addr::{flow_key, AddrError, Endpoint, Pair},
     calls::CloseCause,
@@ -112,9 +119,43 @@ struct Entry {
     claimed_at: Option<u64>,
 }
 
-/// What the controller knows about half-open pinholes.
+/// What latching needs from the pinhole table and the flow map it works
+/// beside: implemented by the controller's `Core`, which owns both (and the
+/// [`Latching`] state). Arming reserves flows in the table and writes the
+/// latch map; a latched pair is opened like any pinhole, with the flows the
+/// program installed already in the map.
+pub(super) trait LatchHost {
+    /// CLOCK_MONOTONIC nanoseconds.
+    fn now(&self) -> u64;
+    /// The pinhole table: flow reservations, latched pinholes.
+    fn table(&mut self) -> &mut PinholeTable;
+    /// Puts an entry in the kernel's latch map.
+    fn arm_latch(&mut self, key: &LatchKey, value: LatchValue) -> Result<(), StoreError>;
+    /// Takes an entry out of the latch map: `false` when the program
+    /// claimed it meanwhile.
+    fn disarm_latch(&mut self, key: &LatchKey) -> Result<bool, StoreError>;
+    /// Opens (or claims) a pinhole whose flows `installed` are in the map
+    /// already.
+    fn open_request_with(
+        &mut self,
+        req: OpenRequest,
+        installed: &[FlowKey],
+    ) -> Result<(PinholeId, OpenOutcome), CommandError>;
+    /// Counts and logs a signaled pair that could not be opened.
+    fn open_failed(&mut self, owner: &str, a: SocketAddr, b: SocketAddr, e: CommandError);
+    /// Applies the removals of `ops`; returns how many.
+    fn apply_removes(&mut self, ops: &[MapOp]) -> usize;
+    /// Removes one flow from the map (retried later when that fails).
+    fn remove_flow(&mut self, key: &FlowKey);
+    /// The program could not complete `key` for `remote`: the flow map is
+    /// full. Counted with the map-full refusals, logged (rate-limited).
+    fn latch_map_full(&mut self, key: &LatchKey, remote: SocketAddr, now: u64);
+}
+
+/// What the controller knows about half-open pinholes, and what it does
+/// with them: arm, release, expire, adopt what the program latched.
 #[derive(Debug, Default)]
-pub(super) struct Latches {
+pub(super) struct Latching {
     entries: HashMap<LatchKey, Entry>,
     claims: HashMap<ClaimKey, Claim>,
     next_cookie: u64,
@@ -196,7 +237,7 @@ impl LatchCounters {
     }
 }
 
-impl Latches {
+impl Latching {
     pub fn counters(&self) -> &LatchCounters {
         &self.counters
     }
@@ -213,19 +254,12 @@ impl Latches {
             _ => None,
         }
     }
-}
 
-/// `d` in whole seconds, rounded up (a sub-second timeout must not become
-/// "never").
-fn secs_up(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
-impl<S: FlowStore> Core<S> {
     /// Arms (or joins) the half-open pinhole for the signaled pair `a` ↔
     /// `b`, whose `side` end latches from `from`.
-    pub(super) fn latch_signaled(
+    pub(super) fn arm(
         &mut self,
+        host: &mut impl LatchHost,
         owner: &str,
         a: SocketAddr,
         b: SocketAddr,
@@ -263,33 +297,32 @@ impl<S: FlowStore> Core<S> {
             a,
             b,
         };
-        if self.latches.claims.contains_key(&claim) {
+        if self.claims.contains_key(&claim) {
             return Ok(());
         }
-        let now = self.now();
-        let latches = &mut self.latches;
-        if let Some(e) = latches.entries.get_mut(&key) {
+        let now = host.now();
+        if let Some(e) = self.entries.get_mut(&key) {
             e.claimants.insert(claim.clone());
         } else {
-            if let Err(e) = self.table.reserve(FLOWS_PER_LATCH) {
-                latches.counters.refused_full += 1;
+            if let Err(e) = host.table().reserve(FLOWS_PER_LATCH) {
+                self.counters.refused_full += 1;
                 return Err(e.into());
             }
-            latches.next_cookie += 1;
+            self.next_cookie += 1;
             let value = LatchValue {
                 deadline_ns: now
                     .saturating_add(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
-                cookie: latches.next_cookie,
+                cookie: self.next_cookie,
             };
-            if let Err(e) = self.store.arm_latch(&key, value) {
-                self.table.unreserve(FLOWS_PER_LATCH);
+            if let Err(e) = host.arm_latch(&key, value) {
+                host.table().unreserve(FLOWS_PER_LATCH);
                 if matches!(e, StoreError::LatchMapFull) {
-                    latches.counters.refused_full += 1;
+                    self.counters.refused_full += 1;
                 }
                 return Err(e.into());
             }
-            latches.counters.armed += 1;
-            latches.entries.insert(
+            self.counters.armed += 1;
+            self.entries.insert(
                 key,
                 Entry {
                     cookie: value.cookie,
@@ -301,9 +334,9 @@ impl<S: FlowStore> Core<S> {
             info!(%key, owner, window_secs = window.as_secs(), cookie = value.cookie, pre_answer, "half-open pinhole armed");
         }
         if pre_answer {
-            latches.counters.pre_answer.armed += 1;
+            self.counters.pre_answer.armed += 1;
         }
-        latches.claims.insert(
+        self.claims.insert(
             claim,
             Claim {
                 side,
@@ -319,15 +352,15 @@ impl<S: FlowStore> Core<S> {
     /// (rate-limited), not a refusal of the call.
     pub(super) fn pre_answer_unarmed(
         &mut self,
+        now: u64,
         owner: &str,
         a: SocketAddr,
         b: SocketAddr,
         e: CommandError,
     ) {
-        let now = self.now();
-        self.latches.counters.pre_answer.unarmed += 1;
-        if let Some(n) = self.latches.log.allow(now) {
-            warn!(%owner, %a, %b, unarmed_total = self.latches.counters.pre_answer.unarmed, suppressed = n,
+        self.counters.pre_answer.unarmed += 1;
+        if let Some(n) = self.log.allow(now) {
+            warn!(%owner, %a, %b, unarmed_total = self.counters.pre_answer.unarmed, suppressed = n,
                 "no pre-answer latch (the answer still opens the call's media): {e}");
         }
     }
@@ -335,44 +368,48 @@ impl<S: FlowStore> Core<S> {
     /// Whether `claim` is a provisional (pre-answer) pair still waiting for
     /// its first packet: releasing it only gives back its reservation.
     pub(super) fn is_waiting_pre_answer(&self, claim: &ClaimKey) -> bool {
-        self.latches
-            .claims
+        self.claims
             .get(claim)
             .is_some_and(|c| c.pre_answer && matches!(c.state, State::Waiting(_)))
     }
 
     /// Releases `claim` if it is a latching one (whatever its state);
     /// returns whether it was.
-    pub(super) fn latch_release(&mut self, claim: &ClaimKey, cause: CloseCause) -> bool {
-        let Some(c) = self.latches.claims.remove(claim) else {
+    pub(super) fn release(
+        &mut self,
+        host: &mut impl LatchHost,
+        claim: &ClaimKey,
+        cause: CloseCause,
+    ) -> bool {
+        let Some(c) = self.claims.remove(claim) else {
             return false;
         };
         match c.state {
             State::Waiting(key) => {
                 if c.pre_answer {
-                    self.latches.counters.pre_answer.answered_first += 1;
+                    self.counters.pre_answer.answered_first += 1;
                 }
-                let now = self.now();
-                if let Some(e) = self.latches.entries.get_mut(&key) {
+                let now = host.now();
+                if let Some(e) = self.entries.get_mut(&key) {
                     e.claimants.remove(claim);
                     if e.claimants.is_empty() && e.claimed_at.is_none() {
-                        self.disarm(key, now);
+                        self.disarm(host, key, now);
                     }
                 }
             }
             State::Latched(pair) => {
                 let tag = Some(adoption_tag(&claim.owner, c.pre_answer));
-                match self.table.release(pair.a(), pair.b(), &tag) {
+                match host.table().release(pair.a(), pair.b(), &tag) {
                     Ok(r) => {
                         if c.pre_answer {
-                            let pa = &mut self.latches.counters.pre_answer;
+                            let pa = &mut self.counters.pre_answer;
                             if r.closed {
                                 pa.superseded += 1;
                             } else {
                                 pa.confirmed += 1;
                             }
                         }
-                        let removed = self.apply_removes(&r.ops);
+                        let removed = host.apply_removes(&r.ops);
                         info!(id = %r.pinhole.id, a = %pair.a(), b = %pair.b(), owner = claim.owner,
                             cause = cause.name(), closed = r.closed, flows_removed = removed,
                             "latched pinhole released");
@@ -394,8 +431,8 @@ impl<S: FlowStore> Core<S> {
     /// restart: claims are not saved, the call state is): the pinholes
     /// held under the call's pre-answer tag at the pair's known end.
     /// Returns whether `claim` names a provisional pair (one end port 0).
-    pub(super) fn pre_answer_release_unknown(
-        &mut self,
+    pub(super) fn release_unknown_pre_answer(
+        host: &mut impl LatchHost,
         claim: &ClaimKey,
         cause: CloseCause,
     ) -> bool {
@@ -405,16 +442,16 @@ impl<S: FlowStore> Core<S> {
             _ => return false,
         };
         let tag = Some(adoption_tag(&claim.owner, true));
-        let held: Vec<(Endpoint, Endpoint)> = self
-            .table
+        let held: Vec<(Endpoint, Endpoint)> = host
+            .table()
             .iter()
             .filter(|p| p.is_held_by(&tag))
             .filter(|p| p.pair.a().addr() == known || p.pair.b().addr() == known)
             .map(|p| (p.pair.a(), p.pair.b()))
             .collect();
         for (a, b) in held {
-            if let Ok(r) = self.table.release(a, b, &tag) {
-                let removed = self.apply_removes(&r.ops);
+            if let Ok(r) = host.table().release(a, b, &tag) {
+                let removed = host.apply_removes(&r.ops);
                 info!(id = %r.pinhole.id, a = %a, b = %b, owner = claim.owner, cause = cause.name(),
                     closed = r.closed, flows_removed = removed, "pre-answer pinhole of an earlier daemon released");
             }
@@ -425,21 +462,21 @@ impl<S: FlowStore> Core<S> {
     /// Removes the entry `key` from the map: its window passed or nobody
     /// wants it any more. When the program claimed it meanwhile, waits for
     /// the report instead.
-    fn disarm(&mut self, key: LatchKey, now: u64) {
-        match self.store.disarm_latch(&key) {
+    fn disarm(&mut self, host: &mut impl LatchHost, key: LatchKey, now: u64) {
+        match host.disarm_latch(&key) {
             Ok(true) => {
-                let e = self.latches.entries.remove(&key).expect("caller checked");
-                self.table.unreserve(FLOWS_PER_LATCH);
+                let e = self.entries.remove(&key).expect("caller checked");
+                host.table().unreserve(FLOWS_PER_LATCH);
                 if e.claimants.is_empty() {
-                    self.latches.counters.withdrawn += 1;
+                    self.counters.withdrawn += 1;
                     debug!(%key, "half-open pinhole withdrawn");
                 } else {
-                    self.latches.counters.expired += 1;
+                    self.counters.expired += 1;
                     for c in &e.claimants {
-                        if let Some(claim) = self.latches.claims.get_mut(c) {
+                        if let Some(claim) = self.claims.get_mut(c) {
                             claim.state = State::Lapsed;
                             if claim.pre_answer {
-                                self.latches.counters.pre_answer.expired += 1;
+                                self.counters.pre_answer.expired += 1;
                             }
                         }
                     }
@@ -447,12 +484,12 @@ impl<S: FlowStore> Core<S> {
                 }
             }
             Ok(false) => {
-                if let Some(e) = self.latches.entries.get_mut(&key) {
+                if let Some(e) = self.entries.get_mut(&key) {
                     e.claimed_at = Some(now);
                 }
             }
             Err(err) => {
-                if let Some(n) = self.latches.log.allow(now) {
+                if let Some(n) = self.log.allow(now) {
                     warn!(%key, suppressed = n, "removing a half-open pinhole failed, will retry: {err}");
                 }
             }
@@ -461,10 +498,9 @@ impl<S: FlowStore> Core<S> {
 
     /// Removes entries whose window passed or whose claimants all left;
     /// gives up on claimed entries whose report never came.
-    pub(super) fn expire_latches(&mut self) {
-        let now = self.now();
+    pub(super) fn expire(&mut self, host: &mut impl LatchHost) {
+        let now = host.now();
         let due: Vec<LatchKey> = self
-            .latches
             .entries
             .iter()
             .filter(|(_, e)| {
@@ -473,10 +509,9 @@ impl<S: FlowStore> Core<S> {
             .map(|(k, _)| *k)
             .collect();
         for key in due {
-            self.disarm(key, now);
+            self.disarm(host, key, now);
         }
         let lost: Vec<LatchKey> = self
-            .latches
             .entries
             .iter()
             .filter(|(_, e)| {
@@ -486,10 +521,10 @@ impl<S: FlowStore> Core<S> {
             .map(|(k, _)| *k)
             .collect();
         for key in lost {
-            let e = self.latches.entries.remove(&key).expect("just listed");
-            self.table.unreserve(FLOWS_PER_LATCH);
+            let e = self.entries.remove(&key).expect("just listed");
+            host.table().unreserve(FLOWS_PER_LATCH);
             for c in &e.claimants {
-                if let Some(claim) = self.latches.claims.get_mut(c) {
+                if let Some(claim) = self.claims.get_mut(c) {
                     claim.state = State::Lapsed;
                 }
             }
@@ -498,27 +533,23 @@ impl<S: FlowStore> Core<S> {
     }
 
     /// One report from the program.
-    pub(super) fn on_latched(&mut self, ev: Latched) {
-        let now = self.now();
+    pub(super) fn on_latched(&mut self, host: &mut impl LatchHost, ev: Latched) {
+        let now = host.now();
         let fwd = flow_key_of(ev.remote, ev.key.local);
         let rev = flow_key_of(ev.key.local, ev.remote);
         if !ev.installed {
             // The program dropped the packet and put the entry back.
-            self.latches.counters.flows_full += 1;
-            self.applied.map_full += 1;
-            if let Some(e) = self.latches.entries.get_mut(&ev.key) {
+            self.counters.flows_full += 1;
+            if let Some(e) = self.entries.get_mut(&ev.key) {
                 e.claimed_at = None;
             }
-            if let Some(n) = self.full_log.allow(now) {
-                error!(key = %ev.key, remote = %ev.remote, map_full_total = self.applied.map_full, suppressed = n,
-                    "LATCH REFUSED, flow map full (raise --max-pinholes)");
-            }
+            host.latch_map_full(&ev.key, ev.remote, now);
             return;
         }
-        self.latches.counters.latched += 1;
-        let claimants = match self.latches.entries.remove(&ev.key) {
+        self.counters.latched += 1;
+        let claimants = match self.entries.remove(&ev.key) {
             Some(e) => {
-                self.table.unreserve(FLOWS_PER_LATCH);
+                host.table().unreserve(FLOWS_PER_LATCH);
                 if e.cookie != ev.cookie {
                     debug!(key = %ev.key, armed = e.cookie, reported = ev.cookie, "latch re-armed while it was claimed");
                 }
@@ -528,7 +559,7 @@ impl<S: FlowStore> Core<S> {
         };
         let mut adopted = 0;
         for claim in claimants {
-            let Some(c) = self.latches.claims.get(&claim).cloned() else {
+            let Some(c) = self.claims.get(&claim).cloned() else {
                 continue;
             };
             let (a, b) = match c.side {
@@ -536,31 +567,31 @@ impl<S: FlowStore> Core<S> {
                 Side::B => (ev.key.local, ev.remote),
             };
             let tag = adoption_tag(&claim.owner, c.pre_answer);
-            let state = match self.adopt(&tag, a, b, c.idle_timeout_secs, &[fwd, rev]) {
+            let state = match Self::adopt(host, &tag, a, b, c.idle_timeout_secs, &[fwd, rev]) {
                 Ok(pair) => {
                     adopted += 1;
                     if c.pre_answer {
-                        self.latches.counters.pre_answer.latched += 1;
+                        self.counters.pre_answer.latched += 1;
                     }
                     info!(owner = claim.owner, %a, %b, signaled_a = %claim.a, signaled_b = %claim.b,
                         "pinhole latched");
                     State::Latched(pair)
                 }
                 Err(e) => {
-                    self.open_failed(&claim.owner, a, b, e);
+                    host.open_failed(&claim.owner, a, b, e);
                     State::Lapsed
                 }
             };
-            if let Some(c) = self.latches.claims.get_mut(&claim) {
+            if let Some(c) = self.claims.get_mut(&claim) {
                 c.state = state;
             }
         }
         if adopted == 0 {
             // Nobody wants the pair any more: take the program's flows out.
-            self.latches.counters.orphaned += 1;
+            self.counters.orphaned += 1;
             for k in [fwd, rev] {
-                if self.table.refcount(&k) == 0 {
-                    self.remove_flow(&k);
+                if host.table().refcount(&k) == 0 {
+                    host.remove_flow(&k);
                 }
             }
             debug!(key = %ev.key, remote = %ev.remote, "latched pair orphaned, removed");
@@ -571,15 +602,20 @@ impl<S: FlowStore> Core<S> {
     /// a claim still waiting keeps it for its adoption, a latched one
     /// re-claims its pinhole (same flows, no map change). Returns whether
     /// `claim` is a latching one.
-    pub(super) fn latch_retime(&mut self, claim: &ClaimKey, idle: Duration) -> bool {
-        let Some(c) = self.latches.claims.get_mut(claim) else {
+    pub(super) fn retime(
+        &mut self,
+        host: &mut impl LatchHost,
+        claim: &ClaimKey,
+        idle: Duration,
+    ) -> bool {
+        let Some(c) = self.claims.get_mut(claim) else {
             return false;
         };
         c.idle_timeout_secs = secs_up(idle);
         if let State::Latched(pair) = c.state {
             let tag = adoption_tag(&claim.owner, c.pre_answer);
             let secs = c.idle_timeout_secs;
-            if let Err(e) = self.adopt(&tag, pair.a().addr(), pair.b().addr(), secs, &[]) {
+            if let Err(e) = Self::adopt(host, &tag, pair.a().addr(), pair.b().addr(), secs, &[]) {
                 warn!(
                     owner = claim.owner,
                     "changing a latched pair's idle timeout failed: {e}"
@@ -592,14 +628,13 @@ impl<S: FlowStore> Core<S> {
     /// The latched claim of `owner` (provisional or not) whose pinhole
     /// `pair` idled out, forgotten so that the call's next latch for it
     /// arms afresh.
-    pub(super) fn latch_expired(
+    pub(super) fn forget_expired(
         &mut self,
         owner: &str,
         pre_answer: bool,
         pair: &Pair,
     ) -> Option<ClaimKey> {
         let key = self
-            .latches
             .claims
             .iter()
             .find(|(k, c)| {
@@ -608,13 +643,13 @@ impl<S: FlowStore> Core<S> {
                     && matches!(c.state, State::Latched(p) if p.key() == pair.key())
             })
             .map(|(k, _)| k.clone())?;
-        self.latches.claims.remove(&key);
+        self.claims.remove(&key);
         Some(key)
     }
 
     /// Records the pair the program installed as `owner`'s pinhole.
     fn adopt(
-        &mut self,
+        host: &mut impl LatchHost,
         owner: &str,
         a: SocketAddr,
         b: SocketAddr,
@@ -622,7 +657,7 @@ impl<S: FlowStore> Core<S> {
         installed: &[FlowKey],
     ) -> Result<Pair, CommandError> {
         let pair = Pair::new(Endpoint::new(a)?, Endpoint::new(b)?, false)?;
-        self.open_request_with(
+        host.open_request_with(
             OpenRequest {
                 pair,
                 idle_timeout_secs,
@@ -646,23 +681,30 @@ impl<S: FlowStore> Core<S> {
             a,
             b,
         };
-        if let Some(p) = self.latches.latched_pair(&claim(src, dst)) {
+        if let Some(p) = self.latched_pair(&claim(src, dst)) {
             return (p.a().addr(), p.b().addr());
         }
-        if let Some(p) = self.latches.latched_pair(&claim(dst, src)) {
+        if let Some(p) = self.latched_pair(&claim(dst, src)) {
             return (p.b().addr(), p.a().addr());
         }
         (src, dst)
     }
 
-    /// `signaling.detail.latching` of `stats --json`.
-    pub(super) fn latch_stats(&self) -> serde_json::Value {
+    /// `signaling.detail.latching` of `stats --json`; `reserved_flows` is
+    /// the table's reservation.
+    pub(super) fn stats(&self, reserved_flows: usize) -> serde_json::Value {
         serde_json::json!({
-            "counters": self.latches.counters(),
-            "pending": self.latches.pending(),
-            "reserved_flows": self.table.reserved(),
+            "counters": self.counters(),
+            "pending": self.pending(),
+            "reserved_flows": reserved_flows,
         })
     }
+}
+
+/// `d` in whole seconds, rounded up (a sub-second timeout must not become
+/// "never").
+fn secs_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// The owner tag the pinhole a claim latched is held under.

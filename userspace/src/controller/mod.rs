@@ -9,21 +9,26 @@
 //! each scrape). A periodic tick expires idle pinholes; call timers (BYE
 //! grace, delete delays, lifetimes) run at their deadline.
 //!
-//! Files, one concern each:
+//! Files, one concern each; each type is defined and implemented in one
+//! file, and [`Controller`]'s methods are all here (the other files give
+//! it types and free functions over the parts it lends them):
 //! - `mod.rs`: [`Controller`], the task's state and its run loop;
 //!   [`ControllerConfig`], [`CommandError`];
 //! - `handle.rs`: the [`ControllerCommand`] enum, [`ControllerHandle`], the queue sink;
 //! - `core.rs`: `Core`, the table and the flow store kept in step (open,
-//!   close, apply intents, expire);
+//!   close, apply intents, expire), and the table side of latching
+//!   (`LatchHost`);
 //! - `store.rs`: the [`FlowStore`] trait and [`KernelStore`]
 //!   (`fake_store.rs`: the in-memory one, for the unit tests only);
 //! - `table.rs`: the pure [`PinholeTable`];
-//! - `latching.rs`: half-open pinholes (bounded latching, pre-answer);
+//! - `latching.rs`: `Latching`, half-open pinholes (bounded latching,
+//!   pre-answer), owned by `Core`;
 //! - `foreign.rs`: HA's side (`--ha-redis`): the table snapshots handed
 //!   to the replicator, foreign pinholes installed, adopted, ended;
-//! - `persist.rs` and `state_file.rs`: keeping and reading the state file;
-//! - `report.rs` (reply types) and `reports.rs` (`list`/`calls` built off
-//!   the task);
+//! - `persist.rs` (`Persister`: when to write, what; taking over a saved
+//!   state) and `state_file.rs` (the file's format, its writer);
+//! - `report.rs` (reply types) and `reports.rs` (`list`/`calls` jobs built
+//!   off the task);
 //! - `tests/`, `*/tests.rs`: the unit tests.
 
 mod core;
@@ -58,6 +63,7 @@ use crate::{
         CallsReply, CloseReply, CounterInfo, FlowUsage, InterfaceStatus, LatencyStats, ListReply,
         OpenParams, OpenReply, RefusedStats, SignalingStats, StatsReply,
     },
+    controller::state_file::State,
     controller::table::PinholeTable,
     controller::table::TableError,
     datapath::error::StoreError,
@@ -90,6 +96,7 @@ mod persist;
 mod reports;
 
 pub use persist::RestoreReport;
+use persist::{Fingerprint, Persister, StateSnapshot};
 pub use reports::{CallsJob, CopiedStats, FlowStatsMap, ListJob, StatsReader};
 
 pub use self::core::ApplyCounters;
@@ -177,7 +184,7 @@ pub struct Controller<S> {
     latency: Histogram,
     ng: Option<NgService>,
     metrics: Option<Arc<Metrics>>,
-    persist: Option<persist::Persist>,
+    persist: Option<Persister>,
     /// The last expiry step ran out of budget with pinholes still due.
     expiry_backlog: bool,
     /// The longest step of the task's loop so far.
@@ -191,7 +198,7 @@ impl<S: FlowStore> Controller<S> {
             latency: Histogram::default(),
             ng: config.ng.clone().map(NgService::new),
             metrics: config.metrics.clone(),
-            persist: config.state_writer.clone().map(persist::Persist::new),
+            persist: config.state_writer.clone().map(Persister::new),
             expiry_backlog: false,
             longest_step: Duration::ZERO,
             core: Core {
@@ -202,7 +209,7 @@ impl<S: FlowStore> Controller<S> {
                 applied: ApplyCounters::default(),
                 full_log: RateLimit::default(),
                 fail_log: RateLimit::default(),
-                latches: latching::Latches::default(),
+                latching: latching::Latching::default(),
             },
         }
     }
@@ -269,7 +276,7 @@ impl<S: FlowStore> Controller<S> {
                 }
             }
             self.note_changes();
-            self.note_ha();
+            foreign::note(&self.core, &mut self.feed);
         }
         debug!("controller stopped");
     }
@@ -362,7 +369,7 @@ impl<S: FlowStore> Controller<S> {
 
     /// Counters of bounded latching.
     pub fn latch_counters(&self) -> &LatchCounters {
-        self.core.latches.counters()
+        self.core.latching.counters()
     }
 
     /// Opens (or refreshes) a pinhole for the operator (or the owner the
@@ -629,5 +636,64 @@ impl<S: FlowStore> Controller<S> {
     /// task: [`calls_job`](Self::calls_job)).
     pub fn calls(&self) -> Result<CallsReply, CommandError> {
         self.calls_job()?.build()
+    }
+
+    /// Takes what `list` needs (O(1) in the table size); the job builds
+    /// the reply anywhere.
+    pub fn list_job(&self) -> Result<ListJob, CommandError> {
+        ListJob::take(&self.core)
+    }
+
+    /// Takes what `calls` needs (O(calls), no map access).
+    pub fn calls_job(&self) -> Result<CallsJob, CommandError> {
+        CallsJob::take(&self.core, self.feed.calls())
+    }
+
+    /// Runs one HA operation (see [`foreign::on_op`]).
+    pub(super) fn on_ha(&mut self, op: foreign::HaOp, reply: handle::Reply<foreign::HaReply>) {
+        foreign::on_op(&mut self.core, &mut self.feed, op, reply);
+    }
+
+    /// The fingerprint of what the state file keeps.
+    fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.core.table, &self.feed, self.ng.as_ref())
+    }
+
+    /// Schedules a state file write when the state changed since the last
+    /// snapshot (see [`persist`]).
+    pub(super) fn note_changes(&mut self) {
+        if self.persist.is_none() {
+            return;
+        }
+        let fp = self.fingerprint();
+        if let Some(p) = &mut self.persist {
+            p.note(fp);
+        }
+    }
+
+    /// The state as the state file keeps it.
+    pub fn state(&self) -> State {
+        StateSnapshot::take(&self.core.table, self.feed.calls()).into_state()
+    }
+
+    /// Hands a snapshot to the state file's writer; returns its sequence
+    /// number (0 when there is no state file).
+    pub(super) fn save_state(&mut self) -> u64 {
+        if self.persist.is_none() {
+            return 0;
+        }
+        let fp = self.fingerprint();
+        let snapshot = StateSnapshot::take(&self.core.table, self.feed.calls());
+        self.persist.as_mut().map_or(0, |p| p.save(fp, snapshot))
+    }
+
+    /// Takes over the state an earlier daemon saved: its calls and
+    /// sessions, its pinholes with their ids, owners and times; then brings
+    /// the flow store in line with the table (`persist.rs`) and schedules
+    /// writing the merged state back (it may differ from the file).
+    pub fn restore(&mut self, state: State) -> RestoreReport {
+        let report = persist::restore(&mut self.core, self.feed.calls_mut(), state);
+        self.note_changes();
+        report
     }
 }

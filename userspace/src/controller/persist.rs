@@ -20,15 +20,17 @@ use pinhole_common::FlowKey;
 use tokio::time::Instant;
 use tracing::error;
 
-use super::{core::FlowDisplay, table::PinholeId, Controller, FlowStore};
-use crate::datapath::maps::Inserted;
-
+use super::{
+    core::{Core, FlowDisplay},
+    state_file::{SavedPinhole, State, StateWriter},
+    table::{PinholeId, PinholeTable, Pinholes},
+    FlowStore,
+};
 use crate::{
-    calls::CallsSnapshot,
-    controller::{
-        state_file::{SavedPinhole, State, StateWriter},
-        table::Pinholes,
-    },
+    calls::{Calls, CallsSnapshot},
+    datapath::maps::Inserted,
+    feed::Feed,
+    ng::NgService,
 };
 
 /// Delay between a change and its write, to coalesce bursts.
@@ -52,8 +54,9 @@ pub(super) struct Fingerprint {
     next_deadline: Option<u64>,
 }
 
-/// The controller's side of the state file.
-pub(super) struct Persist {
+/// The controller's side of the state file: when to write, and handing
+/// the writer what to write.
+pub(super) struct Persister {
     writer: Arc<StateWriter>,
     /// The fingerprint of the last snapshot taken (`None`: none yet).
     saved: Option<Fingerprint>,
@@ -63,9 +66,9 @@ pub(super) struct Persist {
     earliest: Instant,
 }
 
-impl Persist {
+impl Persister {
     pub(super) fn new(writer: Arc<StateWriter>) -> Self {
-        Persist {
+        Persister {
             writer,
             saved: None,
             due: None,
@@ -80,14 +83,25 @@ impl Persist {
 }
 
 /// The state of one instant, before it is serialised.
-struct StateSnapshot {
+pub(super) struct StateSnapshot {
     next_id: u64,
     pinholes: Pinholes,
     calls: CallsSnapshot,
 }
 
 impl StateSnapshot {
-    fn into_state(self) -> State {
+    /// What the state file keeps, taken now: cheap (the table's snapshot
+    /// is O(1), the calls' a copy), the rest is done by
+    /// [`into_state`](Self::into_state) wherever the caller likes.
+    pub(super) fn take(table: &PinholeTable, calls: &Calls) -> Self {
+        StateSnapshot {
+            next_id: table.next_id(),
+            pinholes: table.snapshot(),
+            calls: calls.snapshot(),
+        }
+    }
+
+    pub(super) fn into_state(self) -> State {
         State::new(
             self.next_id,
             self.pinholes.values().map(SavedPinhole::of).collect(),
@@ -96,7 +110,7 @@ impl StateSnapshot {
     }
 }
 
-/// What [`Controller::restore`] did.
+/// What [`Controller::restore`](super::Controller::restore) did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RestoreReport {
     /// Pinholes put back into the table.
@@ -115,136 +129,112 @@ pub struct RestoreReport {
     pub failed: usize,
 }
 
-impl<S: FlowStore> Controller<S> {
-    pub(super) fn fingerprint(&self) -> Fingerprint {
-        let calls = self.feed.calls();
+impl Fingerprint {
+    /// The fingerprint of the table, the calls and the ng service now.
+    pub(super) fn of(table: &PinholeTable, feed: &Feed, ng: Option<&NgService>) -> Self {
+        let calls = feed.calls();
         Fingerprint {
-            generation: self.core.table.generation(),
-            signaling_packets: self.feed.counters().packets,
-            ng_requests: self.ng.as_ref().map_or(0, |ng| {
+            generation: table.generation(),
+            signaling_packets: feed.counters().packets,
+            ng_requests: ng.map_or(0, |ng| {
                 let c = ng.counters();
                 c.ok.iter().chain(&c.errors).sum::<u64>()
             }),
             calls: calls.active_calls(),
             sessions: calls.active_sessions(),
-            next_deadline: self.feed.next_deadline(),
+            next_deadline: feed.next_deadline(),
+        }
+    }
+}
+
+impl Persister {
+    /// Schedules a write when the state (`now`, its fingerprint) changed
+    /// since the last snapshot.
+    pub(super) fn note(&mut self, now: Fingerprint) {
+        if self.saved != Some(now) && self.due.is_none() {
+            self.due = Some((Instant::now() + DEBOUNCE).max(self.earliest));
         }
     }
 
-    /// Schedules a write when the state changed since the last snapshot.
-    pub(super) fn note_changes(&mut self) {
-        if self.persist.is_none() {
-            return;
-        }
-        let fp = self.fingerprint();
-        let p = self.persist.as_mut().expect("checked");
-        if p.saved != Some(fp) && p.due.is_none() {
-            p.due = Some((Instant::now() + DEBOUNCE).max(p.earliest));
-        }
-    }
-
-    /// The state as the state file keeps it.
-    pub fn state(&self) -> State {
-        self.state_snapshot().into_state()
-    }
-
-    /// What the state file keeps, taken now: cheap, the rest is done by
-    /// [`StateSnapshot::into_state`] wherever the caller likes.
-    fn state_snapshot(&self) -> StateSnapshot {
-        let table = &self.core.table;
-        StateSnapshot {
-            next_id: table.next_id(),
-            pinholes: table.snapshot(),
-            calls: self.feed.calls().snapshot(),
-        }
-    }
-
-    /// Hands a snapshot to the writer, which serialises and writes it;
-    /// returns its sequence number (0 when there is no state file).
-    pub(super) fn save_state(&mut self) -> u64 {
-        if self.persist.is_none() {
-            return 0;
-        }
-        let fp = self.fingerprint();
-        let snapshot = self.state_snapshot();
-        let p = self.persist.as_mut().expect("checked");
-        let seq = p
+    /// Hands `snapshot` (whose fingerprint is `fp`) to the writer, which
+    /// serialises and writes it; returns its sequence number.
+    pub(super) fn save(&mut self, fp: Fingerprint, snapshot: StateSnapshot) -> u64 {
+        let seq = self
             .writer
             .submit_with(move || snapshot.into_state().to_bytes());
-        p.saved = Some(fp);
-        p.due = None;
-        p.earliest = Instant::now() + MIN_INTERVAL.max(p.writer.build_cost() * COST_FACTOR);
+        self.saved = Some(fp);
+        self.due = None;
+        self.earliest = Instant::now() + MIN_INTERVAL.max(self.writer.build_cost() * COST_FACTOR);
         seq
     }
+}
 
-    /// Takes over the state an earlier daemon saved: its calls and
-    /// sessions, and its pinholes with their ids, owners and times. Then
-    /// brings the flow store in line with the table (the store is the
-    /// adopted map, which the earlier daemon may have changed after its
-    /// last write): flows no pinhole has are removed, missing ones inserted.
-    pub fn restore(&mut self, state: State) -> RestoreReport {
-        let mut report = RestoreReport::default();
-        self.feed.calls_mut().restore(state.calls);
-        let calls = self.feed.calls();
-        (report.calls, report.sessions) = (calls.active_calls(), calls.active_sessions());
-        for saved in state.pinholes {
-            let claims = saved.claims();
-            match self.core.table.restore(
-                PinholeId(saved.id),
-                (saved.a, saved.b),
-                claims,
-                (saved.created_ns, saved.active_ns),
-                state.next_id,
-            ) {
-                Ok(_) => report.pinholes += 1,
-                Err(e) => {
-                    error!("{e}; its flows are removed");
-                    report.refused += 1;
-                }
+/// Takes over the state an earlier daemon saved: its calls and sessions
+/// (into `calls`), and its pinholes with their ids, owners and times (into
+/// `core`'s table). Then brings the flow store in line with the table (the
+/// store is the adopted map, which the earlier daemon may have changed
+/// after its last write): flows no pinhole has are removed, missing ones
+/// inserted.
+pub(super) fn restore<S: FlowStore>(
+    core: &mut Core<S>,
+    calls: &mut Calls,
+    state: State,
+) -> RestoreReport {
+    let mut report = RestoreReport::default();
+    calls.restore(state.calls);
+    (report.calls, report.sessions) = (calls.active_calls(), calls.active_sessions());
+    for saved in state.pinholes {
+        let claims = saved.claims();
+        match core.table.restore(
+            PinholeId(saved.id),
+            (saved.a, saved.b),
+            claims,
+            (saved.created_ns, saved.active_ns),
+            state.next_id,
+        ) {
+            Ok(_) => report.pinholes += 1,
+            Err(e) => {
+                error!("{e}; its flows are removed");
+                report.refused += 1;
             }
         }
-        let core = &mut self.core;
-        let wanted: HashSet<FlowKey> = core
-            .table
-            .iter()
-            .flat_map(|p| p.flows.iter().copied())
-            .collect();
-        match core.store.keys() {
-            Ok(keys) => {
-                for k in keys.iter().filter(|k| !wanted.contains(k)) {
-                    match core.store.remove(k) {
-                        Ok(_) => report.orphans_removed += 1,
-                        Err(e) => {
-                            error!(flow = %FlowDisplay(k), "removing a flow no pinhole has: {e}");
-                            core.pending_removals.push(*k);
-                            report.failed += 1;
-                        }
+    }
+    let wanted: HashSet<FlowKey> = core
+        .table
+        .iter()
+        .flat_map(|p| p.flows.iter().copied())
+        .collect();
+    match core.store.keys() {
+        Ok(keys) => {
+            for k in keys.iter().filter(|k| !wanted.contains(k)) {
+                match core.store.remove(k) {
+                    Ok(_) => report.orphans_removed += 1,
+                    Err(e) => {
+                        error!(flow = %FlowDisplay(k), "removing a flow no pinhole has: {e}");
+                        core.pending_removals.push(*k);
+                        report.failed += 1;
                     }
                 }
             }
+        }
+        Err(e) => {
+            error!("listing the adopted flows failed, flows of closed pinholes may stay open: {e}");
+            report.failed += 1;
+        }
+    }
+    let mut wanted: Vec<FlowKey> = wanted.into_iter().collect();
+    wanted.sort_by_key(|k| (k.src_addr, k.dst_addr, k.src_port, k.dst_port));
+    for k in &wanted {
+        match core.store.insert(k) {
+            Ok(Inserted::New) => report.reinserted += 1,
+            Ok(Inserted::Existed) => {}
             Err(e) => {
-                error!(
-                    "listing the adopted flows failed, flows of closed pinholes may stay open: {e}"
-                );
+                error!(flow = %FlowDisplay(k), "restoring a flow failed, its pinhole passes nothing: {e}");
                 report.failed += 1;
             }
         }
-        let mut wanted: Vec<FlowKey> = wanted.into_iter().collect();
-        wanted.sort_by_key(|k| (k.src_addr, k.dst_addr, k.src_port, k.dst_port));
-        for k in &wanted {
-            match core.store.insert(k) {
-                Ok(Inserted::New) => report.reinserted += 1,
-                Ok(Inserted::Existed) => {}
-                Err(e) => {
-                    error!(flow = %FlowDisplay(k), "restoring a flow failed, its pinhole passes nothing: {e}");
-                    report.failed += 1;
-                }
-            }
-        }
-        // Write the merged state back soon (it may differ from the file).
-        self.note_changes();
-        report
     }
+    report
 }
 
 #[cfg(test)]

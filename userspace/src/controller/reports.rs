@@ -27,15 +27,15 @@ use pinhole_common::{FlowKey, FlowStats};
 
 use super::table::Pinholes;
 use super::{
-    core::{owner_tag, Source},
+    core::{owner_tag, Core, Source},
     handle::Reply,
     report::{CallEntry, CallsReply, CounterInfo, FlowInfo, ListReply, PinholeInfo, StreamEntry},
     table::Pinhole,
-    CommandError, Controller, FlowStore, NS_PER_SEC, RTSP_OWNER_PREFIX,
+    CommandError, FlowStore, NS_PER_SEC, RTSP_OWNER_PREFIX,
 };
 use crate::{
     addr::{flow_endpoints, flow_key, Endpoint},
-    calls::Owner,
+    calls::{Calls, Owner},
     datapath::error::StoreError,
     ng::{call_stats, Totals},
 };
@@ -262,21 +262,24 @@ impl CallsJob {
     }
 }
 
-impl<S: FlowStore> Controller<S> {
+impl ListJob {
     /// Takes what `list` needs (O(1) in the table size).
-    pub fn list_job(&self) -> Result<ListJob, CommandError> {
+    pub(super) fn take<S: FlowStore>(core: &Core<S>) -> Result<ListJob, CommandError> {
         Ok(ListJob {
-            pinholes: self.core.table.snapshot(),
-            reader: self.core.store.reader()?,
-            now: self.now(),
+            pinholes: core.table.snapshot(),
+            reader: core.store.reader()?,
+            now: core.now(),
         })
     }
+}
 
+impl CallsJob {
     /// Takes what `calls` needs (O(calls), no map access).
-    pub fn calls_job(&self) -> Result<CallsJob, CommandError> {
-        let sip = self
-            .feed
-            .calls()
+    pub(super) fn take<S: FlowStore>(
+        core: &Core<S>,
+        calls: &Calls,
+    ) -> Result<CallsJob, CommandError> {
+        let sip = calls
             .sip_calls()
             .into_iter()
             .map(|info| {
@@ -290,7 +293,7 @@ impl<S: FlowStore> Controller<S> {
                 for s in &info.streams {
                     for (a, b) in [s.rtp, s.rtcp].into_iter().flatten() {
                         for (src, dst) in [(a, b), (b, a)] {
-                            let flow = self.core.signaled_flow(&tag, src, dst);
+                            let flow = core.latching.signaled_flow(&tag, src, dst);
                             if flow != (src, dst) {
                                 moved.insert((src, dst), flow);
                             }
@@ -306,9 +309,9 @@ impl<S: FlowStore> Controller<S> {
             .collect();
         Ok(CallsJob {
             sip,
-            pinholes: self.core.table.snapshot(),
-            reader: self.core.store.reader()?,
-            now: self.now(),
+            pinholes: core.table.snapshot(),
+            reader: core.store.reader()?,
+            now: core.now(),
         })
     }
 }

@@ -33,165 +33,24 @@
 //! have idled out, and [`PinholeTable::expire_some`] handles at most a given
 //! number of them per call (a due pinhole whose flows saw traffic is
 //! rescheduled, not expired).
+//!
+//! Here: the table and its changes. `table/pinhole.rs` holds one pinhole
+//! and its owners' claims, `table/changes.rs` the requests and results of a
+//! change, `table/error.rs` the refusals.
 
-use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    net::SocketAddr,
-};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use pinhole_common::FlowKey;
 
 use crate::addr::{pair_key, Endpoint, Pair, PairKey};
+pub use changes::{Expiry, MapOp, OpenOutcome, OpenPlan, OpenRequest, Release};
+pub use error::TableError;
+use pinhole::effective;
+pub use pinhole::{owner_name, Claim, OwnerTag, Pinhole, PinholeId, MANUAL_OWNER};
 
-/// Refusals of the pinhole table. None of them changes the table.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum TableError {
-    #[error(
-        "flow table full: the pinhole needs {needed} new flows but only {free} of {capacity} \
-         are free (close pinholes or raise --max-pinholes)"
-    )]
-    Full {
-        needed: usize,
-        free: usize,
-        capacity: usize,
-    },
-    #[error("no pinhole {a} <-> {b}")]
-    NotFound { a: SocketAddr, b: SocketAddr },
-    #[error("the open plan is stale: the table changed since it was made")]
-    StalePlan,
-    #[error("pinhole {id} ({a} <-> {b}) cannot be restored: {why}")]
-    Restore {
-        id: u64,
-        a: SocketAddr,
-        b: SocketAddr,
-        why: String,
-    },
-}
-
-const NS_PER_SEC: u64 = 1_000_000_000;
-
-/// Who holds a pinhole: `None` is the operator (CLI or control API without
-/// owner), `Some(tag)` a signaling owner such as `sip:<call-id>;from-tag=…`.
-pub type OwnerTag = Option<String>;
-
-/// How an owner tag is shown: `manual` for the operator.
-pub fn owner_name(owner: &OwnerTag) -> &str {
-    owner.as_deref().unwrap_or(MANUAL_OWNER)
-}
-
-/// The name of the operator's owner tag.
-pub const MANUAL_OWNER: &str = "manual";
-
-/// Identifies a pinhole for as long as the daemon runs. Never reused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct PinholeId(pub u64);
-
-impl std::fmt::Display for PinholeId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// One change to the flow map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MapOp {
-    Insert(FlowKey),
-    Remove(FlowKey),
-}
-
-/// What to open.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpenRequest {
-    pub pair: Pair,
-    /// Seconds without traffic after which the pinhole closes; 0 = never.
-    pub idle_timeout_secs: u64,
-    /// Who opens it; `None` for the operator.
-    pub owner: OwnerTag,
-}
-
-/// What one owner asked for on a pinhole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Claim {
-    /// 0 = never idle out.
-    pub idle_timeout_secs: u64,
-    /// Wants the RTCP pair (A+1 ↔ B+1) too.
-    pub rtcp: bool,
-}
-
-/// An open pinhole.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pinhole {
-    pub id: PinholeId,
-    /// The endpoints in the orientation of the first open; `rtcp` is set when
-    /// any owner wants RTCP.
-    pub pair: Pair,
-    /// The effective idle timeout: 0 (never) when any owner says never, else
-    /// the longest one.
-    pub idle_timeout_secs: u64,
-    /// Owners and what each asked for, never empty. `None` (manual) sorts
-    /// first.
-    pub claims: BTreeMap<OwnerTag, Claim>,
-    /// When it was first opened.
-    pub created_ns: u64,
-    /// The latest activity known: the last (re-)open or the newest
-    /// `last_seen_ns` of its flows seen so far. Idle time counts from here.
-    pub active_ns: u64,
-    /// Its flows, in [`Pair::flows`] order.
-    pub flows: Vec<FlowKey>,
-}
-
-impl Pinhole {
-    /// The idle timeout in nanoseconds, `None` when it never expires.
-    pub fn idle_timeout_ns(&self) -> Option<u64> {
-        (self.idle_timeout_secs != 0).then(|| self.idle_timeout_secs.saturating_mul(NS_PER_SEC))
-    }
-
-    /// When it idles out unless its flows saw traffic after `active_ns`:
-    /// `active_ns + timeout` (saturating); `None` when it never expires.
-    pub fn deadline_ns(&self) -> Option<u64> {
-        self.idle_timeout_ns()
-            .map(|t| self.active_ns.saturating_add(t))
-    }
-
-    /// Whether its known activity makes it idle at `now_ns`.
-    fn idle_at(&self, now_ns: u64) -> bool {
-        self.idle_timeout_ns()
-            .is_some_and(|timeout| now_ns.saturating_sub(self.active_ns) >= timeout)
-    }
-
-    /// The latest activity, given the flows' `last_seen_ns`.
-    pub fn last_active_ns(&self, mut last_seen: impl FnMut(&FlowKey) -> Option<u64>) -> u64 {
-        self.flows
-            .iter()
-            .filter_map(&mut last_seen)
-            .fold(self.active_ns, u64::max)
-    }
-
-    /// The owners' names (`manual` first when the operator holds it).
-    pub fn owner_names(&self) -> impl Iterator<Item = &str> {
-        self.claims.keys().map(owner_name)
-    }
-
-    /// Whether `owner` holds this pinhole.
-    pub fn is_held_by(&self, owner: &OwnerTag) -> bool {
-        self.claims.contains_key(owner)
-    }
-}
-
-/// The effective RTCP choice and idle timeout of a set of claims.
-fn effective(claims: &BTreeMap<OwnerTag, Claim>) -> (bool, u64) {
-    let rtcp = claims.values().any(|c| c.rtcp);
-    let idle = if claims.values().any(|c| c.idle_timeout_secs == 0) {
-        0
-    } else {
-        claims
-            .values()
-            .map(|c| c.idle_timeout_secs)
-            .max()
-            .unwrap_or(0)
-    };
-    (rtcp, idle)
-}
+mod changes;
+mod error;
+mod pinhole;
 
 /// `pair` with its RTCP flag set to `rtcp`, in the orientation of `like`.
 /// `alt` is another pair on the same endpoints that has `rtcp` already (one
@@ -206,67 +65,8 @@ fn shaped(pair: Pair, alt: Pair, rtcp: bool, like: Pair) -> Pair {
     }
 }
 
-/// Whether an open created a pinhole or updated an existing one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpenOutcome {
-    /// A new pinhole.
-    Opened,
-    /// The pinhole existed; this owner's claim was added or updated.
-    Refreshed,
-}
-
-/// A checked open that has not been applied yet: apply `ops` to the flow map,
-/// then [`PinholeTable::commit`] the plan. Dropping it leaves the table as it
-/// was, which is how a failed map update is rolled back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[must_use = "a plan does nothing until it is committed"]
-pub struct OpenPlan {
-    generation: u64,
-    pinhole: Pinhole,
-    outcome: OpenOutcome,
-    /// Inserts first, then removes (a re-open that drops RTCP removes flows).
-    pub ops: Vec<MapOp>,
-}
-
-impl OpenPlan {
-    pub fn id(&self) -> PinholeId {
-        self.pinhole.id
-    }
-
-    pub fn outcome(&self) -> OpenOutcome {
-        self.outcome
-    }
-
-    pub fn pinhole(&self) -> &Pinhole {
-        &self.pinhole
-    }
-}
-
-/// The result of [`PinholeTable::release`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Release {
-    /// The pinhole after the release (as it was, when it closed).
-    pub pinhole: Pinhole,
-    /// True when the last owner left and the pinhole closed.
-    pub closed: bool,
-    /// Flow removals to apply (none while other owners need every flow).
-    pub ops: Vec<MapOp>,
-}
-
 /// The pinholes by id, shared with the snapshots taken of it.
 pub type Pinholes = imbl::OrdMap<PinholeId, Pinhole>;
-
-/// What one [`PinholeTable::expire_some`] call did.
-#[derive(Debug, Default)]
-pub struct Expiry {
-    /// The pinholes that expired, with the flow removals to apply.
-    pub expired: Vec<(Pinhole, Vec<MapOp>)>,
-    /// Due pinholes whose traffic moved their deadline on.
-    pub rescheduled: usize,
-    /// True when the budget ran out with pinholes still due at `now`.
-    pub more: bool,
-}
 
 /// The table of open pinholes.
 #[derive(Debug)]

@@ -138,7 +138,7 @@ impl Fx {
         let mut have: Vec<FlowKey> = self.c.store().flows.keys().copied().collect();
         have.sort();
         assert_eq!(have, want, "flow map and table agree");
-        let pending = self.c.core.latches.pending();
+        let pending = self.c.core.latching.pending();
         assert_eq!(self.c.table().reserved(), 2 * pending, "reservations");
         assert_eq!(self.c.store().latches.len(), pending, "latch map entries");
     }
@@ -183,7 +183,7 @@ fn the_first_packet_latches_the_exact_pair_for_the_call() {
     let [fwd, _] = flows(NAT, LOCAL);
     fx.c.core.store.flows.get_mut(&fwd).unwrap().packets = 7;
     let totals = |s: &str, d: &str| {
-        let (s, d) = fx.c.core.signaled_flow(&tag("c1"), sa(s), sa(d));
+        let (s, d) = fx.c.core.latching.signaled_flow(&tag("c1"), sa(s), sa(d));
         fx.c.core.flow_totals(s, d).packets
     };
     assert_eq!((totals(SDP, LOCAL), totals(LOCAL, SDP)), (7, 0));
@@ -258,7 +258,7 @@ fn a_latch_reported_after_its_call_closed_is_removed_again() {
     // The call closes while the report is on its way: the removal finds
     // the entry claimed, so the controller waits for the report.
     fx.apply(vec![close("c1")]);
-    assert_eq!(fx.c.core.latches.pending(), 1);
+    assert_eq!(fx.c.core.latching.pending(), 1);
     fx.c.on_latched(vec![ev]);
     assert_eq!(fx.counters().orphaned, 1);
     assert!(fx.pinholes().is_empty());
@@ -558,7 +558,7 @@ fn a_provisional_pair_latched_before_a_restart_is_released_by_its_close() {
     let ev = fx.packet(NAT).unwrap();
     fx.c.on_latched(vec![ev]);
     // A restarted daemon knows the table and the calls, not the claims.
-    fx.c.core.latches = Latches::default();
+    fx.c.core.latching = Latching::default();
     fx.apply(vec![
         open_pair("c1", "192.0.2.10:40002"),
         close_provisional("c1"),

@@ -8,7 +8,9 @@ use super::*;
 use crate::{
     addr::{flow_key, Endpoint},
     calls::{Media, SipEvent, SipMethod, SipStart},
-    controller::{core::Source, report::OpenParams, ControllerConfig, FakeStore, NS_PER_SEC},
+    controller::{
+        core::Source, report::OpenParams, Controller, ControllerConfig, FakeStore, NS_PER_SEC,
+    },
 };
 
 const S: u64 = NS_PER_SEC;

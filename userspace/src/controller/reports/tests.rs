@@ -3,7 +3,9 @@ use std::collections::BTreeSet;
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::controller::{report::OpenParams, ControllerCommand, ControllerConfig, FakeStore};
+use crate::controller::{
+    report::OpenParams, Controller, ControllerCommand, ControllerConfig, FakeStore,
+};
 
 fn ep(s: &str) -> Endpoint {
     s.parse().unwrap()

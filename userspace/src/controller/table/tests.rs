@@ -1,3 +1,4 @@
+use super::pinhole::NS_PER_SEC;
 use super::*;
 use crate::addr::flow_key;
 

@@ -8,7 +8,7 @@ use crate::signaling::message::{FramingRules, StreamFramer};
 ///
 /// CRLF keep-alives between messages (RFC 5626 §3.5.1) are skipped and
 /// counted. Incomplete data is kept until more arrives; buffered data never
-/// exceeds [`MAX_MESSAGE_SIZE`](super::MAX_MESSAGE_SIZE). After an error
+/// exceeds [`MAX_MESSAGE_SIZE`](crate::signaling::MAX_MESSAGE_SIZE). After an error
 /// (oversized message, missing `Content-Length`, malformed header block) the
 /// stream has lost message boundaries: the framer is poisoned and every later
 /// [`SipFramer::push`] fails with [`MessageError::Poisoned`] until
